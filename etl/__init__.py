@@ -1,0 +1,1 @@
+"""Readers, writers, CRS normalisation, validation, transactional loading and the demo-city builder."""

@@ -1,0 +1,216 @@
+"""Input coordinate reference systems: naming them, and moving coordinates to and from WGS84.
+
+Chinese data arrives in four flavours: WGS84 (GPS), CGCS2000 (the national datum, within
+centimetres of WGS84, so treated as identical), GCJ-02 (Amap/Tencent) and BD-09 (Baidu), plus
+the occasional projected file with a proper EPSG code. Everything is stored in WGS84.
+"""
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pyproj
+import shapely
+from numpy.typing import ArrayLike, NDArray
+from pyproj.exceptions import CRSError
+
+from etl import chinacrs
+
+__all__ = [
+    "InputCRS",
+    "UnknownCRSError",
+    "crs_from_file",
+    "from_wgs84",
+    "geometries_from_wgs84",
+    "geometries_to_wgs84",
+    "metric_epsg_for",
+    "parse_crs",
+    "to_wgs84",
+]
+
+Coords = tuple[NDArray[np.float64], NDArray[np.float64]]
+Geometries = Sequence[shapely.Geometry | None] | NDArray[np.object_]
+_XYFunction = Callable[[NDArray[np.float64], NDArray[np.float64]], Coords]
+
+ACCEPTED = "wgs84, cgcs2000, gcj02, bd09 or EPSG:n"
+
+_ALIASES = {
+    "wgs84": "wgs84",
+    "wgs-84": "wgs84",
+    "cgcs2000": "cgcs2000",
+    "gcj02": "gcj02",
+    "gcj-02": "gcj02",
+    "bd09": "bd09",
+    "bd-09": "bd09",
+}
+_NAMED_EPSG: dict[str, int | None] = {"wgs84": 4326, "cgcs2000": 4490, "gcj02": None, "bd09": None}
+_EPSG_NAMES = {4326: "wgs84", 4490: "cgcs2000"}
+_WGS84_LIKE_EPSG = frozenset({4326, 4490})
+_EPSG_RE = re.compile(r"epsg\s*:\s*(\d+)")
+
+
+class UnknownCRSError(ValueError):
+    """An input CRS we cannot convert from; the message always says what would be accepted."""
+
+    def __init__(self, text: object, reason: str = "unknown CRS") -> None:
+        """Keep the offending text so callers can report it verbatim."""
+        self.text = text
+        super().__init__(f"{reason}: {text!r}; expected one of {ACCEPTED} (case-insensitive)")
+
+
+@dataclass(frozen=True)
+class InputCRS:
+    """A parsed input CRS: a canonical China-specific name, or 'EPSG:n' for anything pyproj knows."""
+
+    name: str
+    epsg: int | None
+
+    @property
+    def is_geographic_wgs84_like(self) -> bool:
+        """Tell whether coordinates can be stored as they are (CGCS2000 differs by centimetres)."""
+        return self.name in ("wgs84", "cgcs2000") or self.epsg in _WGS84_LIKE_EPSG
+
+
+WGS84 = InputCRS("wgs84", 4326)
+
+
+@lru_cache(maxsize=256)
+def _epsg_crs(code: int) -> InputCRS:
+    """Validate once per code: building a pyproj CRS hits the PROJ database."""
+    text = f"EPSG:{code}"
+    try:
+        crs = pyproj.CRS.from_epsg(code)
+    except CRSError:
+        raise UnknownCRSError(text, "EPSG code unknown to PROJ") from None
+    # Vertical, geocentric and engineering CRSs have codes too, but cannot place a 2-D map feature.
+    if not (crs.is_geographic or crs.is_projected):
+        raise UnknownCRSError(text, f"{crs.name} is a {crs.type_name}, not a horizontal CRS")
+    return InputCRS(text, code)
+
+
+def parse_crs(text: str | None) -> InputCRS:
+    """Parse a user-supplied CRS name; an absent one means WGS84, the only unambiguous default."""
+    if text is None or not text.strip():
+        return WGS84
+    key = text.strip().lower()
+    if key in _ALIASES:
+        name = _ALIASES[key]
+        return InputCRS(name, _NAMED_EPSG[name])
+    match = _EPSG_RE.fullmatch(key)
+    if match is None:
+        raise UnknownCRSError(text)
+    code = int(match.group(1))
+    if code in _EPSG_NAMES:
+        return InputCRS(_EPSG_NAMES[code], code)
+    return _epsg_crs(code)
+
+
+def crs_from_file(crs_like: pyproj.CRS | str | None) -> InputCRS | None:
+    """Map the CRS a file declares (as pyogrio/geopandas report it) to an InputCRS, None if none.
+
+    GCJ-02 and BD-09 have no EPSG codes, so a file can never declare them: files in those systems
+    claim WGS84 and the caller must override that with an explicit name.
+    """
+    if crs_like is None:
+        return None
+    try:
+        crs = pyproj.CRS.from_user_input(crs_like)
+    except CRSError:
+        raise UnknownCRSError(str(crs_like), "unreadable CRS declared by the file") from None
+    # GeoJSON's default OGC:CRS84 is WGS84 in lon/lat order, but has no EPSG code of its own.
+    if crs.to_authority() == ("OGC", "CRS84"):
+        return WGS84
+    code = crs.to_epsg()
+    if code is None:
+        raise UnknownCRSError(crs.to_string(), "file CRS has no EPSG equivalent")
+    return parse_crs(f"EPSG:{code}")
+
+
+@lru_cache(maxsize=64)
+def _transformer(src: int, dst: int) -> pyproj.Transformer:
+    """Build each transformer once: construction is slow, and since pyproj 3.1 sharing is thread-safe."""
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _epsg_of(crs: InputCRS) -> int:
+    """Refuse hand-built InputCRS values that name nothing convertible, rather than guess."""
+    if crs.epsg is None:
+        raise UnknownCRSError(crs.name)
+    return crs.epsg
+
+
+def _copy_xy(x: ArrayLike, y: ArrayLike) -> Coords:
+    """Return float64 copies, so every path hands back new arrays the caller may mutate."""
+    xs, ys = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return xs.copy(), ys.copy()
+
+
+def to_wgs84(x: ArrayLike, y: ArrayLike, crs: InputCRS) -> Coords:
+    """Convert coordinates (x = longitude/easting) in crs to WGS84 lon, lat."""
+    if crs.is_geographic_wgs84_like:
+        return _copy_xy(x, y)
+    if crs.name == "gcj02":
+        return chinacrs.gcj02_to_wgs84(x, y)
+    if crs.name == "bd09":
+        return chinacrs.bd09_to_wgs84(x, y)
+    lon, lat = _transformer(_epsg_of(crs), 4326).transform(*_copy_xy(x, y))
+    return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+
+
+def from_wgs84(lon: ArrayLike, lat: ArrayLike, crs: InputCRS) -> Coords:
+    """Convert WGS84 lon, lat to coordinates in crs (x = longitude/easting)."""
+    if crs.is_geographic_wgs84_like:
+        return _copy_xy(lon, lat)
+    if crs.name == "gcj02":
+        return chinacrs.wgs84_to_gcj02(lon, lat)
+    if crs.name == "bd09":
+        return chinacrs.wgs84_to_bd09(lon, lat)
+    x, y = _transformer(4326, _epsg_of(crs)).transform(*_copy_xy(lon, lat))
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+
+def _transform_geometries(geoms: Geometries, fn: _XYFunction) -> NDArray[np.object_]:
+    """Transform all coordinates of all geometries in one vectorised call, keeping any Z unchanged."""
+
+    def xy_fn(
+        x: NDArray[np.float64], y: NDArray[np.float64], z: NDArray[np.float64] | None = None
+    ) -> tuple[NDArray[np.float64], ...]:
+        new_x, new_y = fn(x, y)
+        return (new_x, new_y) if z is None else (new_x, new_y, z)
+
+    # include_z=None keeps 3-D geometries 3-D; shapely calls xy_fn once per dimensionality.
+    return shapely.transform(np.asarray(geoms, dtype=object), xy_fn, include_z=None, interleaved=False)
+
+
+def geometries_to_wgs84(geoms: Geometries, crs: InputCRS) -> NDArray[np.object_]:
+    """Convert shapely geometries (None allowed) from crs to WGS84."""
+    if crs.is_geographic_wgs84_like:
+        return np.asarray(geoms, dtype=object).copy()
+    return _transform_geometries(geoms, lambda x, y: to_wgs84(x, y, crs))
+
+
+def geometries_from_wgs84(geoms: Geometries, crs: InputCRS) -> NDArray[np.object_]:
+    """Convert shapely geometries (None allowed) from WGS84 to crs."""
+    if crs.is_geographic_wgs84_like:
+        return np.asarray(geoms, dtype=object).copy()
+    return _transform_geometries(geoms, lambda lon, lat: from_wgs84(lon, lat, crs))
+
+
+def metric_epsg_for(lon: float) -> int:
+    """Pick the CGCS2000 3-degree Gauss-Krüger zone (CM variant, EPSG:4534-4554) for a longitude.
+
+    These are the zones Chinese surveying and planning data use; within a zone the scale error
+    is at most ~3e-4, so lengths and areas computed there are good to a few parts in 10,000.
+    The CM variant puts no zone number in front of the easting, which keeps x a plain number.
+    Zone edges (odd multiples of 1.5°) go to the eastern zone. The zones span 73.5°E-136.5°E,
+    the whole of China, so that is the accepted range rather than the central meridians 75-135.
+    """
+    if not math.isfinite(lon):
+        raise ValueError(f"longitude must be finite, got {lon!r}")
+    central_meridian = 3 * math.floor(lon / 3 + 0.5)
+    if not 75 <= central_meridian <= 135:
+        raise ValueError(f"longitude {lon} is outside the CGCS2000 3-degree zones (73.5°E-136.5°E)")
+    return 4534 + (central_meridian - 75) // 3

@@ -1,0 +1,1 @@
+"""geoservice: the spatial governance service (settings, database, router, workflow, API, CLI)."""

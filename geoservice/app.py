@@ -1,0 +1,38 @@
+"""The FastAPI application: assembles routers; the engine lives in the lifespan, one per process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from geoservice.api import health, versions
+from geoservice.database import open_database, session_factory
+from geoservice.errors import register_error_handlers
+from geoservice.settings import DatabaseSettings
+
+
+def create_app(settings: DatabaseSettings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the app; tests pass their own engine, the server lets the lifespan open the database."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        app.state.engine = engine or open_database(settings)
+        app.state.sessions = session_factory(app.state.engine)
+        yield
+        if own_engine:
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="geoservice",
+        summary="Spatial governance service: grids, police posts, events and routing on PostGIS.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    register_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(versions.router)
+    return app

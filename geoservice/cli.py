@@ -1,0 +1,236 @@
+"""The ``geoservice`` command: database, demo, import/export, boundary versions, the server.
+
+Errors a user can act on exit with status 1 and a message naming what to fix; nothing is
+half-written, because every write runs in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from etl.contracts import CONTRACTS
+from etl.load import ImportRejected, import_layer
+from etl.readers import ReadError
+from etl.writers import ExportError, read_layer, write_layer
+from geoservice.database import embedded_cluster, open_database, transaction
+from geoservice.embedded import ClusterError
+from geoservice.settings import DatabaseSettings, ServerSettings
+from geoservice.versions import VersionError, list_versions, publish, resolve_version
+
+app = typer.Typer(
+    help="Spatial governance service: grids, police posts, events on PostGIS.", no_args_is_help=True
+)
+db_app = typer.Typer(help="The embedded PostGIS cluster (ignored when GEOSERVICE_DATABASE_URL is set).")
+versions_app = typer.Typer(help="Boundary versions of regions and grids.")
+app.add_typer(db_app, name="db")
+app.add_typer(versions_app, name="versions")
+
+console = Console()
+err = Console(stderr=True)
+LAYERS = ", ".join(CONTRACTS)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+# --- db ------------------------------------------------------------------------------------------
+@db_app.command("up")
+def db_up() -> None:
+    """Initialise (once) and start the embedded cluster; print its URL."""
+    settings = DatabaseSettings()
+    if settings.database_url:
+        console.print("GEOSERVICE_DATABASE_URL is set: that server is used, nothing to start")
+        return
+    try:
+        url = embedded_cluster(settings).up()
+    except ClusterError as exc:
+        raise _fail(str(exc)) from exc
+    open_database(settings).dispose()
+    console.print(url, highlight=False)
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded cluster cleanly."""
+    stopped = embedded_cluster(DatabaseSettings()).down()
+    console.print("stopped" if stopped else "not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Whether the embedded cluster is initialised and running, and on which port."""
+    status = embedded_cluster(DatabaseSettings()).status()
+    console.print(
+        f"datadir {status.datadir}\ninitialised {status.initialised}\n"
+        f"running {status.running}\nport {status.port}",
+        highlight=False,
+    )
+    if not status.running:
+        raise typer.Exit(3)  # like pg_ctl status: scripts can test it
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the SQLAlchemy URL of the database in use."""
+    settings = DatabaseSettings()
+    try:
+        console.print(settings.database_url or embedded_cluster(settings).url(), highlight=False)
+    except ClusterError as exc:
+        raise _fail(str(exc)) from exc
+
+
+# --- demo ----------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    boundary: Annotated[Path | None, typer.Option(help="County boundary (GeoJSON); default 如皋市")] = None,
+    crs: Annotated[str, typer.Option(help="CRS of --boundary")] = "gcj02",
+    adcode: Annotated[str, typer.Option(help="6-digit county code of --boundary")] = "320682",
+    seed: int = 320682,
+    grids: Annotated[int, typer.Option(help="about how many grids")] = 1500,
+    events: Annotated[int, typer.Option(help="historic events over 12 months")] = 50_000,
+) -> None:
+    """Load the demo city (once; skipped when it is already loaded)."""
+    from geoservice.demo import DEMO_BOUNDARY, DemoOptions, demo_loaded, load_demo
+
+    engine = open_database()
+    if demo_loaded(engine):
+        console.print("demo city already loaded")
+        return
+    options = DemoOptions(
+        boundary=boundary or DEMO_BOUNDARY, boundary_crs=crs, adcode=adcode, seed=seed,
+        n_grids=grids, n_communities=max(1, grids // 5), n_events=events,
+    )  # fmt: skip
+    with _spinner() as progress:
+        task = progress.add_task("demo city", total=None)
+        counts = load_demo(engine, options, step=lambda s: progress.update(task, description=s))
+    table = Table("layer", "rows", title="demo city loaded")
+    for layer, count in counts.items():
+        table.add_row(layer, f"{count:,}")
+    console.print(table)
+
+
+# --- import / export -----------------------------------------------------------------------------
+@app.command("import")
+def import_(
+    layer: Annotated[str, typer.Argument(help=f"one of: {LAYERS}")],
+    path: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage, Shapefile or CSV (lon, lat columns)")],
+    crs: Annotated[str | None, typer.Option(help="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = None,
+    fix: Annotated[bool, typer.Option(help="repair invalid geometries with make_valid")] = False,
+    version: Annotated[str | None, typer.Option(help="boundary version (draft) for regions/grids")] = None,
+) -> None:
+    """Validate a file and load all of it, or nothing."""
+    if layer not in CONTRACTS:
+        raise _fail(f"unknown layer {layer!r}; layers are: {LAYERS}")
+    engine = open_database()
+    try:
+        with _spinner() as progress, transaction(engine) as session:
+            progress.add_task(f"importing {path} into {layer}", total=None)
+            report = import_layer(session, layer, path, crs=crs, fix=fix, version=version)
+            if layer == "events":
+                from geoservice.event_routing import assign_places
+
+                assign_places(session)
+    except ImportRejected as exc:
+        for error in exc.errors:
+            err.print(f"  {error}", highlight=False, markup=False)
+        raise _fail(str(exc)) from exc
+    except (ReadError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    for repair in report.repairs:
+        console.print(f"  {repair}", highlight=False, markup=False)
+    where = f" (boundary version {report.version})" if report.version else ""
+    console.print(f"loaded {report.count:,} {layer}{where}")
+
+
+@app.command("export")
+def export(
+    layer: Annotated[str, typer.Argument(help=f"one of: {LAYERS}")],
+    path: Annotated[Path, typer.Argument(help=".geojson, .gpkg, .shp or .csv (points only)")],
+    version: Annotated[str | None, typer.Option(help="boundary version; default: the one in force")] = None,
+    crs: Annotated[str, typer.Option(help="wgs84 (default), gcj02 or bd09")] = "wgs84",
+) -> None:
+    """Write a layer in the import contract's columns."""
+    if layer not in CONTRACTS:
+        raise _fail(f"unknown layer {layer!r}; layers are: {LAYERS}")
+    engine = open_database()
+    try:
+        with transaction(engine) as session:
+            version_id = resolve_version(session, version) if CONTRACTS[layer].versioned else None
+            count = write_layer(read_layer(session, layer, version_id), path, crs)
+    except (ExportError, VersionError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"wrote {count:,} {layer} to {path}")
+
+
+# --- versions ------------------------------------------------------------------------------------
+@versions_app.command("list")
+def versions_list() -> None:
+    """Every boundary version, newest first."""
+    with transaction(open_database()) as session:
+        rows = list_versions(session)
+    table = Table("id", "name", "status", "effective from", "effective to", "regions", "grids")
+    for v in rows:
+        table.add_row(
+            str(v.id),
+            v.name,
+            v.status,
+            _when(v.effective_from),
+            _when(v.effective_to),
+            str(v.regions),
+            str(v.grids),
+        )
+    console.print(table)
+
+
+@versions_app.command("publish")
+def versions_publish(
+    name: str,
+    at: Annotated[
+        datetime | None, typer.Option(help="effective from (ISO 8601 with zone); default now")
+    ] = None,
+) -> None:
+    """Put a draft in force (atomically; the previous version is retired at the same instant)."""
+    try:
+        with transaction(open_database()) as session:
+            info = publish(session, name, at)
+    except VersionError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"published {info.name}: {info.grids} grids in force from {_when(info.effective_from)}")
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "—"
+
+
+# --- serve ---------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default GEOSERVICE_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default GEOSERVICE_PORT or 8000")] = None,
+    workers: int = 1,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs)."""
+    import uvicorn
+
+    settings = ServerSettings()
+    open_database().dispose()  # start the cluster and migrate once, before the workers fork
+    uvicorn.run(
+        "geoservice.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+    )
+
+
+def _spinner() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err)

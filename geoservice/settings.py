@@ -1,0 +1,68 @@
+"""Settings, one class per concern, all read from ``GEOSERVICE_*`` environment variables.
+
+Kept apart so that each part of the service can be configured (and tested) alone; the values are
+documented in the README's *Configuration* table.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the system of record lives.
+
+    With no ``database_url`` the service runs its own embedded PostGIS cluster under ``home``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
+
+    database_url: str | None = None
+    home: Path = Path(".geoservice")
+    pool_size: int = Field(5, ge=1, le=100)
+    pool_timeout_s: float = Field(10.0, gt=0)
+    embedded_os_user: str = "geoservice"
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, url: str | None) -> str | None:
+        if url and url.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+
+class CitySettings(BaseSettings):
+    """The city's metric CRS, used for every distance, buffer and area."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
+
+    metric_crs: str | None = Field(
+        None, description="e.g. EPSG:4549; default: the CGCS2000 3-degree GK zone of the city's centroid"
+    )
+
+
+class RoutingSettings(BaseSettings):
+    """How points are placed in grids."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
+
+    snap_tolerance_m: float = Field(50.0, ge=0, le=10_000)
+
+
+class ServerSettings(BaseSettings):
+    """Where the HTTP API listens."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+@lru_cache
+def database_settings() -> DatabaseSettings:
+    """Settings are read once per process; tests build their own instances instead."""
+    return DatabaseSettings()

@@ -1,0 +1,129 @@
+"""Boundary versions: list and publish.
+
+Publishing is one transaction: the version in force is retired at the instant the new one takes
+effect, the new one becomes published, and a ``NOTIFY boundary_version`` tells every API worker to
+swap its router. The exclusion constraint on ``boundary_versions`` guarantees that no two
+published periods overlap, whatever races happen around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+NOTIFY_CHANNEL = "boundary_version"
+
+
+class VersionError(ValueError):
+    """A version operation that cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A boundary version as listed to people."""
+
+    id: int
+    name: str
+    status: str
+    effective_from: datetime | None
+    effective_to: datetime | None
+    grids: int
+    regions: int
+
+
+def list_versions(session: Session) -> list[VersionInfo]:
+    """Every version, newest first, with its grid and region counts."""
+    rows = session.execute(
+        text(
+            "SELECT v.id, v.name, v.status::text AS status, v.effective_from, v.effective_to, "
+            "(SELECT count(*) FROM grids g WHERE g.version_id = v.id) AS grids, "
+            "(SELECT count(*) FROM regions r WHERE r.version_id = v.id) AS regions "
+            "FROM boundary_versions v ORDER BY v.id DESC"
+        )
+    ).all()
+    return [VersionInfo(**row._mapping) for row in rows]
+
+
+def current_version_id(session: Session, at: datetime | None = None) -> int | None:
+    """The version in force at ``at`` (default now), or None before the first publish."""
+    return session.execute(
+        text(
+            "SELECT id FROM boundary_versions WHERE status <> 'draft' "
+            "AND tstzrange(effective_from, effective_to) @> CAST(:at AS timestamptz)"
+        ),
+        {"at": at or datetime.now(UTC)},
+    ).scalar()
+
+
+def resolve_version(session: Session, name: str | None, at: datetime | None = None) -> int:
+    """The id of version ``name``, or of the one in force at ``at`` when no name is given."""
+    if name is None:
+        found = current_version_id(session, at)
+        if found is None:
+            raise VersionError("no boundary version is in force at that time; name one explicitly")
+        return found
+    found = session.execute(text("SELECT id FROM boundary_versions WHERE name = :n"), {"n": name}).scalar()
+    if found is None:
+        raise VersionError(f"no boundary version called {name!r}")
+    return found
+
+
+def publish(session: Session, name: str, effective_from: datetime | None = None) -> VersionInfo:
+    """Make draft ``name`` the version in force from ``effective_from`` (default now)."""
+    at = effective_from or datetime.now(UTC)
+    if at.tzinfo is None:
+        raise VersionError("effective_from needs a time zone (e.g. 2026-12-01T00:00:00+08:00)")
+    draft = session.execute(
+        text("SELECT id, status::text AS status FROM boundary_versions WHERE name = :n FOR UPDATE"),
+        {"n": name},
+    ).first()
+    if draft is None:
+        raise VersionError(f"no boundary version called {name!r}")
+    if draft.status != "draft":
+        raise VersionError(f"version {name!r} is {draft.status}; only a draft can be published")
+    _check_publishable(session, draft.id, name)
+    # Serialise publishers: the one in force is read and retired under the same lock.
+    session.execute(text("LOCK TABLE boundary_versions IN SHARE ROW EXCLUSIVE MODE"))
+    later = session.execute(
+        text("SELECT name FROM boundary_versions WHERE status <> 'draft' AND effective_from >= :at"),
+        {"at": at},
+    ).scalar()
+    if later:
+        raise VersionError(
+            f"version {later!r} takes effect at or after {at.isoformat()}; publish later than it"
+        )
+    session.execute(
+        text(
+            "UPDATE boundary_versions SET status = 'retired', effective_to = :at "
+            "WHERE status = 'published' AND effective_to IS NULL"
+        ),
+        {"at": at},
+    )
+    session.execute(
+        text(
+            "UPDATE boundary_versions SET status = 'published', effective_from = :at, published_at = now() "
+            "WHERE id = :id"
+        ),
+        {"at": at, "id": draft.id},
+    )
+    session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": NOTIFY_CHANNEL, "id": str(draft.id)})
+    return next(v for v in list_versions(session) if v.id == draft.id)
+
+
+def _check_publishable(session: Session, version_id: int, name: str) -> None:
+    counts = session.execute(
+        text(
+            "SELECT (SELECT count(*) FROM grids WHERE version_id = :v) AS grids, "
+            "(SELECT count(*) FROM grids g WHERE g.version_id = :v AND NOT EXISTS ("
+            "  SELECT 1 FROM regions r WHERE r.version_id = :v AND r.code = g.community_code "
+            "  AND r.level = 'community')) AS orphans"
+        ),
+        {"v": version_id},
+    ).one()
+    if counts.grids == 0:
+        raise VersionError(f"version {name!r} has no grids; import grids into it first")
+    if counts.orphans:
+        raise VersionError(f"version {name!r} has {counts.orphans} grid(s) whose community is not in it")

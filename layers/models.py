@@ -1,0 +1,319 @@
+"""GeoAlchemy2 models of every layer of the system of record.
+
+Geometries are stored in SRID 4326 (lon/lat); metric work happens in the city's projected CRS, never
+on these columns directly. Regions and grids belong to a boundary version; every other layer is
+unversioned and refers to places by code (the unified code table, ``code_table`` view).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SRID = 4326
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints predictably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
+
+
+class VersionStatus(enum.StrEnum):
+    """Life of a boundary version: draft → published → retired."""
+
+    draft = "draft"
+    published = "published"
+    retired = "retired"
+
+
+class RegionLevel(enum.StrEnum):
+    """The administrative levels grids nest in."""
+
+    city = "city"
+    town = "town"
+    community = "community"
+
+
+class PostLevel(enum.StrEnum):
+    """百米见村级警务室、千米见中心警务室、万米见派出所."""
+
+    village_room = "village_room"
+    central_room = "central_room"
+    station = "station"
+
+
+class BoundaryVersion(Base):
+    """A complete set of regions and grids, effective over [effective_from, effective_to).
+
+    The exclusion constraint in the migration keeps published periods from overlapping, so at most
+    one version is current at any instant.
+    """
+
+    __tablename__ = "boundary_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[VersionStatus] = mapped_column(
+        _enum(VersionStatus, "version_status"), server_default="draft"
+    )
+    effective_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    effective_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    based_on_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))
+    note: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Region(Base):
+    """City, town/street or community/village, by its 12-digit statistical division code."""
+
+    __tablename__ = "regions"
+    __table_args__ = (
+        UniqueConstraint("version_id", "code"),
+        CheckConstraint("code ~ '^[0-9]{12}$'", name="code_format"),
+        Index("ix_regions_geom", "geom", postgresql_using="gist"),
+        Index("ix_regions_parent", "version_id", "parent_code"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("boundary_versions.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[RegionLevel] = mapped_column(_enum(RegionLevel, "region_level"))
+    parent_code: Mapped[str | None] = mapped_column(String(12))
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False))
+    properties: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class Grid(Base):
+    """A basic grid (网格): its community's code + a 3-digit serial; one worker team, one officer."""
+
+    __tablename__ = "grids"
+    __table_args__ = (
+        UniqueConstraint("version_id", "code"),
+        CheckConstraint("code ~ '^[0-9]{15}$'", name="code_format"),
+        CheckConstraint("left(code, 12) = community_code", name="code_in_community"),
+        Index("ix_grids_geom", "geom", postgresql_using="gist"),
+        Index("ix_grids_community", "version_id", "community_code"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("boundary_versions.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(15))
+    name: Mapped[str] = mapped_column(String(200))
+    community_code: Mapped[str] = mapped_column(String(12))
+    workers: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    officer: Mapped[str | None] = mapped_column(String(100))
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False))
+    properties: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class PolicePost(Base):
+    """A police post; stations may carry their jurisdiction (辖区) polygon."""
+
+    __tablename__ = "police_posts"
+    __table_args__ = (
+        Index("ix_police_posts_geom", "geom", postgresql_using="gist"),
+        Index("ix_police_posts_jurisdiction", "jurisdiction", postgresql_using="gist"),
+        CheckConstraint("jurisdiction IS NULL OR level = 'station'", name="jurisdiction_only_for_stations"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[PostLevel] = mapped_column(_enum(PostLevel, "post_level"))
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    jurisdiction: Mapped[Any | None] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False))
+    properties: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class KeyPlace(Base):
+    """A key place (重点场所): school, hospital, market, risk source… as a point or a polygon."""
+
+    __tablename__ = "key_places"
+    __table_args__ = (
+        Index("ix_key_places_geom", "geom", postgresql_using="gist"),
+        Index("ix_key_places_type", "type"),
+        CheckConstraint(
+            "GeometryType(geom) IN ('POINT', 'POLYGON', 'MULTIPOLYGON')", name="point_or_polygon"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(50))
+    geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=False))
+    properties: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class Department(Base):
+    """A responsible department that events are routed to."""
+
+    __tablename__ = "departments"
+
+    code: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(50), server_default="bureau")
+    region_code: Mapped[str | None] = mapped_column(String(12))
+
+
+class Category(Base):
+    """Event classes (社会治安, 公共安全, 城市管理, 环境保护, 民生服务) and their subcategories."""
+
+    __tablename__ = "categories"
+
+    code: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("categories.code"))
+    accept_hours: Mapped[float] = mapped_column(Float)
+    handle_hours: Mapped[float] = mapped_column(Float)
+
+
+class RoutingRule(Base):
+    """(category, region scope, key-place type within a distance, zone) → department, as data."""
+
+    __tablename__ = "routing_rules"
+    __table_args__ = (
+        CheckConstraint("(place_type IS NULL) = (place_distance_m IS NULL)", name="place_type_with_distance"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"))
+    region_code: Mapped[str | None] = mapped_column(String(12))
+    place_type: Mapped[str | None] = mapped_column(String(50))
+    place_distance_m: Mapped[float | None] = mapped_column(Float)
+    zone_layer: Mapped[str | None] = mapped_column(String(50))
+    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"))
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+
+
+class Event(Base):
+    """A reported event and where the router sent it; ``row_version`` is the optimistic lock."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_geom", "geom", postgresql_using="gist"),
+        Index("ix_events_status", "status"),
+        Index("ix_events_grid", "grid_code"),
+        Index("ix_events_occurred", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    source: Mapped[str] = mapped_column(String(30), server_default="public")
+    priority: Mapped[str] = mapped_column(String(20), server_default="normal")
+    status: Mapped[str] = mapped_column(String(20), server_default="reported")
+    escalation_level: Mapped[str] = mapped_column(String(20), server_default="grid")
+    reporter_name: Mapped[str | None] = mapped_column(String(100))
+    reporter_phone: Mapped[str | None] = mapped_column(String(50))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    grid_code: Mapped[str | None] = mapped_column(String(15))
+    community_code: Mapped[str | None] = mapped_column(String(12))
+    town_code: Mapped[str | None] = mapped_column(String(12))
+    station_code: Mapped[str | None] = mapped_column(String(50))
+    department_code: Mapped[str | None] = mapped_column(ForeignKey("departments.code"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("routing_rules.id"))
+    route_reason: Mapped[str | None] = mapped_column(Text)
+    boundary_version_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))
+    row_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    properties: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class EventLog(Base):
+    """Append-only audit trail of an event; a trigger refuses UPDATE and DELETE for every role."""
+
+    __tablename__ = "event_log"
+    __table_args__ = (Index("ix_event_log_event", "event_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(30))
+    action: Mapped[str] = mapped_column(String(30))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, server_default="")
+    details: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class Population(Base):
+    """Population counts at points (or cell centroids), for coverage reports by people served."""
+
+    __tablename__ = "population"
+    __table_args__ = (Index("ix_population_geom", "geom", postgresql_using="gist"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[float] = mapped_column(Float)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+
+
+class Setting(Base):
+    """Small persisted facts about the dataset (its metric CRS, the demo's seed)."""
+
+    __tablename__ = "dataset_settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+__all__ = [
+    "Base",
+    "BoundaryVersion",
+    "Category",
+    "Department",
+    "Event",
+    "EventLog",
+    "Grid",
+    "KeyPlace",
+    "PolicePost",
+    "PostLevel",
+    "Population",
+    "Region",
+    "RegionLevel",
+    "RoutingRule",
+    "Setting",
+    "VersionStatus",
+]

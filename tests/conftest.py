@@ -1,0 +1,105 @@
+"""Test fixtures: a real PostGIS cluster started through the project's own embedded-cluster code.
+
+The cluster lives under ``.geoservice/test`` (apart from the demo's data). One database is migrated
+once and used as a template; ``empty_db`` clones it for each test that writes (a clone takes a
+fraction of a second), and ``demo_db`` holds the full demo city, built once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import Engine
+
+from geoservice.database import make_engine, migrate
+from geoservice.embedded import EmbeddedCluster
+
+ROOT = Path(__file__).parents[1]
+TEMPLATE = "geoservice_template"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> EmbeddedCluster:
+    cluster = EmbeddedCluster(ROOT / ".geoservice" / "test")
+    cluster.up(TEMPLATE)
+    cluster.ensure_database(TEMPLATE, fresh=True)
+    engine = make_engine(cluster.url(TEMPLATE))
+    migrate(engine)
+    engine.dispose()
+    return cluster
+
+
+def _admin(cluster: EmbeddedCluster) -> psycopg.Connection:
+    return psycopg.connect(cluster.conninfo("postgres"), autocommit=True)
+
+
+def clone_template(cluster: EmbeddedCluster, name: str) -> str:
+    with _admin(cluster) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+        conn.execute(create.format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+    return cluster.url(name)
+
+
+def drop_database(cluster: EmbeddedCluster, name: str) -> None:
+    with _admin(cluster) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_url(cluster: EmbeddedCluster) -> Iterator[str]:
+    """URL of a freshly migrated, empty database of this test's own."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield clone_template(cluster, name)
+    drop_database(cluster, name)
+
+
+@pytest.fixture
+def empty_db(empty_url: str) -> Iterator[Engine]:
+    engine = make_engine(empty_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def use_database(empty_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the CLI (which reads GEOSERVICE_DATABASE_URL) at this test's database."""
+    monkeypatch.setenv("GEOSERVICE_DATABASE_URL", empty_url)
+    return empty_url
+
+
+@pytest.fixture(scope="session")
+def demo_url(cluster: EmbeddedCluster) -> str:
+    """A database holding the full demo city, loaded once per session; tests only read it."""
+    from geoservice.demo import load_demo
+
+    url = clone_template(cluster, "geoservice_demo")
+    engine = make_engine(url)
+    load_demo(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_db(demo_url: str) -> Iterator[Engine]:
+    engine = make_engine(demo_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite's own cluster, never a developer's server by accident.
+    os.environ.pop("GEOSERVICE_DATABASE_URL", None)

@@ -1,0 +1,117 @@
+"""The schema on a real PostGIS: migrations, indexes, constraints the data relies on."""
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from geoservice.database import MIGRATIONS, migrate
+from layers.models import Base
+
+MULTIPOLYGON = "SRID=4326;MULTIPOLYGON(((120 32, 120.01 32, 120.01 32.01, 120 32.01, 120 32)))"
+
+
+def _alembic(engine: Engine, fn, *args) -> None:
+    with engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        fn(config, *args)
+
+
+def test_models_and_migrations_agree(empty_db: Engine):
+    _alembic(empty_db, command.check)  # raises if autogenerate would produce any operation
+
+
+def test_downgrade_and_upgrade_again(empty_db: Engine):
+    _alembic(empty_db, command.downgrade, "base")
+    assert "grids" not in inspect(empty_db).get_table_names()
+    migrate(empty_db)
+    assert set(Base.metadata.tables) <= set(inspect(empty_db).get_table_names())
+
+
+def test_every_geometry_column_has_a_gist_index(empty_db: Engine):
+    with empty_db.connect() as conn:
+        columns = conn.execute(
+            text(
+                "SELECT f_table_name, f_geometry_column FROM geometry_columns WHERE f_table_schema = 'public'"
+            )
+        ).all()
+        indexed = {
+            (row.tablename, row.indexdef.split("(")[-1].rstrip(")"))
+            for row in conn.execute(
+                text("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%gist%'")
+            )
+        }
+    assert len(columns) >= 7
+    assert set(columns) <= indexed
+
+
+@pytest.fixture
+def with_event(empty_db: Engine) -> Engine:
+    with empty_db.begin() as conn:
+        conn.execute(text("INSERT INTO categories VALUES ('public_order', '社会治安', NULL, 1, 24)"))
+        conn.execute(
+            text(
+                "INSERT INTO events (id, geom, category_code, occurred_at) "
+                "VALUES (1, 'SRID=4326;POINT(120.5 32.4)', 'public_order', now())"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO event_log (event_id, actor, role, action, to_status) "
+                "VALUES (1, 'a', 'public', 'report', 'reported')"
+            )
+        )
+    return empty_db
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE event_log SET note = 'rewritten'", "DELETE FROM event_log", "TRUNCATE event_log CASCADE"],
+)
+def test_event_log_is_append_only(with_event: Engine, statement: str):
+    with pytest.raises(DBAPIError, match="append-only"), with_event.begin() as conn:
+        conn.execute(text(statement))
+    with with_event.connect() as conn:
+        assert conn.execute(text("SELECT count(*), min(note) FROM event_log")).one() == (1, "")
+
+
+def test_published_periods_cannot_overlap(empty_db: Engine):
+    with empty_db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO boundary_versions (name, status, effective_from, note) "
+                "VALUES ('a', 'published', '2026-01-01+08', '')"
+            )
+        )
+    with pytest.raises(IntegrityError, match="ex_boundary_versions_period"), empty_db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO boundary_versions (name, status, effective_from, note) "
+                "VALUES ('b', 'published', '2026-06-01+08', '')"
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("code", "community", "constraint"),
+    [
+        ("32068210200300", "320682102003", "code_format"),
+        ("320682102004001", "320682102003", "code_in_community"),
+    ],
+)
+def test_grid_codes_are_checked_by_the_database(empty_db: Engine, code: str, community: str, constraint: str):
+    with empty_db.begin() as conn:
+        version = conn.execute(
+            text("INSERT INTO boundary_versions (name, note) VALUES ('d', '') RETURNING id")
+        ).scalar()
+    with pytest.raises(IntegrityError, match=constraint), empty_db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO grids (version_id, code, name, community_code, workers, geom, properties) "
+                "VALUES (:v, :c, 'g', :cc, '{}', :g, '{}')"
+            ),
+            {"v": version, "c": code, "cc": community, "g": MULTIPOLYGON},
+        )

@@ -1,0 +1,1 @@
+"""Mapbox Vector Tiles built in PostGIS (ST_AsMVT), keyed by data version."""
