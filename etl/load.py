@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import pandas as pd
 import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -25,9 +24,7 @@ from sqlalchemy.orm import Session
 from etl.contracts import LayerContract, contract
 from etl.crs import metric_epsg_for
 from etl.readers import read_features
-from etl.validate import FeatureError, References, Validation, validate
-
-CHINA_TZ = "Asia/Shanghai"
+from etl.validate import FeatureError, References, Validation, parse_times, validate
 
 
 class ImportRejected(Exception):
@@ -98,11 +95,8 @@ def references(
         refs.regions = dict(rows)
     if rules.name == "grids" and version_id is not None:
         rows = session.execute(
-            text(
-                "SELECT code, ST_AsBinary(ST_Transform(geom, :epsg)) FROM regions "
-                "WHERE version_id = :v AND level = 'community'"
-            ),
-            {"v": version_id, "epsg": refs.metric_epsg},
+            text("SELECT code, ST_AsBinary(geom) FROM regions WHERE version_id = :v AND level = 'community'"),
+            {"v": version_id},
         ).all()
         refs.community_geoms = {code: shapely.from_wkb(bytes(wkb)) for code, wkb in rows}
     if rules.name == "station_areas":
@@ -275,9 +269,7 @@ def _write_station_areas(session: Session, checked: Validation, version_id: int 
 
 def _write_events(session: Session, checked: Validation, version_id: int | None) -> int:
     frame = checked.frame
-    occurred = pd.to_datetime(frame["occurred_at"], format="ISO8601")
-    if occurred.dt.tz is None:
-        occurred = occurred.dt.tz_localize(CHINA_TZ)
+    occurred = parse_times(frame["occurred_at"])
     keys = [f"import:{i.strip()}" if str(i).strip() else None for i in frame["id"]]
     columns = ["idempotency_key", "geom", "category_code", "description", "status", "priority", "source",
                "occurred_at", "reported_at", "updated_at", "properties"]  # fmt: skip

@@ -84,7 +84,8 @@ def _read_csv(path: Path, source: InputCRS) -> ReadResult:
         int(i): f"lon/lat {table['lon'].iat[i]!r}, {table['lat'].iat[i]!r} are not numbers"
         for i in np.flatnonzero(~(np.isfinite(lon) & np.isfinite(lat)))
     }
-    points = shapely.points(lon, lat)  # NaN coordinates give empty points, reported above
+    points = shapely.points(lon, lat)
+    points[list(problems)] = None  # reported above; validation names them once
     frame = gpd.GeoDataFrame(
         table.drop(columns=["lon", "lat"]), geometry=geometries_to_wgs84(points, source), crs=4326
     )

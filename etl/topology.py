@@ -1,6 +1,10 @@
-"""Coverage checks of a set of polygons in a metric CRS: overlaps, gaps, unmatched edges.
+"""Coverage checks of a set of polygons: overlaps, gaps, unmatched edges.
 
-Runs in shapely (≥ 2.1, its GEOS has the coverage functions) because Debian's PostGIS 3.3 links
+Topology is judged on the coordinates as stored (lon/lat): reprojecting first would bend straight
+edges into curves and report slivers that are not in the data. Only areas are measured in metres,
+through the ``area_m2`` function the caller passes (a projection to the city's metric CRS).
+
+It runs in shapely (≥ 2.1, its GEOS has the coverage functions) because Debian's PostGIS 3.3 links
 GEOS 3.11, which has no ``ST_Coverage*``. ``coverage_invalid_edges`` finds overlaps and edges that
 do not match their neighbour's vertex for vertex; enclosed gaps it does not flag, so they are found
 as the holes of the coverage's union (or as what a parent polygon has that its children lack).
@@ -8,17 +12,19 @@ as the holes of the coverage's union (or as what a parent polygon has that its c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+AreaFunction = Callable[[BaseGeometry], float]
+
 
 @dataclass(frozen=True)
 class TopologyProblem:
-    """One defect; ``location`` is in the metric CRS of the input, ``area_m2`` is 0 for edges."""
+    """One defect; ``location`` is in the input's coordinates, ``area_m2`` is 0 for edges."""
 
     kind: str  # "overlap" | "gap" | "unmatched_edge"
     codes: tuple[str, ...]
@@ -30,6 +36,7 @@ def coverage_problems(
     geoms: Sequence[BaseGeometry] | np.ndarray,
     codes: Sequence[str],
     *,
+    area_m2: AreaFunction,
     parent: BaseGeometry | None = None,
     tolerance_m2: float = 1.0,
 ) -> list[TopologyProblem]:
@@ -38,8 +45,8 @@ def coverage_problems(
     Overlaps and gaps smaller than ``tolerance_m2`` are slivers from digitising and are accepted.
     """
     geoms = np.asarray(geoms, dtype=object)
-    problems = _overlaps(geoms, codes, tolerance_m2)
-    problems += _gaps(geoms, codes, parent, tolerance_m2)
+    problems = _overlaps(geoms, codes, area_m2, tolerance_m2)
+    problems += _gaps(geoms, codes, parent, area_m2, tolerance_m2)
     overlapping = {code for p in problems if p.kind == "overlap" for code in p.codes}
     edges = shapely.coverage_invalid_edges(geoms)
     for code, edge in zip(codes, edges, strict=True):
@@ -48,22 +55,27 @@ def coverage_problems(
     return problems
 
 
-def _overlaps(geoms: np.ndarray, codes: Sequence[str], tolerance_m2: float) -> list[TopologyProblem]:
-    tree = shapely.STRtree(geoms)
-    left, right = tree.query(geoms, predicate="overlaps")
+def _overlaps(
+    geoms: np.ndarray, codes: Sequence[str], area_m2: AreaFunction, tolerance_m2: float
+) -> list[TopologyProblem]:
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="overlaps")
     problems = []
     for i, j in zip(left, right, strict=True):
         if i >= j:
             continue
         shared = shapely.intersection(geoms[i], geoms[j])
-        area = shapely.area(shared)
+        area = area_m2(shared)
         if area >= tolerance_m2:
             problems.append(TopologyProblem("overlap", (codes[i], codes[j]), shared, float(area)))
     return problems
 
 
 def _gaps(
-    geoms: np.ndarray, codes: Sequence[str], parent: BaseGeometry | None, tolerance_m2: float
+    geoms: np.ndarray,
+    codes: Sequence[str],
+    parent: BaseGeometry | None,
+    area_m2: AreaFunction,
+    tolerance_m2: float,
 ) -> list[TopologyProblem]:
     union = shapely.union_all(geoms)
     if parent is not None:
@@ -74,10 +86,11 @@ def _gaps(
     tree = shapely.STRtree(geoms)
     problems = []
     for piece in _polygons(missing):
-        if piece.area < tolerance_m2:
+        area = area_m2(piece)
+        if area < tolerance_m2:
             continue
         near = [codes[k] for k in tree.query(piece, predicate="touches")]
-        problems.append(TopologyProblem("gap", tuple(sorted(set(near))), piece, float(piece.area)))
+        problems.append(TopologyProblem("gap", tuple(sorted(set(near))), piece, float(area)))
     return problems
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -26,7 +27,10 @@ EVENT_STATUSES = (
     "reported", "accepted", "rejected", "dispatched", "returned", "handling",
     "handled", "verified", "reopened", "archived", "evaluated",
 )  # fmt: skip
+CHINA_TZ = "Asia/Shanghai"
 PARENT_LEVEL = {"town": "city", "community": "town"}
+LONLAT_SEGMENT = 1e-4  # degrees, about 10 m: fine enough that chord and arc differ by micrometres
+SHAPEFILE_FIELD_WIDTH = 10
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class References:
 
     metric_epsg: int
     regions: dict[str, str] = field(default_factory=dict)  # code → level, in the target version
-    community_geoms: dict[str, BaseGeometry] = field(default_factory=dict)  # code → metric polygon
+    community_geoms: dict[str, BaseGeometry] = field(default_factory=dict)  # code → polygon (lon/lat)
     station_codes: set[str] = field(default_factory=set)
     category_codes: set[str] = field(default_factory=set)
 
@@ -77,7 +81,8 @@ def validate(
     read_problems: dict[int, str] | None = None,
 ) -> Validation:
     """Run the checks of ``contract`` on ``frame`` (WGS84) and return every error found."""
-    result = Validation(frame.copy())
+    frame = _restore_shapefile_names(frame, contract)
+    result = Validation(frame)
     missing = [c for c in contract.required if c not in frame.columns]
     if missing:
         present = ", ".join(c for c in frame.columns if c != frame.geometry.name) or "none"
@@ -100,6 +105,16 @@ def validate(
     LAYER_CHECKS[contract.name](result, codes, refs)
     result.errors.sort(key=lambda e: -1 if e.index is None else e.index)
     return result
+
+
+def _restore_shapefile_names(frame: gpd.GeoDataFrame, contract: LayerContract) -> gpd.GeoDataFrame:
+    """Shapefiles cut field names to 10 characters (community_code → community_): undo that."""
+    renames = {
+        name[:SHAPEFILE_FIELD_WIDTH]: name
+        for name in contract.columns
+        if len(name) > SHAPEFILE_FIELD_WIDTH and name not in frame.columns
+    }
+    return frame.rename(columns={k: v for k, v in renames.items() if k in frame.columns})
 
 
 def _codes(frame: gpd.GeoDataFrame) -> list[str | None]:
@@ -267,25 +282,34 @@ def _check_grids(result: Validation, codes: list[str | None], refs: References) 
 
 def _check_grid_coverage(result: Validation, refs: References) -> None:
     """Overlaps anywhere in the layer; gaps inside each community (against its polygon if loaded)."""
-    metric = result.frame.to_crs(refs.metric_epsg)
-    codes = metric["code"].tolist()
+    frame = result.frame
+    codes = frame["code"].tolist()
     index_of = {code: i for i, code in enumerate(codes)}
-    for problem in coverage_problems(metric.geometry.values, codes):
+    to_metric = pyproj.Transformer.from_crs(4326, refs.metric_epsg, always_xy=True)
+
+    def area_m2(geom: BaseGeometry) -> float:
+        # Densify first: a straight lon/lat edge is a curve in the metric CRS, and projecting only
+        # its end points would measure the chord, inventing slivers along every long edge.
+        dense = shapely.segmentize(geom, LONLAT_SEGMENT)
+        return shapely.area(shapely.transform(dense, lambda xy: np.column_stack(to_metric.transform(*xy.T))))
+
+    for problem in coverage_problems(frame.geometry.values, codes, area_m2=area_m2):
         if problem.kind != "gap":  # gaps between communities are judged per community below
-            result.errors.append(_topology_error(problem, index_of, refs.metric_epsg))
-    for community, members in metric.groupby("community_code"):
+            result.errors.append(_topology_error(problem, index_of))
+    for community, members in frame.groupby("community_code"):
         parent = refs.community_geoms.get(str(community))
-        for problem in coverage_problems(members.geometry.values, members["code"].tolist(), parent=parent):
+        found = coverage_problems(
+            members.geometry.values, members["code"].tolist(), area_m2=area_m2, parent=parent
+        )
+        for problem in found:
             if problem.kind == "gap":
-                result.errors.append(
-                    _topology_error(problem, index_of, refs.metric_epsg, community=str(community))
-                )
+                result.errors.append(_topology_error(problem, index_of, community=str(community)))
 
 
 def _topology_error(
-    problem: TopologyProblem, index_of: dict[str, int], metric_epsg: int, community: str | None = None
+    problem: TopologyProblem, index_of: dict[str, int], community: str | None = None
 ) -> FeatureError:
-    where = gpd.GeoSeries([problem.location.representative_point()], crs=metric_epsg).to_crs(4326).iloc[0]
+    where = problem.location.representative_point()
     near = f"near lon {where.x:.6f}, lat {where.y:.6f}"
     first = problem.codes[0] if problem.codes else None
     index = index_of.get(first) if first else None
@@ -322,7 +346,7 @@ def _check_places(result: Validation, codes: list[str | None], refs: References)
 
 def _check_events(result: Validation, codes: list[str | None], refs: References) -> None:
     frame = result.frame
-    times = pd.to_datetime(frame["occurred_at"], errors="coerce", format="ISO8601", utc=False)
+    times = parse_times(frame["occurred_at"])
     for index, (raw, parsed) in enumerate(zip(frame["occurred_at"], times, strict=True)):
         if raw and pd.isna(parsed):
             result.errors.append(FeatureError(index, None, f"occurred_at {raw!r} is not an ISO 8601 time"))
@@ -338,6 +362,21 @@ def _check_events(result: Validation, codes: list[str | None], refs: References)
     duplicated = ids.ne("") & ids.duplicated(keep="first")
     for index in np.flatnonzero(duplicated.to_numpy()):
         result.errors.append(FeatureError(int(index), None, f"duplicate id {ids.iat[index]}"))
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """ISO 8601 strings to UTC timestamps (NaT where unreadable); times without a zone are China's."""
+
+    def one(value: str) -> pd.Timestamp:
+        try:
+            moment = pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return pd.NaT
+        if pd.isna(moment):
+            return pd.NaT
+        return (moment.tz_localize(CHINA_TZ) if moment.tzinfo is None else moment).tz_convert("UTC")
+
+    return pd.Series([one(v) for v in values], index=values.index, dtype="datetime64[ns, UTC]")
 
 
 LAYER_CHECKS = {

@@ -1,0 +1,90 @@
+"""The ``geoservice`` command as a user runs it: exit codes, messages, and nothing half-written."""
+
+from pathlib import Path
+
+import pytest
+from shapely import MultiPolygon, Polygon
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from geoservice.cli import app
+from tests.etl import tiny_city
+from tests.etl.tiny_city import EAST, WEST, write
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def scalar(url: str, sql: str):
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_bad_grids_file_loads_nothing_and_names_every_error(use_database: str, tmp_path: Path):
+    assert (
+        run(
+            "import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1"
+        ).exit_code
+        == 0
+    )
+    grids = tiny_city.grids()
+    grids.loc[1, "geometry"] = MultiPolygon(
+        [Polygon([(120.51, 32.30), (120.52, 32.31), (120.52, 32.30), (120.51, 32.31)])]
+    )
+    grids.loc[3, "code"] = grids.loc[2, "code"]
+    result = run("import", "grids", write(grids, tmp_path / "bad.geojson"), "--version", "v1")
+    assert result.exit_code == 1
+    assert f"feature 1 (code {WEST}002): invalid geometry: Self-intersection" in result.output
+    assert f"feature 3 (code {EAST}001): duplicate code: also used by feature 2" in result.output
+    assert "2 error(s); nothing was loaded into grids" in result.output
+    assert scalar(use_database, "SELECT count(*) FROM grids") == 0
+
+
+def test_import_publish_export_round(use_database: str, tmp_path: Path):
+    run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "2026-11")
+    result = run("import", "grids", write(tiny_city.grids(), tmp_path / "g.gpkg"), "--version", "2026-11")
+    assert result.exit_code == 0 and "loaded 4 grids (boundary version 2026-11)" in result.output
+    result = run("versions", "publish", "2026-11", "--at", "2026-11-01T00:00:00+08:00")
+    assert result.exit_code == 0, result.output
+    assert "published 2026-11: 4 grids in force from 2026-10-31T16:00:00+00:00" in result.output
+    listing = run("versions", "list").output
+    assert "2026-11" in listing and "published" in listing
+    result = run("export", "grids", tmp_path / "out.geojson")
+    assert result.exit_code == 0 and "wrote 4 grids" in result.output
+    assert (tmp_path / "out.geojson").read_text().count('"Feature"') == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("import", "roads", "x.geojson"), "unknown layer 'roads'"),
+        (("import", "posts", "missing.geojson"), "missing.geojson: no such file"),
+        (
+            ("import", "posts", "p.geojson", "--crs", "mars2000"),
+            "expected one of wgs84, cgcs2000, gcj02, bd09 or EPSG:n",
+        ),
+        (("versions", "publish", "nope"), "no boundary version called 'nope'"),
+        (("export", "grids", "g.geojson"), "no boundary version is in force"),
+        (("export", "posts", "p.kml"), "unsupported format '.kml'"),
+    ],
+)
+def test_user_errors_exit_1_with_a_message(use_database: str, tmp_path: Path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    write(tiny_city.posts(), tmp_path / "p.geojson")
+    result = run(*args)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+def test_publish_refuses_a_version_without_grids(use_database: str, tmp_path: Path):
+    run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1")
+    result = run("versions", "publish", "v1")
+    assert result.exit_code == 1 and "has no grids" in result.output
+    assert scalar(use_database, "SELECT status::text FROM boundary_versions") == "draft"
