@@ -109,14 +109,16 @@ def references(
 
 
 def metric_epsg(session: Session, frame: gpd.GeoDataFrame | None = None) -> int:
-    """The dataset's metric CRS: fixed at the first load from the data's centroid, then kept."""
+    """The dataset's metric CRS: fixed (and stored) at the first load from the data's centroid."""
     stored = session.execute(text("SELECT value FROM dataset_settings WHERE key = 'metric_epsg'")).scalar()
     if stored:
         return int(stored)
     if frame is None or frame.empty or frame.geometry.is_empty.all():
         raise ValueError("no data loaded yet, so the city's metric CRS is unknown")
     lon = shapely.centroid(shapely.union_all(shapely.envelope(frame.geometry.values))).x
-    return metric_epsg_for(lon)
+    epsg = metric_epsg_for(lon)
+    remember_metric_epsg(session, epsg)
+    return epsg
 
 
 def remember_metric_epsg(session: Session, epsg: int) -> None:

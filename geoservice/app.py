@@ -8,13 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from geoservice.api import health, versions
+from geoservice.api import health, locate, versions
 from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
-from geoservice.settings import DatabaseSettings
+from geoservice.routing.registry import RouterRegistry
+from geoservice.settings import DatabaseSettings, RoutingSettings
 
 
-def create_app(settings: DatabaseSettings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: DatabaseSettings | None = None,
+    engine: Engine | None = None,
+    routing: RoutingSettings | None = None,
+) -> FastAPI:
     """Build the app; tests pass their own engine, the server lets the lifespan open the database."""
 
     @asynccontextmanager
@@ -22,7 +27,11 @@ def create_app(settings: DatabaseSettings | None = None, engine: Engine | None =
         own_engine = engine is None
         app.state.engine = engine or open_database(settings)
         app.state.sessions = session_factory(app.state.engine)
+        app.state.routing_settings = routing or RoutingSettings()
+        app.state.routers = RouterRegistry(app.state.engine, app.state.routing_settings)
+        app.state.routers.start()
         yield
+        app.state.routers.stop()
         if own_engine:
             app.state.engine.dispose()
 
@@ -35,4 +44,5 @@ def create_app(settings: DatabaseSettings | None = None, engine: Engine | None =
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(versions.router)
+    app.include_router(locate.router)
     return app

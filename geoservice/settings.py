@@ -46,11 +46,27 @@ class CitySettings(BaseSettings):
 
 
 class RoutingSettings(BaseSettings):
-    """How points are placed in grids."""
+    """How points are placed in grids, and the coverage ring of each police-post level."""
 
     model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
 
     snap_tolerance_m: float = Field(50.0, ge=0, le=10_000)
+    ring_village_room_m: float = Field(100.0, gt=0)
+    ring_central_room_m: float = Field(1_000.0, gt=0)
+    ring_station_m: float = Field(10_000.0, gt=0)
+    index_cell_m: float = Field(30.0, ge=5, le=500, description="cell size of the router's raster index")
+    version_check_s: float = Field(
+        2.0, gt=0, description="how often a worker checks the version in force, besides LISTEN/NOTIFY"
+    )
+    max_batch: int = Field(10_000, ge=1, le=1_000_000)
+
+    @property
+    def rings_m(self) -> dict[str, float]:
+        return {
+            "village_room": self.ring_village_room_m,
+            "central_room": self.ring_central_room_m,
+            "station": self.ring_station_m,
+        }
 
 
 class ServerSettings(BaseSettings):

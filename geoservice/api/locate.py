@@ -1,0 +1,239 @@
+"""``/v1/locate``: which grid, community, town, station and posts serve a point ("which grid am I in").
+
+GET answers one point; POST up to ``max_batch`` points (``{"crs", "points": [[lon, lat], …]}`` or a
+GeoJSON FeatureCollection of Points), in order, each an answer or ``{"error": problem}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from etl.crs import parse_crs, to_wgs84
+from geoservice.errors import ProblemError
+from geoservice.routing.registry import NoVersionInForce, RouterRegistry
+from geoservice.routing.router import Location, Region, Router
+
+router = APIRouter(prefix="/v1/locate", tags=["locate"])
+
+
+class PointIn(BaseModel):
+    """The point as the caller gave it."""
+
+    lon: float
+    lat: float
+    crs: str
+
+
+class Named(BaseModel):
+    """A region or version by code (or id) and name."""
+
+    code: str
+    name: str
+
+
+class GridOut(Named):
+    """The grid with its team (一格一警)."""
+
+    workers: list[str]
+    officer: str | None
+
+
+class StationOut(Named):
+    """The responsible police station: by jurisdiction, else the nearest."""
+
+    by: str = Field(description="'jurisdiction' or 'nearest'")
+    distance_m: float
+
+
+class PostOut(Named):
+    """The nearest post of a level."""
+
+    distance_m: float
+    within_ring: bool
+
+
+class VersionOut(BaseModel):
+    """The boundary version that answered."""
+
+    id: int
+    name: str
+
+
+class LocateAnswer(BaseModel):
+    """The design's locate answer."""
+
+    point: PointIn
+    version: VersionOut
+    grid: GridOut
+    community: Named | None
+    town: Named | None
+    city: Named | None
+    station: StationOut | None
+    posts: dict[str, PostOut | None]
+    snapped_m: float | None
+
+
+def registry(request: Request) -> RouterRegistry:
+    return request.app.state.routers
+
+
+@router.get("", response_model=LocateAnswer, responses={404: {"description": "outside every grid"}})
+def locate_one(
+    request: Request,
+    lon: Annotated[float, Query(ge=-180, le=180, description="longitude in the given CRS")],
+    lat: Annotated[float, Query(ge=-90, le=90, description="latitude in the given CRS")],
+    crs: Annotated[str, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = "wgs84",
+    at: Annotated[datetime | None, Query(description="answer from the version in force then")] = None,
+) -> dict[str, Any]:
+    """Which grid (and community, town, station, posts) a point is in."""
+    router_ = _router(request, at)
+    wgs_lon, wgs_lat = _to_wgs84([(lon, lat)], crs)
+    location = router_.locate(float(wgs_lon[0]), float(wgs_lat[0]))
+    answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs})
+    if "error" in answer:
+        raise ProblemError(**answer["error"])
+    return answer
+
+
+@router.post("", responses={200: {"description": "one answer or error per point, in order"}})
+def locate_many(
+    request: Request,
+    body: Annotated[dict[str, Any], Body(examples=[{"crs": "gcj02", "points": [[120.574, 32.389]]}])],
+    at: Annotated[datetime | None, Query(description="answer from the version in force then")] = None,
+) -> JSONResponse:
+    """Up to 10,000 points in one request (``{"crs", "points"}`` or a GeoJSON FeatureCollection)."""
+    crs, points = _batch_points(body, request.app.state.routing_settings.max_batch)
+    router_ = _router(request, at)
+    lon, lat = _to_wgs84(points, crs)
+    results = []
+    for (in_lon, in_lat), x, y in zip(points, lon, lat, strict=True):
+        if not (-180 <= in_lon <= 180 and -90 <= in_lat <= 90 and np.isfinite(x) and np.isfinite(y)):
+            results.append({"error": _bad_point(in_lon, in_lat)})
+            continue
+        results.append(
+            answer_of(router_.locate(float(x), float(y)), router_, {"lon": in_lon, "lat": in_lat, "crs": crs})
+        )
+    return JSONResponse({"results": results})
+
+
+def answer_of(location: Location, router_: Router, point: dict[str, Any]) -> dict[str, Any]:
+    """The design's JSON answer, or ``{"error": problem}`` when no grid is within tolerance."""
+    if location.grid is None:
+        nearest = location.nearest_grid
+        detail = (
+            f"the point is {location.nearest_grid_m:,.0f} m from the nearest grid ({nearest.code}), "
+            f"beyond the snap tolerance of {router_.snap_tolerance_m:,.0f} m"
+            if nearest
+            else "no grid is loaded in this version"
+        )
+        return {
+            "error": {
+                "status": 404, "title": "Outside every grid", "detail": detail, "point": point,
+                "nearest_grid": {"code": nearest.code, "name": nearest.name} if nearest else None,
+                "distance_m": _round(location.nearest_grid_m),
+            }
+        }  # fmt: skip
+    grid = location.grid
+    return {
+        "point": point,
+        "version": {"id": router_.version_id, "name": router_.version_name},
+        "grid": {
+            "code": grid.code,
+            "name": grid.name,
+            "workers": list(grid.workers),
+            "officer": grid.officer,
+        },
+        "community": _named(location.community),
+        "town": _named(location.town),
+        "city": _named(location.city),
+        "station": None
+        if location.station is None
+        else {
+            "code": location.station.code,
+            "name": location.station.name,
+            "by": location.station.by,
+            "distance_m": _round(location.station.distance_m),
+        },  # fmt: skip
+        "posts": {
+            level: None
+            if post is None
+            else {
+                "code": post.code,
+                "name": post.name,
+                "distance_m": _round(post.distance_m),
+                "within_ring": post.within_ring,
+            }  # fmt: skip
+            for level, post in location.posts.items()
+        },
+        "snapped_m": _round(location.snapped_m),
+    }
+
+
+def _named(region: Region | None) -> dict[str, str] | None:
+    return None if region is None else {"code": region.code, "name": region.name}
+
+
+def _round(metres: float | None) -> float | None:
+    return None if metres is None else round(metres, 1)
+
+
+def _router(request: Request, at: datetime | None) -> Router:
+    if at is not None and at.tzinfo is None:
+        raise ProblemError(422, "Invalid request", "at needs a time zone, e.g. 2025-03-01T12:00:00+08:00")
+    try:
+        return registry(request).at(at)
+    except NoVersionInForce as exc:
+        raise ProblemError(404 if at else 503, "No boundary version in force", str(exc)) from exc
+
+
+def _to_wgs84(points: list[tuple[float, float]], crs: str) -> tuple[np.ndarray, np.ndarray]:
+    parsed = parse_crs(crs)  # UnknownCRSError → 422 (geoservice.errors)
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return to_wgs84(xy[:, 0], xy[:, 1], parsed)
+
+
+def _bad_point(lon: float, lat: float) -> dict[str, Any]:
+    return {
+        "status": 422, "title": "Invalid coordinates",
+        "detail": f"({lon}, {lat}) is out of range: lon must be within ±180, lat within ±90",
+    }  # fmt: skip
+
+
+def _batch_points(body: dict[str, Any], limit: int) -> tuple[str, list[tuple[float, float]]]:
+    """``{"crs", "points"}`` or a GeoJSON FeatureCollection of Points (``crs`` member optional)."""
+    crs = body.get("crs", "wgs84")
+    if not isinstance(crs, str):
+        raise ProblemError(422, "Invalid request", "crs must be a string such as 'wgs84' or 'gcj02'")
+    if body.get("type") == "FeatureCollection":
+        raw = [(f.get("geometry") or {}).get("coordinates") for f in body.get("features") or []]
+        if any((f.get("geometry") or {}).get("type") != "Point" for f in body.get("features") or []):
+            raise ProblemError(422, "Invalid request", "every feature must be a Point")
+    elif "points" in body:
+        raw = body["points"]
+    else:
+        raise ProblemError(
+            422,
+            "Invalid request",
+            'send {"crs": ..., "points": [[lon, lat], ...]} or a GeoJSON FeatureCollection',
+        )
+    if not isinstance(raw, list) or not raw:
+        raise ProblemError(422, "Invalid request", "no points given")
+    if len(raw) > limit:
+        raise ProblemError(413, "Too many points", f"{len(raw):,} points; at most {limit:,} per request")
+    points = []
+    for k, pair in enumerate(raw):
+        if (
+            not isinstance(pair, list | tuple) or len(pair) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+        ):  # fmt: skip
+            raise ProblemError(
+                422, "Invalid request", f"point {k} is not a [lon, lat] pair of numbers: {pair!r}"
+            )
+        points.append((float(pair[0]), float(pair[1])))
+    return crs, points

@@ -1,0 +1,78 @@
+"""Build a ``Router`` for one boundary version from PostGIS (a few queries, then shapely/numpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from etl.load import metric_epsg as dataset_metric_epsg
+from geoservice.routing.router import POST_LEVELS, GridRecord, PostSet, Region, Router
+from geoservice.settings import CitySettings, RoutingSettings
+
+
+def load_router(session: Session, version_id: int, settings: RoutingSettings | None = None) -> Router:
+    """Read the version's grids and regions and the current posts; build the indexes."""
+    settings = settings or RoutingSettings()
+    epsg = _metric_epsg(session)
+    name = session.execute(
+        text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}
+    ).scalar_one()
+    rows = session.execute(
+        text(
+            "SELECT code, name, community_code, workers, officer, ST_AsBinary(geom) AS wkb "
+            "FROM grids WHERE version_id = :v"
+        ),
+        {"v": version_id},
+    ).all()
+    grids = [GridRecord(r.code, r.name, r.community_code, tuple(r.workers or ()), r.officer) for r in rows]
+    grid_geoms = shapely.from_wkb([bytes(r.wkb) for r in rows])
+    regions = {
+        r.code: Region(r.code, r.name, r.level, r.parent_code)
+        for r in session.execute(
+            text("SELECT code, name, level::text AS level, parent_code FROM regions WHERE version_id = :v"),
+            {"v": version_id},
+        )
+    }
+    posts = session.execute(
+        text(
+            "SELECT code, name, level::text AS level, ST_X(ST_Transform(geom, :epsg)) AS x, "
+            "ST_Y(ST_Transform(geom, :epsg)) AS y, ST_AsBinary(jurisdiction) AS area "
+            "FROM police_posts ORDER BY code"
+        ),
+        {"epsg": epsg},
+    ).all()
+    by_level = {level: [p for p in posts if p.level == level] for level in POST_LEVELS}
+    stations = by_level["station"]
+    return Router(
+        version_id=version_id,
+        version_name=name,
+        grids=grids,
+        grid_geoms=grid_geoms,
+        regions=regions,
+        stations=_post_set(stations),
+        jurisdictions=np.array(
+            [shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object
+        ),
+        posts={level: _post_set(rows) for level, rows in by_level.items()},
+        metric_epsg=epsg,
+        snap_tolerance_m=settings.snap_tolerance_m,
+        rings_m=settings.rings_m,
+        cell_m=settings.index_cell_m,
+    )
+
+
+def _post_set(rows: list) -> PostSet:
+    return PostSet(
+        codes=np.array([r.code for r in rows], dtype=str),
+        names=np.array([r.name for r in rows], dtype=str),
+        xy=np.array([[r.x, r.y] for r in rows], dtype=np.float64).reshape(-1, 2),
+    )
+
+
+def _metric_epsg(session: Session) -> int:
+    configured = CitySettings().metric_crs
+    if configured:
+        return int(configured.upper().removeprefix("EPSG:"))
+    return dataset_metric_epsg(session)

@@ -1,0 +1,131 @@
+"""Which router answers now, and how a published version reaches every worker without a restart.
+
+Each worker process holds one ``RouterRegistry``. A background thread LISTENs on the
+``boundary_version`` channel (``geoservice.versions.publish`` NOTIFYs it) and also checks the
+version in force every ``version_check_s`` seconds, which catches versions whose ``effective_from``
+arrives later and notifications lost while the database was away. When the version changes, the new
+router is built beside the old one and swapped in with one reference assignment: a request holds
+the router it started with, so every answer comes entirely from one version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from datetime import datetime
+
+import psycopg
+from sqlalchemy import Engine
+
+from geoservice.database import session_factory
+from geoservice.routing.loader import load_router
+from geoservice.routing.router import Router
+from geoservice.settings import RoutingSettings
+from geoservice.versions import NOTIFY_CHANNEL, current_version_id
+
+log = logging.getLogger(__name__)
+PAST_ROUTERS = 4  # routers of past versions kept for ``at=`` queries
+
+
+class NoVersionInForce(LookupError):
+    """No boundary version is in force at the asked instant."""
+
+
+class RouterRegistry:
+    """The current router of one process, and a few of past versions."""
+
+    def __init__(self, engine: Engine, settings: RoutingSettings | None = None) -> None:
+        self.engine = engine
+        self.settings = settings or RoutingSettings()
+        self._sessions = session_factory(engine)
+        self._current: Router | None = None
+        self._past: OrderedDict[int, Router] = OrderedDict()
+        self._build_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- reading -------------------------------------------------------------------------------------
+    def current(self) -> Router:
+        """The router of the version in force (built on first use when no watcher runs)."""
+        router = self._current
+        if router is None:
+            self.refresh()
+            router = self._current
+        if router is None:
+            raise NoVersionInForce("no boundary version is in force yet: import grids and publish a version")
+        return router
+
+    def at(self, instant: datetime | None) -> Router:
+        """The router of the version in force at ``instant`` (now when None)."""
+        if instant is None:
+            return self.current()
+        with self._sessions() as session:
+            version_id = current_version_id(session, instant)
+        if version_id is None:
+            raise NoVersionInForce(f"no boundary version was in force at {instant.isoformat()}")
+        current = self._current
+        if current is not None and current.version_id == version_id:
+            return current
+        with self._build_lock:
+            if version_id not in self._past:
+                with self._sessions() as session:
+                    self._past[version_id] = load_router(session, version_id, self.settings)
+                while len(self._past) > PAST_ROUTERS:
+                    self._past.popitem(last=False)
+            self._past.move_to_end(version_id)
+            return self._past[version_id]
+
+    # --- keeping current -----------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Swap in the router of the version in force if it changed; return whether it did."""
+        with self._sessions() as session:
+            version_id = current_version_id(session)
+        current = self._current
+        if version_id is None or (current is not None and current.version_id == version_id):
+            return False
+        with self._build_lock:
+            if self._current is not None and self._current.version_id == version_id:
+                return False
+            with self._sessions() as session:
+                router = load_router(session, version_id, self.settings)
+            self._current = router  # one assignment: readers see the old router or the new one
+        log.info("router now answers from boundary version %s (%s)", router.version_name, version_id)
+        return True
+
+    def start(self) -> None:
+        """Build the current router and start watching for published versions."""
+        try:
+            self.refresh()
+        except Exception:  # an empty database is fine: the watcher builds it when a version appears
+            log.exception("could not build the router at start")
+        self._thread = threading.Thread(target=self._watch, name="router-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the watcher thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.version_check_s + 5)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(_conninfo(self.engine), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self._stop.is_set():
+                        # Wake on a notification or after the check interval, whichever comes first.
+                        for _ in conn.notifies(timeout=self.settings.version_check_s, stop_after=1):
+                            pass
+                        self.refresh()
+            except Exception:  # the database restarting must not kill the watcher
+                log.exception("router watcher lost its connection; retrying")
+                self._stop.wait(self.settings.version_check_s)
+
+
+def _conninfo(engine: Engine) -> str:
+    url = engine.url
+    return psycopg.conninfo.make_conninfo(
+        host=url.host or "", port=url.port or 5432, user=url.username or "",
+        password=url.password or "", dbname=url.database or "",
+    )  # fmt: skip
