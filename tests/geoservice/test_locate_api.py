@@ -1,7 +1,6 @@
 """``/v1/locate`` through the real ASGI app on the tiny city, where every answer is known exactly."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import geopandas as gpd
 import pyproj
@@ -16,7 +15,7 @@ from geoservice.database import transaction
 from geoservice.settings import RoutingSettings
 from geoservice.versions import publish
 from tests.etl import tiny_city
-from tests.etl.tiny_city import D, EAST, TOWN, WEST, X0, Y0
+from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
 
 GEOD = pyproj.Geod(ellps="WGS84")
 
