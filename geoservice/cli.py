@@ -21,8 +21,9 @@ from etl.readers import ReadError
 from etl.writers import ExportError, read_layer, write_layer
 from geoservice.database import embedded_cluster, open_database, transaction
 from geoservice.embedded import ClusterError
+from geoservice.event_routing import assign_places
 from geoservice.settings import DatabaseSettings, ServerSettings
-from geoservice.versions import VersionError, list_versions, publish, resolve_version
+from geoservice.versions import VersionError, list_versions, notify_layers_changed, publish, resolve_version
 
 app = typer.Typer(
     help="Spatial governance service: grids, police posts, events on PostGIS.", no_args_is_help=True
@@ -136,9 +137,9 @@ def import_(
             progress.add_task(f"importing {path} into {layer}", total=None)
             report = import_layer(session, layer, path, crs=crs, fix=fix, version=version)
             if layer == "events":
-                from geoservice.event_routing import assign_places
-
                 assign_places(session)
+            elif not CONTRACTS[layer].versioned:
+                notify_layers_changed(session)
     except ImportRejected as exc:
         for error in exc.errors:
             err.print(f"  {error}", highlight=False, markup=False)

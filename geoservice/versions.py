@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 NOTIFY_CHANNEL = "boundary_version"
+LAYERS_CHANGED = "layers"  # payload when posts, places, station areas or routing rules change
 
 
 class VersionError(ValueError):
@@ -111,6 +112,13 @@ def publish(session: Session, name: str, effective_from: datetime | None = None)
     )
     session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": NOTIFY_CHANNEL, "id": str(draft.id)})
     return next(v for v in list_versions(session) if v.id == draft.id)
+
+
+def notify_layers_changed(session: Session) -> None:
+    """Tell every worker to rebuild its router (sent at commit, so only for committed changes)."""
+    session.execute(
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": LAYERS_CHANGED}
+    )
 
 
 def _check_publishable(session: Session, version_id: int, name: str) -> None:

@@ -92,9 +92,8 @@ def locate_one(
     at: Annotated[datetime | None, Query(description="answer from the version in force then")] = None,
 ) -> dict[str, Any]:
     """Which grid (and community, town, station, posts) a point is in."""
-    router_ = _router(request, at)
-    wgs_lon, wgs_lat = _to_wgs84([(lon, lat)], crs)
-    location = router_.locate(float(wgs_lon[0]), float(wgs_lat[0]))
+    router_ = locate_router(request, at)
+    location = router_.locate(*point_to_wgs84(lon, lat, crs))
     answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs})
     if "error" in answer:
         raise ProblemError(**answer["error"])
@@ -109,7 +108,7 @@ def locate_many(
 ) -> JSONResponse:
     """Up to 10,000 points in one request (``{"crs", "points"}`` or a GeoJSON FeatureCollection)."""
     crs, points = _batch_points(body, request.app.state.routing_settings.max_batch)
-    router_ = _router(request, at)
+    router_ = locate_router(request, at)
     lon, lat = _to_wgs84(points, crs)
     results = []
     for (in_lon, in_lat), x, y in zip(points, lon, lat, strict=True):
@@ -183,7 +182,14 @@ def _round(metres: float | None) -> float | None:
     return None if metres is None else round(metres, 1)
 
 
-def _router(request: Request, at: datetime | None) -> Router:
+def point_to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
+    """One point from the caller's CRS to WGS84."""
+    x, y = _to_wgs84([(lon, lat)], crs)
+    return float(x[0]), float(y[0])
+
+
+def locate_router(request: Request, at: datetime | None) -> Router:
+    """The router of the version in force at ``at`` (now when None), or a problem saying there is none."""
     if at is not None and at.tzinfo is None:
         raise ProblemError(422, "Invalid request", "at needs a time zone, e.g. 2025-03-01T12:00:00+08:00")
     try:

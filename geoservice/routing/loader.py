@@ -8,7 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.load import metric_epsg as dataset_metric_epsg
-from geoservice.routing.router import POST_LEVELS, GridRecord, PostSet, Region, Router
+from geoservice.routing.router import POST_LEVELS, GridRecord, PlaceSet, PostSet, Region, Router
+from geoservice.routing.rules import Rule
 from geoservice.settings import CitySettings, RoutingSettings
 
 
@@ -56,11 +57,41 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings | N
             [shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object
         ),
         posts={level: _post_set(rows) for level, rows in by_level.items()},
+        places=_places(session, epsg),
+        rules=_rules(session),
         metric_epsg=epsg,
         snap_tolerance_m=settings.snap_tolerance_m,
         rings_m=settings.rings_m,
         cell_m=settings.index_cell_m,
     )
+
+
+def _places(session: Session, epsg: int) -> dict[str, PlaceSet]:
+    rows = session.execute(
+        text(
+            "SELECT type, name, ST_AsBinary(ST_Transform(geom, :epsg)) AS wkb FROM key_places ORDER BY code"
+        ),
+        {"epsg": epsg},
+    ).all()
+    by_type: dict[str, list] = {}
+    for row in rows:
+        by_type.setdefault(row.type, []).append(row)
+    return {
+        kind: PlaceSet(
+            np.array([r.name for r in group], dtype=str), shapely.from_wkb([bytes(r.wkb) for r in group])
+        )
+        for kind, group in by_type.items()
+    }
+
+
+def _rules(session: Session) -> list[Rule]:
+    rows = session.execute(
+        text(
+            "SELECT id, category_code, department_code, priority, region_code, place_type, place_distance_m, "
+            "zone_layer, description FROM routing_rules WHERE enabled ORDER BY id"
+        )
+    ).all()
+    return [Rule(**row._mapping) for row in rows]
 
 
 def _post_set(rows: list) -> PostSet:

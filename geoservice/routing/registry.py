@@ -22,7 +22,7 @@ from geoservice.database import session_factory
 from geoservice.routing.loader import load_router
 from geoservice.routing.router import Router
 from geoservice.settings import RoutingSettings
-from geoservice.versions import NOTIFY_CHANNEL, current_version_id
+from geoservice.versions import LAYERS_CHANGED, NOTIFY_CHANNEL, current_version_id
 
 log = logging.getLogger(__name__)
 PAST_ROUTERS = 4  # routers of past versions kept for ``at=`` queries
@@ -77,16 +77,18 @@ class RouterRegistry:
             return self._past[version_id]
 
     # --- keeping current -----------------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Swap in the router of the version in force if it changed; return whether it did."""
+    def refresh(self, *, force: bool = False) -> bool:
+        """Swap in a new router if the version in force changed (or ``force``: posts, places or rules did)."""
         with self._sessions() as session:
             version_id = current_version_id(session)
         current = self._current
-        if version_id is None or (current is not None and current.version_id == version_id):
+        if version_id is None or (not force and current is not None and current.version_id == version_id):
             return False
         with self._build_lock:
-            if self._current is not None and self._current.version_id == version_id:
+            if not force and self._current is not None and self._current.version_id == version_id:
                 return False
+            if force:
+                self._past.clear()
             with self._sessions() as session:
                 router = load_router(session, version_id, self.settings)
             self._current = router  # one assignment: readers see the old router or the new one
@@ -115,9 +117,8 @@ class RouterRegistry:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._stop.is_set():
                         # Wake on a notification or after the check interval, whichever comes first.
-                        for _ in conn.notifies(timeout=self.settings.version_check_s, stop_after=1):
-                            pass
-                        self.refresh()
+                        notes = list(conn.notifies(timeout=self.settings.version_check_s, stop_after=1))
+                        self.refresh(force=any(n.payload == LAYERS_CHANGED for n in notes))
             except Exception:  # the database restarting must not kill the watcher
                 log.exception("router watcher lost its connection; retrying")
                 self._stop.wait(self.settings.version_check_s)

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
 from geoservice.routing.coverage_index import NO_POLYGON, CoverageIndex
+from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
 
 POST_LEVELS = ("village_room", "central_room", "station")
 
@@ -102,6 +103,33 @@ class Location:
     posts: dict[str, PostAnswer | None]
 
 
+@dataclass
+class PlaceSet:
+    """Key places of one type, for rules such as "within 200 m of a school" (metric geometries)."""
+
+    names: NDArray[np.str_]
+    geoms: NDArray[np.object_]
+    tree: shapely.STRtree = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tree = shapely.STRtree(self.geoms)
+
+    def nearest(self, point: shapely.Point) -> tuple[str, float]:
+        """Name of the nearest place and its distance in metres (0 inside a polygon)."""
+        index, distance = self.tree.query_nearest(point, return_distance=True)
+        return str(self.names[index[0]]), float(distance[0])
+
+
+@dataclass(frozen=True)
+class RoutedEvent:
+    """Where an event goes: its location, department, the deciding rule and why."""
+
+    location: Location
+    department_code: str | None
+    rule_id: int | None
+    reason: str
+
+
 @dataclass(frozen=True)
 class BatchLocation:
     """Vectorised answers: indexes into the router's tables (-1 for none)."""
@@ -128,6 +156,8 @@ class Router:
         metric_epsg: int,
         snap_tolerance_m: float,
         rings_m: dict[str, float],
+        places: dict[str, PlaceSet] | None = None,
+        rules: list[Rule] | None = None,
         cell_m: float = 30.0,
     ) -> None:
         order = np.argsort([g.code for g in grids], kind="stable")  # rank 0 = smallest code
@@ -146,6 +176,8 @@ class Router:
             else None
         )
         self.posts = posts
+        self.places = places or {}
+        self.rules = rules or []
         self.metric_epsg = metric_epsg
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
@@ -221,6 +253,28 @@ class Router:
         np.minimum.at(best_rank, point_idx[tied], rank[tied])
         best_rank[best_rank == np.iinfo(np.int32).max] = -1
         return best_rank.astype(np.intp), best_distance
+
+    # --- department routing ----------------------------------------------------------------------
+    def route(self, lon: float, lat: float, category_code: str) -> RoutedEvent:
+        """Locate the event and pick its department by the routing rules."""
+        location = self.locate(lon, lat)
+        rule, reason = decide(self.rules, self.facts(location, lon, lat, category_code))
+        department = rule.department_code if rule else None
+        return RoutedEvent(location, department, rule.id if rule else None, reason)
+
+    def explain(self, lon: float, lat: float, category_code: str) -> tuple[Location, list[Verdict]]:
+        """Every candidate rule for this event, and why it won or lost."""
+        location = self.locate(lon, lat)
+        return location, explain(self.rules, self.facts(location, lon, lat, category_code))
+
+    def facts(self, location: Location, lon: float, lat: float, category_code: str) -> EventFacts:
+        """What the rules may ask about this place: regions, nearby place types, station area."""
+        regions = frozenset(r.code for r in (location.community, location.town, location.city) if r)
+        point = shapely.Point(*self._to_metric.transform(lon, lat))
+        wanted = {r.place_type for r in self.rules if r.place_type and r.place_type in self.places}
+        nearest = {kind: self.places[kind].nearest(point) for kind in sorted(wanted)}
+        area = location.station.code if location.station and location.station.by == "jurisdiction" else None
+        return EventFacts(category_code, regions, nearest, area)
 
     # --- many points -----------------------------------------------------------------------------
     def locate_many(self, lon: NDArray[np.float64], lat: NDArray[np.float64]) -> BatchLocation:
