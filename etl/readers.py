@@ -53,7 +53,7 @@ def read_features(path: Path, crs: str | None = None) -> ReadResult:
     except Exception as exc:  # pyogrio raises several DataSource errors; all mean "cannot read"
         raise ReadError(f"{path}: cannot read: {exc}") from exc
     declared = crs_from_file(frame.crs)
-    source = _choose_crs(path, declared, crs)
+    source = choose_crs(path, declared, crs)
     frame = frame.reset_index(drop=True)
     geoms = np.asarray(frame.geometry.values, dtype=object)
     frame = gpd.GeoDataFrame(
@@ -62,7 +62,8 @@ def read_features(path: Path, crs: str | None = None) -> ReadResult:
     return ReadResult(_as_text_columns(frame), source)
 
 
-def _choose_crs(path: Path, declared: InputCRS | None, asked: str | None) -> InputCRS:
+def choose_crs(path: Path, declared: InputCRS | None, asked: str | None) -> InputCRS:
+    """The CRS to read a file in: what it declares, or ``asked`` where that does not contradict it."""
     if asked is None:
         return declared or parse_crs("wgs84")
     wanted = parse_crs(asked)

@@ -189,6 +189,10 @@ class Router:
         self._metric_tree = shapely.STRtree(metric_grids)
         self._code_columns = self._tabulate_codes()
 
+    def to_metric(self, lon: NDArray, lat: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """WGS84 to the city's metric CRS (for distances)."""
+        return self._to_metric.transform(lon, lat)
+
     # --- one point -------------------------------------------------------------------------------
     def locate(self, lon: float, lat: float) -> Location:
         """Everything the design's locate answer holds, for one WGS84 point."""

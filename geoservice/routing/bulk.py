@@ -1,0 +1,102 @@
+"""Route many points at once: the vectorised path behind ``geoservice route`` and event imports.
+
+Grid, community, town and station come from ``Router.locate_many``. Where a category is given,
+the department is decided by the same rules as for one event, evaluated rule by rule over arrays:
+rules are tried in the order ``explain`` ranks them (specificity, priority, id), and each row takes
+the first rule it matches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import shapely
+from numpy.typing import NDArray
+
+from geoservice.routing.router import BatchLocation, Router
+from geoservice.routing.rules import Rule, category_chain
+
+
+def route_points(
+    router: Router, lon: NDArray[np.float64], lat: NDArray[np.float64], categories: NDArray | None = None
+) -> pd.DataFrame:
+    """Columns grid_code, community_code, town_code, station_code (+ department, rule_id)."""
+    batch = router.locate_many(lon, lat)
+    codes = router.codes_of(batch)
+    columns: dict[str, NDArray] = dict(codes)
+    if categories is not None:
+        department, rule_id = _departments(
+            router, batch, codes, lon, lat, np.asarray(categories, dtype=object)
+        )
+        columns["department"] = department
+        columns["rule_id"] = rule_id
+    return pd.DataFrame(columns)
+
+
+def _departments(
+    router: Router,
+    batch: BatchLocation,
+    codes: dict[str, NDArray],
+    lon: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    categories: NDArray[np.object_],
+) -> tuple[NDArray[np.object_], pd.array]:
+    department = np.full(len(lon), "", dtype=object)
+    rule_id = np.full(len(lon), -1, dtype=np.int64)
+    located = batch.grid >= 0
+    place_distance: dict[str, NDArray[np.float64]] = {}
+    regions = (codes["community_code"], codes["town_code"], _city_codes(router, codes["town_code"]))
+    station_area = _station_area_codes(router, batch, codes, lon, lat)
+    for category in pd.unique(categories):
+        rows = np.flatnonzero((categories == category) & located)
+        undecided = np.ones(rows.size, dtype=bool)
+        for rule in _ranked(router.rules, str(category)):
+            match = undecided.copy()
+            if rule.region_code is not None:
+                match &= np.logical_or.reduce([r[rows] == rule.region_code for r in regions])
+            if rule.place_type is not None:
+                if rule.place_type not in place_distance:
+                    place_distance[rule.place_type] = _distance_to_places(router, rule.place_type, lon, lat)
+                match &= place_distance[rule.place_type][rows] <= (rule.place_distance_m or 0)
+            if rule.zone_layer is not None:
+                match &= station_area[rows] == rule.zone_layer.removeprefix("station_area:")
+            department[rows[match]] = rule.department_code
+            rule_id[rows[match]] = rule.id
+            undecided &= ~match
+    return department, pd.array(np.where(rule_id < 0, None, rule_id), dtype="Int64")
+
+
+def _ranked(rules: list[Rule], category: str) -> list[Rule]:
+    chain = category_chain(category)
+    return sorted(
+        (r for r in rules if r.category_code in chain), key=lambda r: (-r.specificity, -r.priority, r.id)
+    )
+
+
+def _distance_to_places(router: Router, place_type: str, lon: NDArray, lat: NDArray) -> NDArray[np.float64]:
+    places = router.places.get(place_type)
+    distance = np.full(len(lon), np.inf)
+    if places is None:
+        return distance
+    valid = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
+    points = shapely.points(np.column_stack(router.to_metric(lon[valid], lat[valid])))
+    (point_idx, _), metres = places.tree.query_nearest(points, return_distance=True, all_matches=False)
+    distance[valid[point_idx]] = metres
+    return distance
+
+
+def _city_codes(router: Router, towns: NDArray[np.object_]) -> NDArray[np.object_]:
+    city_of = {
+        t: (router.regions[t].parent_code or "") if t in router.regions else "" for t in pd.unique(towns)
+    }
+    return pd.Series(towns).map(city_of).to_numpy(dtype=object)
+
+
+def _station_area_codes(
+    router: Router, batch: BatchLocation, codes: dict[str, NDArray], lon: NDArray, lat: NDArray
+) -> NDArray[np.object_]:
+    """The station code where the point is inside that station's jurisdiction, else ''."""
+    if router.station_index is None:
+        return np.full(len(lon), "", dtype=object)
+    inside = router.station_index.locate_many(lon, lat) >= 0
+    return np.where(inside, codes["station_code"], "")
