@@ -33,8 +33,8 @@ versions_app = typer.Typer(help="Boundary versions of regions and grids.")
 app.add_typer(db_app, name="db")
 app.add_typer(versions_app, name="versions")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # messages stay on one line: people grep them
+err = Console(stderr=True, soft_wrap=True)
 LAYERS = ", ".join(CONTRACTS)
 
 

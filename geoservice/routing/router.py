@@ -25,6 +25,7 @@ from geoservice.routing.coverage_index import NO_POLYGON, CoverageIndex
 from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
 
 POST_LEVELS = ("village_room", "central_room", "station")
+BRUTE_FORCE_POSTS = 2_000
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,22 @@ class PostSet:
 
     def __post_init__(self) -> None:
         self.tree = cKDTree(self.xy) if len(self.codes) else None
+        self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()
+
+    def nearest_one(self, x: float, y: float) -> tuple[int, float]:
+        """Index and distance (m) of the nearest post to one metric point; (-1, inf) when none.
+
+        A k-d tree query costs ~25 µs of call overhead for one point; scanning a few hundred posts
+        with numpy costs ~6 µs, so small sets are scanned and only large ones use the tree.
+        """
+        if not len(self.codes):
+            return -1, float("inf")
+        if len(self.codes) > BRUTE_FORCE_POSTS:
+            distance, index = self.tree.query((x, y))
+            return int(index), float(distance)
+        squared = (self._x - x) ** 2 + (self._y - y) ** 2
+        k = int(squared.argmin())
+        return k, float(squared[k]) ** 0.5
 
     def nearest(self, xy: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
         """Distance (m) and index of the nearest post for each metric point; (inf, -1) when none."""
@@ -198,10 +215,9 @@ class Router:
         """Everything the design's locate answer holds, for one WGS84 point."""
         rank = self.grid_index.locate(lon, lat)
         x, y = self._to_metric.transform(lon, lat)
-        xy = np.array([[x, y]])
         snapped = nearest = nearest_m = None
         if rank == NO_POLYGON:
-            near_rank, distance = self._nearest_grid(xy)
+            near_rank, distance = self._nearest_grid(np.array([[x, y]]))
             if near_rank[0] >= 0 and distance[0] <= self.snap_tolerance_m:
                 rank, snapped = int(near_rank[0]), float(distance[0])
             elif near_rank[0] >= 0:
@@ -213,35 +229,31 @@ class Router:
         return Location(
             grid=grid, snapped_m=snapped, nearest_grid=nearest, nearest_grid_m=nearest_m,
             community=community, town=town, city=city,
-            station=self._station(lon, lat, xy), posts=self._posts(xy),
+            station=self._station(lon, lat, x, y), posts=self._posts(x, y),
         )  # fmt: skip
 
-    def _station(self, lon: float, lat: float, xy: NDArray[np.float64]) -> StationAnswer | None:
+    def _station(self, lon: float, lat: float, x: float, y: float) -> StationAnswer | None:
         if not len(self.stations.codes):
             return None
         by_area = self.station_index.locate(lon, lat) if self.station_index else NO_POLYGON
         if by_area != NO_POLYGON:
             k = int(self._station_of_area[by_area])
-            distance = float(np.hypot(*(self.stations.xy[k] - xy[0])))
-            return StationAnswer(
-                str(self.stations.codes[k]), str(self.stations.names[k]), "jurisdiction", distance
-            )
-        distance, index = self.stations.nearest(xy)
-        k = int(index[0])
-        return StationAnswer(
-            str(self.stations.codes[k]), str(self.stations.names[k]), "nearest", float(distance[0])
-        )
+            sx, sy = self.stations.xy[k]
+            distance, by = float(np.hypot(sx - x, sy - y)), "jurisdiction"
+        else:
+            (k, distance), by = self.stations.nearest_one(x, y), "nearest"
+        return StationAnswer(str(self.stations.codes[k]), str(self.stations.names[k]), by, distance)
 
-    def _posts(self, xy: NDArray[np.float64]) -> dict[str, PostAnswer | None]:
+    def _posts(self, x: float, y: float) -> dict[str, PostAnswer | None]:
         answers: dict[str, PostAnswer | None] = {}
         for level in POST_LEVELS:
             posts = self.posts[level]
-            distance, index = posts.nearest(xy)
-            if index[0] < 0:
-                answers[level] = None
-                continue
-            k, d = int(index[0]), float(distance[0])
-            answers[level] = PostAnswer(str(posts.codes[k]), str(posts.names[k]), d, d <= self.rings_m[level])
+            k, d = posts.nearest_one(x, y)
+            answers[level] = (
+                None
+                if k < 0
+                else PostAnswer(str(posts.codes[k]), str(posts.names[k]), d, d <= self.rings_m[level])
+            )
         return answers
 
     def _nearest_grid(self, xy: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
