@@ -21,9 +21,17 @@ from etl.readers import ReadError
 from etl.writers import ExportError, read_layer, write_layer
 from geoservice.database import embedded_cluster, open_database, transaction
 from geoservice.embedded import ClusterError
-from geoservice.event_routing import assign_places
+from geoservice.event_routing import assign_departments, assign_places
+from geoservice.routing.loader import load_router
 from geoservice.settings import DatabaseSettings, ServerSettings
-from geoservice.versions import VersionError, list_versions, notify_layers_changed, publish, resolve_version
+from geoservice.versions import (
+    VersionError,
+    current_version_id,
+    list_versions,
+    notify_layers_changed,
+    publish,
+    resolve_version,
+)
 
 app = typer.Typer(
     help="Spatial governance service: grids, police posts, events on PostGIS.", no_args_is_help=True
@@ -138,6 +146,9 @@ def import_(
             report = import_layer(session, layer, path, crs=crs, fix=fix, version=version)
             if layer == "events":
                 assign_places(session)
+                version_id = current_version_id(session)
+                if version_id is not None:
+                    assign_departments(session, load_router(session, version_id))
             elif not CONTRACTS[layer].versioned:
                 notify_layers_changed(session)
     except ImportRejected as exc:

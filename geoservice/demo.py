@@ -24,8 +24,9 @@ from etl.demo import DemoCity, build_demo_city
 from etl.load import import_frame, remember_metric_epsg
 from etl.reference import load_reference_data
 from geoservice.database import transaction
-from geoservice.event_routing import assign_places
-from geoservice.versions import publish
+from geoservice.event_routing import assign_departments, assign_places
+from geoservice.routing.loader import load_router
+from geoservice.versions import current_version_id, publish
 
 DEMO_BOUNDARY = Path(__file__).parents[1] / "etl" / "data" / "320682.geojson"
 DEMO_VERSION = "demo"
@@ -81,6 +82,7 @@ def load_demo(
                 publish(session, DEMO_VERSION, _effective_from(city))
         step("routing events")
         assign_places(session)
+        assign_departments(session, load_router(session, current_version_id(session)))
     return counts
 
 

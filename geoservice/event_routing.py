@@ -1,14 +1,20 @@
-"""Place events in the boundaries in force when they occurred: grid, community, town, station.
+"""Route events loaded in bulk (imports, the demo): place, then department.
 
-Set-based, in PostGIS, for loads and imports of many events at once. The tie-break on shared
-edges is the design's: the covering grid with the smallest code wins. Stations: the one whose
-jurisdiction covers the point, else the nearest (metric distance on the spheroid, never degrees).
+Places are set-based, in PostGIS, in the boundaries in force when each event occurred: grid,
+community, town (covering grid, smallest code on shared edges) and station (jurisdiction, else the
+nearest, measured on the spheroid, never in degrees). Departments come from the routing rules,
+evaluated by the router's vectorised path, so a bulk load decides exactly as a single report would.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from etl.load import copy_rows
+from geoservice.routing.bulk import route_points
+from geoservice.routing.router import Router
 
 PLACE_BY_VERSION_AT_OCCURRENCE = text(
     """
@@ -51,3 +57,44 @@ def assign_places(session: Session) -> int:
     session.execute(STATION_BY_JURISDICTION)
     session.execute(NEAREST_STATION)
     return placed
+
+
+def assign_departments(session: Session, router: Router) -> int:
+    """Decide the department (and rule, and reason) of every event that has none; return how many."""
+    rows = session.execute(
+        text("SELECT id, ST_X(geom), ST_Y(geom), category_code FROM events WHERE department_code IS NULL")
+    ).all()
+    if not rows:
+        return 0
+    ids, lon, lat, categories = (np.array(column) for column in zip(*rows, strict=True))
+    routed = route_points(router, lon.astype(float), lat.astype(float), categories.astype(object))
+    decided = routed["rule_id"].notna().to_numpy()
+    described = {
+        rule.id: f"rule {rule.id} ({rule.description}), decided when the event was loaded"
+        for rule in router.rules
+    }
+    session.execute(
+        text(
+            "CREATE TEMP TABLE routed (id bigint, department_code text, rule_id int, reason text) "
+            "ON COMMIT DROP"
+        )
+    )
+    copy_rows(
+        session,
+        "routed",
+        ["id", "department_code", "rule_id", "reason"],
+        (
+            (int(i), d, int(r), described[int(r)])
+            for i, d, r in zip(
+                ids[decided], routed["department"][decided], routed["rule_id"][decided], strict=True
+            )
+        ),
+    )
+    session.execute(
+        text(
+            "UPDATE events e SET department_code = r.department_code, rule_id = r.rule_id, "
+            "route_reason = r.reason FROM routed r WHERE e.id = r.id"
+        )
+    )
+    session.execute(text("DROP TABLE routed"))
+    return int(decided.sum())

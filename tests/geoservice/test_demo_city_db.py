@@ -72,5 +72,25 @@ def test_every_event_is_placed(demo_db: Engine):
     assert wrong == 0
 
 
+def test_every_event_has_a_department_by_a_rule(demo_db: Engine):
+    ((undecided, reasons, departments),) = rows(
+        demo_db,
+        "SELECT count(*) FILTER (WHERE department_code IS NULL OR rule_id IS NULL), "
+        "count(*) FILTER (WHERE route_reason LIKE 'rule %'), count(DISTINCT department_code) FROM events",
+    )
+    assert undecided == 0 and reasons == 50_000 and departments >= 8
+    # Checked independently in PostGIS: public-order events within 200 m (metric) of a school go to the
+    # police by rule 4 (校园警务), and no other public-order event does.
+    ((near_wrong, far_wrong, near),) = rows(
+        demo_db,
+        "WITH po AS (SELECT e.id, e.rule_id, EXISTS (SELECT 1 FROM key_places k WHERE k.type = 'school' "
+        "  AND ST_DWithin(ST_Transform(k.geom, 4549), ST_Transform(e.geom, 4549), 200)) AS near_school "
+        "  FROM events e WHERE e.category_code LIKE 'public\\_order.%') "
+        "SELECT count(*) FILTER (WHERE near_school AND rule_id <> 4), "
+        "count(*) FILTER (WHERE NOT near_school AND rule_id = 4), count(*) FILTER (WHERE near_school) FROM po",
+    )
+    assert near > 100 and near_wrong == 0 and far_wrong == 0
+
+
 def test_second_demo_run_is_skipped(demo_db: Engine):
     assert demo_loaded(demo_db)
