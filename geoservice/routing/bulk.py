@@ -44,9 +44,9 @@ def _departments(
     department = np.full(len(lon), "", dtype=object)
     rule_id = np.full(len(lon), -1, dtype=np.int64)
     located = batch.grid >= 0
-    place_distance: dict[str, NDArray[np.float64]] = {}
     regions = (codes["community_code"], codes["town_code"], _city_codes(router, codes["town_code"]))
     station_area = _station_area_codes(router, batch, codes, lon, lat)
+    metric: list[NDArray] = []  # the points in metres, computed once and only if a place rule needs it
     for category in pd.unique(categories):
         rows = np.flatnonzero((categories == category) & located)
         undecided = np.ones(rows.size, dtype=bool)
@@ -54,16 +54,31 @@ def _departments(
             match = undecided.copy()
             if rule.region_code is not None:
                 match &= np.logical_or.reduce([r[rows] == rule.region_code for r in regions])
-            if rule.place_type is not None:
-                if rule.place_type not in place_distance:
-                    place_distance[rule.place_type] = _distance_to_places(router, rule.place_type, lon, lat)
-                match &= place_distance[rule.place_type][rows] <= (rule.place_distance_m or 0)
             if rule.zone_layer is not None:
                 match &= station_area[rows] == rule.zone_layer.removeprefix("station_area:")
+            if rule.place_type is not None and match.any():
+                if not metric:
+                    metric.append(np.column_stack(router.to_metric(lon, lat)))
+                candidates = rows[match]
+                near = _near_place(router, rule.place_type, metric[0][candidates], rule.place_distance_m or 0)
+                match[np.flatnonzero(match)[~near]] = False
             department[rows[match]] = rule.department_code
             rule_id[rows[match]] = rule.id
             undecided &= ~match
     return department, pd.array(np.where(rule_id < 0, None, rule_id), dtype="Int64")
+
+
+def _near_place(
+    router: Router, place_type: str, xy: NDArray[np.float64], within_m: float
+) -> NDArray[np.bool_]:
+    """Whether each metric point lies within ``within_m`` of a place of the type (a bounded search)."""
+    places = router.places.get(place_type)
+    near = np.zeros(len(xy), dtype=bool)
+    if places is None or not len(xy):
+        return near
+    point_idx, _ = places.tree.query_nearest(shapely.points(xy), max_distance=within_m)
+    near[point_idx] = True
+    return near
 
 
 def _ranked(rules: list[Rule], category: str) -> list[Rule]:
@@ -71,18 +86,6 @@ def _ranked(rules: list[Rule], category: str) -> list[Rule]:
     return sorted(
         (r for r in rules if r.category_code in chain), key=lambda r: (-r.specificity, -r.priority, r.id)
     )
-
-
-def _distance_to_places(router: Router, place_type: str, lon: NDArray, lat: NDArray) -> NDArray[np.float64]:
-    places = router.places.get(place_type)
-    distance = np.full(len(lon), np.inf)
-    if places is None:
-        return distance
-    valid = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
-    points = shapely.points(np.column_stack(router.to_metric(lon[valid], lat[valid])))
-    (point_idx, _), metres = places.tree.query_nearest(points, return_distance=True, all_matches=False)
-    distance[valid[point_idx]] = metres
-    return distance
 
 
 def _city_codes(router: Router, towns: NDArray[np.object_]) -> NDArray[np.object_]:

@@ -256,11 +256,17 @@ class Router:
             )
         return answers
 
-    def _nearest_grid(self, xy: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        """Nearest grid (smallest code among equally near ones) and its metric distance, per point."""
+    def _nearest_grid(
+        self, xy: NDArray[np.float64], within_m: float | None = None
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """Nearest grid (smallest code among equally near ones) and its metric distance, per point.
+
+        ``within_m`` bounds the search (much faster for batches, which only need the snap tolerance);
+        points with no grid that near get (-1, inf).
+        """
         points = shapely.points(xy)
         (point_idx, rank), distance = self._metric_tree.query_nearest(
-            points, return_distance=True, all_matches=True
+            points, max_distance=within_m, return_distance=True, all_matches=True
         )
         best_rank = np.full(len(points), np.iinfo(np.int32).max, dtype=np.int64)
         best_distance = np.full(len(points), np.inf)
@@ -303,7 +309,7 @@ class Router:
         missed = np.flatnonzero((grid == NO_POLYGON) & valid)
         if missed.size:
             xy = np.column_stack(self._to_metric.transform(lon[missed], lat[missed]))
-            near_rank, distance = self._nearest_grid(xy)
+            near_rank, distance = self._nearest_grid(xy, within_m=self.snap_tolerance_m)
             close = (near_rank >= 0) & (distance <= self.snap_tolerance_m)
             grid[missed[close]] = near_rank[close]
             snapped[missed[close]] = distance[close]

@@ -98,3 +98,22 @@ def test_single_point_path_agrees_with_the_batch_path(router):
         [router.grid_index.locate(float(a), float(b)) for a, b in zip(x[pick], y[pick], strict=True)]
     )
     assert (batch == single).all()
+
+
+def test_bulk_departments_equal_single_event_decisions(router):
+    import pandas as pd
+
+    from geoservice.routing.bulk import route_points
+
+    x, y, kind = sample_points(router)
+    inside = np.flatnonzero(kind == "random")[:3_000]
+    categories = pd.read_csv("etl/data/categories.csv")["code"].to_numpy()
+    drawn = np.random.default_rng(3).choice(categories, inside.size).astype(object)
+    bulk = route_points(router, x[inside], y[inside], drawn)
+    for k, (lon, lat, category) in enumerate(zip(x[inside], y[inside], drawn, strict=True)):
+        if bulk["grid_code"].iat[k] == "":
+            continue
+        single = router.route(float(lon), float(lat), str(category))
+        got_rule = bulk["rule_id"].iat[k]
+        assert (None if pd.isna(got_rule) else int(got_rule)) == single.rule_id, (lon, lat, category)
+        assert bulk["department"].iat[k] == (single.department_code or "")
