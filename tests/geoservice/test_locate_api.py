@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from etl.chinacrs import wgs84_to_bd09, wgs84_to_gcj02
 from etl.load import import_frame
+from geoservice.api.locate import LocateAnswer
 from geoservice.app import create_app
 from geoservice.database import transaction
 from geoservice.settings import RoutingSettings
@@ -65,6 +66,7 @@ def test_a_point_inside_a_grid(client: TestClient):
     # Gauss-Krüger distances differ from geodesic ones by the zone's scale factor (< 0.1 % here).
     assert body["station"]["distance_m"] == pytest.approx(metres, rel=1e-3)
     assert body["posts"]["central_room"] is None
+    LocateAnswer.model_validate(body)  # what the OpenAPI document promises
 
 
 def test_shared_edge_goes_to_the_smaller_code(client: TestClient):
