@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from etl.crs import parse_crs, to_wgs84
 from geoservice.errors import ProblemError
-from geoservice.routing.registry import NoVersionInForce, RouterRegistry
+from geoservice.routing.registry import NoVersionInForce
 from geoservice.routing.router import Location, Region, Router
 
 router = APIRouter(prefix="/v1/locate", tags=["locate"])
@@ -78,10 +78,6 @@ class LocateAnswer(BaseModel):
     station: StationOut | None
     posts: dict[str, PostOut | None]
     snapped_m: float | None
-
-
-def registry(request: Request) -> RouterRegistry:
-    return request.app.state.routers
 
 
 @router.get("", response_model=LocateAnswer, responses={404: {"description": "outside every grid"}})
@@ -198,7 +194,7 @@ def locate_router(request: Request, at: datetime | None) -> Router:
     if at is not None and at.tzinfo is None:
         raise ProblemError(422, "Invalid request", "at needs a time zone, e.g. 2025-03-01T12:00:00+08:00")
     try:
-        return registry(request).at(at)
+        return request.app.state.routers.at(at)
     except NoVersionInForce as exc:
         raise ProblemError(404 if at else 503, "No boundary version in force", str(exc)) from exc
 

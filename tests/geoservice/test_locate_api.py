@@ -1,6 +1,7 @@
 """``/v1/locate`` through the real ASGI app on the tiny city, where every answer is known exactly."""
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import geopandas as gpd
 import pyproj
@@ -27,7 +28,7 @@ def load_tiny_city(
     with transaction(engine) as session:
         import_frame(session, "regions", tiny_city.regions(), version=version)
         import_frame(session, "grids", tiny_city.grids() if grids is None else grids, version=version)
-        publish(session, version, None if at is None else __import__("pandas").Timestamp(at).to_pydatetime())
+        publish(session, version, None if at is None else datetime.fromisoformat(at))
         import_frame(session, "posts", tiny_city.posts())
         station_area = gpd.GeoDataFrame(
             {"code": ["PS001"]}, geometry=[tiny_city.regions().geometry.iloc[0]], crs=4326
