@@ -8,17 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from geoservice.api import health, locate, route, versions
+from geoservice.api import auth, health, locate, route, versions
 from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
 from geoservice.routing.registry import RouterRegistry
-from geoservice.settings import DatabaseSettings, RoutingSettings
+from geoservice.settings import AuthSettings, DatabaseSettings, RoutingSettings
 
 
 def create_app(
     settings: DatabaseSettings | None = None,
     engine: Engine | None = None,
     routing: RoutingSettings | None = None,
+    auth_settings: AuthSettings | None = None,
 ) -> FastAPI:
     """Build the app; tests pass their own engine, the server lets the lifespan open the database."""
 
@@ -28,6 +29,7 @@ def create_app(
         app.state.engine = engine or open_database(settings)
         app.state.sessions = session_factory(app.state.engine)
         app.state.routing_settings = routing or RoutingSettings()
+        app.state.auth_settings = auth_settings or AuthSettings()
         app.state.routers = RouterRegistry(app.state.engine, app.state.routing_settings)
         app.state.routers.start()
         yield
@@ -43,6 +45,7 @@ def create_app(
     )
     register_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
     app.include_router(versions.router)
     app.include_router(locate.router)
     app.include_router(route.router)

@@ -19,6 +19,7 @@ from etl.contracts import CONTRACTS
 from etl.load import ImportRejected, import_layer
 from etl.readers import ReadError
 from etl.writers import ExportError, read_layer, write_layer
+from geoservice.auth.users import UserError, add_user, list_users, set_disabled
 from geoservice.database import embedded_cluster, open_database, transaction
 from geoservice.embedded import ClusterError
 from geoservice.event_routing import assign_departments, assign_places
@@ -32,14 +33,15 @@ from geoservice.versions import (
     publish,
     resolve_version,
 )
+from layers.models import Role
 
-app = typer.Typer(
-    help="Spatial governance service: grids, police posts, events on PostGIS.", no_args_is_help=True
-)
+app = typer.Typer(help="Spatial governance service: grids, police posts, events on PostGIS.", no_args_is_help=True)
 db_app = typer.Typer(help="The embedded PostGIS cluster (ignored when GEOSERVICE_DATABASE_URL is set).")
 versions_app = typer.Typer(help="Boundary versions of regions and grids.")
+users_app = typer.Typer(help="People who sign in: roles and scopes.")
 app.add_typer(db_app, name="db")
 app.add_typer(versions_app, name="versions")
+app.add_typer(users_app, name="users")
 
 console = Console(soft_wrap=True)  # messages stay on one line: people grep them
 err = Console(stderr=True, soft_wrap=True)
@@ -79,8 +81,7 @@ def db_status() -> None:
     """Whether the embedded cluster is initialised and running, and on which port."""
     status = embedded_cluster(DatabaseSettings()).status()
     console.print(
-        f"datadir {status.datadir}\ninitialised {status.initialised}\n"
-        f"running {status.running}\nport {status.port}",
+        f"datadir {status.datadir}\ninitialised {status.initialised}\nrunning {status.running}\nport {status.port}",
         highlight=False,
     )
     if not status.running:
@@ -108,7 +109,7 @@ def demo(
     events: Annotated[int, typer.Option(help="historic events over 12 months")] = 50_000,
 ) -> None:
     """Load the demo city (once; skipped when it is already loaded)."""
-    from geoservice.demo import DEMO_BOUNDARY, DemoOptions, demo_loaded, load_demo
+    from geoservice.demo import DEMO_BOUNDARY, DemoOptions, demo_loaded, demo_users, load_demo
 
     engine = open_database()
     if demo_loaded(engine):
@@ -125,6 +126,10 @@ def demo(
     for layer, count in counts.items():
         table.add_row(layer, f"{count:,}")
     console.print(table)
+    users = Table("username", "password", "role", "scope", title="demo users — change these passwords")
+    for user in demo_users(adcode):
+        users.add_row(user.username, user.password, user.role, user.region_code or user.department_code or "")
+    console.print(users)
 
 
 # --- import / export -----------------------------------------------------------------------------
@@ -191,9 +196,7 @@ def route(
     ],
     target: Annotated[Path, typer.Argument(metavar="OUT", help=".csv, .gpkg or .geojson")],
     crs: Annotated[str | None, typer.Option(help="CRS of IN when it declares none")] = None,
-    rejects: Annotated[
-        Path | None, typer.Option(help="where unusable rows go; default OUT.rejected.csv")
-    ] = None,
+    rejects: Annotated[Path | None, typer.Option(help="where unusable rows go; default OUT.rejected.csv")] = None,
     chunk: Annotated[int, typer.Option(min=1000, help="rows per chunk")] = 200_000,
 ) -> None:
     """Add grid, community, town and station codes (and department) to every row of a file of points."""
@@ -243,9 +246,7 @@ def versions_list() -> None:
 @versions_app.command("publish")
 def versions_publish(
     name: str,
-    at: Annotated[
-        datetime | None, typer.Option(help="effective from (ISO 8601 with zone); default now")
-    ] = None,
+    at: Annotated[datetime | None, typer.Option(help="effective from (ISO 8601 with zone); default now")] = None,
 ) -> None:
     """Put a draft in force (atomically; the previous version is retired at the same instant)."""
     try:
@@ -258,6 +259,47 @@ def versions_publish(
 
 def _when(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else "—"
+
+
+# --- users ---------------------------------------------------------------------------------------
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[Role, typer.Option(help="what the user may do")],
+    region: Annotated[str | None, typer.Option(help="region code a dispatcher or grid worker is scoped to")] = None,
+    department: Annotated[str | None, typer.Option(help="department code of a handler")] = None,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create a user (the password is asked for, or given with --password)."""
+    try:
+        with transaction(open_database()) as session:
+            add_user(session, username, password, role, region_code=region, department_code=department)
+    except UserError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"added {username} ({role})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every user, role, scope and state."""
+    with transaction(open_database()) as session:
+        rows = list_users(session)
+    table = Table("username", "role", "region", "department", "state")
+    for u in rows:
+        table.add_row(u["username"], u["role"], u["region_code"] or "", u["department_code"] or "",
+                      "disabled" if u["disabled"] else "active")  # fmt: skip
+    console.print(table)
+
+
+@users_app.command("disable")
+def users_disable(username: str) -> None:
+    """Disable an account; its tokens stop working at once."""
+    try:
+        with transaction(open_database()) as session:
+            set_disabled(session, username)
+    except UserError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"disabled {username}")
 
 
 # --- serve ---------------------------------------------------------------------------------------

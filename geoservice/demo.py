@@ -1,7 +1,7 @@
 """The demo city, loaded through the same validation as any import.
 
 如皋市's real boundary is cut into towns, communities and grids, with posts, key places, reference
-data and a year of events.
+data, a year of events and a population grid (people per 100 m cell, for coverage reports).
 
 Loading is one transaction, so an interrupted demo leaves nothing behind, and it is skipped when
 the demo version is already there, so a second start takes seconds.
@@ -18,18 +18,45 @@ from pathlib import Path
 import geopandas as gpd
 import shapely
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from etl.crs import geometries_to_wgs84, parse_crs
 from etl.demo import DemoCity, build_demo_city
-from etl.load import import_frame, remember_metric_epsg
+from etl.load import copy_rows, import_frame, remember_metric_epsg
 from etl.reference import load_reference_data
+from geoservice.auth.users import add_user
 from geoservice.database import transaction
 from geoservice.event_routing import assign_departments, assign_places
 from geoservice.routing.loader import load_router
 from geoservice.versions import current_version_id, publish
+from layers.models import Role
 
 DEMO_BOUNDARY = Path(__file__).parents[1] / "etl" / "data" / "320682.geojson"
 DEMO_VERSION = "demo"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """One account per role, so every screen can be tried; printed by ``geoservice demo``."""
+
+    username: str
+    password: str
+    role: Role
+    region_code: str | None = None
+    department_code: str | None = None
+
+
+def demo_users(adcode: str = "320682") -> tuple[DemoUser, ...]:
+    """The demo's accounts; the scoped ones see the whole city, or its first street's first community."""
+    return (
+        DemoUser("admin", "admin-demo-2026", Role.admin),
+        DemoUser("planner", "planner-demo-2026", Role.planner),
+        DemoUser("dispatcher", "dispatcher-demo-2026", Role.dispatcher, region_code=f"{adcode}000000"),
+        DemoUser("handler", "handler-demo-2026", Role.handler, department_code="police"),
+        DemoUser("gridworker", "gridworker-demo-2026", Role.grid_worker, region_code=f"{adcode}001001"),
+        DemoUser("supervisor", "supervisor-demo-2026", Role.supervisor),
+        DemoUser("citizen", "citizen-demo-2026", Role.public),
+    )
 
 
 @dataclass(frozen=True)
@@ -51,9 +78,7 @@ class DemoOptions:
 def demo_loaded(engine: Engine) -> bool:
     """Whether the demo version is already in this database."""
     with engine.connect() as conn:
-        return bool(
-            conn.execute(text("SELECT 1 FROM boundary_versions WHERE name = :n"), {"n": DEMO_VERSION}).first()
-        )
+        return bool(conn.execute(text("SELECT 1 FROM boundary_versions WHERE name = :n"), {"n": DEMO_VERSION}).first())
 
 
 def load_demo(
@@ -74,16 +99,27 @@ def load_demo(
         counts.update(load_reference_data(session))
         for layer in ("regions", "grids", "posts", "station_areas", "places", "events"):
             step(f"loading {layer}")
-            report = import_frame(
-                session, layer, _frame(city, layer), version=DEMO_VERSION, source=f"demo {layer}"
-            )
+            report = import_frame(session, layer, _frame(city, layer), version=DEMO_VERSION, source=f"demo {layer}")
             counts[layer] = report.count
             if layer == "grids":
                 publish(session, DEMO_VERSION, _effective_from(city))
+        step("loading population")
+        counts["population"] = _load_population(session, city.population)
+        step("creating demo users")
+        for user in demo_users(options.adcode):
+            add_user(session, user.username, user.password, user.role,
+                     region_code=user.region_code, department_code=user.department_code)  # fmt: skip
         step("routing events")
         assign_places(session)
         assign_departments(session, load_router(session, current_version_id(session)))
     return counts
+
+
+def _load_population(session: Session, frame: gpd.GeoDataFrame) -> int:
+    """Population cells as they are: no import contract covers them (a census grid has no codes)."""
+    geoms = shapely.to_wkb(shapely.set_srid(frame.geometry.values, 4326), hex=True, include_srid=True)
+    copy_rows(session, "population", ["count", "geom"], zip(frame["count"].tolist(), geoms, strict=True))
+    return len(frame)
 
 
 def read_boundary(path: Path, crs: str) -> shapely.MultiPolygon | shapely.Polygon:

@@ -85,9 +85,7 @@ class EmbeddedCluster:
         """SQLAlchemy URL of a database in this cluster (the cluster must have been started)."""
         state = self._state()
         if "port" not in state:
-            raise ClusterError(
-                f"the embedded cluster under {self.home} was never started: run `geoservice db up`"
-            )
+            raise ClusterError(f"the embedded cluster under {self.home} was never started: run `geoservice db up`")
         return f"postgresql+psycopg://{DB_ROLE}:{state['password']}@127.0.0.1:{state['port']}/{dbname}"
 
     def status(self) -> ClusterStatus:
@@ -126,9 +124,7 @@ class EmbeddedCluster:
     def conninfo(self, dbname: str = DB_NAME) -> str:
         """The connection string of ``dbname`` for psycopg and psql."""
         state = self._state()
-        return (
-            f"host=127.0.0.1 port={state['port']} user={DB_ROLE} password={state['password']} dbname={dbname}"
-        )
+        return f"host=127.0.0.1 port={state['port']} user={DB_ROLE} password={state['password']} dbname={dbname}"
 
     def _initdb(self) -> None:
         if (self.datadir / "PG_VERSION").exists():
@@ -162,8 +158,7 @@ class EmbeddedCluster:
         if result.returncode != 0:
             why = result.stderr.strip() or result.stdout.strip()
             raise ClusterError(
-                f"PostgreSQL did not start (exit {result.returncode}): {why}; "
-                f"see {self.logdir / 'postgres.log'}"
+                f"PostgreSQL did not start (exit {result.returncode}): {why}; see {self.logdir / 'postgres.log'}"
             )
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -214,9 +209,7 @@ def _ensure_os_user(name: str) -> None:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
-        )
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
 
 
 def _bindir() -> Path:

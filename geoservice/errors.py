@@ -20,9 +20,12 @@ PROBLEM = "application/problem+json"
 class ProblemError(Exception):
     """An error that already knows its status and may carry extra members for the problem body."""
 
-    def __init__(self, status: int, title: str, detail: str, **extra: object) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.headers = headers or {}
 
 
 STATUS_OF: dict[type[Exception], tuple[int, str]] = {
@@ -31,10 +34,12 @@ STATUS_OF: dict[type[Exception], tuple[int, str]] = {
 }
 
 
-def problem(status: int, title: str, detail: str, **extra: object) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
     """A problem+json response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def register_error_handlers(app: FastAPI) -> None:
@@ -42,7 +47,7 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+        return problem(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -56,9 +61,7 @@ def register_error_handlers(app: FastAPI) -> None:
 
     for error_type, (status, title) in STATUS_OF.items():
 
-        async def _mapped(
-            _: Request, exc: Exception, status: int = status, title: str = title
-        ) -> JSONResponse:
+        async def _mapped(_: Request, exc: Exception, status: int = status, title: str = title) -> JSONResponse:
             return problem(status, title, str(exc))
 
         app.add_exception_handler(error_type, _mapped)

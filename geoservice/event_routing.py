@@ -70,14 +70,10 @@ def assign_departments(session: Session, router: Router) -> int:
     routed = route_points(router, lon.astype(float), lat.astype(float), categories.astype(object))
     decided = routed["rule_id"].notna().to_numpy()
     described = {
-        rule.id: f"rule {rule.id} ({rule.description}), decided when the event was loaded"
-        for rule in router.rules
+        rule.id: f"rule {rule.id} ({rule.description}), decided when the event was loaded" for rule in router.rules
     }
     session.execute(
-        text(
-            "CREATE TEMP TABLE routed (id bigint, department_code text, rule_id int, reason text) "
-            "ON COMMIT DROP"
-        )
+        text("CREATE TEMP TABLE routed (id bigint, department_code text, rule_id int, reason text) ON COMMIT DROP")
     )
     copy_rows(
         session,
@@ -85,9 +81,7 @@ def assign_departments(session: Session, router: Router) -> int:
         ["id", "department_code", "rule_id", "reason"],
         (
             (int(i), d, int(r), described[int(r)])
-            for i, d, r in zip(
-                ids[decided], routed["department"][decided], routed["rule_id"][decided], strict=True
-            )
+            for i, d, r in zip(ids[decided], routed["department"][decided], routed["rule_id"][decided], strict=True)
         ),
     )
     session.execute(

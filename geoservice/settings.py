@@ -6,10 +6,12 @@ documented in the README's *Configuration* table.
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +69,39 @@ class RoutingSettings(BaseSettings):
             "central_room": self.ring_central_room_m,
             "station": self.ring_station_m,
         }
+
+
+class AuthSettings(BaseSettings):
+    """Signing of API tokens.
+
+    Outside development the secret must be set (``GEOSERVICE_SECRET_KEY``); in development, when it
+    is not, one is generated once under ``GEOSERVICE_HOME`` so that every worker shares it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    secret_key: SecretStr | None = None
+    token_ttl_minutes: int = Field(8 * 60, ge=1, le=30 * 24 * 60)
+    home: Path = Path(".geoservice")
+
+    @model_validator(mode="after")
+    def _secret_outside_development(self) -> AuthSettings:
+        if self.environment == "production":
+            secret = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(secret) < 32:
+                raise ValueError("GEOSERVICE_SECRET_KEY must be set (at least 32 characters) in production")
+        return self
+
+    def signing_key(self) -> str:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.home / "secret_key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
 
 class ServerSettings(BaseSettings):

@@ -93,9 +93,7 @@ def publish(session: Session, name: str, effective_from: datetime | None = None)
         {"at": at},
     ).scalar()
     if later:
-        raise VersionError(
-            f"version {later!r} takes effect at or after {at.isoformat()}; publish later than it"
-        )
+        raise VersionError(f"version {later!r} takes effect at or after {at.isoformat()}; publish later than it")
     session.execute(
         text(
             "UPDATE boundary_versions SET status = 'retired', effective_to = :at "

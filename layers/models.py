@@ -87,9 +87,7 @@ class BoundaryVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    status: Mapped[VersionStatus] = mapped_column(
-        _enum(VersionStatus, "version_status"), server_default="draft"
-    )
+    status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "version_status"), server_default="draft")
     effective_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     effective_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     based_on_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))
@@ -168,9 +166,7 @@ class KeyPlace(Base):
     __table_args__ = (
         Index("ix_key_places_geom", "geom", postgresql_using="gist"),
         Index("ix_key_places_type", "type"),
-        CheckConstraint(
-            "GeometryType(geom) IN ('POINT', 'POLYGON', 'MULTIPOLYGON')", name="point_or_polygon"
-        ),
+        CheckConstraint("GeometryType(geom) IN ('POINT', 'POLYGON', 'MULTIPOLYGON')", name="point_or_polygon"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -290,6 +286,41 @@ class Population(Base):
     geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
 
 
+class Role(enum.StrEnum):
+    """Who may do what (the design's roles)."""
+
+    admin = "admin"
+    planner = "planner"
+    dispatcher = "dispatcher"
+    handler = "handler"
+    grid_worker = "grid_worker"
+    supervisor = "supervisor"
+    public = "public"
+
+
+class User(Base):
+    """A person who signs in; dispatchers and grid workers see a region subtree, handlers a department."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "role NOT IN ('dispatcher', 'grid_worker') OR region_code IS NOT NULL",
+            name="scoped_roles_have_region",
+        ),
+        CheckConstraint("role <> 'handler' OR department_code IS NOT NULL", name="handlers_have_department"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    region_code: Mapped[str | None] = mapped_column(String(12))
+    department_code: Mapped[str | None] = mapped_column(ForeignKey("departments.code"))
+    display_name: Mapped[str] = mapped_column(String(100), server_default="")
+    disabled: Mapped[bool] = mapped_column(server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Setting(Base):
     """Small persisted facts about the dataset (its metric CRS, the demo's seed)."""
 
@@ -313,7 +344,9 @@ __all__ = [
     "Population",
     "Region",
     "RegionLevel",
+    "Role",
     "RoutingRule",
     "Setting",
+    "User",
     "VersionStatus",
 ]

@@ -27,6 +27,7 @@ from etl.demo.hierarchy import Hierarchy, build_hierarchy
 from etl.demo.metric import city_polygon, gauss_kruger_epsg
 from etl.demo.names import RUGAO_ADCODE
 from etl.demo.places import build_places
+from etl.demo.population import PEOPLE, build_population
 from etl.demo.posts import build_posts
 from etl.demo.tessellation import SNAP, tessellate
 
@@ -38,7 +39,10 @@ DEFAULT_END = pd.Timestamp("2026-11-01T00:00", tz=TZ)
 
 @dataclass
 class DemoCity:
-    """The six import layers of a demo city, in WGS84, plus the metric CRS they were built in."""
+    """The six import layers of a demo city and its population cells, in WGS84, plus the metric CRS.
+
+    ``population`` holds points (cell centres) with a ``count`` column: people, for coverage reports.
+    """
 
     regions: gpd.GeoDataFrame
     grids: gpd.GeoDataFrame
@@ -46,6 +50,7 @@ class DemoCity:
     station_areas: gpd.GeoDataFrame
     places: gpd.GeoDataFrame
     events: gpd.GeoDataFrame
+    population: gpd.GeoDataFrame
     metric_epsg: int
 
 
@@ -59,6 +64,7 @@ def build_demo_city(
     n_posts: int = 400,
     n_places: int = 2000,
     n_events: int = 50_000,
+    people: int = PEOPLE,
     end: datetime | None = None,
     adcode: str = RUGAO_ADCODE,
     city_name: str | None = None,
@@ -86,6 +92,8 @@ def build_demo_city(
         places = build_places(h, model, n_places, rng)
     with _stage("events"):
         events = build_events(h, model, places, pd.read_csv(CATEGORIES_CSV), n_events, _end(end), rng)
+    with _stage("population"):
+        population = build_population(model, rng, people=people)
     with _stage("frames"):
         name = city_name or ("如皋市" if adcode.startswith(RUGAO_ADCODE) else "示范市")
         return DemoCity(
@@ -144,6 +152,9 @@ def build_demo_city(
                 ),
                 epsg,
                 sort=False,
+            ),
+            population=_wgs84(
+                pd.DataFrame({"count": population.count, "geometry": shapely.points(population.xy)}), epsg, sort=False
             ),
             metric_epsg=epsg,
         )

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from etl.crs import parse_crs, to_wgs84
+from geoservice.auth.policy import EVERYONE, policy
 from geoservice.errors import ProblemError
 from geoservice.routing.registry import NoVersionInForce
 from geoservice.routing.router import Location, Region, Router
@@ -80,7 +81,12 @@ class LocateAnswer(BaseModel):
     snapped_m: float | None
 
 
-@router.get("", response_model=LocateAnswer, responses={404: {"description": "outside every grid"}})
+@router.get(
+    "",
+    response_model=LocateAnswer,
+    responses={404: {"description": "outside every grid"}},
+    **policy(EVERYONE),
+)
 async def locate_one(
     request: Request,
     lon: Annotated[float, Query(ge=-180, le=180, description="longitude in the given CRS")],
@@ -91,9 +97,7 @@ async def locate_one(
     """Which grid (and community, town, station, posts) a point is in."""
     # The current router answers in ~20 µs without I/O, so it runs on the event loop; only a past
     # instant may need the database (to build that version's router) and goes to a thread.
-    router_ = (
-        locate_router(request, None) if at is None else await run_in_threadpool(locate_router, request, at)
-    )
+    router_ = locate_router(request, None) if at is None else await run_in_threadpool(locate_router, request, at)
     location = router_.locate(*point_to_wgs84(lon, lat, crs))
     answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs})
     if "error" in answer:
@@ -101,7 +105,11 @@ async def locate_one(
     return JSONResponse(answer)  # built to the LocateAnswer shape already: no second validation pass
 
 
-@router.post("", responses={200: {"description": "one answer or error per point, in order"}})
+@router.post(
+    "",
+    responses={200: {"description": "one answer or error per point, in order"}},
+    **policy(EVERYONE),
+)
 def locate_many(
     request: Request,
     body: Annotated[dict[str, Any], Body(examples=[{"crs": "gcj02", "points": [[120.574, 32.389]]}])],
@@ -239,8 +247,6 @@ def _batch_points(body: dict[str, Any], limit: int) -> tuple[str, list[tuple[flo
             not isinstance(pair, list | tuple) or len(pair) != 2
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
         ):  # fmt: skip
-            raise ProblemError(
-                422, "Invalid request", f"point {k} is not a [lon, lat] pair of numbers: {pair!r}"
-            )
+            raise ProblemError(422, "Invalid request", f"point {k} is not a [lon, lat] pair of numbers: {pair!r}")
         points.append((float(pair[0]), float(pair[1])))
     return crs, points

@@ -7,30 +7,25 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from geoservice.api.locate import answer_of, locate_router, point_to_wgs84
+from geoservice.auth.policy import STAFF, policy
 from geoservice.errors import ProblemError
 
 router = APIRouter(prefix="/v1/route", tags=["routing"])
 
 
-@router.get("/explain")
+@router.get("/explain", **policy(STAFF))
 def explain_route(
     request: Request,
     lon: Annotated[float, Query(ge=-180, le=180)],
     lat: Annotated[float, Query(ge=-90, le=90)],
-    category: Annotated[
-        str, Query(min_length=1, max_length=80, description="category code, e.g. public_order.fight")
-    ],
+    category: Annotated[str, Query(min_length=1, max_length=80, description="category code, e.g. public_order.fight")],
     crs: Annotated[str, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = "wgs84",
 ) -> dict[str, Any]:
     """Every candidate rule for this category and place, the winner first."""
     router_ = locate_router(request, None)
-    if not any(
-        category == r.category_code or category.startswith(r.category_code + ".") for r in router_.rules
-    ):
+    if not any(category == r.category_code or category.startswith(r.category_code + ".") for r in router_.rules):
         known = sorted({r.category_code for r in router_.rules})
-        raise ProblemError(
-            422, "Unknown category", f"no routing rule knows {category!r}; known: {', '.join(known)}"
-        )
+        raise ProblemError(422, "Unknown category", f"no routing rule knows {category!r}; known: {', '.join(known)}")
     x, y = point_to_wgs84(lon, lat, crs)
     location, verdicts = router_.explain(x, y, category)
     answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs})

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from geoservice.api.deps import SessionDep
+from geoservice.auth.policy import STAFF, policy
 from geoservice.versions import list_versions
 
 router = APIRouter(prefix="/v1/boundary-versions", tags=["boundary versions"])
@@ -25,7 +26,7 @@ class VersionPublic(BaseModel):
     regions: int
 
 
-@router.get("", response_model=list[VersionPublic])
+@router.get("", response_model=list[VersionPublic], **policy(STAFF))
 def get_versions(session: SessionDep) -> list[VersionPublic]:
     """Every boundary version, newest first."""
     return [VersionPublic(**vars(v)) for v in list_versions(session)]

@@ -12,8 +12,6 @@ def _ours(obj: object, name: str | None, type_: str, reflected: bool, compare_to
     return not (type_ == "table" and reflected and compare_to is None)
 
 
-context.configure(
-    connection=connection, target_metadata=Base.metadata, compare_type=True, include_object=_ours
-)
+context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True, include_object=_ours)
 with context.begin_transaction():
     context.run_migrations()

@@ -25,9 +25,7 @@ def route_points(
     codes = router.codes_of(batch)
     columns: dict[str, NDArray] = dict(codes)
     if categories is not None:
-        department, rule_id = _departments(
-            router, batch, codes, lon, lat, np.asarray(categories, dtype=object)
-        )
+        department, rule_id = _departments(router, batch, codes, lon, lat, np.asarray(categories, dtype=object))
         columns["department"] = department
         columns["rule_id"] = rule_id
     return pd.DataFrame(columns)
@@ -68,9 +66,7 @@ def _departments(
     return department, pd.array(np.where(rule_id < 0, None, rule_id), dtype="Int64")
 
 
-def _near_place(
-    router: Router, place_type: str, xy: NDArray[np.float64], within_m: float
-) -> NDArray[np.bool_]:
+def _near_place(router: Router, place_type: str, xy: NDArray[np.float64], within_m: float) -> NDArray[np.bool_]:
     """Whether each metric point lies within ``within_m`` of a place of the type (a bounded search)."""
     places = router.places.get(place_type)
     near = np.zeros(len(xy), dtype=bool)
@@ -83,15 +79,11 @@ def _near_place(
 
 def _ranked(rules: list[Rule], category: str) -> list[Rule]:
     chain = category_chain(category)
-    return sorted(
-        (r for r in rules if r.category_code in chain), key=lambda r: (-r.specificity, -r.priority, r.id)
-    )
+    return sorted((r for r in rules if r.category_code in chain), key=lambda r: (-r.specificity, -r.priority, r.id))
 
 
 def _city_codes(router: Router, towns: NDArray[np.object_]) -> NDArray[np.object_]:
-    city_of = {
-        t: (router.regions[t].parent_code or "") if t in router.regions else "" for t in pd.unique(towns)
-    }
+    city_of = {t: (router.regions[t].parent_code or "") if t in router.regions else "" for t in pd.unique(towns)}
     return pd.Series(towns).map(city_of).to_numpy(dtype=object)
 
 

@@ -73,9 +73,7 @@ def route_file(
         progress(summary.rows, total)
     if held:
         frame = pd.concat(held, ignore_index=True)
-        pyogrio.write_dataframe(
-            gpd.GeoDataFrame(frame, geometry="geometry", crs=4326), target, driver="GeoJSON"
-        )
+        pyogrio.write_dataframe(gpd.GeoDataFrame(frame, geometry="geometry", crs=4326), target, driver="GeoJSON")
     elif not target.exists():
         pd.DataFrame(columns=["grid_code"]).to_csv(target, index=False)
     return summary

@@ -17,9 +17,7 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings | N
     """Read the version's grids and regions and the current posts; build the indexes."""
     settings = settings or RoutingSettings()
     epsg = _metric_epsg(session)
-    name = session.execute(
-        text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}
-    ).scalar_one()
+    name = session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()
     rows = session.execute(
         text(
             "SELECT code, name, community_code, workers, officer, ST_AsBinary(geom) AS wkb "
@@ -53,9 +51,7 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings | N
         grid_geoms=grid_geoms,
         regions=regions,
         stations=_post_set(stations),
-        jurisdictions=np.array(
-            [shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object
-        ),
+        jurisdictions=np.array([shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object),
         posts={level: _post_set(rows) for level, rows in by_level.items()},
         places=_places(session, epsg),
         rules=_rules(session),
@@ -68,18 +64,14 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings | N
 
 def _places(session: Session, epsg: int) -> dict[str, PlaceSet]:
     rows = session.execute(
-        text(
-            "SELECT type, name, ST_AsBinary(ST_Transform(geom, :epsg)) AS wkb FROM key_places ORDER BY code"
-        ),
+        text("SELECT type, name, ST_AsBinary(ST_Transform(geom, :epsg)) AS wkb FROM key_places ORDER BY code"),
         {"epsg": epsg},
     ).all()
     by_type: dict[str, list] = {}
     for row in rows:
         by_type.setdefault(row.type, []).append(row)
     return {
-        kind: PlaceSet(
-            np.array([r.name for r in group], dtype=str), shapely.from_wkb([bytes(r.wkb) for r in group])
-        )
+        kind: PlaceSet(np.array([r.name for r in group], dtype=str), shapely.from_wkb([bytes(r.wkb) for r in group]))
         for kind, group in by_type.items()
     }
 

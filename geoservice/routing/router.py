@@ -250,9 +250,7 @@ class Router:
             posts = self.posts[level]
             k, d = posts.nearest_one(x, y)
             answers[level] = (
-                None
-                if k < 0
-                else PostAnswer(str(posts.codes[k]), str(posts.names[k]), d, d <= self.rings_m[level])
+                None if k < 0 else PostAnswer(str(posts.codes[k]), str(posts.names[k]), d, d <= self.rings_m[level])
             )
         return answers
 

@@ -103,11 +103,7 @@ def _judge(rule: Rule, facts: EventFacts) -> Verdict:
         name, metres = facts.nearest_place.get(rule.place_type, ("", float("inf")))
         close = metres <= (rule.place_distance_m or 0)
         matched &= close
-        where = (
-            f"nearest {rule.place_type} {name} is {metres:,.0f} m away"
-            if name
-            else f"no {rule.place_type} nearby"
-        )
+        where = f"nearest {rule.place_type} {name} is {metres:,.0f} m away" if name else f"no {rule.place_type} nearby"
         reasons.append(f"{where} ({'within' if close else 'beyond'} {rule.place_distance_m:,.0f} m)")
     if rule.zone_layer is not None:
         inside = rule.zone_layer == f"station_area:{facts.station_area}"

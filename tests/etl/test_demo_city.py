@@ -167,8 +167,7 @@ def test_codes(city: DemoCity) -> None:
     assert communities["name"].str.fullmatch(r"..(社区|村)").all()
     community_name = dict(zip(communities["code"], communities["name"], strict=True))
     assert all(
-        name.startswith(community_name[code])
-        for name, code in zip(grids["name"], grids["community_code"], strict=True)
+        name.startswith(community_name[code]) for name, code in zip(grids["name"], grids["community_code"], strict=True)
     )
     staff = grids["workers"].str.split(";")
     assert staff.map(len).between(1, 3).all() and grids["officer"].str.len().between(2, 3).all()

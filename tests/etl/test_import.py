@@ -46,9 +46,7 @@ def with_regions(empty_db: Engine, tmp_path: Path) -> Engine:
 # --- good files -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".shp"])
 def test_grids_load_from_every_vector_format(with_regions: Engine, tmp_path: Path, suffix: str):
-    assert (
-        load(with_regions, "grids", write(tiny_city.grids(), tmp_path / f"grids{suffix}"), version="v1") == 4
-    )
+    assert load(with_regions, "grids", write(tiny_city.grids(), tmp_path / f"grids{suffix}"), version="v1") == 4
     with with_regions.connect() as conn:
         row = conn.execute(
             text("SELECT workers, officer, ST_Area(geom::geography) FROM grids WHERE code = :c"),
@@ -86,10 +84,7 @@ def test_reimporting_posts_upserts_by_code(empty_db: Engine, tmp_path: Path):
     renamed = tiny_city.posts().assign(name=["新派出所", "西村警务室"])
     load(empty_db, "posts", write(renamed, tmp_path / "posts2.geojson"))
     with empty_db.connect() as conn:
-        assert (
-            conn.execute(text("SELECT name FROM police_posts WHERE code = 'PS001'")).scalar_one()
-            == "新派出所"
-        )
+        assert conn.execute(text("SELECT name FROM police_posts WHERE code = 'PS001'")).scalar_one() == "新派出所"
     assert count(empty_db, "police_posts") == 2
 
 
@@ -110,9 +105,7 @@ def test_events_import_is_idempotent_and_places_events(with_regions: Engine, tmp
             import_layer(session, "events", tmp_path / "events.csv")
             assign_places(session)
     with with_regions.connect() as conn:
-        rows = conn.execute(
-            text("SELECT grid_code, town_code, occurred_at FROM events ORDER BY grid_code")
-        ).all()
+        rows = conn.execute(text("SELECT grid_code, town_code, occurred_at FROM events ORDER BY grid_code")).all()
     assert [r.grid_code for r in rows] == [WEST + "001", EAST + "002"]
     assert {r.town_code for r in rows} == {tiny_city.TOWN}
     assert rows[1].occurred_at.utcoffset().total_seconds() == 0  # stored as UTC …
@@ -139,9 +132,7 @@ def test_a_declared_projected_crs_is_honoured(empty_db: Engine, tmp_path: Path):
     write(posts, tmp_path / "posts.gpkg")
     load(empty_db, "posts", tmp_path / "posts.gpkg")
     with empty_db.connect() as conn:
-        x, y = conn.execute(
-            text("SELECT ST_X(geom), ST_Y(geom) FROM police_posts WHERE code = 'PS001'")
-        ).one()
+        x, y = conn.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM police_posts WHERE code = 'PS001'")).one()
     expected = tiny_city.posts().geometry.iloc[0]
     assert (x, y) == pytest.approx((expected.x, expected.y), abs=1e-8)
 
@@ -186,9 +177,7 @@ def test_out_of_range_and_swapped_coordinates(empty_db: Engine, tmp_path: Path):
                   "name": ["a", "b", "c"], "level": ["station"] * 3}).to_csv(tmp_path / "p.csv", index=False)  # fmt: skip
     errors = rejected(empty_db, "posts", tmp_path / "p.csv")
     assert len(errors) == 2
-    assert (
-        errors[0].startswith("feature 0 (code a): coordinates out of range") and "look swapped" in errors[0]
-    )
+    assert errors[0].startswith("feature 0 (code a): coordinates out of range") and "look swapped" in errors[0]
     assert errors[1].startswith("feature 1 (code b): coordinates out of range") and "--crs" in errors[1]
     assert count(empty_db, "police_posts") == 0
 
@@ -215,9 +204,7 @@ def test_self_intersection_and_duplicate_code_are_both_named(with_regions: Engin
 
 
 def test_fix_repairs_invalid_geometry_and_reports_it(empty_db: Engine, tmp_path: Path):
-    places = gpd.GeoDataFrame(
-        {"code": ["KP1"], "name": ["学校"], "type": ["school"]}, geometry=[BOWTIE], crs=4326
-    )
+    places = gpd.GeoDataFrame({"code": ["KP1"], "name": ["学校"], "type": ["school"]}, geometry=[BOWTIE], crs=4326)
     path = write(places, tmp_path / "places.geojson")
     assert "invalid geometry" in rejected(empty_db, "places", path)[0]
     with transaction(empty_db) as session:
@@ -276,9 +263,7 @@ def test_region_parent_must_exist_and_be_one_level_up(empty_db: Engine, tmp_path
 def test_station_area_of_an_unknown_station(empty_db: Engine, tmp_path: Path):
     areas = gpd.GeoDataFrame({"code": ["PS404"]}, geometry=[tiny_city.square(0)], crs=4326)
     errors = rejected(empty_db, "station_areas", write(areas, tmp_path / "a.geojson"))
-    assert errors == [
-        "feature 0 (code PS404): is not the code of a loaded police station (import posts first)"
-    ]
+    assert errors == ["feature 0 (code PS404): is not the code of a loaded police station (import posts first)"]
 
 
 def test_bad_event_rows(empty_db: Engine, tmp_path: Path):
@@ -319,7 +304,5 @@ def test_export_then_import_round_trips(with_regions: Engine, tmp_path: Path, su
     assert list(back["workers"].fillna("")) == list(original["workers"])
     # GeoJSON writes 15 significant digits (32.309999999999995 comes back as 32.31); Shapefiles turn
     # rings clockwise and single-part MultiPolygons into Polygons. The shapes themselves are unchanged.
-    distances = [
-        shapely.hausdorff_distance(a, b) for a, b in zip(back.geometry, original.geometry, strict=True)
-    ]
+    distances = [shapely.hausdorff_distance(a, b) for a, b in zip(back.geometry, original.geometry, strict=True)]
     assert max(distances) < 1e-12

@@ -29,10 +29,7 @@ def scalar(url: str, sql: str):
 
 def test_bad_grids_file_loads_nothing_and_names_every_error(use_database: str, tmp_path: Path):
     assert (
-        run(
-            "import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1"
-        ).exit_code
-        == 0
+        run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1").exit_code == 0
     )
     grids = tiny_city.grids()
     grids.loc[1, "geometry"] = MultiPolygon(
@@ -88,3 +85,16 @@ def test_publish_refuses_a_version_without_grids(use_database: str, tmp_path: Pa
     result = run("versions", "publish", "v1")
     assert result.exit_code == 1 and "has no grids" in result.output
     assert scalar(use_database, "SELECT status::text FROM boundary_versions") == "draft"
+
+
+def test_users_add_list_disable(use_database: str):
+    result = run(
+        "users", "add", "chen", "--role", "dispatcher", "--region", "320682000000", "--password", "long enough pw"
+    )
+    assert result.exit_code == 0 and "added chen (dispatcher)" in result.output
+    assert run("users", "add", "wu", "--role", "handler", "--password", "long enough pw").exit_code == 1
+    listing = run("users", "list").output
+    assert "chen" in listing and "dispatcher" in listing and "active" in listing
+    assert run("users", "disable", "chen").exit_code == 0
+    assert "disabled" in run("users", "list").output
+    assert scalar(use_database, "SELECT password_hash LIKE '$argon2%' FROM users WHERE username = 'chen'") is True

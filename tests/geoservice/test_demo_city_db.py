@@ -28,9 +28,7 @@ def test_counts(demo_db: Engine):
 def test_grids_are_a_valid_coverage_of_the_city(demo_db: Engine):
     grids = shapely.from_wkb([bytes(r[0]) for r in rows(demo_db, "SELECT ST_AsBinary(geom) FROM grids")])
     assert shapely.coverage_is_valid(grids)
-    city = shapely.from_wkb(
-        bytes(rows(demo_db, "SELECT ST_AsBinary(geom) FROM regions WHERE level = 'city'")[0][0])
-    )
+    city = shapely.from_wkb(bytes(rows(demo_db, "SELECT ST_AsBinary(geom) FROM regions WHERE level = 'city'")[0][0]))
     union = shapely.coverage_union_all(grids)
     assert abs(union.area - city.area) / city.area < 1e-9
     assert shapely.symmetric_difference(union, city).area / city.area < 1e-9
@@ -94,3 +92,19 @@ def test_every_event_has_a_department_by_a_rule(demo_db: Engine):
 
 def test_second_demo_run_is_skipped(demo_db: Engine):
     assert demo_loaded(demo_db)
+
+
+def test_demo_users_can_sign_in_with_their_roles(demo_db: Engine):
+    from geoservice.auth.users import authenticate
+    from geoservice.database import transaction
+    from geoservice.demo import demo_users
+
+    with transaction(demo_db) as session:
+        for user in demo_users():
+            principal = authenticate(session, user.username, user.password)
+            assert principal is not None and principal.role == user.role
+            assert principal.region_code == user.region_code
+    ((communities,),) = rows(
+        demo_db, "SELECT count(*) FROM regions WHERE code = '320682001001' AND level = 'community'"
+    )
+    assert communities == 1  # the grid worker's scope exists

@@ -22,17 +22,13 @@ from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
 GEOD = pyproj.Geod(ellps="WGS84")
 
 
-def load_tiny_city(
-    engine: Engine, version: str = "v1", at: str | None = None, grids: gpd.GeoDataFrame | None = None
-):
+def load_tiny_city(engine: Engine, version: str = "v1", at: str | None = None, grids: gpd.GeoDataFrame | None = None):
     with transaction(engine) as session:
         import_frame(session, "regions", tiny_city.regions(), version=version)
         import_frame(session, "grids", tiny_city.grids() if grids is None else grids, version=version)
         publish(session, version, None if at is None else datetime.fromisoformat(at))
         import_frame(session, "posts", tiny_city.posts())
-        station_area = gpd.GeoDataFrame(
-            {"code": ["PS001"]}, geometry=[tiny_city.regions().geometry.iloc[0]], crs=4326
-        )
+        station_area = gpd.GeoDataFrame({"code": ["PS001"]}, geometry=[tiny_city.regions().geometry.iloc[0]], crs=4326)
         import_frame(session, "station_areas", station_area)
 
 
@@ -104,9 +100,7 @@ def test_chinese_map_sdk_coordinates_find_the_same_grid(client: TestClient, crs,
     shifted = client.get("/v1/locate", params={"lon": float(x), "lat": float(y), "crs": crs}).json()
     assert wgs["grid"]["code"] == shifted["grid"]["code"] == EAST + "001"
     assert shifted["point"] == {"lon": float(x), "lat": float(y), "crs": crs}
-    naive = client.get(
-        "/v1/locate", params={"lon": float(x), "lat": float(y)}
-    )  # the offset is hundreds of metres
+    naive = client.get("/v1/locate", params={"lon": float(x), "lat": float(y)})  # the offset is hundreds of metres
     assert naive.status_code == 404 or naive.json()["grid"]["code"] != EAST + "001"
 
 
@@ -133,9 +127,7 @@ def test_batch_answers_in_order_with_per_point_errors(client: TestClient):
     assert response.status_code == 200
     results = response.json()["results"]
     assert results[0]["grid"]["code"] == EAST + "002"
-    assert (
-        results[1]["error"]["status"] == 404 and results[1]["error"]["nearest_grid"]["code"] == EAST + "002"
-    )
+    assert results[1]["error"]["status"] == 404 and results[1]["error"]["nearest_grid"]["code"] == EAST + "002"
     assert results[2]["grid"]["code"] == WEST + "001"
     assert results[3]["error"]["status"] == 422
 

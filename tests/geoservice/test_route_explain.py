@@ -12,7 +12,9 @@ from etl.load import import_frame
 from etl.reference import load_reference_data
 from geoservice.app import create_app
 from geoservice.database import transaction
+from layers.models import Role
 from tests.etl.tiny_city import WEST, X0, Y0, D
+from tests.geoservice.signin import sign_in
 from tests.geoservice.test_locate_api import load_tiny_city
 
 SCHOOL = Point(X0 + 0.5 * D, Y0 + 0.5 * D)
@@ -30,6 +32,7 @@ def client(empty_db: Engine) -> Iterator[TestClient]:
         )
         import_frame(session, "places", school)
     with TestClient(create_app(engine=empty_db)) as client:
+        client.headers.update(sign_in(client, empty_db, Role.dispatcher))
         yield client
 
 
@@ -55,3 +58,9 @@ def test_unknown_category_is_a_422(client: TestClient):
     response = client.get("/v1/route/explain", params={**FAR, "category": "weather"})
     assert response.status_code == 422
     assert "no routing rule knows 'weather'" in response.json()["detail"]
+
+
+def test_the_public_may_not_see_the_rules(client: TestClient):
+    client.headers.pop("Authorization")
+    response = client.get("/v1/route/explain", params={**FAR, "category": "public_order.dispute"})
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"

@@ -50,9 +50,7 @@ def sample_points(router) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def postgis_answer(engine: Engine, version_id: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     ewkb = shapely.to_wkb(shapely.set_srid(shapely.points(x, y), 4326), hex=True, include_srid=True)
     with transaction(engine) as session:
-        session.execute(
-            text("CREATE TEMP TABLE probe (id int PRIMARY KEY, geom geometry(Point, 4326)) ON COMMIT DROP")
-        )
+        session.execute(text("CREATE TEMP TABLE probe (id int PRIMARY KEY, geom geometry(Point, 4326)) ON COMMIT DROP"))
         copy_rows(session, "probe", ["id", "geom"], zip(range(len(x)), ewkb, strict=True))
         rows = session.execute(
             text(
@@ -77,9 +75,7 @@ def test_router_equals_postgis_covers_with_tie_break(router, demo_db: Engine):
     shared = [
         len(
             router.grid_index.polygons[
-                shapely.STRtree(router.grid_index.polygons).query(
-                    shapely.Point(x[i], y[i]), predicate="intersects"
-                )
+                shapely.STRtree(router.grid_index.polygons).query(shapely.Point(x[i], y[i]), predicate="intersects")
             ]
         )
         for i in np.flatnonzero(kind == "vertex")[:200]
@@ -94,9 +90,7 @@ def test_single_point_path_agrees_with_the_batch_path(router):
     x, y, _ = sample_points(router)
     pick = np.random.default_rng(7).choice(len(x), 5_000, replace=False)
     batch = router.grid_index.locate_many(x[pick], y[pick])
-    single = np.array(
-        [router.grid_index.locate(float(a), float(b)) for a, b in zip(x[pick], y[pick], strict=True)]
-    )
+    single = np.array([router.grid_index.locate(float(a), float(b)) for a, b in zip(x[pick], y[pick], strict=True)])
     assert (batch == single).all()
 
 

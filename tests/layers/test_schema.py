@@ -34,15 +34,11 @@ def test_downgrade_and_upgrade_again(empty_db: Engine):
 def test_every_geometry_column_has_a_gist_index(empty_db: Engine):
     with empty_db.connect() as conn:
         columns = conn.execute(
-            text(
-                "SELECT f_table_name, f_geometry_column FROM geometry_columns WHERE f_table_schema = 'public'"
-            )
+            text("SELECT f_table_name, f_geometry_column FROM geometry_columns WHERE f_table_schema = 'public'")
         ).all()
         indexed = {
             (row.tablename, row.indexdef.split("(")[-1].rstrip(")"))
-            for row in conn.execute(
-                text("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%gist%'")
-            )
+            for row in conn.execute(text("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%gist%'"))
         }
     assert len(columns) >= 7
     assert set(columns) <= indexed

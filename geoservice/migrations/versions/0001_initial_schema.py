@@ -103,9 +103,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=50), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column(
-            "level", sa.Enum("village_room", "central_room", "station", name="post_level"), nullable=False
-        ),
+        sa.Column("level", sa.Enum("village_room", "central_room", "station", name="post_level"), nullable=False),
         sa.Column(
             "geom",
             geoalchemy2.types.Geometry(
@@ -179,9 +177,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=15), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("community_code", sa.String(length=12), nullable=False),
-        sa.Column(
-            "workers", postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'::text[]"), nullable=False
-        ),
+        sa.Column("workers", postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'::text[]"), nullable=False),
         sa.Column("officer", sa.String(length=100), nullable=True),
         sa.Column(
             "geom",
@@ -264,9 +260,7 @@ def upgrade() -> None:
             "(place_type IS NULL) = (place_distance_m IS NULL)",
             name=op.f("ck_routing_rules_place_type_with_distance"),
         ),
-        sa.ForeignKeyConstraint(
-            ["category_code"], ["categories.code"], name=op.f("fk_routing_rules_category_code")
-        ),
+        sa.ForeignKeyConstraint(["category_code"], ["categories.code"], name=op.f("fk_routing_rules_category_code")),
         sa.ForeignKeyConstraint(
             ["department_code"], ["departments.code"], name=op.f("fk_routing_rules_department_code")
         ),
@@ -319,9 +313,7 @@ def upgrade() -> None:
             ["boundary_version_id"], ["boundary_versions.id"], name=op.f("fk_events_boundary_version_id")
         ),
         sa.ForeignKeyConstraint(["category_code"], ["categories.code"], name=op.f("fk_events_category_code")),
-        sa.ForeignKeyConstraint(
-            ["department_code"], ["departments.code"], name=op.f("fk_events_department_code")
-        ),
+        sa.ForeignKeyConstraint(["department_code"], ["departments.code"], name=op.f("fk_events_department_code")),
         sa.ForeignKeyConstraint(["rule_id"], ["routing_rules.id"], name=op.f("fk_events_rule_id")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_events_idempotency_key")),

@@ -1,0 +1,57 @@
+"""``POST /v1/auth/token``: exchange a username and password for a signed, expiring bearer token."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel
+
+from geoservice.api.deps import SessionDep
+from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
+from geoservice.auth.tokens import issue_token
+from geoservice.auth.users import Principal, authenticate
+from geoservice.errors import ProblemError
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+class Token(BaseModel):
+    """An OAuth2 bearer token."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class Me(BaseModel):
+    """Who the token belongs to and what they may see."""
+
+    username: str
+    role: str
+    region_code: str | None
+    department_code: str | None
+
+
+@router.post("/token", response_model=Token, **policy(EVERYONE))
+def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep) -> Token:
+    """Sign in (form fields ``username`` and ``password``)."""
+    principal = authenticate(session, form.username, form.password)
+    if principal is None:
+        raise ProblemError(401, "Sign-in failed", "wrong username or password, or the account is disabled",
+                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    access, seconds = issue_token(principal.username, request.app.state.auth_settings)
+    return Token(access_token=access, expires_in=seconds)
+
+
+SIGNED_IN = allow(STAFF)
+
+
+@router.get("/me", response_model=Me, **policy(SIGNED_IN))
+def me(principal: Annotated[Principal, Depends(SIGNED_IN)]) -> Me:
+    """The signed-in user's role and scope."""
+    return Me(
+        username=principal.username, role=principal.role, region_code=principal.region_code,
+        department_code=principal.department_code,
+    )  # fmt: skip

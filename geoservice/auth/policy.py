@@ -1,0 +1,79 @@
+"""Per-route role policies: enforced by a dependency, and published in the OpenAPI document.
+
+Every route is declared with ``**policy(...)``, which adds both the enforcing dependency and an
+``x-roles`` member to the route's OpenAPI operation — from the same object, so they cannot drift,
+and the role × route test reads the published document to know what to check. The dependency
+resolves the caller (a bearer token, or the anonymous public), refuses a role the route does not
+admit (401 for the anonymous, 403 for others), and hands routes that ask for it a ``Principal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import OAuth2PasswordBearer
+
+from geoservice.auth.tokens import TokenError, read_token
+from geoservice.auth.users import ANONYMOUS, Principal, active_principal
+from geoservice.errors import ProblemError
+from layers.models import Role
+
+STAFF = frozenset(Role) - {Role.public}
+EVERYONE = frozenset(Role)
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+class Allow:
+    """A route's policy: the roles it admits. Instances are what the role × route test looks for."""
+
+    def __init__(self, roles: Iterable[Role]) -> None:
+        self.roles = frozenset(roles)
+
+    async def __call__(self, request: Request, token: Annotated[str | None, Depends(bearer)]) -> Principal:
+        # Async so that anonymous calls (locate from the public) stay on the event loop; only a
+        # token needs the database, and that lookup goes to a thread.
+        principal = await caller(request, token)
+        if principal.role not in self.roles:
+            if principal.anonymous:
+                detail = "this needs a signed-in user: get a token at /v1/auth/token"
+                raise ProblemError(401, "Sign in required", detail, headers=CHALLENGE)
+            allowed = ", ".join(sorted(self.roles))
+            raise ProblemError(403, "Not allowed", f"a {principal.role} may not do this; it is for: {allowed}")
+        return principal
+
+
+def allow(*roles: Role) -> Allow:
+    """The dependency admitting ``roles`` (use ``STAFF`` or ``EVERYONE`` for the common sets)."""
+    flat: set[Role] = set()
+    for role in roles:
+        flat |= set(role) if isinstance(role, frozenset) else {role}
+    return Allow(flat)
+
+
+def policy(*roles: Role | frozenset[Role] | Allow) -> dict[str, Any]:
+    """Route-decorator arguments that enforce and publish the roles a route admits."""
+    rule = roles[0] if len(roles) == 1 and isinstance(roles[0], Allow) else allow(*roles)  # type: ignore[arg-type]
+    return {"dependencies": [Depends(rule)], "openapi_extra": {"x-roles": sorted(rule.roles)}}
+
+
+async def caller(request: Request, token: str | None) -> Principal:
+    """The principal behind a request; a bad or expired token is a 401, never silently anonymous."""
+    if not token:
+        return ANONYMOUS
+    try:
+        username = read_token(token, request.app.state.auth_settings)
+    except TokenError as exc:
+        raise ProblemError(401, "Invalid token", str(exc), headers=CHALLENGE) from exc
+    principal = await run_in_threadpool(_current_principal, request, username)
+    if principal is None:
+        raise ProblemError(401, "Invalid token", "the account is disabled or gone", headers=CHALLENGE)
+    return principal
+
+
+def _current_principal(request: Request, username: str) -> Principal | None:
+    with request.app.state.sessions() as session:
+        return active_principal(session, username)

@@ -1,0 +1,124 @@
+"""Users: argon2-hashed passwords, roles, scopes; created by ``geoservice users add`` or the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from layers.models import Role
+
+HASHER = PasswordHasher()
+SCOPED_BY_REGION = {Role.dispatcher, Role.grid_worker}
+
+
+class UserError(ValueError):
+    """A user cannot be created or changed as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of a request: a signed-in user, or the anonymous public."""
+
+    username: str
+    role: Role
+    region_code: str | None = None
+    department_code: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.username == ANONYMOUS.username
+
+
+ANONYMOUS = Principal("anonymous", Role.public)
+
+
+def add_user(
+    session: Session,
+    username: str,
+    password: str,
+    role: Role,
+    *,
+    region_code: str | None = None,
+    department_code: str | None = None,
+    display_name: str = "",
+) -> Principal:
+    """Create a user; scoped roles must name their region (dispatcher, grid worker) or department (handler)."""
+    if len(password) < 8:
+        raise UserError("passwords have at least 8 characters")
+    if role in SCOPED_BY_REGION and not region_code:
+        raise UserError(f"a {role} is scoped to a region: give its code (--region)")
+    if role == Role.handler and not department_code:
+        raise UserError("a handler belongs to a department: give its code (--department)")
+    if (
+        department_code
+        and not session.execute(text("SELECT 1 FROM departments WHERE code = :c"), {"c": department_code}).first()
+    ):
+        raise UserError(f"no department with code {department_code!r}")
+    try:
+        with session.begin_nested():
+            session.execute(
+                text(
+                    "INSERT INTO users (username, password_hash, role, region_code, department_code, display_name) "
+                    "VALUES (:u, :h, :r, :region, :dept, :name)"
+                ),
+                {
+                    "u": username,
+                    "h": HASHER.hash(password),
+                    "r": role.value,
+                    "region": region_code,
+                    "dept": department_code,
+                    "name": display_name,
+                },  # fmt: skip
+            )
+    except IntegrityError as exc:
+        raise UserError(f"a user called {username!r} exists already") from exc
+    return Principal(username, role, region_code, department_code)
+
+
+def authenticate(session: Session, username: str, password: str) -> Principal | None:
+    """The user if the password is right and the account enabled; None otherwise (no hint which)."""
+    row = session.execute(
+        text("SELECT password_hash, role, region_code, department_code, disabled FROM users WHERE username = :u"),
+        {"u": username},
+    ).first()
+    if row is None:
+        HASHER.hash(password)  # same work as a real check: timing does not reveal which usernames exist
+        return None
+    try:
+        HASHER.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row.disabled:
+        return None
+    return Principal(username, Role(row.role), row.region_code, row.department_code)
+
+
+def active_principal(session: Session, username: str) -> Principal | None:
+    """The current role and scope of an enabled user (tokens are checked against it on every use)."""
+    row = session.execute(
+        text("SELECT role, region_code, department_code FROM users WHERE username = :u AND NOT disabled"),
+        {"u": username},
+    ).first()
+    return None if row is None else Principal(username, Role(row.role), row.region_code, row.department_code)
+
+
+def list_users(session: Session) -> list[dict]:
+    """Every user without the password hash."""
+    rows = session.execute(
+        text("SELECT username, role::text AS role, region_code, department_code, disabled FROM users ORDER BY username")
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def set_disabled(session: Session, username: str, disabled: bool = True) -> None:
+    """Disable (or enable) an account; its tokens stop working at once."""
+    updated = session.execute(
+        text("UPDATE users SET disabled = :d WHERE username = :u"), {"d": disabled, "u": username}
+    ).rowcount
+    if not updated:
+        raise UserError(f"no user called {username!r}")

@@ -1,0 +1,96 @@
+"""Sign-in, tokens, and the role × route matrix generated from the app's own routes."""
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from geoservice.app import create_app
+from geoservice.auth.tokens import issue_token
+from geoservice.auth.users import UserError, add_user, set_disabled
+from geoservice.database import transaction
+from geoservice.settings import AuthSettings
+from layers.models import Role
+from tests.geoservice.signin import sign_in
+from tests.geoservice.test_locate_api import load_tiny_city
+
+SETTINGS = AuthSettings(secret_key="x" * 40, token_ttl_minutes=5)
+
+
+@pytest.fixture
+def client(empty_db: Engine) -> Iterator[TestClient]:
+    load_tiny_city(empty_db)
+    with TestClient(create_app(engine=empty_db, auth_settings=SETTINGS)) as client:
+        yield client
+
+
+def operations(client: TestClient) -> list[tuple[str, str, dict]]:
+    """(method, path, operation) for every operation the app publishes."""
+    paths = client.get("/openapi.json").json()["paths"]
+    return [(method.upper(), path, op) for path, ops in paths.items() for method, op in ops.items()]
+
+
+def test_every_operation_declares_its_roles(client: TestClient):
+    missing = [f"{m} {p}" for m, p, op in operations(client) if not op.get("x-roles")]
+    assert missing == [], f"operations without a policy (declare them with **policy(...)): {missing}"
+
+
+def test_role_route_matrix(client: TestClient, empty_db: Engine):
+    headers = {role: sign_in(client, empty_db, role) for role in Role}
+    headers[None] = {}  # the anonymous public, no token at all
+    checked = 0
+    for method, path, op in operations(client):
+        allowed = set(op["x-roles"])
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        for role, auth in headers.items():
+            status = client.request(method, concrete, headers=auth).status_code
+            if (role or Role.public) in allowed:
+                assert status not in (401, 403), (method, path, role, status)
+            else:
+                assert status == (401 if role is None else 403), (method, path, role, status)
+            checked += 1
+    assert checked == len(operations(client)) * (len(Role) + 1) >= 8 * 8
+
+
+def test_wrong_password_and_unknown_user_look_the_same(client: TestClient, empty_db: Engine):
+    sign_in(client, empty_db, Role.planner, "li")
+    wrong = client.post("/v1/auth/token", data={"username": "li", "password": "not it at all"})
+    unknown = client.post("/v1/auth/token", data={"username": "nobody", "password": "not it at all"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+
+
+def test_disabled_accounts_stop_at_once(client: TestClient, empty_db: Engine):
+    auth = sign_in(client, empty_db, Role.supervisor, "zhao")
+    assert client.get("/v1/auth/me", headers=auth).json()["role"] == "supervisor"
+    with transaction(empty_db) as session:
+        set_disabled(session, "zhao")
+    response = client.get("/v1/auth/me", headers=auth)
+    assert response.status_code == 401 and "disabled" in response.json()["detail"]
+    assert (
+        client.post("/v1/auth/token", data={"username": "zhao", "password": "correct horse battery"}).status_code == 401
+    )
+
+
+def test_expired_and_forged_tokens_are_refused(client: TestClient, empty_db: Engine):
+    sign_in(client, empty_db, Role.admin, "wang")
+    old, _ = issue_token("wang", SETTINGS, now=datetime.now(UTC) - timedelta(minutes=6))
+    expired = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {old}"})
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+    forged, _ = issue_token("wang", AuthSettings(secret_key="y" * 40))
+    assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+
+
+def test_scoped_roles_need_their_scope(empty_db: Engine):
+    with transaction(empty_db) as session, pytest.raises(UserError, match="scoped to a region"):
+        add_user(session, "d", "long enough pw", Role.dispatcher)
+    with transaction(empty_db) as session, pytest.raises(UserError, match="belongs to a department"):
+        add_user(session, "h", "long enough pw", Role.handler)
+
+
+def test_production_refuses_a_missing_secret():
+    with pytest.raises(ValueError, match="GEOSERVICE_SECRET_KEY must be set"):
+        AuthSettings(environment="production")
