@@ -15,7 +15,12 @@ by a raster over the coverage, built once per version:
   exact point-in-polygon test per component labels all of its cells.
 
 A query is then an array lookup for most points, and a handful of exact tests on prepared
-geometries (GEOS ``intersects``, i.e. covers for a point) for points in boundary cells. The cell
+geometries (GEOS ``intersects``, i.e. covers for a point) for points in boundary cells.
+
+Which R-tree: shapely's STRtree, used to build the index and to snap points outside every grid.
+Measured here on 6,000 Voronoi grids and 1,000,000 points: the ``rtree`` package's vectorised bbox
+query (``intersection_v``) took 11.5 s, the STRtree bbox query 1.2 s (1.5 s with the exact
+``intersects`` predicate), and this raster index 0.09 s for the exact answer (bench/RESULTS.md). The cell
 size is an index parameter in degrees, chosen to be about ``cell_m`` metres; no distance is ever
 measured with it.
 
