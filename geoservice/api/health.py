@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from geoservice.api.deps import SessionDep
@@ -19,7 +19,16 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", **policy(EVERYONE))
-def readyz(session: SessionDep) -> dict[str, object]:
-    """The database answers; says which boundary version is in force."""
+def readyz(request: Request, session: SessionDep) -> dict[str, object]:
+    """The database answers; which boundary version is in force, and which one this worker's router answers from.
+
+    The two differ for up to ``GEOSERVICE_VERSION_CHECK_S`` seconds after a publish.
+    """
     postgis = session.execute(text("SELECT postgis_lib_version()")).scalar()
-    return {"status": "ok", "postgis": postgis, "boundary_version": current_version_id(session)}
+    router = request.app.state.routers.loaded()
+    return {
+        "status": "ok",
+        "postgis": postgis,
+        "boundary_version": current_version_id(session),
+        "router_version": None if router is None else router.version_id,
+    }

@@ -56,6 +56,10 @@ class RouterRegistry:
             raise NoVersionInForce("no boundary version is in force yet: import grids and publish a version")
         return router
 
+    def loaded(self) -> Router | None:
+        """The router this worker answers from now, without building one."""
+        return self._current
+
     def at(self, instant: datetime | None) -> Router:
         """The router of the version in force at ``instant`` (now when None)."""
         if instant is None:

@@ -176,3 +176,9 @@ def load_tiny_city_version(engine: Engine, version: str, grids: gpd.GeoDataFrame
         import_frame(session, "regions", tiny_city.regions(), version=version)
         import_frame(session, "grids", grids, version=version)
         publish(session, version)
+
+
+def test_readyz_names_the_version_in_force_and_the_routers(client: TestClient):
+    body = client.get("/readyz").json()
+    assert body["status"] == "ok" and body["postgis"].startswith("3.")
+    assert body["boundary_version"] == body["router_version"] is not None
