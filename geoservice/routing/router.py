@@ -217,11 +217,16 @@ class Router:
         x, y = self._to_metric.transform(lon, lat)
         snapped = nearest = nearest_m = None
         if rank == NO_POLYGON:
-            near_rank, distance = self._nearest_grid(np.array([[x, y]]))
-            if near_rank[0] >= 0 and distance[0] <= self.snap_tolerance_m:
+            # Bounded search first (cheap); only a point beyond the tolerance, whose 404 must still
+            # name the nearest grid, pays for the unbounded one.
+            here = np.array([[x, y]])
+            near_rank, distance = self._nearest_grid(here, within_m=self.snap_tolerance_m)
+            if near_rank[0] >= 0:
                 rank, snapped = int(near_rank[0]), float(distance[0])
-            elif near_rank[0] >= 0:
-                nearest, nearest_m = self.grids[near_rank[0]], float(distance[0])
+            else:
+                near_rank, distance = self._nearest_grid(here)
+                if near_rank[0] >= 0:
+                    nearest, nearest_m = self.grids[near_rank[0]], float(distance[0])
         grid = self.grids[rank] if rank != NO_POLYGON else None
         community = self.regions.get(grid.community_code) if grid else None
         town = self.regions.get(community.parent_code) if community and community.parent_code else None
