@@ -41,7 +41,7 @@ from etl.demo.graph import shared_boundaries
 from etl.demo.hierarchy import Hierarchy, build_hierarchy
 from etl.demo.metric import city_polygon, gauss_kruger_epsg
 from etl.demo.posts import Posts, build_posts
-from etl.demo.tessellation import Tessellation, _edges, _faces, _voronoi, relax
+from etl.demo.tessellation import Tessellation, cell_edges, edge_faces, relax, voronoi_cells
 from etl.demo.wiggle import PRECISION, densify_outer, wiggle
 from etl.load import import_frame, remember_metric_epsg
 from geoservice.database import make_engine, migrate, transaction
@@ -171,7 +171,7 @@ def synthetic_layers(seed: int = SEED, n_grids: int = N_GRIDS) -> dict[str, _Lay
     city = city_polygon(boundary, epsg, PRECISION)
     model = urban_model(city, town_centres(city, N_TOWNS, rng), rng)
     seeds = relax(city, model.sample(n_grids, rng), 2)
-    edges, outer = _edges(city, _voronoi(city, seeds))
+    edges, outer = cell_edges(city, voronoi_cells(city, seeds))
     simple = _cells(city, edges, seeds)
     dense_edges = np.empty(len(edges), dtype=object)
     for k, (edge, is_outer) in enumerate(zip(edges, outer.tolist(), strict=True)):
@@ -192,7 +192,7 @@ def synthetic_layers(seed: int = SEED, n_grids: int = N_GRIDS) -> dict[str, _Lay
 
 def _cells(city: shapely.Geometry, edges: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Faces of the noded edges, grouped by Voronoi cell (the nearest seed): one (Multi)Polygon per seed."""
-    faces = _faces(city, edges)
+    faces = edge_faces(city, edges)
     owner = cKDTree(seeds).query(shapely.get_coordinates(shapely.point_on_surface(faces)))[1]
     cells = np.full(len(seeds), None, dtype=object)
     for k in np.unique(owner).tolist():

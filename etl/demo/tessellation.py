@@ -36,10 +36,10 @@ class Tessellation:
 def tessellate(city: BaseGeometry, seeds: np.ndarray, rng: np.random.Generator) -> Tessellation:
     """Partition ``city`` into roughly one face per seed (the exact count depends on the boundary)."""
     seeds = relax(city, seeds, RELAX_STEPS)
-    cells = _voronoi(city, seeds)
-    edges, outer = _edges(city, cells)
+    cells = voronoi_cells(city, seeds)
+    edges, outer = cell_edges(city, cells)
     shaped, n_straight = _shape_edges(edges, outer, rng)
-    faces = _faces(city, shaped)
+    faces = edge_faces(city, shaped)
     adjacency = shared_boundaries(faces)
     polygons, adjacency = merge_small(faces, adjacency, MIN_FACE_M2)
     return Tessellation(polygons, adjacency, int((~outer).sum()) - n_straight, n_straight)
@@ -52,7 +52,7 @@ def relax(city: BaseGeometry, seeds: np.ndarray, steps: int) -> np.ndarray:
     cells compact like real grids while keeping most of the urban/rural contrast.
     """
     for _ in range(steps):
-        cells = shapely.intersection(_voronoi(city, seeds), city)
+        cells = shapely.intersection(voronoi_cells(city, seeds), city)
         centroids = shapely.get_coordinates(shapely.centroid(cells))
         has_area = shapely.area(cells) > 0
         if len(centroids) != len(seeds):
@@ -61,13 +61,14 @@ def relax(city: BaseGeometry, seeds: np.ndarray, steps: int) -> np.ndarray:
     return seeds
 
 
-def _voronoi(city: BaseGeometry, seeds: np.ndarray) -> np.ndarray:
+def voronoi_cells(city: BaseGeometry, seeds: np.ndarray) -> np.ndarray:
+    """Voronoi cells of the seeds, extended past the city so that clipping leaves no open border."""
     extent = shapely.buffer(shapely.envelope(city), 0.1 * np.sqrt(city.area))
     cells = shapely.voronoi_polygons(shapely.multipoints(seeds), extend_to=extent, ordered=True)
     return np.asarray(shapely.get_parts(cells))
 
 
-def _edges(city: BaseGeometry, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cell_edges(city: BaseGeometry, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Noded linework of cell boundaries and the city boundary, merged between junction nodes.
 
     Returns the edges and whether each lies on the city boundary (those are densified, not moved).
@@ -104,7 +105,7 @@ def _shape_edges(edges: np.ndarray, outer: np.ndarray, rng: np.random.Generator)
     return shaped, int(straight.sum())
 
 
-def _faces(city: BaseGeometry, edges: np.ndarray) -> np.ndarray:
+def edge_faces(city: BaseGeometry, edges: np.ndarray) -> np.ndarray:
     """Polygonize the edges and keep the faces inside the city (not its holes or enclaves)."""
     faces = np.asarray(shapely.get_parts(shapely.polygonize(edges)))
     shapely.prepare(city)
