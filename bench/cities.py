@@ -38,7 +38,7 @@ from sqlalchemy import Engine, text
 
 from etl.demo.density import town_centres, urban_model
 from etl.demo.graph import shared_boundaries
-from etl.demo.hierarchy import Hierarchy, build_hierarchy
+from etl.demo.hierarchy import Hierarchy, build_hierarchy, dissolve
 from etl.demo.metric import city_polygon, gauss_kruger_epsg
 from etl.demo.posts import Posts, build_posts
 from etl.demo.tessellation import Tessellation, cell_edges, edge_faces, relax, voronoi_cells
@@ -203,20 +203,12 @@ def _cells(city: shapely.Geometry, edges: np.ndarray, seeds: np.ndarray) -> np.n
 
 def _redissolve(h: Hierarchy, grids: np.ndarray) -> Hierarchy:
     """The same hierarchy over other grid polygons (same labels, communities and towns re-unioned)."""
-    communities = _dissolve(grids, h.grid_community, len(h.community_codes))
-    towns = _dissolve(communities, h.community_town, len(h.town_codes))
+    communities = dissolve(grids, h.grid_community, len(h.community_codes))
+    towns = dissolve(communities, h.community_town, len(h.town_codes))
     return dataclasses.replace(
         h, grid_polygons=grids, community_polygons=communities, town_polygons=towns,
         city_polygon=shapely.coverage_union_all(towns),
     )  # fmt: skip
-
-
-def _dissolve(polygons: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(n, dtype=object)
-    for k in range(n):
-        members = polygons[labels == k]
-        out[k] = members[0] if len(members) == 1 else shapely.coverage_union_all(members)
-    return out
 
 
 def _layers(h: Hierarchy, posts: Posts, epsg: int) -> _Layers:

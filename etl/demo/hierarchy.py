@@ -59,14 +59,14 @@ def build_hierarchy(
     centroids = shapely.get_coordinates(shapely.centroid(grids))
     community = _communities(centroids, areas, adjacency, n_communities, rng)
     n_comm = int(community.max()) + 1
-    comm_polygons = _dissolve(grids, community, n_comm)
+    comm_polygons = dissolve(grids, community, n_comm)
     comm_adjacency = adjacency.between(community, n_comm)
     comm_points = shapely.get_coordinates(shapely.point_on_surface(comm_polygons))
     town, seats, anchors = _towns(
         grids, community, comm_points, comm_adjacency, shapely.area(comm_polygons), model
     )
     n_towns = len(seats)
-    town_polygons = _dissolve(comm_polygons, town, n_towns)
+    town_polygons = dissolve(comm_polygons, town, n_towns)
     city = shapely.coverage_union_all(town_polygons)
     streets = _streets(seats, min(N_STREETS, n_towns))
     town_codes, town_names_ = _town_codes_and_names(town_polygons, streets, adcode, rng)
@@ -115,7 +115,7 @@ def _compact(labels: np.ndarray) -> np.ndarray:
     return rank[inverse]
 
 
-def _dissolve(polygons: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+def dissolve(polygons: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """Exact union of each group of a coverage (shared vertices kept, so nesting stays exact)."""
     out = np.empty(n, dtype=object)
     for k in range(n):
