@@ -27,7 +27,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 @pytest.fixture(scope="session")
 def cluster() -> EmbeddedCluster:
-    cluster = EmbeddedCluster(ROOT / ".geoservice" / "test")
+    # GEOSERVICE_TEST_CLUSTER lets two checkouts (or two people) run the suite side by side.
+    cluster = EmbeddedCluster(Path(os.environ.get("GEOSERVICE_TEST_CLUSTER", ROOT / ".geoservice" / "test")))
     cluster.up(TEMPLATE)
     cluster.ensure_database(TEMPLATE, fresh=True)
     engine = make_engine(cluster.url(TEMPLATE))
