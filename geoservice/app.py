@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from geoservice.api import auth, health, locate, route, versions
+from geoservice.api import auth, coverage, health, locate, route, versions
 from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
 from geoservice.routing.registry import RouterRegistry
@@ -49,4 +49,5 @@ def create_app(
     app.include_router(versions.router)
     app.include_router(locate.router)
     app.include_router(route.router)
+    app.include_router(coverage.router)
     return app

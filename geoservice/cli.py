@@ -20,6 +20,7 @@ from etl.load import ImportRejected, import_layer
 from etl.readers import ReadError
 from etl.writers import ExportError, read_layer, write_layer
 from geoservice.auth.users import UserError, add_user, list_users, set_disabled
+from geoservice.coverage_cli import coverage_app
 from geoservice.database import embedded_cluster, open_database, transaction
 from geoservice.embedded import ClusterError
 from geoservice.event_routing import assign_departments, assign_places
@@ -42,6 +43,7 @@ users_app = typer.Typer(help="People who sign in: roles and scopes.")
 app.add_typer(db_app, name="db")
 app.add_typer(versions_app, name="versions")
 app.add_typer(users_app, name="users")
+app.add_typer(coverage_app, name="coverage")
 
 console = Console(soft_wrap=True)  # messages stay on one line: people grep them
 err = Console(stderr=True, soft_wrap=True)
