@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from geoservice.api import auth, coverage, health, locate, route, versions
+from geoservice.api import auth, coverage, health, locate, metrics, route, versions
 from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
+from geoservice.limits import BodySizeLimit, PublicRateLimiter
+from geoservice.observability import Metrics, ObservabilityMiddleware
 from geoservice.routing.registry import RouterRegistry
-from geoservice.settings import AuthSettings, DatabaseSettings, RoutingSettings
+from geoservice.settings import AuthSettings, DatabaseSettings, OperationsSettings, RoutingSettings
 
 
 def create_app(
@@ -20,6 +22,7 @@ def create_app(
     engine: Engine | None = None,
     routing: RoutingSettings | None = None,
     auth_settings: AuthSettings | None = None,
+    operations: OperationsSettings | None = None,
 ) -> FastAPI:
     """Build the app; tests pass their own engine, the server lets the lifespan open the database."""
 
@@ -44,6 +47,12 @@ def create_app(
         lifespan=lifespan,
     )
     register_error_handlers(app)
+    operations = operations or OperationsSettings()
+    app.state.metrics = Metrics(app.state)
+    app.state.public_rate = PublicRateLimiter(operations.public_rate)
+    app.add_middleware(BodySizeLimit, max_bytes=operations.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware)  # outermost: refused bodies are logged and counted too
+    app.include_router(metrics.router)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(versions.router)

@@ -14,18 +14,21 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from etl.contracts import CONTRACTS
 from etl.load import ImportRejected, import_layer
 from etl.readers import ReadError
 from etl.writers import ExportError, read_layer, write_layer
 from geoservice.auth.users import UserError, add_user, list_users, set_disabled
+from geoservice.backup import BackupError, backup, restore
 from geoservice.coverage_cli import coverage_app
-from geoservice.database import embedded_cluster, open_database, transaction
+from geoservice.database import embedded_cluster, open_database, resolve_url, transaction
 from geoservice.embedded import ClusterError
 from geoservice.event_routing import assign_departments, assign_places
+from geoservice.observability import logging_config
 from geoservice.routing.loader import load_router
-from geoservice.settings import DatabaseSettings, ServerSettings
+from geoservice.settings import DatabaseSettings, OperationsSettings, ServerSettings
 from geoservice.versions import (
     VersionError,
     current_version_id,
@@ -98,6 +101,32 @@ def db_url() -> None:
         console.print(settings.database_url or embedded_cluster(settings).url(), highlight=False)
     except ClusterError as exc:
         raise _fail(str(exc)) from exc
+
+
+@db_app.command("backup")
+def db_backup(path: Annotated[Path, typer.Argument(help="file to write (pg_dump custom format)")]) -> None:
+    """Dump the whole database to PATH; the file appears only when the dump is complete."""
+    try:
+        size = backup(resolve_url(DatabaseSettings()), path)
+    except (BackupError, ClusterError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"backup written: {path} ({size / 1e6:,.1f} MB)", highlight=False)
+
+
+@db_app.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="a file written by `geoservice db backup`")],
+    yes: Annotated[bool, typer.Option("--yes", help="replace the database's contents without asking")] = False,
+) -> None:
+    """Replace the database's contents by a backup, in one transaction (all or nothing)."""
+    url = resolve_url(DatabaseSettings())
+    if not yes and not typer.confirm(f"Replace everything in {make_url(url).database} by {path}?"):
+        raise _fail("nothing restored")
+    try:
+        restore(url, path)
+    except BackupError as exc:
+        raise _fail(f"{exc} (nothing was changed)") from exc
+    console.print(f"restored from {path}; restart running servers so they reload the boundaries", highlight=False)
 
 
 # --- demo ----------------------------------------------------------------------------------------
@@ -322,6 +351,8 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
+        log_config=logging_config(OperationsSettings().log_format),
+        access_log=False,
     )
 
 

@@ -137,7 +137,7 @@ class EmbeddedCluster:
         self._chown(pwfile)
         try:
             self._run(
-                _bindir() / "initdb",
+                pg_bindir() / "initdb",
                 "-D", str(self.datadir), "-U", DB_ROLE, "--pwfile", str(pwfile),
                 "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C.UTF-8",
             )  # fmt: skip
@@ -162,7 +162,7 @@ class EmbeddedCluster:
             )
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self._run(_bindir() / "pg_ctl", "-D", str(self.datadir), *args, check=check)
+        return self._run(pg_bindir() / "pg_ctl", "-D", str(self.datadir), *args, check=check)
 
     def _run(self, *cmd: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = [str(c) for c in cmd]
@@ -212,7 +212,7 @@ def _ensure_os_user(name: str) -> None:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
 
 
-def _bindir() -> Path:
+def pg_bindir() -> Path:
     """The newest installed PostgreSQL's binaries (``GEOSERVICE_PG_BINDIR`` overrides)."""
     override = os.environ.get("GEOSERVICE_PG_BINDIR")
     if override:

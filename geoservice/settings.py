@@ -117,3 +117,15 @@ class ServerSettings(BaseSettings):
 def database_settings() -> DatabaseSettings:
     """Settings are read once per process; tests build their own instances instead."""
     return DatabaseSettings()
+
+
+class OperationsSettings(BaseSettings):
+    """Limits that protect the service, and how it reports on itself."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
+
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body; larger is a 413")
+    public_rate: str = Field(
+        "120/minute", description="requests per client address for callers without a token (limits' notation)"
+    )
+    log_format: str = Field("json", pattern="^(json|text)$", description="json: one JSON object per line")

@@ -3,8 +3,9 @@
 Every route is declared with ``**policy(...)``, which adds both the enforcing dependency and an
 ``x-roles`` member to the route's OpenAPI operation — from the same object, so they cannot drift,
 and the role × route test reads the published document to know what to check. The dependency
-resolves the caller (a bearer token, or the anonymous public), refuses a role the route does not
-admit (401 for the anonymous, 403 for others), and hands routes that ask for it a ``Principal``.
+resolves the caller (a bearer token, or the anonymous public), holds the anonymous to the public
+rate limit (``geoservice.limits``), refuses a role the route does not admit (401 for the
+anonymous, 403 for others), and hands routes that ask for it a ``Principal``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Allow:
         # Async so that anonymous calls (locate from the public) stay on the event loop; only a
         # token needs the database, and that lookup goes to a thread.
         principal = await caller(request, token)
+        limiter = getattr(request.app.state, "public_rate", None)
+        if principal.anonymous and limiter is not None:
+            limiter.check(request.client.host if request.client else "unknown")
         if principal.role not in self.roles:
             if principal.anonymous:
                 detail = "this needs a signed-in user: get a token at /v1/auth/token"

@@ -1,5 +1,7 @@
 """``/v1/coverage`` and ``/v1/coverage/suggest`` through the real ASGI app, on the crafted city."""
 
+import html
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -72,7 +74,9 @@ def test_geojson_csv_html(client: TestClient):
     page = get(client, region=TOWN, format="html")
     assert page.headers["content-type"].startswith("text/html")
     assert page.text.count('<svg class="map"') == 3 and page.text.count('<svg class="chart"') == 3
-    assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "") and "https://" not in page.text
+    # Nothing to fetch, in the page or in the map's inlined document: no remote script, style or image.
+    assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)=[\"']?(https?:)?//", html.unescape(page.text))
+    assert "<script>" in html.unescape(page.text) and "L.map(" in html.unescape(page.text)
 
 
 def test_unknown_region_is_a_404_problem(client: TestClient):

@@ -1,0 +1,88 @@
+"""Limits that keep one client from hurting the others: request body size, and a rate for the public.
+
+The body limit is an ASGI middleware so that an oversized upload is refused before any handler
+reads it: a ``Content-Length`` over the limit is refused at once, a chunked body as soon as the
+bytes read pass the limit. The public rate limit applies to callers without a token — the
+endpoints the public may use (locate, reporting, following one's own report) — per client address,
+with a moving window from the ``limits`` package; signed-in staff are never throttled. Behind a
+reverse proxy run uvicorn with ``--forwarded-allow-ips`` so the client address is the real one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from geoservice.errors import ProblemError, problem
+
+
+class BodySizeLimit:
+    """Answer 413 to request bodies larger than ``max_bytes``."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:  # the server holds the body to its declared length
+            if not declared.isdigit() or int(declared) <= self.max_bytes:
+                await self.app(scope, receive, send)
+            else:
+                await self._refuse(scope, receive, send)
+            return
+        # Chunked: read it here, up to the limit, and hand the app a replay. A framework would turn
+        # an exception raised while it reads into a 400, so the decision has to be made before.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body is larger than {self.max_bytes:,} bytes; send less per request"
+        await problem(413, "Request too large", detail)(scope, receive, send)
+
+
+class PublicRateLimiter:
+    """A moving-window limit per client address for anonymous callers (e.g. ``120/minute``)."""
+
+    def __init__(self, rate: str) -> None:
+        self.item = parse(rate)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, client: str) -> None:
+        """Count one request of ``client``; a 429 problem with ``Retry-After`` once the limit is reached."""
+        if self.limiter.hit(self.item, client):
+            return
+        reset_at = self.limiter.get_window_stats(self.item, client).reset_time
+        wait = max(1, round(reset_at - time.time()))
+        raise ProblemError(
+            429,
+            "Too many requests",
+            f"at most {self.item} without signing in; try again in {wait} s (staff: sign in for no limit)",
+            headers={"Retry-After": str(wait)},
+        )
