@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from geoservice.api import auth, coverage, health, locate, metrics, route, versions
+from geoservice.api import events as events_api
 from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
 from geoservice.limits import BodySizeLimit, PublicRateLimiter
@@ -59,4 +60,5 @@ def create_app(
     app.include_router(locate.router)
     app.include_router(route.router)
     app.include_router(coverage.router)
+    app.include_router(events_api.router)
     return app

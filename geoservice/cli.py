@@ -26,6 +26,7 @@ from geoservice.coverage_cli import coverage_app
 from geoservice.database import embedded_cluster, open_database, resolve_url, transaction
 from geoservice.embedded import ClusterError
 from geoservice.event_routing import assign_departments, assign_places
+from geoservice.events_cli import events_app
 from geoservice.observability import logging_config
 from geoservice.routing.loader import load_router
 from geoservice.settings import DatabaseSettings, OperationsSettings, ServerSettings
@@ -47,6 +48,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(versions_app, name="versions")
 app.add_typer(users_app, name="users")
 app.add_typer(coverage_app, name="coverage")
+app.add_typer(events_app, name="events")
 
 console = Console(soft_wrap=True)  # messages stay on one line: people grep them
 err = Console(stderr=True, soft_wrap=True)

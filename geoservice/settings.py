@@ -119,6 +119,27 @@ def database_settings() -> DatabaseSettings:
     return DatabaseSettings()
 
 
+class EventSettings(BaseSettings):
+    """Warning thresholds of the closed loop and how often the deadline sweep runs.
+
+    Warnings are fractions of the running deadline (红黄蓝三色预警): blue from ``warning_blue``,
+    yellow from ``warning_yellow``, red from ``warning_red`` (1.0: red means overdue).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
+
+    warning_blue: float = Field(0.5, gt=0, le=1)
+    warning_yellow: float = Field(0.75, gt=0, le=1)
+    warning_red: float = Field(1.0, gt=0, le=1)
+    event_sweep_s: float = Field(60.0, ge=0, description="seconds between deadline sweeps in the server; 0: off")
+
+    @model_validator(mode="after")
+    def _thresholds_rise(self) -> EventSettings:
+        if not self.warning_blue < self.warning_yellow < self.warning_red:
+            raise ValueError("warning thresholds must rise: GEOSERVICE_WARNING_BLUE < _YELLOW < _RED")
+        return self
+
+
 class OperationsSettings(BaseSettings):
     """Limits that protect the service, and how it reports on itself."""
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -32,6 +33,20 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4326
+EVENT_STATUSES = (
+    "reported",
+    "accepted",
+    "rejected",
+    "dispatched",
+    "returned",
+    "handling",
+    "handled",
+    "verified",
+    "reopened",
+    "archived",
+    "evaluated",
+)
+ESCALATION_LEVELS = ("grid", "community", "town", "city")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -229,6 +244,14 @@ class Event(Base):
         Index("ix_events_status", "status"),
         Index("ix_events_grid", "grid_code"),
         Index("ix_events_occurred", "occurred_at"),
+        Index("ix_events_department", "department_code"),
+        Index("ix_events_community", "community_code"),
+        Index("ix_events_town", "town_code"),
+        Index("ix_events_reported", "reported_at"),
+        Index("ix_events_reporter_username", "reporter_username"),
+        CheckConstraint("satisfaction BETWEEN 1 AND 5", name="satisfaction_1_to_5"),
+        CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status_known"),
+        CheckConstraint(f"escalation_level IN {ESCALATION_LEVELS!r}", name="escalation_level_known"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -255,6 +278,56 @@ class Event(Base):
     boundary_version_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))
     row_version: Mapped[int] = mapped_column(Integer, server_default="1")
     properties: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    handler_username: Mapped[str | None] = mapped_column(String(100))
+    reporter_username: Mapped[str | None] = mapped_column(String(100))
+    client_id: Mapped[str | None] = mapped_column(String(100))
+    photos: Mapped[list] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    accept_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handle_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handling_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reopen_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    escalation_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
+    evaluation_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Deadline(Base):
+    """Accept and handling deadlines per category and priority.
+
+    Lookup: the exact category, else its parent class, else the category's own hours times the
+    factor row of its priority (the row with no category).
+    """
+
+    __tablename__ = "deadlines"
+    __table_args__ = (
+        CheckConstraint("accept_hours > 0 AND handle_hours > 0", name="positive"),
+        Index("uq_deadlines_category_priority", func.coalesce(text("category_code"), ""), "priority", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_code: Mapped[str | None] = mapped_column(ForeignKey("categories.code"))
+    priority: Mapped[str] = mapped_column(String(20))
+    accept_hours: Mapped[float] = mapped_column(Float)
+    handle_hours: Mapped[float] = mapped_column(Float)
+
+
+class DeadlineBreach(Base):
+    """A deadline the sweep found broken, recorded once so a breach escalates an event only once."""
+
+    __tablename__ = "deadline_breaches"
+    __table_args__ = (CheckConstraint("kind IN ('accept', 'handle')", name="kind_known"),)
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    escalated_to: Mapped[str | None] = mapped_column(String(20))
 
 
 class EventLog(Base):
@@ -332,8 +405,12 @@ class Setting(Base):
 
 __all__ = [
     "Base",
+    "ESCALATION_LEVELS",
+    "EVENT_STATUSES",
     "BoundaryVersion",
     "Category",
+    "Deadline",
+    "DeadlineBreach",
     "Department",
     "Event",
     "EventLog",

@@ -1,0 +1,263 @@
+"""``/v1/events``: report, queues and search, one event, its workflow steps and its audit log.
+
+Writes manage their own transaction inside the handler, so the answer is sent only after the
+commit: a client that got a 201 has an event, and a retried report finds it. The deadline sweep
+runs beside the app (this router's lifespan) every ``GEOSERVICE_EVENT_SWEEP_S`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from etl.crs import UnknownCRSError, from_wgs84, parse_crs
+from geoservice.api.deps import SessionDep
+from geoservice.api.locate import locate_router
+from geoservice.auth.policy import EVERYONE, allow, policy
+from geoservice.auth.users import Principal
+from geoservice.errors import ProblemError
+from geoservice.events.deadlines import COLOURS
+from geoservice.events.queries import EventFilters, event_log, event_view, fetch_event, list_events, scope_of
+from geoservice.events.report import report_event
+from geoservice.events.sweep import PeriodicSweep
+from geoservice.events.transitions import apply_transition
+from geoservice.events.workflow import ACTIONS, STATUSES, STEPS
+from geoservice.settings import EventSettings
+from layers.models import Role
+
+GEOJSON = "application/geo+json"
+EVENT_ID = Path(ge=1, le=2**63 - 1, description="event id", examples=[1])
+
+
+@asynccontextmanager
+async def sweep_alongside(app: FastAPI) -> AsyncIterator[None]:
+    """Run the deadline sweep for as long as the app runs (tests set ``app.state.event_settings``)."""
+    settings = getattr(app.state, "event_settings", None) or EventSettings()
+    app.state.event_settings = settings
+    sweep = PeriodicSweep(app.state.engine, settings.event_sweep_s)
+    sweep.start()
+    yield
+    sweep.stop()
+
+
+router = APIRouter(prefix="/v1/events", tags=["events"], lifespan=sweep_alongside)
+
+REPORTERS = allow(EVERYONE)
+READERS = allow(EVERYONE - {Role.planner})
+ACTORS = allow(*set().union(*(s.roles for s in STEPS.values())))
+
+
+class PhotoIn(BaseModel):
+    """Metadata of a photo stored elsewhere (the mobile client uploads files to object storage)."""
+
+    url: str = Field(max_length=500)
+    caption: str | None = Field(None, max_length=500)
+    taken_at: str | None = Field(None, max_length=40)
+
+
+class EventCreate(BaseModel):
+    """A report: where, what, who; the same ``idempotency_key`` twice stores one event."""
+
+    lon: float = Field(description="longitude (or easting) in crs")
+    lat: float = Field(description="latitude (or northing) in crs")
+    crs: str = Field("wgs84", max_length=30, description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+    category: str = Field(min_length=1, max_length=80, examples=["city_management.garbage"])
+    description: str = Field("", max_length=2000)
+    source: str = Field("public", description="public, grid_worker, hotline_12345 or video")
+    priority: str = Field("normal", description="normal or urgent")
+    reporter_name: str | None = Field(None, max_length=100)
+    reporter_phone: str | None = Field(None, max_length=50)
+    photos: list[PhotoIn] = Field(default_factory=list, max_length=9)
+    occurred_at: datetime | None = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=120)
+
+
+class TransitionIn(BaseModel):
+    """One workflow step; ``expected_version`` is the ``row_version`` you read (optimistic lock)."""
+
+    action: str = Field(description=", ".join(ACTIONS))
+    expected_version: int = Field(ge=1)
+    note: str = Field("", max_length=2000)
+    department_code: str | None = Field(None, max_length=50, description="dispatch: the department")
+    handler_username: str | None = Field(None, max_length=100, description="dispatch: a handler of it")
+    satisfaction: int | None = Field(None, ge=1, le=5, description="evaluate: 1 (poor) to 5 (good)")
+    comment: str | None = Field(None, max_length=2000, description="evaluate: the reporter's words")
+    reason: str | None = Field(None, max_length=2000, description="escalate/reject/return/reopen: why")
+
+
+@router.post("", status_code=201, responses={200: {"description": "the same report again (idempotency key)"}},
+             **policy(REPORTERS))  # fmt: skip
+def post_event(
+    request: Request,
+    body: EventCreate,
+    principal: Annotated[Principal, Depends(REPORTERS)],
+    idempotency_key: Annotated[str | None, Header(max_length=120)] = None,
+) -> JSONResponse:
+    """Report an event; it is routed (grid, community, town, station, department) as it is stored."""
+    router_ = locate_router(request, None)
+    with request.app.state.sessions() as session, session.begin():
+        event, created = report_event(
+            session, router_, lon=body.lon, lat=body.lat, crs=body.crs, category_code=body.category,
+            description=body.description, source=body.source, priority=body.priority,
+            reporter_name=body.reporter_name, reporter_phone=body.reporter_phone,
+            photos=[p.model_dump(exclude_none=True) for p in body.photos],
+            idempotency_key=body.idempotency_key or idempotency_key, actor=principal, occurred_at=body.occurred_at,
+        )  # fmt: skip
+    view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
+    return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200,
+                        headers={"Location": f"/v1/events/{event['id']}"})  # fmt: skip
+
+
+@router.get("", responses={200: {"content": {GEOJSON: {}}}}, **policy(READERS))
+def get_events(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(READERS)],
+    status: Annotated[str | None, Query(description="comma-separated states", max_length=200)] = None,
+    warning: Annotated[str | None, Query(description="comma-separated: none, blue, yellow, red")] = None,
+    category: Annotated[str | None, Query(max_length=80, description="a class includes its subcategories")] = None,
+    department: Annotated[str | None, Query(max_length=50)] = None,
+    region: Annotated[str | None, Query(pattern=r"^[0-9]{12}([0-9]{3})?$", description="region or grid code")] = None,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")] = None,
+    reported_from: Annotated[datetime | None, Query(alias="from")] = None,
+    reported_to: Annotated[datetime | None, Query(alias="to")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in the description")] = None,
+    escalation_level: Annotated[Literal["grid", "community", "town", "city"] | None, Query()] = None,
+    sort: Annotated[str, Query(description="reported_at, occurred_at, updated_at or id; '-' descending")] = (
+        "-reported_at"
+    ),
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    format: Annotated[Literal["json", "geojson"] | None, Query(description="default: by Accept")] = None,
+    crs: Annotated[str, Query(description="output coordinates: wgs84, gcj02 or bd09")] = "wgs84",
+) -> JSONResponse:
+    """The caller's queue: events in scope, filtered, sorted, a page at a time (``next_cursor``)."""
+    settings: EventSettings = request.app.state.event_settings
+    filters = EventFilters(
+        status=_listed(status, STATUSES, "status"), warning=_listed(warning, COLOURS, "warning"),
+        category=category, department=department, region=region, bbox=_bbox(bbox),
+        reported_from=_zoned(reported_from, "from"), reported_to=_zoned(reported_to, "to"), text=q,
+        escalation_level=escalation_level,
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    page = list_events(session, scope_of(principal), filters, now=now, settings=settings, sort=sort, limit=limit,
+                       cursor=cursor)  # fmt: skip
+    views = [_in_crs(event_view(e, principal, now, settings), crs) for e in page.items]
+    wants_geojson = format == "geojson" or (format is None and GEOJSON in request.headers.get("accept", ""))
+    if wants_geojson:
+        body = {
+            "type": "FeatureCollection",
+            "features": [_feature(v) for v in views],
+            "next_cursor": page.next_cursor,
+        }
+        return JSONResponse(jsonable_encoder(body), media_type=GEOJSON)
+    return JSONResponse(jsonable_encoder({"items": views, "next_cursor": page.next_cursor}))
+
+
+@router.get("/{event_id}", **policy(READERS))
+def get_event(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(READERS)],
+    event_id: Annotated[int, EVENT_ID],
+    crs: Annotated[str, Query(description="output coordinates: wgs84, gcj02 or bd09")] = "wgs84",
+) -> JSONResponse:
+    """One event, if it is in your scope (otherwise it does not exist for you: 404)."""
+    event = _visible(session, event_id, principal)
+    view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
+    return JSONResponse(jsonable_encoder(_in_crs(view, crs)))
+
+
+@router.post("/{event_id}/transitions", **policy(ACTORS))
+def post_transition(
+    request: Request,
+    principal: Annotated[Principal, Depends(ACTORS)],
+    event_id: Annotated[int, EVENT_ID],
+    body: TransitionIn,
+) -> JSONResponse:
+    """Take one step of the closed loop; 409 names what is allowed, or says the event changed meanwhile."""
+    with request.app.state.sessions() as session, session.begin():
+        event = apply_transition(
+            session, event_id, body.action, principal, body.note, body.expected_version,
+            department_code=body.department_code, handler_username=body.handler_username,
+            satisfaction=body.satisfaction, comment=body.comment, reason=body.reason,
+        )  # fmt: skip
+    view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
+    return JSONResponse(jsonable_encoder(view))
+
+
+@router.get("/{event_id}/log", **policy(READERS))
+def get_event_log(
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(READERS)],
+    event_id: Annotated[int, EVENT_ID],
+) -> JSONResponse:
+    """Every step of the event (who, role, when, from, to, note), oldest first; no one can edit it."""
+    _visible(session, event_id, principal)
+    return JSONResponse(jsonable_encoder({"event_id": event_id, "entries": event_log(session, event_id)}))
+
+
+def _visible(session: Any, event_id: int, principal: Principal) -> dict[str, Any]:
+    event = fetch_event(session, event_id, scope_of(principal))
+    if event is None:
+        raise ProblemError(404, "No such event", f"there is no event {event_id} that you may see")
+    return event
+
+
+def _listed(value: str | None, known: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in items if v not in known]
+    if unknown:
+        raise ProblemError(422, "Invalid request", f"unknown {name} {', '.join(unknown)}; known: {', '.join(known)}")
+    return items
+
+
+def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    if not value:
+        return None
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in value.split(","))
+    except ValueError as exc:
+        raise ProblemError(422, "Invalid bbox", "bbox is minlon,minlat,maxlon,maxlat: four numbers") from exc
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise ProblemError(422, "Invalid bbox", "bbox needs min < max, lon within ±180 and lat within ±90 (WGS84)")
+    return minx, miny, maxx, maxy
+
+
+def _zoned(moment: datetime | None, name: str) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise ProblemError(422, "Invalid request", f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
+    return moment
+
+
+def _in_crs(view: dict[str, Any], crs: str) -> dict[str, Any]:
+    """Coordinates for a Chinese base map when asked (GCJ-02/BD-09); WGS84 otherwise."""
+    if crs == "wgs84":
+        return view
+    try:
+        parsed = parse_crs(crs)
+    except UnknownCRSError as exc:
+        raise ProblemError(422, "Unknown coordinate reference system", str(exc)) from exc
+    if parsed.name not in ("wgs84", "cgcs2000", "gcj02", "bd09"):
+        raise ProblemError(422, "Unsupported output CRS", "events are answered in wgs84, gcj02 or bd09")
+    x, y = from_wgs84([view["lon"]], [view["lat"]], parsed)
+    return {**view, "lon": float(x[0]), "lat": float(y[0]), "crs": parsed.name}
+
+
+def _feature(view: dict[str, Any]) -> dict[str, Any]:
+    properties = {k: v for k, v in view.items() if k not in ("lon", "lat")}
+    return {
+        "type": "Feature",
+        "id": view["id"],
+        "geometry": {"type": "Point", "coordinates": [view["lon"], view["lat"]]},
+        "properties": properties,
+    }

@@ -1,0 +1,1 @@
+"""The event closed loop: report, workflow, deadlines and warnings, queries in scope, the deadline sweep."""

@@ -1,0 +1,283 @@
+"""Reading events: one by id, queues and search, always inside the caller's scope.
+
+Scope (the design's "who may do what"): dispatchers and grid workers see their region subtree,
+handlers their department, the public their own reports, supervisors and admins everything. A
+single read outside the scope answers "not found", never "forbidden", so existence does not leak.
+Reporter name and phone are masked for everyone but those who act on the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from geoservice.auth.users import Principal
+from geoservice.errors import ProblemError
+from geoservice.events.deadlines import is_overdue, running_clock, warning_colour, warning_sql
+from geoservice.events.workflow import actions_for
+from geoservice.settings import EventSettings
+from layers.models import Role
+
+COLUMNS = """
+    e.id, e.status, e.category_code, e.description, e.source, e.priority, e.escalation_level,
+    ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat, e.occurred_at, e.reported_at, e.updated_at,
+    e.grid_code, e.community_code, e.town_code, e.station_code, e.department_code, e.rule_id, e.route_reason,
+    e.boundary_version_id, e.row_version, e.handler_username, e.reporter_username, e.client_id,
+    e.reporter_name, e.reporter_phone, e.photos, e.accept_due_at, e.handle_due_at, e.accepted_at,
+    e.dispatched_at, e.handling_at, e.handled_at, e.verified_at, e.archived_at, e.evaluated_at,
+    e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties
+"""
+SORTS = {"reported_at", "occurred_at", "updated_at", "id"}
+REGION_SEGMENTS = (2, 4, 6, 9, 12)  # province, prefecture, county, town, village in 统计用区划代码
+MAX_LIMIT = 500
+MAX_TEXT_QUERY = 200
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which events a caller may see: every one, a region subtree, a department, or their own reports."""
+
+    everything: bool = False
+    region_prefix: str | None = None
+    department_code: str | None = None
+    reporter_username: str | None = None
+
+
+def scope_of(principal: Principal) -> Scope:
+    """The caller's scope from role and account (the anonymous public follows nothing)."""
+    if principal.role in (Role.admin, Role.supervisor):
+        return Scope(everything=True)
+    if principal.role in (Role.dispatcher, Role.grid_worker) and principal.region_code:
+        return Scope(region_prefix=region_prefix(principal.region_code))
+    if principal.role == Role.handler and principal.department_code:
+        return Scope(department_code=principal.department_code)
+    if principal.role == Role.public and not principal.anonymous:
+        return Scope(reporter_username=principal.username)
+    return Scope()  # planners and the anonymous public: no events
+
+
+def region_prefix(code: str) -> str:
+    """The prefix every code in the subtree of ``code`` starts with.
+
+    A 12-digit code ends in zeros for the levels below it: 320682000000 (county) → '320682',
+    320682001000 (town) → '320682001', 320682001002 (community) → all 12 digits. A 15-digit grid
+    code is its own subtree.
+    """
+    if len(code) > 12:
+        return code
+    for length in REGION_SEGMENTS:
+        if set(code[length:]) <= {"0"}:
+            return code[:length]
+    return code
+
+
+def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
+    """A WHERE fragment (and its parameters) that keeps only what the scope may see."""
+    if scope.everything:
+        return "TRUE", {}
+    if scope.region_prefix is not None:
+        place = f"coalesce({alias}.grid_code, {alias}.community_code, {alias}.town_code, '')"
+        return f"{place} LIKE :scope_prefix", {"scope_prefix": scope.region_prefix + "%"}
+    if scope.department_code is not None:
+        return f"{alias}.department_code = :scope_department", {"scope_department": scope.department_code}
+    if scope.reporter_username is not None:
+        return f"{alias}.reporter_username = :scope_reporter", {"scope_reporter": scope.reporter_username}
+    return "FALSE", {}
+
+
+def fetch_event(session: Session, event_id: int, scope: Scope | None = None) -> dict | None:
+    """The event as a dict, or None when it does not exist or is outside ``scope`` (None: no limit)."""
+    where, params = scope_sql(scope or Scope(everything=True))
+    row = session.execute(
+        text(f"SELECT {COLUMNS} FROM events e WHERE e.id = :id AND {where}"),
+        {"id": event_id, **params},
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def event_log(session: Session, event_id: int) -> list[dict[str, Any]]:
+    """Every transition of an event, oldest first."""
+    rows = session.execute(
+        text(
+            "SELECT id, at, actor, role, action, from_status, to_status, note, details "
+            "FROM event_log WHERE event_id = :id ORDER BY id"
+        ),
+        {"id": event_id},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    """What a queue or a search asks for; every member optional."""
+
+    status: tuple[str, ...] = ()
+    warning: tuple[str, ...] = ()
+    category: str | None = None
+    department: str | None = None
+    region: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    reported_from: datetime | None = None
+    reported_to: datetime | None = None
+    text: str | None = None
+    escalation_level: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of events and the cursor of the next (None on the last page)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def list_events(
+    session: Session,
+    scope: Scope,
+    filters: EventFilters,
+    *,
+    now: datetime,
+    settings: EventSettings,
+    sort: str = "-reported_at",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """A page of events in scope matching ``filters``, ordered by ``sort`` (then id), keyset-paginated."""
+    column, descending = _parse_sort(sort)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ProblemError(422, "Invalid request", f"limit must be within 1..{MAX_LIMIT}")
+    where, params = scope_sql(scope)
+    clauses, filter_params = _filter_clauses(filters, settings)
+    clauses.insert(0, where)
+    params.update(filter_params)
+    params["now"] = now
+    if cursor is not None:
+        after_value, after_id = _read_cursor(cursor, sort)
+        op = "<" if descending else ">"
+        clauses.append(f"(e.{column}, e.id) {op} (CAST(:after_value AS {_sql_type(column)}), :after_id)")
+        params.update(after_value=after_value, after_id=after_id)
+    direction = "DESC" if descending else "ASC"
+    rows = session.execute(
+        text(
+            f"SELECT {COLUMNS} FROM events e WHERE {' AND '.join(clauses)} "
+            f"ORDER BY e.{column} {direction}, e.id {direction} LIMIT :limit"
+        ),
+        {**params, "limit": limit + 1},
+    ).all()
+    items = [dict(r._mapping) for r in rows[:limit]]
+    next_cursor = _make_cursor(items[-1], column, sort) if len(rows) > limit else None
+    return Page(items, next_cursor)
+
+
+def event_view(event: dict[str, Any], principal: Principal, now: datetime, settings: EventSettings) -> dict[str, Any]:
+    """What a caller sees of an event: warning and overdue computed now, reporter masked unless theirs to see."""
+    clock = running_clock(event)
+    view = {k: v for k, v in event.items() if k != "properties"}
+    view["properties"] = {k: v for k, v in (event.get("properties") or {}).items() if k != "request_sha256"}
+    view["warning"] = warning_colour(clock, now, settings)
+    view["overdue"] = is_overdue(clock, now)
+    view["due_at"] = clock.due_at if clock else None
+    view["allowed_actions"] = actions_for(event["status"], principal.role)
+    if not sees_reporter(principal, event):
+        view["reporter_name"] = mask_name(event.get("reporter_name"))
+        view["reporter_phone"] = mask_phone(event.get("reporter_phone"))
+    return view
+
+
+def sees_reporter(principal: Principal, event: dict[str, Any]) -> bool:
+    """Those who act on a report (its dispatchers, its department's handlers), supervisors, admins, the reporter."""
+    if principal.role in (Role.admin, Role.supervisor, Role.dispatcher):
+        return True  # a dispatcher reaching this event has it in scope
+    if principal.role == Role.handler:
+        return principal.department_code == event.get("department_code")
+    return not principal.anonymous and principal.username == event.get("reporter_username")
+
+
+def mask_name(name: str | None) -> str | None:
+    """张三 → 张*, 欧阳娜娜 → 欧***: the family name stays, enough to greet, not to identify."""
+    return None if not name else name[0] + "*" * (len(name) - 1)
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """13812345678 → 138****5678, as Chinese services print them."""
+    if not phone:
+        return None
+    digits = re.sub(r"\D", "", phone)
+    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "*" * len(digits)
+
+
+def _filter_clauses(filters: EventFilters, settings: EventSettings) -> tuple[list[str], dict[str, Any]]:
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if filters.status:
+        clauses.append("e.status = ANY(:statuses)")
+        params["statuses"] = list(filters.status)
+    if filters.warning:
+        clauses.append(f"{warning_sql(settings)} = ANY(:warnings)")
+        params["warnings"] = list(filters.warning)
+    if filters.category:
+        clauses.append("(e.category_code = :category OR e.category_code LIKE :category_children)")
+        params.update(category=filters.category, category_children=_like_escape(filters.category) + ".%")
+    if filters.department:
+        clauses.append("e.department_code = :department")
+        params["department"] = filters.department
+    if filters.region:
+        prefix = region_prefix(filters.region)
+        clauses.append("coalesce(e.grid_code, e.community_code, e.town_code, '') LIKE :region_prefix")
+        params["region_prefix"] = prefix + "%"
+    if filters.bbox:
+        clauses.append("e.geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)")
+        params.update(dict(zip(("minx", "miny", "maxx", "maxy"), filters.bbox, strict=True)))
+    if filters.reported_from:
+        clauses.append("e.reported_at >= :reported_from")
+        params["reported_from"] = filters.reported_from
+    if filters.reported_to:
+        clauses.append("e.reported_at < :reported_to")
+        params["reported_to"] = filters.reported_to
+    if filters.text:
+        clauses.append("e.description ILIKE :text ESCAPE '\\'")
+        params["text"] = "%" + _like_escape(filters.text) + "%"
+    if filters.escalation_level:
+        clauses.append("e.escalation_level = :level")
+        params["level"] = filters.escalation_level
+    return clauses, params
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _parse_sort(sort: str) -> tuple[str, bool]:
+    column = sort.lstrip("-")
+    if column not in SORTS:
+        raise ProblemError(422, "Invalid sort", f"sort by one of {', '.join(sorted(SORTS))}, '-' first for descending")
+    return column, sort.startswith("-")
+
+
+def _sql_type(column: str) -> str:
+    return "bigint" if column == "id" else "timestamptz"
+
+
+def _make_cursor(last: dict[str, Any], column: str, sort: str) -> str:
+    value = last[column]
+    payload = {"v": value.isoformat() if isinstance(value, datetime) else value, "id": last["id"], "s": sort}
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value, event_id, cursor_sort = payload["v"], int(payload["id"]), payload["s"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise ProblemError(422, "Invalid cursor", "the cursor is not one this service handed out") from exc
+    if cursor_sort != sort:
+        raise ProblemError(422, "Invalid cursor", f"the cursor belongs to sort={cursor_sort}, not sort={sort}")
+    return value, event_id

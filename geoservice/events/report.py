@@ -1,0 +1,228 @@
+"""Reporting an event: validate, place it in WGS84, route it, set its accept deadline, log it — in one go.
+
+Everything that can be wrong with a report is found before the first write, and the event, its route
+and its ``reported`` log row go in with the caller's transaction, so a failed report leaves nothing.
+A retried report (same idempotency key) is stored once: ``INSERT … ON CONFLICT DO NOTHING`` lets
+exactly one of N concurrent identical submissions in, and the others read the winner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import pyproj
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from etl.crs import UnknownCRSError, parse_crs, to_wgs84
+from geoservice.auth.users import Principal
+from geoservice.errors import ProblemError
+from geoservice.events.deadlines import deadline_hours
+from geoservice.events.queries import fetch_event
+from geoservice.routing.router import Router
+from layers.models import Role
+
+SOURCES = ("public", "grid_worker", "hotline_12345", "video")
+PRIORITIES = ("normal", "urgent")
+MAX_DESCRIPTION = 2000
+MAX_NAME = 100
+MAX_KEY = 120
+MAX_PHOTOS = 9
+MAX_PHOTO_FIELD = 500
+CLOCK_SKEW = timedelta(minutes=5)
+PHONE = re.compile(r"^\+?[0-9][0-9 -]{2,30}$")
+REQUEST_HASH = "request_sha256"
+
+INSERT = text(
+    """
+    INSERT INTO events (idempotency_key, geom, category_code, description, source, priority, status,
+                        escalation_level, reporter_name, reporter_phone, reporter_username, client_id, photos,
+                        occurred_at, reported_at, updated_at, grid_code, community_code, town_code, station_code,
+                        department_code, rule_id, route_reason, boundary_version_id, accept_due_at, properties)
+    VALUES (:key, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :category, :description, :source, :priority,
+            'reported', 'grid', :reporter_name, :reporter_phone, :reporter_username, :client_id,
+            CAST(:photos AS jsonb), :occurred_at, :now, :now, :grid, :community, :town, :station, :department,
+            :rule_id, :reason, :version_id, :accept_due_at, CAST(:properties AS jsonb))
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+    """
+)
+LOG = text(
+    "INSERT INTO event_log (event_id, at, actor, role, action, from_status, to_status, note, details) "
+    "VALUES (:id, :at, :actor, :role, :action, :from_status, :to_status, :note, CAST(:details AS jsonb))"
+)
+
+
+def report_event(
+    session: Session,
+    router: Router,
+    *,
+    lon: float,
+    lat: float,
+    crs: str = "wgs84",
+    category_code: str,
+    description: str = "",
+    source: str = "public",
+    priority: str = "normal",
+    reporter_name: str | None = None,
+    reporter_phone: str | None = None,
+    photos: list[dict[str, Any]] | None = None,
+    idempotency_key: str | None = None,
+    actor: Principal,
+    client_id: str | None = None,
+    occurred_at: datetime | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Store (or find again) a report; returns the event row and whether this call created it.
+
+    Idempotency keys are the caller's own: they are stored under the Open311 client or the user who
+    sent them, so two clients choosing the same key never see each other's events.
+    """
+    now = now or datetime.now(UTC)
+    request = _validated(
+        lon=lon, lat=lat, crs=crs, category_code=category_code, description=description, source=source,
+        priority=priority, reporter_name=reporter_name, reporter_phone=reporter_phone, photos=photos or [],
+        idempotency_key=idempotency_key, actor=actor, occurred_at=occurred_at, now=now,
+    )  # fmt: skip
+    x, y = _to_wgs84(lon, lat, crs)
+    hours = deadline_hours(session, category_code, priority)
+    if hours is None:
+        known = session.execute(text("SELECT code FROM categories ORDER BY code")).scalars().all()
+        detail = f"no category {category_code!r}; categories are: {', '.join(known)}"
+        raise ProblemError(422, "Unknown category", detail)
+    routed = router.route(x, y, category_code)
+    location = routed.location
+    if location.grid is None:
+        nearest = location.nearest_grid
+        where = f"{location.nearest_grid_m:,.0f} m from the nearest grid ({nearest.code})" if nearest else "far away"
+        raise ProblemError(
+            422, "Outside every grid",
+            f"the point is {where}, beyond the snap tolerance of {router.snap_tolerance_m:,.0f} m: "
+            "check the coordinates and their crs",
+        )  # fmt: skip
+    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+    key = _namespaced_key(idempotency_key, actor, client_id)
+    params = {
+        "key": key, "lon": x, "lat": y, "category": category_code, "description": description, "source": source,
+        "priority": priority, "reporter_name": reporter_name, "reporter_phone": reporter_phone,
+        "reporter_username": None if actor.anonymous else actor.username, "client_id": client_id,
+        "photos": json.dumps(photos or [], ensure_ascii=False), "occurred_at": occurred_at or now, "now": now,
+        "grid": location.grid.code, "community": location.community.code if location.community else None,
+        "town": location.town.code if location.town else None,
+        "station": location.station.code if location.station else None,
+        "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
+        "version_id": router.version_id, "accept_due_at": hours.accept_due(now),
+        "properties": json.dumps({REQUEST_HASH: fingerprint, "snapped_m": location.snapped_m}),
+    }  # fmt: skip
+    event_id = session.execute(INSERT, params).scalar()
+    if event_id is None:
+        return _the_earlier_report(session, key, fingerprint), False
+    session.execute(
+        LOG,
+        {
+            "id": event_id, "at": now, "actor": actor.username, "role": str(actor.role), "action": "report",
+            "from_status": None, "to_status": "reported", "note": "",
+            "details": json.dumps({
+                "source": source, "client_id": client_id, "grid": location.grid.code,
+                "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
+                "accept_due_at": hours.accept_due(now).isoformat(),
+            }, ensure_ascii=False),
+        },
+    )  # fmt: skip
+    event = fetch_event(session, event_id)
+    assert event is not None
+    return event, True
+
+
+def _the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[str, Any]:
+    """The event stored under ``key`` (committed by whoever won), refusing a different body."""
+    event_id = session.execute(text("SELECT id FROM events WHERE idempotency_key = :k"), {"k": key}).scalar_one()
+    event = fetch_event(session, event_id)
+    assert event is not None
+    if (event["properties"] or {}).get(REQUEST_HASH) != fingerprint:
+        raise ProblemError(
+            409, "Idempotency key reused",
+            f"this idempotency key was used for a different report (event {event_id}); "
+            "use a new key for a new report",
+        )  # fmt: skip
+    return event
+
+
+def _namespaced_key(key: str | None, actor: Principal, client_id: str | None) -> str:
+    if key is None:
+        return f"auto:{uuid.uuid4()}"
+    return f"open311:{client_id}:{key}" if client_id else f"api:{actor.username}:{key}"
+
+
+def _validated(**fields: Any) -> dict[str, Any]:
+    """The request's identity (for the idempotency check), after refusing anything unusable."""
+    lon, lat = fields["lon"], fields["lat"]
+    numbers = isinstance(lon, int | float) and isinstance(lat, int | float)
+    if not (numbers and math.isfinite(lon) and math.isfinite(lat)):
+        raise ProblemError(422, "Invalid coordinates", f"({lon}, {lat}) are not finite numbers")
+    source, priority, actor = fields["source"], fields["priority"], fields["actor"]
+    if source not in SOURCES:
+        raise ProblemError(422, "Unknown source", f"source {source!r}; sources are: {', '.join(SOURCES)}")
+    if actor.role == Role.public and source != "public":
+        raise ProblemError(422, "Unknown source", f"a public report has source 'public', not {source!r}")
+    if priority not in PRIORITIES:
+        raise ProblemError(422, "Unknown priority", f"priority {priority!r}; priorities are: {', '.join(PRIORITIES)}")
+    _short("description", fields["description"], MAX_DESCRIPTION)
+    _short("reporter_name", fields["reporter_name"], MAX_NAME)
+    _short("idempotency_key", fields["idempotency_key"], MAX_KEY)
+    phone = fields["reporter_phone"]
+    if phone is not None and not PHONE.match(phone):
+        raise ProblemError(422, "Invalid phone number", f"{phone!r} is not a phone number (digits, spaces, '-', '+')")
+    _check_photos(fields["photos"])
+    occurred, now = fields["occurred_at"], fields["now"]
+    if occurred is not None:
+        if occurred.tzinfo is None:
+            raise ProblemError(422, "Invalid time", "occurred_at needs a time zone, e.g. 2026-11-24T09:30:00+08:00")
+        if occurred > now + CLOCK_SKEW:
+            raise ProblemError(422, "Invalid time", f"occurred_at {occurred.isoformat()} is in the future")
+    return {k: v for k, v in fields.items() if k not in {"actor", "now", "idempotency_key"}}
+
+
+def _short(name: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise ProblemError(422, "Text too long", f"{name} has {len(value):,} characters; at most {limit:,}")
+
+
+def _check_photos(photos: list[dict[str, Any]]) -> None:
+    if len(photos) > MAX_PHOTOS:
+        raise ProblemError(422, "Too many photos", f"{len(photos)} photos; at most {MAX_PHOTOS}")
+    for k, photo in enumerate(photos):
+        if not isinstance(photo, dict) or not isinstance(photo.get("url"), str):
+            raise ProblemError(422, "Invalid photo", f"photo {k} needs a 'url' (photos are metadata, not files)")
+        for field, value in photo.items():
+            if not isinstance(value, str | int | float | None) or len(str(value)) > MAX_PHOTO_FIELD:
+                raise ProblemError(422, "Invalid photo", f"photo {k}: {field!r} must be a short text or number")
+
+
+def _to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
+    try:
+        parsed = parse_crs(crs)
+    except UnknownCRSError as exc:
+        raise ProblemError(422, "Unknown coordinate reference system", str(exc)) from exc
+    geographic = parsed.epsg is None or parsed.is_geographic_wgs84_like or _is_geographic(parsed.epsg)
+    if geographic and not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ProblemError(
+            422, "Invalid coordinates", f"({lon}, {lat}) is out of range: lon must be within ±180, lat within ±90"
+        )
+    xs, ys = to_wgs84([lon], [lat], parsed)
+    x, y = float(xs[0]), float(ys[0])
+    if not (math.isfinite(x) and math.isfinite(y) and -180 <= x <= 180 and -90 <= y <= 90):
+        raise ProblemError(422, "Invalid coordinates", f"({lon}, {lat}) in {crs} is not a place on Earth")
+    return x, y
+
+
+@lru_cache(maxsize=64)
+def _is_geographic(epsg: int) -> bool:
+    return bool(pyproj.CRS.from_epsg(epsg).is_geographic)

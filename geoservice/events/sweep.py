@@ -1,0 +1,121 @@
+"""The deadline sweep: escalate events whose accept or handling deadline has passed (timeout escalation).
+
+A breach is recorded in ``deadline_breaches`` keyed by (event, clock, due time) before anything else
+happens, with ``ON CONFLICT DO NOTHING``: a second sweep — or two sweeps at once in two workers —
+finds the breach recorded and does nothing, so each breach escalates an event once and logs once.
+A new deadline (a re-dispatch) is a new breach. Rows a person is changing right now are skipped
+(``SKIP LOCKED``) and picked up by the next sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from geoservice.database import transaction
+from geoservice.events.report import LOG
+from geoservice.events.workflow import next_level
+
+SWEEP_ACTOR = "deadline-sweep"
+SWEEP_ROLE = "system"
+log = logging.getLogger(__name__)
+
+OVERDUE = text(
+    """
+    SELECT e.id, e.status, e.escalation_level, e.escalation_count, c.kind, c.due_at
+      FROM events e
+      CROSS JOIN LATERAL (VALUES
+          ('accept', CASE WHEN e.status = 'reported' THEN e.accept_due_at END),
+          ('handle', CASE WHEN e.status IN ('dispatched', 'handling', 'reopened') THEN e.handle_due_at END)
+      ) AS c(kind, due_at)
+     WHERE c.due_at IS NOT NULL AND c.due_at <= :now
+       AND NOT EXISTS (SELECT 1 FROM deadline_breaches b
+                        WHERE b.event_id = e.id AND b.kind = c.kind AND b.due_at = c.due_at)
+     ORDER BY e.id
+       FOR UPDATE OF e SKIP LOCKED
+    """
+)
+RECORD = text(
+    "INSERT INTO deadline_breaches (event_id, kind, due_at, detected_at, escalated_to) "
+    "VALUES (:id, :kind, :due_at, :now, :to_level) ON CONFLICT DO NOTHING RETURNING event_id"
+)
+ESCALATE = text(
+    "UPDATE events SET escalation_level = :to_level, escalation_count = escalation_count + 1, "
+    "row_version = row_version + 1, updated_at = :now WHERE id = :id"
+)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep found and did."""
+
+    breaches: int
+    escalated: int
+    at_city_level: int
+
+
+def sweep_deadlines(session: Session, now: datetime | None = None) -> SweepResult:
+    """Record every new breach, escalate its event one level (if there is one), log it."""
+    now = now or datetime.now(UTC)
+    breaches = escalated = at_top = 0
+    for row in session.execute(OVERDUE, {"now": now}).all():
+        to_level = next_level(row.escalation_level)
+        recorded = session.execute(
+            RECORD, {"id": row.id, "kind": row.kind, "due_at": row.due_at, "now": now, "to_level": to_level}
+        ).first()
+        if recorded is None:
+            continue  # another sweep got here first
+        breaches += 1
+        what = f"the {row.kind} deadline ({row.due_at.isoformat()}) passed"
+        if to_level is None:
+            at_top += 1
+            action, note = "overdue", f"{what}; already at city level, nothing higher to escalate to"
+        else:
+            escalated += 1
+            session.execute(ESCALATE, {"to_level": to_level, "now": now, "id": row.id})
+            action, note = "escalate", f"{what}: escalated from {row.escalation_level} to {to_level}"
+        session.execute(
+            LOG,
+            {
+                "id": row.id, "at": now, "actor": SWEEP_ACTOR, "role": SWEEP_ROLE, "action": action,
+                "from_status": row.status, "to_status": row.status, "note": note,
+                "details": json.dumps({"timeout": row.kind, "due_at": row.due_at.isoformat(),
+                                       "from_level": row.escalation_level, "to_level": to_level}),
+            },
+        )  # fmt: skip
+    return SweepResult(breaches, escalated, at_top)
+
+
+class PeriodicSweep:
+    """Runs the sweep every ``interval_s`` seconds in a daemon thread, for the life of the server."""
+
+    def __init__(self, engine: Engine, interval_s: float) -> None:
+        self.engine, self.interval_s = engine, interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._thread = threading.Thread(target=self._run, name="deadline-sweep", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                with transaction(self.engine) as session:
+                    result = sweep_deadlines(session)
+                if result.breaches:
+                    log.info("deadline sweep: %s", result)
+            except Exception:  # a failed sweep must not end the loop: the next one retries
+                log.exception("deadline sweep failed")

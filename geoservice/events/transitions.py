@@ -1,0 +1,156 @@
+"""Taking one step of the closed loop on one event, with optimistic locking and its log row.
+
+The caller states the ``row_version`` it read; the update only happens ``WHERE row_version =
+expected``, so of two people acting on the same version exactly one wins and the other gets a 409
+saying the event changed. The log row goes in the same transaction: no step without its audit row.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from geoservice.auth.users import Principal
+from geoservice.errors import ProblemError
+from geoservice.events.deadlines import deadline_hours
+from geoservice.events.queries import fetch_event, scope_of
+from geoservice.events.report import LOG
+from geoservice.events.workflow import ACTIONS_NEEDING_A_NOTE, Step, WorkflowError, check_step, next_level
+
+MAX_NOTE = 2000
+
+
+def apply_transition(
+    session: Session,
+    event_id: int,
+    action: str,
+    actor: Principal,
+    note: str = "",
+    expected_version: int | None = None,
+    *,
+    department_code: str | None = None,
+    handler_username: str | None = None,
+    satisfaction: int | None = None,
+    comment: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Take ``action`` on the event as ``actor``; returns the event as it is afterwards.
+
+    Problems: 404 outside the actor's scope, 422 for an unknown action or missing/invalid
+    arguments, 403 for a role that may never take the action, 409 from a state that does not allow
+    it (naming what is allowed) or when the event changed since ``expected_version``.
+    """
+    now = now or datetime.now(UTC)
+    note = (note or reason or "").strip()
+    if len(note) > MAX_NOTE or len(comment or "") > MAX_NOTE:
+        raise ProblemError(422, "Text too long", f"note and comment have at most {MAX_NOTE:,} characters")
+    event = fetch_event(session, event_id, scope_of(actor))
+    if event is None:
+        raise ProblemError(404, "No such event", f"there is no event {event_id} that you may see")
+    try:
+        step = check_step(event["status"], action, actor.role, event["escalation_level"])
+    except WorkflowError as exc:
+        raise ProblemError(exc.status, exc.title, exc.detail, allowed_actions=exc.allowed) from exc
+    if not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 1:
+        raise ProblemError(422, "Invalid request", "expected_version (the row_version you read) is required")
+    if action in ACTIONS_NEEDING_A_NOTE and not note:
+        raise ProblemError(422, "A note is required", f"say why you {action} the event (note or reason)")
+    changes, details = _changes(session, event, step, now, department_code, handler_username, satisfaction, comment)
+    if expected_version != event["row_version"]:
+        raise _changed(event_id, event["row_version"])
+    assignments = ", ".join(f"{column} = :set_{column}" for column in changes)
+    updated = session.execute(
+        text(
+            f"UPDATE events SET {assignments}, row_version = row_version + 1, updated_at = :now "
+            "WHERE id = :id AND row_version = :expected RETURNING row_version"
+        ),
+        {**{f"set_{c}": v for c, v in changes.items()}, "now": now, "id": event_id, "expected": expected_version},
+    ).scalar()
+    if updated is None:
+        current = session.execute(text("SELECT row_version FROM events WHERE id = :id"), {"id": event_id}).scalar()
+        raise _changed(event_id, current)
+    session.execute(
+        LOG,
+        {
+            "id": event_id, "at": now, "actor": actor.username, "role": str(actor.role), "action": action,
+            "from_status": event["status"], "to_status": changes.get("status", event["status"]), "note": note,
+            "details": json.dumps(details, ensure_ascii=False, default=str),
+        },
+    )  # fmt: skip
+    after = fetch_event(session, event_id)
+    assert after is not None
+    return after
+
+
+def _changes(
+    session: Session,
+    event: dict[str, Any],
+    step: Step,
+    now: datetime,
+    department_code: str | None,
+    handler_username: str | None,
+    satisfaction: int | None,
+    comment: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The columns this step sets, and what the log row should remember about it."""
+    changes: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    if step.target is not None:
+        changes["status"] = step.target
+    if step.stamp is not None:
+        changes[step.stamp] = now
+    if step.action == "dispatch":
+        department = department_code or event["department_code"]
+        if department is None:
+            raise ProblemError(422, "Department required", "the event has no routed department: name one to dispatch")
+        if not session.execute(text("SELECT 1 FROM departments WHERE code = :c"), {"c": department}).first():
+            raise ProblemError(422, "Unknown department", f"no department {department!r}")
+        if handler_username is not None and not _is_handler_of(session, handler_username, department):
+            raise ProblemError(
+                422, "Unknown handler", f"{handler_username!r} is not an active handler of department {department!r}"
+            )
+        hours = deadline_hours(session, event["category_code"], event["priority"])
+        changes.update(department_code=department, handler_username=handler_username)
+        changes["handle_due_at"] = hours.handle_due(now) if hours else None
+        details.update(from_department=event["department_code"], department=department, handler=handler_username,
+                       handle_due_at=changes["handle_due_at"])  # fmt: skip
+    elif step.action == "return":
+        changes["handler_username"] = None
+        details["department"] = event["department_code"]
+    elif step.action == "reopen":
+        changes["reopen_count"] = event["reopen_count"] + 1
+    elif step.action == "evaluate":
+        if not isinstance(satisfaction, int) or isinstance(satisfaction, bool) or not 1 <= satisfaction <= 5:
+            raise ProblemError(422, "Satisfaction required", "evaluate with a satisfaction from 1 (poor) to 5 (good)")
+        changes.update(satisfaction=satisfaction, evaluation_comment=comment)
+        details.update(satisfaction=satisfaction, comment=comment)
+    elif step.action == "escalate":
+        level = next_level(event["escalation_level"])
+        changes.update(escalation_level=level, escalation_count=event["escalation_count"] + 1)
+        details.update(from_level=event["escalation_level"], to_level=level)
+    return changes, details
+
+
+def _is_handler_of(session: Session, username: str, department: str) -> bool:
+    return (
+        session.execute(
+            text(
+                "SELECT 1 FROM users WHERE username = :u AND role = 'handler' AND department_code = :d AND NOT disabled"
+            ),
+            {"u": username, "d": department},
+        ).first()
+        is not None
+    )
+
+
+def _changed(event_id: int, current: int | None) -> ProblemError:
+    return ProblemError(
+        409, "Event changed",
+        f"event {event_id} changed since you read it (it is at row_version {current} now): read it again and retry",
+        current_version=current,
+    )  # fmt: skip

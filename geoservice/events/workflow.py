@@ -1,0 +1,103 @@
+"""The closed loop (六步闭环) as data: which action leads from which states to which, and who may take it.
+
+Kept as a table of pure data so that the API, the docs (docs/events.md) and the tests read the same
+thing; the tests generate every allowed and every forbidden (state, action, role) from ``STEPS``.
+Scope (which events a user may touch at all) is not decided here but in ``queries``: a user outside
+an event's scope never reaches the workflow, the event simply does not exist for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from layers.models import ESCALATION_LEVELS, EVENT_STATUSES, Role
+
+OPEN_STATES = frozenset({"reported", "accepted", "dispatched", "returned", "handling", "handled", "reopened"})
+ACTIONS_NEEDING_A_NOTE = frozenset({"reject", "return", "reopen", "escalate"})
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action: the states it starts from, the state it leads to (None: unchanged), who may take it."""
+
+    action: str
+    sources: frozenset[str]
+    target: str | None
+    roles: frozenset[Role]
+    stamp: str | None = None  # the ``*_at`` column recording when the target state was last entered
+
+
+def _step(action: str, sources: set[str], target: str | None, *roles: Role) -> Step:
+    stamp = f"{target}_at" if target in {"accepted", "dispatched", "handling", "handled", "verified", "archived",
+                                          "evaluated"} else None  # fmt: skip
+    return Step(action, frozenset(sources), target, frozenset({Role.admin, *roles}), stamp)
+
+
+STEPS: dict[str, Step] = {
+    s.action: s
+    for s in (
+        _step("accept", {"reported"}, "accepted", Role.dispatcher, Role.grid_worker),
+        _step("reject", {"reported"}, "rejected", Role.dispatcher),
+        _step("dispatch", {"accepted", "returned"}, "dispatched", Role.dispatcher),
+        _step("return", {"dispatched"}, "returned", Role.handler, Role.dispatcher),
+        _step("start", {"dispatched", "reopened"}, "handling", Role.handler, Role.grid_worker),
+        _step("feedback", {"handling"}, "handled", Role.handler, Role.grid_worker),
+        _step("verify", {"handled"}, "verified", Role.dispatcher),
+        _step("reopen", {"handled", "verified"}, "reopened", Role.dispatcher),
+        _step("archive", {"verified"}, "archived", Role.dispatcher),
+        _step("evaluate", {"archived"}, "evaluated", Role.dispatcher, Role.public),
+        _step("escalate", set(OPEN_STATES), None, Role.dispatcher, Role.grid_worker, Role.handler),
+    )
+}
+ACTIONS = tuple(STEPS)
+STATUSES = EVENT_STATUSES
+LEVELS = ESCALATION_LEVELS
+
+assert all(s.sources <= set(STATUSES) and (s.target is None or s.target in STATUSES) for s in STEPS.values())
+
+
+class WorkflowError(Exception):
+    """An action that cannot be taken; ``status`` is the HTTP status it maps to, ``allowed`` the options."""
+
+    def __init__(self, status: int, title: str, detail: str, allowed: list[str]) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.allowed = status, title, detail, allowed
+
+
+def check_step(status: str, action: str, role: Role, level: str = "grid") -> Step:
+    """The step if ``role`` may take ``action`` on an event in ``status``; else why not.
+
+    A role that may never take the action hears so first (403); a role that may, but not from this
+    state, gets 409 with the actions the current state allows it.
+    """
+    step = STEPS.get(action)
+    if step is None:
+        raise WorkflowError(422, "Unknown action", f"{action!r} is not an action; actions are: {', '.join(ACTIONS)}",
+                            list(ACTIONS))  # fmt: skip
+    if role not in step.roles:
+        mine = actions_for(status, role)
+        who = ", ".join(sorted(step.roles))
+        raise WorkflowError(403, "Not allowed", f"a {role} may not {action} an event; {action} is for: {who}", mine)
+    if status not in step.sources:
+        mine = actions_for(status, role)
+        options = ", ".join(mine) if mine else "none"
+        raise WorkflowError(
+            409, "Not allowed in this state",
+            f"an event that is {status} cannot be {action}ed (allowed from: {', '.join(sorted(step.sources))}); "
+            f"what a {role} may do now: {options}",
+            mine,
+        )  # fmt: skip
+    if action == "escalate" and next_level(level) is None:
+        raise WorkflowError(409, "Cannot escalate", "the event is already at city level, the highest", [])
+    return step
+
+
+def actions_for(status: str, role: Role) -> list[str]:
+    """What ``role`` may do to an event in ``status``, in workflow order."""
+    return [s.action for s in STEPS.values() if status in s.sources and role in s.roles]
+
+
+def next_level(level: str) -> str | None:
+    """One level up: grid → community → town → city ("小事不出格、大事不出村、难事不出镇"); None above city."""
+    k = LEVELS.index(level)
+    return LEVELS[k + 1] if k + 1 < len(LEVELS) else None
