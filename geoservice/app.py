@@ -14,6 +14,7 @@ from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
 from geoservice.limits import BodySizeLimit, PublicRateLimiter
 from geoservice.observability import Metrics, ObservabilityMiddleware
+from geoservice.openapi import install_openapi
 from geoservice.routing.registry import RouterRegistry
 from geoservice.settings import AuthSettings, DatabaseSettings, OperationsSettings, RoutingSettings
 
@@ -48,6 +49,7 @@ def create_app(
         lifespan=lifespan,
     )
     register_error_handlers(app)
+    install_openapi(app)
     operations = operations or OperationsSettings()
     app.state.metrics = Metrics(app.state)
     app.state.public_rate = PublicRateLimiter(operations.public_rate)

@@ -138,7 +138,7 @@ class EmbeddedCluster:
         try:
             self._run(
                 pg_bindir() / "initdb",
-                "-D", str(self.datadir), "-U", DB_ROLE, "--pwfile", str(pwfile),
+                "-D", str(self.datadir.resolve()), "-U", DB_ROLE, "--pwfile", str(pwfile.resolve()),
                 "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C.UTF-8",
             )  # fmt: skip
         finally:
@@ -149,11 +149,11 @@ class EmbeddedCluster:
         state = self._state()
         port = state.get("port")
         if not port or not _port_is_free(port):
-            port = _free_port()
+            port = free_port()
         self._save_state({**state, "port": port})
         options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         result = self._pg_ctl(
-            "start", "-w", "-t", "60", "-l", str(self.logdir / "postgres.log"), "-o", options, check=False
+            "start", "-w", "-t", "60", "-l", str(self.logdir.resolve() / "postgres.log"), "-o", options, check=False
         )
         if result.returncode != 0:
             why = result.stderr.strip() or result.stdout.strip()
@@ -162,7 +162,9 @@ class EmbeddedCluster:
             )
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self._run(pg_bindir() / "pg_ctl", "-D", str(self.datadir), *args, check=check)
+        # Resolved paths: when the home is out of the OS user's reach, pgdata and pglog are links
+        # to directories it can reach, and the server must be handed those, not the links.
+        return self._run(pg_bindir() / "pg_ctl", "-D", str(self.datadir.resolve()), *args, check=check)
 
     def _run(self, *cmd: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = [str(c) for c in cmd]
@@ -226,7 +228,7 @@ def pg_bindir() -> Path:
     return versions[-1].parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

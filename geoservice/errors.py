@@ -6,15 +6,19 @@ Each domain error maps to one status; handlers render ``application/problem+json
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from etl.crs import UnknownCRSError
 from geoservice.versions import VersionError
 
 PROBLEM = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
@@ -58,6 +62,14 @@ def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+        # The database restarting or unreachable: nothing was committed (the transaction died with
+        # the connection), so the client may retry; the pool's pre-ping reconnects on the next call.
+        log.warning("database unavailable: %s", str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+        detail = "the database is not answering; nothing was stored. Retry in a few seconds (with the same key)."
+        return problem(503, "Database unavailable", detail, {"Retry-After": "2"})
 
     for error_type, (status, title) in STATUS_OF.items():
 
