@@ -6,7 +6,6 @@ half-written, because every write runs in one transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -30,19 +29,12 @@ from geoservice.events_cli import events_app
 from geoservice.observability import logging_config
 from geoservice.routing.loader import load_router
 from geoservice.settings import DatabaseSettings, OperationsSettings, ServerSettings
-from geoservice.versions import (
-    VersionError,
-    current_version_id,
-    list_versions,
-    notify_layers_changed,
-    publish,
-    resolve_version,
-)
+from geoservice.versions import VersionError, current_version_id, notify_layers_changed, resolve_version
+from geoservice.versions_cli import versions_app
 from layers.models import Role
 
 app = typer.Typer(help="Spatial governance service: grids, police posts, events on PostGIS.", no_args_is_help=True)
 db_app = typer.Typer(help="The embedded PostGIS cluster (ignored when GEOSERVICE_DATABASE_URL is set).")
-versions_app = typer.Typer(help="Boundary versions of regions and grids.")
 users_app = typer.Typer(help="People who sign in: roles and scopes.")
 app.add_typer(db_app, name="db")
 app.add_typer(versions_app, name="versions")
@@ -254,44 +246,6 @@ def route(
     if summary.rejected:
         message += f", {summary.rejected:,} rejected (reasons in {summary.rejects_path})"
     console.print(message, highlight=False)
-
-
-# --- versions ------------------------------------------------------------------------------------
-@versions_app.command("list")
-def versions_list() -> None:
-    """Every boundary version, newest first."""
-    with transaction(open_database()) as session:
-        rows = list_versions(session)
-    table = Table("id", "name", "status", "effective from", "effective to", "regions", "grids")
-    for v in rows:
-        table.add_row(
-            str(v.id),
-            v.name,
-            v.status,
-            _when(v.effective_from),
-            _when(v.effective_to),
-            str(v.regions),
-            str(v.grids),
-        )
-    console.print(table)
-
-
-@versions_app.command("publish")
-def versions_publish(
-    name: str,
-    at: Annotated[datetime | None, typer.Option(help="effective from (ISO 8601 with zone); default now")] = None,
-) -> None:
-    """Put a draft in force (atomically; the previous version is retired at the same instant)."""
-    try:
-        with transaction(open_database()) as session:
-            info = publish(session, name, at)
-    except VersionError as exc:
-        raise _fail(str(exc)) from exc
-    console.print(f"published {info.name}: {info.grids} grids in force from {_when(info.effective_from)}")
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "—"
 
 
 # --- users ---------------------------------------------------------------------------------------

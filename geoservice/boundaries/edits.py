@@ -1,0 +1,129 @@
+"""The edits a planner can make on a draft, as typed requests shared by the API and the CLI.
+
+One body per operation, told apart by ``op`` (a discriminated union), so the OpenAPI document
+shows each operation's fields and a wrong field is a 422 naming it. Geometries are GeoJSON in
+``crs`` (default WGS84; ``gcj02``/``bd09`` for coordinates read off a Chinese base map).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from sqlalchemy.orm import Session
+
+from geoservice.boundaries import drafts
+from geoservice.boundaries.drafts import EditRejected, EditResult
+from geoservice.boundaries.geometry import geometry_from_geojson
+
+GeoJSONGeometry = Annotated[dict[str, Any], Field(description="a GeoJSON geometry object")]
+GridCode = Annotated[str, Field(min_length=1, max_length=40, examples=["320682100200001"])]
+
+
+class _Edit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    crs: str = Field("wgs84", description="CRS of the geometry: wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+
+
+class ReplaceGeometry(_Edit):
+    """Give a grid a new outline."""
+
+    op: Literal["replace_geometry"]
+    grid: GridCode
+    geometry: GeoJSONGeometry
+
+
+class Split(_Edit):
+    """Cut a grid along a line; the largest piece keeps the code, others get the next free serials."""
+
+    op: Literal["split"]
+    grid: GridCode
+    line: GeoJSONGeometry
+    names: list[str] = Field(default_factory=list, description="names of the new grids, in code order")
+
+
+class Merge(_Edit):
+    """Join neighbouring grids of one community into the one with the smallest code."""
+
+    op: Literal["merge"]
+    grids: list[GridCode] = Field(min_length=2)
+    name: str | None = None
+
+
+class MoveBoundary(_Edit):
+    """Give the part of ``area`` inside grid ``from_grid`` to its neighbour ``to_grid``."""
+
+    op: Literal["move_boundary"]
+    from_grid: GridCode
+    to_grid: GridCode
+    area: GeoJSONGeometry
+
+
+class Update(_Edit):
+    """Rename, recode, or change the team of a grid (fields left out stay as they are)."""
+
+    op: Literal["update"]
+    grid: GridCode
+    code: GridCode | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
+    workers: list[str] | None = None
+    officer: str | None = None
+
+
+class Add(_Edit):
+    """A new grid in a community of the draft."""
+
+    op: Literal["add"]
+    community_code: str = Field(pattern=r"^\d{12}$")
+    name: str = Field(min_length=1, max_length=200)
+    geometry: GeoJSONGeometry
+    code: GridCode | None = None
+    workers: list[str] = Field(default_factory=list)
+    officer: str | None = None
+
+
+class Remove(_Edit):
+    """Delete a grid from the draft."""
+
+    op: Literal["remove"]
+    grid: GridCode
+
+
+Edit = Annotated[ReplaceGeometry | Split | Merge | MoveBoundary | Update | Add | Remove, Field(discriminator="op")]
+EDIT = TypeAdapter(Edit)
+
+
+def apply_edit(session: Session, version_id: int, edit: Edit) -> EditResult:
+    """Apply one edit to draft ``version_id`` in the session's transaction."""
+    match edit:
+        case ReplaceGeometry():
+            return drafts.replace_geometry(session, version_id, edit.grid, _geometry(edit.geometry, edit.crs))
+        case Split():
+            line = _geometry(edit.line, edit.crs)
+            return drafts.split_grid(session, version_id, edit.grid, line, edit.names)
+        case Merge():
+            return drafts.merge_grids(session, version_id, edit.grids, edit.name)
+        case MoveBoundary():
+            area = _geometry(edit.area, edit.crs)
+            return drafts.move_boundary(session, version_id, edit.from_grid, edit.to_grid, area)
+        case Update():
+            return drafts.update_grid(
+                session, version_id, edit.grid, new_code=edit.code, name=edit.name,
+                workers=edit.workers, officer=edit.officer,
+            )  # fmt: skip
+        case Add():
+            return drafts.add_grid(
+                session, version_id, community_code=edit.community_code, geom=_geometry(edit.geometry, edit.crs),
+                name=edit.name, code=edit.code, workers=edit.workers, officer=edit.officer,
+            )  # fmt: skip
+        case Remove():
+            return drafts.remove_grid(session, version_id, edit.grid)
+    raise EditRejected(f"unknown edit {edit!r}")  # pragma: no cover - the union is closed
+
+
+def _geometry(geojson: dict[str, Any], crs: str) -> Any:
+    try:
+        return geometry_from_geojson(geojson, crs)
+    except ValueError as exc:  # UnknownCRSError is a ValueError too
+        raise EditRejected(str(exc)) from exc
