@@ -270,16 +270,35 @@ def _write_station_areas(session: Session, checked: Validation, version_id: int 
 
 
 def _write_events(session: Session, checked: Validation, version_id: int | None) -> int:
+    """Events, with their closed-loop history where the file carries it (historic imports, the demo).
+
+    Step times, deadlines, reopenings and satisfaction go into their own columns rather than the
+    properties, so statistics count them at once; ``updated_at`` is the latest step.
+    """
+    import pandas as pd
+
+    history_columns = ("accepted_at", "dispatched_at", "handling_at", "handled_at", "verified_at", "archived_at",
+                       "evaluated_at", "accept_due_at", "handle_due_at", "reopen_count", "satisfaction")  # fmt: skip
     frame = checked.frame
     occurred = parse_times(frame["occurred_at"])
     keys = [f"import:{i.strip()}" if str(i).strip() else None for i in frame["id"]]
+    history = [c for c in history_columns if c in frame.columns]
+    parsed: dict[str, list[Any]] = {}
+    for column in history:
+        if column.endswith("_at"):  # times without a zone are China Standard Time, as everywhere in imports
+            parsed[column] = [None if pd.isna(t) else t.floor("us").to_pydatetime() for t in parse_times(frame[column])]
+        else:
+            parsed[column] = [None if pd.isna(v) or v == "" else int(v) for v in frame[column]]
+    steps = [parsed[c] for c in history if c.endswith("_at") and "due" not in c]
+    updated = [max((t for t in ts if t is not None), default=o) for o, *ts in zip(occurred, *steps, strict=True)]
     columns = ["idempotency_key", "geom", "category_code", "description", "status", "priority", "source",
-               "occurred_at", "reported_at", "updated_at", "properties"]  # fmt: skip
+               "occurred_at", "reported_at", "updated_at", "properties", *history]  # fmt: skip
     times = [t.isoformat() for t in occurred]
     rows = zip(
         keys, _ewkb(frame), frame["category"], frame["description"],
         [s or "reported" for s in frame["status"]], [p or "normal" for p in frame["priority"]],
-        [s or "import" for s in frame["source"]], times, times, times, _extra(frame, contract("events")),
+        [s or "import" for s in frame["source"]], times, times, [t.isoformat() for t in updated],
+        _extra(frame.drop(columns=history), contract("events")), *(parsed[c] for c in history),
         strict=True,
     )  # fmt: skip
     session.execute(text("CREATE TEMP TABLE staging_events (LIKE events INCLUDING DEFAULTS) ON COMMIT DROP"))

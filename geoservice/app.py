@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from geoservice.api import auth, coverage, health, locate, metrics, route, versions
+from geoservice.api import auth, coverage, forces, health, locate, metrics, open311, route, stats, versions
 from geoservice.api import events as events_api
 from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
@@ -63,4 +63,7 @@ def create_app(
     app.include_router(route.router)
     app.include_router(coverage.router)
     app.include_router(events_api.router)
+    app.include_router(stats.router)
+    app.include_router(forces.router)
+    app.include_router(open311.router)
     return app

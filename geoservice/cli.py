@@ -27,6 +27,7 @@ from geoservice.embedded import ClusterError
 from geoservice.event_routing import assign_departments, assign_places
 from geoservice.events_cli import events_app
 from geoservice.observability import logging_config
+from geoservice.open311_cli import open311_app
 from geoservice.routing.loader import load_router
 from geoservice.settings import DatabaseSettings, OperationsSettings, ServerSettings
 from geoservice.versions import VersionError, current_version_id, notify_layers_changed, resolve_version
@@ -41,6 +42,7 @@ app.add_typer(versions_app, name="versions")
 app.add_typer(users_app, name="users")
 app.add_typer(coverage_app, name="coverage")
 app.add_typer(events_app, name="events")
+app.add_typer(open311_app, name="open311")
 
 console = Console(soft_wrap=True)  # messages stay on one line: people grep them
 err = Console(stderr=True, soft_wrap=True)

@@ -147,6 +147,7 @@ def build_demo_city(
                         "status": events.status,
                         "priority": events.priority,
                         "source": events.source,
+                        **events.history_columns(),
                         "geometry": shapely.points(events.xy),
                     }
                 ),

@@ -77,6 +77,20 @@ class Events:
     priority: np.ndarray
     source: np.ndarray
     xy: np.ndarray
+    history: dict[str, np.ndarray]
+
+    def history_columns(self) -> dict[str, object]:
+        """The closed-loop columns (times as UTC ``DatetimeIndex``, NaT where a step was not reached)."""
+        columns: dict[str, object] = {}
+        for key, values in self.history.items():
+            if values.dtype.kind == "M":
+                columns[key] = pd.DatetimeIndex(values).tz_localize("UTC")
+            elif key == "satisfaction":
+                columns[key] = pd.array(np.where(values > 0, values, 0), dtype="Int64").astype("Int64")
+                columns[key][values == 0] = pd.NA
+            else:
+                columns[key] = values
+        return columns
 
 
 def build_events(
@@ -103,7 +117,10 @@ def build_events(
     urgent = rng.random(n) < np.array([URGENT.get(c, 0.03) for c in codes])[cat]
     source = _sources(codes, classes, cat, rng)
     description = _descriptions(h, places, names[cat], source, near, xy)
-    return Events(codes[cat], when, description, status, np.where(urgent, "urgent", "normal"), source, xy)
+    hours = subs.set_index("code").loc[codes[cat], ["accept_hours", "handle_hours"]].to_numpy(dtype=float)
+    town = h.community_town[h.grid_community[grid_at(h, xy)]]
+    history = _history(when, status, urgent, hours, town, end, rng)
+    return Events(codes[cat], when, description, status, np.where(urgent, "urgent", "normal"), source, xy, history)
 
 
 def _category_weights(classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -251,3 +268,63 @@ def _descriptions(
     return [
         templates[s].format(w=w, c=c) for s, w, c in zip(source.tolist(), where, names.tolist(), strict=True)
     ]
+
+
+STAGES = ("reported", "accepted", "dispatched", "handling", "handled", "verified", "archived", "evaluated")
+STAMPS = ("accepted_at", "dispatched_at", "handling_at", "handled_at", "verified_at", "archived_at", "evaluated_at")
+URGENT_FACTOR = 0.5  # the deadlines table's default factor row for urgent events
+
+
+def _history(
+    when: pd.DatetimeIndex,
+    status: np.ndarray,
+    urgent: np.ndarray,
+    hours: np.ndarray,
+    town: np.ndarray,
+    end: pd.Timestamp,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """A plausible life for each event up to its status: step times, deadlines, reopenings, satisfaction.
+
+    Each town works at its own pace (a lognormal factor), so rankings and on-time rates differ
+    between towns; about one handled event in twelve misses its deadline. Steps an open event has
+    not reached stay empty, and an event's steps are squeezed to end before ``end``.
+    """
+    n = len(status)
+    factor = np.where(urgent, URGENT_FACTOR, 1.0)
+    accept_h, handle_h = hours[:, 0] * factor, hours[:, 1] * factor
+    pace = rng.lognormal(0.0, 0.35, int(town.max()) + 1 if n else 1)[town] if n else np.ones(0)
+    steps_h = np.column_stack([
+        accept_h * rng.lognormal(np.log(0.3), 0.6, n),  # accept, within the accept deadline mostly
+        rng.lognormal(np.log(0.4), 0.7, n),  # dispatch
+        rng.lognormal(np.log(1.0), 0.8, n),  # start handling
+        handle_h * np.minimum(rng.lognormal(np.log(0.35), 0.55, n) * pace, 5.0),  # handle (feedback)
+        rng.lognormal(np.log(6.0), 0.6, n),  # verify
+        rng.lognormal(np.log(12.0), 0.5, n),  # archive
+        rng.lognormal(np.log(30.0), 0.5, n),  # evaluate
+    ])  # fmt: skip
+    stage = np.array([STAGES.index(s) if s in STAGES else 0 for s in status])
+    reached = np.arange(1, len(STAGES))[None, :] <= stage[:, None]
+    offsets_h = np.cumsum(np.where(reached, steps_h, 0.0), axis=1)
+    age_h = (end - when).total_seconds().to_numpy() / 3600
+    last_h = offsets_h[np.arange(n), np.maximum(stage - 1, 0)] if n else np.zeros(0)
+    squeeze = np.where(last_h > 0.95 * age_h, 0.95 * age_h / np.maximum(last_h, 1e-9) * rng.uniform(0.5, 1.0, n), 1.0)
+    offsets_h *= squeeze[:, None]
+    base = when.tz_convert("UTC").tz_localize(None).to_numpy()
+    times = base[:, None] + (offsets_h * 3.6e12).astype("timedelta64[ns]")
+    out: dict[str, np.ndarray] = {}
+    for i, column in enumerate(STAMPS):
+        out[column] = np.where(reached[:, i], times[:, i], np.datetime64("NaT"))
+    dispatched = reached[:, 1]
+    out["accept_due_at"] = base + (accept_h * 3.6e12).astype("timedelta64[ns]")
+    out["handle_due_at"] = np.where(dispatched, times[:, 1] + (handle_h * 3.6e12).astype("timedelta64[ns]"),
+                                    np.datetime64("NaT"))  # fmt: skip
+    verified_or_later = stage >= STAGES.index("verified")
+    reopen = np.where(verified_or_later | (stage == STAGES.index("handled")),
+                      rng.choice(3, size=n, p=(0.92, 0.07, 0.01)), 0)  # fmt: skip
+    out["reopen_count"] = reopen.astype(np.int64)
+    late = out["handled_at"] > out["handle_due_at"]
+    mood = rng.choice(5, size=n, p=(0.03, 0.05, 0.12, 0.35, 0.45)) + 1 - late - (reopen > 0)
+    evaluated = stage == STAGES.index("evaluated")
+    out["satisfaction"] = np.where(evaluated, np.clip(mood, 1, 5), 0).astype(np.int64)
+    return out
