@@ -4,17 +4,17 @@ The body limit is an ASGI middleware so that an oversized upload is refused befo
 reads it: a ``Content-Length`` over the limit is refused at once, a chunked body as soon as the
 bytes read pass the limit. The public rate limit applies to callers without a token — the
 endpoints the public may use (locate, reporting, following one's own report) — per client address,
-with a moving window from the ``limits`` package; signed-in staff are never throttled. Behind a
+as a token bucket; signed-in staff are never throttled. Behind a
 reverse proxy run uvicorn with ``--forwarded-allow-ips`` so the client address is the real one.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 
 from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geoservice.errors import ProblemError, problem
@@ -68,21 +68,43 @@ class BodySizeLimit:
 
 
 class PublicRateLimiter:
-    """A moving-window limit per client address for anonymous callers (e.g. ``120/minute``)."""
+    """A token bucket per client address for anonymous callers (e.g. ``120/minute``: bursts of 120, then 2/s).
+
+    The notation is parsed by the ``limits`` package, but the bucket is ours: its in-memory storage
+    starts a timer thread every few milliseconds while requests come in, which cost more than the
+    requests it limited. A bucket is two floats under one lock.
+    """
+
+    MAX_CLIENTS = 100_000  # past this, full buckets (clients quiet long enough) are forgotten
 
     def __init__(self, rate: str) -> None:
-        self.item = parse(rate)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        item = parse(rate)
+        self.text = str(item)
+        self.capacity = float(item.amount)
+        self.seconds_per_token = item.get_expiry() / item.amount
+        self._buckets: dict[str, tuple[float, float]] = {}  # client → (tokens left, when counted)
+        self._lock = threading.Lock()
 
     def check(self, client: str) -> None:
-        """Count one request of ``client``; a 429 problem with ``Retry-After`` once the limit is reached."""
-        if self.limiter.hit(self.item, client):
-            return
-        reset_at = self.limiter.get_window_stats(self.item, client).reset_time
-        wait = max(1, round(reset_at - time.time()))
+        """Count one request of ``client``; a 429 problem with ``Retry-After`` when its bucket is empty."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - at) / self.seconds_per_token)
+            if tokens >= 1:
+                self._buckets[client] = (tokens - 1, now)
+                if len(self._buckets) > self.MAX_CLIENTS:
+                    self._forget_full(now)
+                return
+            self._buckets[client] = (tokens, now)
+        wait = math.ceil((1 - tokens) * self.seconds_per_token)
         raise ProblemError(
             429,
             "Too many requests",
-            f"at most {self.item} without signing in; try again in {wait} s (staff: sign in for no limit)",
+            f"at most {self.text} without signing in; try again in {wait} s (staff: sign in for no limit)",
             headers={"Retry-After": str(wait)},
         )
+
+    def _forget_full(self, now: float) -> None:
+        refill = self.seconds_per_token
+        self._buckets = {c: (t, at) for c, (t, at) in self._buckets.items() if t + (now - at) / refill < self.capacity}

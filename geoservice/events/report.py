@@ -25,7 +25,7 @@ from etl.crs import UnknownCRSError, parse_crs, to_wgs84
 from geoservice.auth.users import Principal
 from geoservice.errors import ProblemError
 from geoservice.events.deadlines import deadline_hours
-from geoservice.events.queries import fetch_event
+from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.routing.router import Router
 from layers.models import Role
 
@@ -40,23 +40,32 @@ CLOCK_SKEW = timedelta(minutes=5)
 PHONE = re.compile(r"^\+?[0-9][0-9 -]{2,30}$")
 REQUEST_HASH = "request_sha256"
 
-INSERT = text(
-    """
-    INSERT INTO events (idempotency_key, geom, category_code, description, source, priority, status,
-                        escalation_level, reporter_name, reporter_phone, reporter_username, client_id, photos,
-                        occurred_at, reported_at, updated_at, grid_code, community_code, town_code, station_code,
-                        department_code, rule_id, route_reason, boundary_version_id, accept_due_at, properties)
-    VALUES (:key, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :category, :description, :source, :priority,
-            'reported', 'grid', :reporter_name, :reporter_phone, :reporter_username, :client_id,
-            CAST(:photos AS jsonb), :occurred_at, :now, :now, :grid, :community, :town, :station, :department,
-            :rule_id, :reason, :version_id, :accept_due_at, CAST(:properties AS jsonb))
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id
-    """
-)
 LOG = text(
     "INSERT INTO event_log (event_id, at, actor, role, action, from_status, to_status, note, details) "
     "VALUES (:id, :at, :actor, :role, :action, :from_status, :to_status, :note, CAST(:details AS jsonb))"
+)
+# The event and its ``report`` log row in one statement (one round trip, and the answer comes back
+# from RETURNING): nothing comes back when another submission with the key got in first.
+INSERT_WITH_LOG = text(
+    f"""
+    WITH stored AS (
+        INSERT INTO events AS e (
+            idempotency_key, geom, category_code, description, source, priority, status, escalation_level,
+            reporter_name, reporter_phone, reporter_username, client_id, photos, occurred_at, reported_at,
+            updated_at, grid_code, community_code, town_code, station_code, department_code, rule_id, route_reason,
+            boundary_version_id, accept_due_at, properties)
+        VALUES (:key, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :category, :description, :source, :priority,
+                'reported', 'grid', :reporter_name, :reporter_phone, :reporter_username, :client_id,
+                CAST(:photos AS jsonb), :occurred_at, :now, :now, :grid, :community, :town, :station, :department,
+                :rule_id, :reason, :version_id, :accept_due_at, CAST(:properties AS jsonb))
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING {COLUMNS}
+    ), logged AS (
+        INSERT INTO event_log (event_id, at, actor, role, action, from_status, to_status, note, details)
+        SELECT id, :now, :actor, :role, 'report', NULL, 'reported', '', CAST(:details AS jsonb) FROM stored
+    )
+    SELECT * FROM stored
+    """
 )
 
 
@@ -120,25 +129,17 @@ def report_event(
         "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
         "version_id": router.version_id, "accept_due_at": hours.accept_due(now),
         "properties": json.dumps({REQUEST_HASH: fingerprint, "snapped_m": location.snapped_m}),
+        "actor": actor.username, "role": str(actor.role),
+        "details": json.dumps({
+            "source": source, "client_id": client_id, "grid": location.grid.code,
+            "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
+            "accept_due_at": hours.accept_due(now).isoformat(),
+        }, ensure_ascii=False),
     }  # fmt: skip
-    event_id = session.execute(INSERT, params).scalar()
-    if event_id is None:
+    row = session.execute(INSERT_WITH_LOG, params).first()
+    if row is None:
         return _the_earlier_report(session, key, fingerprint), False
-    session.execute(
-        LOG,
-        {
-            "id": event_id, "at": now, "actor": actor.username, "role": str(actor.role), "action": "report",
-            "from_status": None, "to_status": "reported", "note": "",
-            "details": json.dumps({
-                "source": source, "client_id": client_id, "grid": location.grid.code,
-                "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
-                "accept_due_at": hours.accept_due(now).isoformat(),
-            }, ensure_ascii=False),
-        },
-    )  # fmt: skip
-    event = fetch_event(session, event_id)
-    assert event is not None
-    return event, True
+    return dict(row._mapping), True
 
 
 def _the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[str, Any]:
