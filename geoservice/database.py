@@ -40,7 +40,7 @@ def make_engine(url: str, settings: DatabaseSettings | None = None) -> Engine:
     return create_engine(
         url,
         pool_size=settings.pool_size,
-        max_overflow=max(1, settings.pool_size // 2),
+        max_overflow=settings.pool_size,
         pool_timeout=settings.pool_timeout_s,
         pool_pre_ping=True,
         future=True,

@@ -6,6 +6,7 @@ documented in the README's *Configuration* table.
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -99,12 +100,18 @@ class AuthSettings(BaseSettings):
     def signing_key(self) -> str:
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.home / "secret_key"
-        if not path.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+        return _generated_key(self.home.absolute())
+
+
+@lru_cache
+def _generated_key(home: Path) -> str:
+    """The development key kept under ``home``: made once, then read once per process (not per request)."""
+    path = home / "secret_key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 class ServerSettings(BaseSettings):
@@ -153,3 +160,9 @@ class OperationsSettings(BaseSettings):
         "120/minute", description="requests per client address for callers without a token (limits' notation)"
     )
     log_format: str = Field("json", pattern="^(json|text)$", description="json: one JSON object per line")
+    worker_threads: int = Field(
+        default_factory=lambda: max(8, 4 * (os.cpu_count() or 2)),
+        ge=1,
+        le=200,
+        description="threads serving sync handlers per process (measured: 8 beat 40 on 2 cores)",
+    )
