@@ -26,9 +26,10 @@ import psycopg
 from rich.console import Console
 
 from bench.cities import City, bench_cluster
-from bench.http import OUT, REPO, WrkResult, _free_port, _stop, run_wrk
+from bench.http import LUA_DONE, OUT, REPO, WrkResult, _stop, run_wrk
 from bench.report import Table, verdict
 from geoservice.demo import demo_users
+from geoservice.embedded import free_port
 
 SERVICE_APP = "geoservice.app:create_app"
 PEER_APP = "bench.postgis_report_app:create_app"
@@ -58,15 +59,7 @@ function request()
     .. '"description": "bench report", "idempotency_key": "%s-%%d-%%d"}', p[1], p[2], c, tid, i)
   return wrk.format("POST", "/v1/events", headers, body)
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "non_2xx": %%d, '
-    .. '"connect": %%d, "read": %%d, "write": %%d, "timeout": %%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.status,
-    e.connect, e.read, e.write, e.timeout))
-end
-"""
+""" + LUA_DONE
 
 
 @dataclass(frozen=True)
@@ -129,7 +122,7 @@ def _run_app(city: City, name: str, app: str, points: list[tuple[float, float]],
         conn.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{city.dbname}"')
     env = {**os.environ, "GEOSERVICE_DATABASE_URL": cluster.url(dbname), "GEOSERVICE_SECRET_KEY": SECRET,
            "GEOSERVICE_EVENT_SWEEP_S": "0"}  # fmt: skip
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--no-access-log", "--log-level", "warning"]  # fmt: skip

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cities import City
+from geoservice.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
@@ -37,6 +37,18 @@ THREADS, CONNECTIONS = 2, 32
 WARMUP_S = 2
 COMPARE = 300
 DISTANCE_SLACK_M = 0.15  # both round to 0.1 m; PROJ in PostGIS and in pyproj may differ by millimetres
+
+# wrk prints one machine-readable line at the end; every benchmark's script ends with it.
+LUA_DONE = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "non_2xx": %%d, '
+    .. '"connect": %%d, "read": %%d, "write": %%d, "timeout": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.status,
+    e.connect, e.read, e.write, e.timeout))
+end
+"""
 
 LUA = """
 local points = {%s}
@@ -52,15 +64,7 @@ function request()
   i = i + 1
   return wrk.format("GET", "/v1/locate?" .. points[(i %% #points) + 1])
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "non_2xx": %%d, '
-    .. '"connect": %%d, "read": %%d, "write": %%d, "timeout": %%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.status,
-    e.connect, e.read, e.write, e.timeout))
-end
-"""
+""" + LUA_DONE
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def bench_http(city: City, points: list[tuple[float, float]], seconds: int) -> H
 @contextmanager
 def serve(app: str, env: dict[str, str], log_path: Path, probe: tuple[float, float]) -> Iterator[str]:
     """Run ``app`` under uvicorn on a free loopback port until the block ends; yield its base URL."""
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--no-access-log", "--log-level", "warning"]  # fmt: skip
     with open(log_path, "w") as log:
@@ -153,11 +157,6 @@ def _get(base: str, lon: float, lat: float) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base}/v1/locate?lon={lon!r}&lat={lat!r}", timeout=10) as response:
         return json.loads(response.read())
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_wrk(base: str, script: Path, seconds: int) -> WrkResult:

@@ -158,6 +158,20 @@ def conninfo_of(url: str) -> str:
     )  # fmt: skip
 
 
+def baseline_app(title: str, connections: Connections) -> FastAPI:
+    """A bare FastAPI app whose lifespan opens and closes the baseline's connections."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await connections.open()
+        yield
+        await connections.close()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    register_error_handlers(app)
+    return app
+
+
 def create_app(conninfo: str | None = None) -> FastAPI:
     """The baseline app over ``GEOSERVICE_DATABASE_URL`` (or the libpq string given)."""
     conninfo = conninfo or conninfo_of(DatabaseSettings().database_url or os.environ["GEOSERVICE_DATABASE_URL"])
@@ -166,15 +180,7 @@ def create_app(conninfo: str | None = None) -> FastAPI:
     query = locate_sql(epsg)
     rings = RoutingSettings().rings_m
     connections = Connections(conninfo, POOL_SIZE)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await connections.open()
-        yield
-        await connections.close()
-
-    app = FastAPI(title="PostGIS-per-request locate (benchmark baseline)", lifespan=lifespan)
-    register_error_handlers(app)
+    app = baseline_app("PostGIS-per-request locate (benchmark baseline)", connections)
 
     @app.get("/v1/locate", response_model=LocateAnswer)
     async def locate(

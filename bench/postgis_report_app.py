@@ -13,15 +13,13 @@ Run with ``GEOSERVICE_DATABASE_URL=… uvicorn bench.postgis_report_app:create_a
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from bench.postgis_locate_app import POOL_SIZE, Connections, conninfo_of
-from geoservice.errors import ProblemError, register_error_handlers
+from bench.postgis_locate_app import POOL_SIZE, Connections, baseline_app, conninfo_of
+from geoservice.errors import ProblemError
 from geoservice.settings import DatabaseSettings
 
 REPORT_SQL = """
@@ -64,15 +62,7 @@ def create_app(conninfo: str | None = None) -> FastAPI:
     """The baseline app over ``GEOSERVICE_DATABASE_URL`` (or the libpq string given)."""
     conninfo = conninfo or conninfo_of(DatabaseSettings().database_url or os.environ["GEOSERVICE_DATABASE_URL"])
     connections = Connections(conninfo, POOL_SIZE)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await connections.open()
-        yield
-        await connections.close()
-
-    app = FastAPI(title="PostGIS-per-request report (benchmark baseline)", lifespan=lifespan)
-    register_error_handlers(app)
+    app = baseline_app("PostGIS-per-request report (benchmark baseline)", connections)
 
     @app.post("/v1/events", status_code=201)
     async def report(body: Report) -> JSONResponse:

@@ -208,7 +208,7 @@ def test_a_draft_from_an_uploaded_file(client: TestClient, planner: dict[str, st
     with path.open("rb") as upload:
         response = client.post(
             "/v1/boundary-versions/imports", data={"name": "uploaded"},
-            files={"grids": ("grids.gpkg", upload, "application/geopackage+sqlite3")}, headers=planner,
+            files={"grids": ("grids.gpkg", upload, "application/octet-stream")}, headers=planner,
         )  # fmt: skip
     assert response.status_code == 201, response.text
     draft = response.json()
