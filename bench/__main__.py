@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import coverage, events, router_suite
+from bench import tiles as tiles_suite
 from bench.cities import CITY_KEYS, City, bench_cluster, build_cities
 from bench.machine import describe
 from bench.report import Table, markdown, print_machine, print_table, write_results
@@ -38,7 +39,7 @@ def _router(cities: list[City], args: argparse.Namespace, console: Console) -> t
     return router_suite.run(cities, settings, console)
 
 
-SUITES: dict[str, Suite] = {"router": _router, "coverage": coverage.run, "events": events.run}  # tiles etc. join here
+SUITES: dict[str, Suite] = {"router": _router, "coverage": coverage.run, "events": events.run, "tiles": tiles_suite.run}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

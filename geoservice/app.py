@@ -7,10 +7,14 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from geoservice.api import auth, coverage, forces, health, locate, metrics, open311, route, stats, versions
 from geoservice.api import events as events_api
+from geoservice.api import features as features_api
+from geoservice.api import onemap as onemap_api
+from geoservice.api import tiles as tiles_api
 from geoservice.database import open_database, session_factory
 from geoservice.errors import register_error_handlers
 from geoservice.limits import BodySizeLimit, PublicRateLimiter
@@ -18,6 +22,7 @@ from geoservice.observability import Metrics, ObservabilityMiddleware
 from geoservice.openapi import install_openapi
 from geoservice.routing.registry import RouterRegistry
 from geoservice.settings import AuthSettings, DatabaseSettings, OperationsSettings, RoutingSettings
+from webmap.assets import STATIC
 
 
 def create_app(
@@ -70,4 +75,8 @@ def create_app(
     app.include_router(stats.router)
     app.include_router(forces.router)
     app.include_router(open311.router)
+    app.include_router(tiles_api.router)
+    app.include_router(features_api.router)
+    app.include_router(onemap_api.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # Leaflet & co. for the one-map: no CDN
     return app

@@ -1,0 +1,284 @@
+"""The tiles suite: vector tiles of the demo city through HTTP, cold and cached, against the peers a user would pick.
+
+* **cold**: a server with no tile cache (``GEOSERVICE_TILE_CACHE_MB=0``), so every request builds
+  its tile in PostGIS; p50/p99 per layer at z10, z12, z14 and z16 over tiles sampled in the city,
+  measured from the client (keep-alive HTTP, token, scope, ETag and all).
+* **cached**: the same tiles from a server with the cache, each asked once to fill it, then timed.
+* **peer, plain PostGIS**: the textbook ``ST_AsMVT`` query per tile (simplify after the transform,
+  no joins, no scope), timed on a direct connection: what a hand-rolled tile endpoint would cost
+  before HTTP. The ratio is its median over the cold median through HTTP.
+* **peer, GeoJSON**: ``/collections/grids/items?bbox=`` for the same tiles: time and bytes.
+* **page**: ``/map`` in headless Chromium until the first grid is drawn (token already in the tab).
+
+Targets (issue 5, 2-core machine): cold grid tile p99 ≤ 20 ms at z10-z16; events tile p99 ≤ 50 ms
+at any zoom with 50,000 events; cached tile p99 ≤ 2 ms; grids drawn within 2 s.
+
+``python -m bench.tiles [--url URL]`` runs it alone (on an existing demo database, or building the
+demo city in the bench cluster first); ``run`` has the signature of a suite in ``bench/__main__.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import requests
+from rich.console import Console
+
+from bench.cities import City, bench_cluster, build_cities
+from bench.report import Table, print_table, verdict
+from tiles.address import TileAddress
+from tiles.catalog import LAYERS as CATALOG
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / "bench" / "out"
+ZOOMS = (10, 12, 14, 16)
+LAYERS = ("grids", "regions", "posts", "rings", "places", "events")
+SAMPLE = 40
+SEED = 5
+ADMIN = ("admin", "admin-demo-2026")
+TARGET_GRID_MS, TARGET_EVENTS_MS, TARGET_CACHED_MS, TARGET_PAGE_S = 20.0, 50.0, 2.0, 2.0
+OPEN = "reported,accepted,dispatched,returned,handling,handled,reopened"
+PEER_SQL = """
+WITH b AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS clip,
+                  ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => 64.0 / 4096), 4326) AS search),
+     m AS (SELECT ST_AsMVTGeom(ST_Simplify(ST_Transform(t.geom, 3857), %(tol)s, true), b.clip, 4096, 64, true) AS geom,
+                  t.code, t.name
+             FROM grids t, b WHERE t.version_id = %(v)s AND t.geom && b.search LIMIT 20000)
+SELECT ST_AsMVT(m, 'grids', 4096, 'geom') FROM m
+"""
+
+
+def run(cities: list[City], args: argparse.Namespace | None, console: Console) -> tuple[list[Table], bool]:
+    """Benchmark the demo city (the synthetic cities have no events, places or users)."""
+    demo = next((c for c in cities if c.key == "demo"), None)
+    if demo is None:
+        console.log("tiles: no demo city in this run, skipped")
+        return [], True
+    return measure(demo.url, demo.title, console)
+
+
+def measure(url: str, title: str, console: Console) -> tuple[list[Table], bool]:
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo) as conn:
+        version = conn.execute("SELECT id FROM boundary_versions WHERE status = 'published'").fetchone()[0]
+        extent = "SELECT ST_Extent(geom) e FROM regions WHERE version_id = %s"
+        corners = "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
+        bounds = conn.execute(f"{corners} FROM ({extent}) s", (version,)).fetchone()
+        events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    sample = {z: _sample_tiles(bounds, z) for z in ZOOMS}
+    rows: dict[tuple[str, int], dict[str, float]] = {}
+    with _server(url, cache_mb=0) as cold_base, _server(url, cache_mb=256) as warm_base:
+        cold, warm = _session(cold_base), _session(warm_base)
+        for layer in (*LAYERS, "events·open"):
+            name, params = ("events", {"status": OPEN}) if layer == "events·open" else (layer, {})
+            for z in ZOOMS:
+                if not CATALOG[name].minzoom <= z <= CATALOG[name].maxzoom:
+                    continue
+                tiles = sample[z]
+                console.log(f"tiles: {layer} z{z}, {len(tiles)} tiles")
+                cold_ms, sizes = _fetch_all(cold, cold_base, name, tiles, params)
+                _fetch_all(warm, warm_base, name, tiles, params)  # fill the cache
+                warm_ms, _ = _fetch_all(warm, warm_base, name, tiles, params)
+                rows[(layer, z)] = {"cold_p50": _pct(cold_ms, 50), "cold_p99": _pct(cold_ms, 99),
+                                    "warm_p50": _pct(warm_ms, 50), "warm_p99": _pct(warm_ms, 99),
+                                    "bytes": statistics.mean(sizes)}  # fmt: skip
+        floor = []
+        for _ in range(SAMPLE * 2):
+            started = time.perf_counter()
+            warm.get(f"{warm_base}/v1/auth/me").raise_for_status()
+            floor.append((time.perf_counter() - started) * 1000)
+        peers = {z: _peer_ms(conninfo, version, sample[z]) for z in ZOOMS}
+        geojson = {z: _geojson(cold, cold_base, sample[z]) for z in ZOOMS}
+        console.log("tiles: /map in headless Chromium")
+        page_s = _page_seconds(warm_base, _token(warm, warm_base))
+    return _tables(title, rows, peers, geojson, page_s, events, floor)
+
+
+def _tables(title, rows, peers, geojson, page_s, events, floor) -> tuple[list[Table], bool]:  # noqa: ANN001
+    table = Table(f"vector tiles through HTTP — {title} ({events:,} events)")
+    table.add("floor", "GET /v1/auth/me: token check + user lookup, same server",
+              f"p50 {_pct(floor, 50):.2f} / p99 {_pct(floor, 99):.2f} ms")  # fmt: skip
+    for (layer, z), r in rows.items():
+        target, limit = ("", None)
+        if layer == "grids":
+            target, limit = f"p99 ≤ {TARGET_GRID_MS:g} ms", TARGET_GRID_MS
+        elif layer.startswith("events"):
+            target, limit = f"p99 ≤ {TARGET_EVENTS_MS:g} ms", TARGET_EVENTS_MS
+        ratio = f"{peers[z] / r['cold_p50']:.2f}×" if layer == "grids" else ""
+        table.add(f"{layer} z{z}", "cold: built in PostGIS per request",
+                  f"p50 {r['cold_p50']:.1f} / p99 {r['cold_p99']:.1f} ms", ratio, target,
+                  verdict(r["cold_p99"] <= limit) if limit else "")  # fmt: skip
+        table.add("", "cached (same tiles again)", f"p50 {r['warm_p50']:.2f} / p99 {r['warm_p99']:.2f} ms", "",
+                  f"p99 ≤ {TARGET_CACHED_MS:g} ms", verdict(r["warm_p99"] <= TARGET_CACHED_MS))  # fmt: skip
+        table.add("", "bytes per tile (mean)", f"{r['bytes'] / 1024:.1f} kB")
+        if layer == "grids":
+            table.add("", "peer: plain ST_AsMVT query, direct connection (p50)", f"{peers[z]:.1f} ms", "1.0×")
+            ms, size = geojson[z]
+            table.add("", "peer: GeoJSON of the tile's bbox (OGC items, p50)", f"{ms:.1f} ms, {size / 1024:.1f} kB",
+                      f"{size / max(r['bytes'], 1):.1f}× bytes")  # fmt: skip
+    table.add("/map", "headless Chromium: navigation → first grid drawn (median of 3)", f"{page_s:.2f} s", "",
+              f"≤ {TARGET_PAGE_S:g} s", verdict(page_s <= TARGET_PAGE_S))  # fmt: skip
+    table.notes += [
+        f"{SAMPLE} requests per zoom over tiles sampled (seeded) in the city's bounds, a tile asked again where the "
+        "city has fewer; "
+        "times from the client over keep-alive HTTP with a bearer token; 204 (empty) answers count too.",
+        "Ratio on grid rows: plain PostGIS median over geoservice's cold median (above 1: geoservice faster); "
+        "on GeoJSON rows, GeoJSON bytes over MVT bytes.",
+        "events·open: the page's default filter (open states); events: every state. Below z14 events are counts per "
+        "cell, from z14 one point each.",
+    ]
+    return [table], True
+
+
+def _sample_tiles(bounds: tuple[float, float, float, float], z: int) -> list[TileAddress]:
+    west, south, east, north = bounds
+    x0, y0 = _tile_xy(west, north, z)
+    x1, y1 = _tile_xy(east, south, z)
+    every = [TileAddress(z, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+    chosen = random.Random(SEED + z).sample(every, min(SAMPLE, len(every)))
+    return (chosen * math.ceil(SAMPLE / len(chosen)))[:SAMPLE]  # a few tiles at low zoom: each asked again
+
+
+def _tile_xy(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2**z
+    return int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+
+
+def _fetch_all(session: requests.Session, base: str, layer: str, tiles: list[TileAddress],
+               params: dict[str, str]) -> tuple[list[float], list[int]]:  # fmt: skip
+    times, sizes = [], []
+    for t in tiles:
+        started = time.perf_counter()
+        response = session.get(f"{base}/tiles/{layer}/{t.z}/{t.x}/{t.y}.mvt", params=params)
+        times.append((time.perf_counter() - started) * 1000)
+        if response.status_code not in (200, 204):
+            raise RuntimeError(f"{response.status_code} for {response.url}: {response.text[:200]}")
+        sizes.append(len(response.content))
+    return times, sizes
+
+
+def _peer_ms(conninfo: str, version: int, tiles: list[TileAddress]) -> float:
+    times = []
+    with psycopg.connect(conninfo) as conn:
+        for t in tiles:
+            started = time.perf_counter()
+            conn.execute(PEER_SQL, {"z": t.z, "x": t.x, "y": t.y, "tol": t.pixel_m, "v": version}).fetchone()
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _geojson(session: requests.Session, base: str, tiles: list[TileAddress]) -> tuple[float, float]:
+    times, sizes = [], []
+    for t in tiles:
+        west, south, east, north = t.lonlat_bounds()
+        started = time.perf_counter()
+        response = session.get(f"{base}/collections/grids/items", params={"bbox": f"{west},{south},{east},{north}",
+                                                                           "limit": 1000})  # fmt: skip
+        times.append((time.perf_counter() - started) * 1000)
+        sizes.append(len(response.content))
+    return statistics.median(times), statistics.mean(sizes)
+
+
+def _page_seconds(base: str, token: str) -> float:
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        for _ in range(3):
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.add_init_script(f"sessionStorage.setItem('geoservice.token', {token!r});")
+            page = context.new_page()
+            started = time.perf_counter()
+            page.goto(f"{base}/map")
+            page.wait_for_function("window.onemap && window.onemap.drawn.grids > 0", timeout=60_000)
+            times.append(time.perf_counter() - started)
+            context.close()
+        browser.close()
+    return statistics.median(times)
+
+
+def _session(base: str) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {_token(session, base)}"
+    return session
+
+
+def _token(session: requests.Session, base: str) -> str:
+    response = requests.post(f"{base}/v1/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]}, timeout=30)
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+@contextmanager
+def _server(url: str, cache_mb: float) -> Iterator[str]:
+    """``geoservice`` under uvicorn in its own process (so the client's timing does not share its GIL)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "GEOSERVICE_DATABASE_URL": url, "GEOSERVICE_TILE_CACHE_MB": str(cache_mb),
+           "GEOSERVICE_SECRET_KEY": "bench-" + "k" * 40, "GEOSERVICE_EVENT_SWEEP_S": "0",
+           "GEOSERVICE_LOG_FORMAT": "text"}  # fmt: skip
+    command = [sys.executable, "-m", "uvicorn", "--factory", "geoservice.app:create_app", "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"uvicorn_tiles_cache{cache_mb:g}.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not _healthy(base):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the tile server did not start; see {log}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run on ``--url`` (a database holding the demo city), or build the demo city in the bench cluster."""
+    parser = argparse.ArgumentParser(prog="python -m bench.tiles", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="SQLAlchemy URL of a database with the demo city loaded")
+    args = parser.parse_args(argv)
+    console = Console(width=160)
+    if args.url:
+        tables, ok = measure(args.url, "demo city", console)
+    else:
+        cluster = bench_cluster()
+        cluster.up("bench")
+        tables, ok = run(build_cities(cluster, ("demo",), step=console.log), args, console)
+    for table in tables:
+        print_table(console, table)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""``/map``: the risk one-map page, and the few figures it needs that no other API answers.
+
+The page is open to anyone: it holds no data, only the map and a sign-in form; everything drawn
+on it is read afterwards with the user's token and so stays inside their scope. The figures here
+(open and overdue events per grid, heat-map cells, region labels) are staff-only and scoped like
+the event lists: they use ``geoservice.events.queries``'s scope, so a dispatcher's map never
+counts an event they could not list.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import text
+
+from geoservice.api.deps import SessionDep
+from geoservice.api.tiles import tile_filters
+from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
+from geoservice.auth.users import SCOPED_BY_REGION, Principal
+from geoservice.coverage.inputs import city_epsg
+from geoservice.errors import ProblemError
+from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, HANDLE_CLOCK_STATES
+from geoservice.events.queries import region_prefix, scope_of, scope_sql
+from geoservice.events.workflow import OPEN_STATES
+from geoservice.versions import current_version_id
+from tiles.catalog import LAYERS
+from tiles.settings import TileSettings
+from webmap.page import onemap_page
+from webmap.settings import MapSettings
+
+OPEN = allow(EVERYONE)
+VIEWERS = allow(STAFF)
+Viewer = Annotated[Principal, Depends(VIEWERS)]
+HEAT_CELL_M = 200.0
+router = APIRouter(tags=["one-map"])
+
+# Past the due time of the clock running now: the accept clock while reported, the handling clock
+# while dispatched, in hand or reopened (``geoservice.events.deadlines.running_clock``).
+ACCEPTING = ", ".join(f"'{s}'" for s in sorted(ACCEPT_CLOCK_STATES))
+HANDLING = ", ".join(f"'{s}'" for s in sorted(HANDLE_CLOCK_STATES))
+OVERDUE_SQL = (
+    f"((e.status IN ({ACCEPTING}) AND e.accept_due_at <= :now) OR "
+    f"(e.status IN ({HANDLING}) AND e.dispatched_at IS NOT NULL AND e.handle_due_at <= :now))"
+)
+
+
+@router.get("/map", response_class=HTMLResponse, **policy(OPEN))
+def get_map(request: Request) -> HTMLResponse:
+    """The one-map page (sign in on the page; no data is in the HTML itself)."""
+    settings = getattr(request.app.state, "map_settings", None) or MapSettings()
+    tiles = {name: {"minzoom": layer.minzoom, "maxzoom": layer.maxzoom} for name, layer in LAYERS.items()}
+    service = getattr(request.app.state, "tile_service", None)
+    tiles["events"]["clusterUntil"] = (service.settings if service else TileSettings()).events_cluster_until
+    return HTMLResponse(onemap_page(settings, tiles), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/map/grid-measures", **policy(VIEWERS))
+def get_grid_measures(session: SessionDep, principal: Viewer) -> JSONResponse:
+    """Open and overdue events per grid code (``{"grids": {code: [open, overdue]}}``), in the caller's scope."""
+    where, params = scope_sql(scope_of(principal), "e")
+    rows = session.execute(
+        text(
+            f"SELECT e.grid_code, count(*) AS open, count(*) FILTER (WHERE {OVERDUE_SQL}) AS overdue "
+            f"FROM events e WHERE e.grid_code IS NOT NULL AND e.status = ANY(:open_states) AND {where} "
+            "GROUP BY e.grid_code"
+        ),
+        {**params, "open_states": sorted(OPEN_STATES), "now": datetime.now(UTC)},
+    ).all()
+    grids = {r.grid_code: [r.open, r.overdue] for r in rows}
+    return JSONResponse({
+        "grids": grids,
+        "max_open": max((v[0] for v in grids.values()), default=0),
+        "max_overdue": max((v[1] for v in grids.values()), default=0),
+        "open_states": sorted(OPEN_STATES),
+    })  # fmt: skip
+
+
+@router.get("/map/heat", **policy(VIEWERS))
+def get_heat(
+    session: SessionDep,
+    principal: Viewer,
+    status: Annotated[str | None, Query(max_length=300, description="comma-separated states")] = None,
+    reported_from: Annotated[datetime | None, Query(alias="from", description="reported at or after")] = None,
+    reported_to: Annotated[datetime | None, Query(alias="to", description="reported before")] = None,
+) -> JSONResponse:
+    """Events counted on cells of 200 m in the city's metric CRS: ``[[lat, lon, weight 0..1], …]`` for the heat map."""
+    filters = tile_filters(LAYERS["events"], {"status": status, "warning": None, "category": None,
+                                              "from": reported_from, "to": reported_to, "level": None})  # fmt: skip
+    where, params = scope_sql(scope_of(principal), "e")
+    clauses = [where]
+    if filters.statuses:
+        clauses.append("e.status = ANY(:statuses)")
+        params["statuses"] = list(filters.statuses)
+    if filters.reported_from:
+        clauses.append("e.reported_at >= CAST(:since AS timestamptz)")
+        params["since"] = filters.reported_from
+    if filters.reported_to:
+        clauses.append("e.reported_at < CAST(:until AS timestamptz)")
+        params["until"] = filters.reported_to
+    rows = session.execute(
+        text(
+            "SELECT ST_Y(c) AS lat, ST_X(c) AS lon, n FROM ("
+            "  SELECT ST_Transform(ST_SetSRID(ST_MakePoint(avg(ST_X(m)), avg(ST_Y(m))), :epsg), 4326) AS c, "
+            "         count(*) AS n "
+            "    FROM (SELECT ST_Transform(e.geom, :epsg) AS m FROM events e "
+            f"         WHERE {' AND '.join(clauses)}) p "
+            "   GROUP BY floor(ST_X(m) / :cell), floor(ST_Y(m) / :cell)) cells"
+        ),
+        {**params, "epsg": _epsg(session), "cell": HEAT_CELL_M},
+    ).all()
+    top = max((r.n for r in rows), default=1)
+    points = [[round(r.lat, 6), round(r.lon, 6), round(r.n / top, 4)] for r in rows]
+    return JSONResponse({"cell_m": HEAT_CELL_M, "events": sum(r.n for r in rows), "points": points})
+
+
+@router.get("/map/labels", **policy(VIEWERS))
+def get_labels(session: SessionDep, principal: Viewer) -> JSONResponse:
+    """A label point (inside the polygon) for every town and community the caller may see."""
+    prefix = "TRUE"
+    params: dict[str, Any] = {"version": current_version_id(session)}
+    if principal.role in SCOPED_BY_REGION and principal.region_code:
+        prefix = "r.code LIKE :prefix"
+        params["prefix"] = region_prefix(principal.region_code) + "%"
+    rows = session.execute(
+        text(
+            "SELECT r.code, r.name, r.level::text AS level, ST_X(p) AS lon, ST_Y(p) AS lat "
+            "FROM regions r, LATERAL ST_PointOnSurface(r.geom) p "
+            f"WHERE r.version_id = :version AND r.level IN ('town', 'community') AND {prefix} ORDER BY r.code"
+        ),
+        params,
+    ).all()
+    labels = [{"code": r.code, "name": r.name, "level": r.level, "lon": round(r.lon, 6), "lat": round(r.lat, 6)}
+              for r in rows]  # fmt: skip
+    return JSONResponse({"labels": labels})
+
+
+def _epsg(session: Any) -> int:
+    try:
+        return city_epsg(session)
+    except ValueError as exc:
+        raise ProblemError(503, "No data loaded", str(exc)) from exc

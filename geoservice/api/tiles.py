@@ -1,0 +1,189 @@
+"""``/tiles/{layer}/{z}/{x}/{y}.mvt`` and ``/tiles/{layer}.json`` (TileJSON 3.0.0) for signed-in staff.
+
+The caller's scope goes into the tile query and the cache key: a dispatcher's tile never holds a
+grid or an event outside their region (the event scope is ``geoservice.events.queries``'s, the
+very fragment the event lists use). Answers carry a content ETag and ``Cache-Control: private,
+no-cache`` (a browser keeps the tile and asks again with ``If-None-Match``; unchanged data is a
+bodiless 304). A tile with nothing in it is a 204 with no body: cheap to send, and what map clients
+expect. Zooms outside a layer's range are a 404 problem, so a client cannot ask PostGIS for a
+whole-city tile of every grid at zoom 3.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from geoservice.auth.policy import STAFF, allow, policy
+from geoservice.auth.users import SCOPED_BY_REGION, Principal
+from geoservice.coverage.inputs import city_epsg
+from geoservice.errors import ProblemError
+from geoservice.events.deadlines import COLOURS, warning_sql
+from geoservice.events.queries import region_prefix, scope_of, scope_sql
+from geoservice.events.workflow import STATUSES
+from geoservice.settings import EventSettings
+from layers.models import PostLevel
+from tiles.address import BadTileAddress, TileAddress
+from tiles.catalog import LAYERS, TileFilters, TileLayer, TileScope
+from tiles.service import Rules, TileService
+from tiles.tilejson import tilejson
+
+MVT = "application/vnd.mapbox-vector-tile"
+VIEWERS = allow(STAFF)
+router = APIRouter(tags=["tiles"])
+Viewer = Annotated[Principal, Depends(VIEWERS)]
+LayerName = Annotated[str, Path(description=", ".join(LAYERS), examples=["grids"])]
+
+
+@router.get(
+    "/tiles/{layer}/{z}/{x}/{y}.mvt",
+    responses={200: {"content": {MVT: {}}}, 204: {"description": "nothing to draw there"}, 304: {}},
+    **policy(VIEWERS),
+)
+async def get_tile(
+    request: Request,
+    principal: Viewer,
+    layer: LayerName,
+    z: Annotated[int, Path(ge=0, le=24, examples=[12])],
+    x: Annotated[int, Path(ge=0, examples=[3419])],
+    y: Annotated[int, Path(ge=0, examples=[1661])],
+    status: Annotated[str | None, Query(max_length=300, description="events: comma-separated states")] = None,
+    warning: Annotated[str | None, Query(max_length=60, description="events: none, blue, yellow, red")] = None,
+    category: Annotated[str | None, Query(max_length=80, description="events: a class includes its subcategories")] = (
+        None
+    ),
+    reported_from: Annotated[datetime | None, Query(alias="from", description="events: reported at or after")] = None,
+    reported_to: Annotated[datetime | None, Query(alias="to", description="events: reported before")] = None,
+    level: Annotated[str | None, Query(max_length=60, description="posts and rings: comma-separated levels")] = None,
+) -> Response:
+    """One Mapbox Vector Tile of the layer, holding only what the caller may see."""
+    found = _layer(layer)
+    try:
+        address = TileAddress(z, x, y)
+    except BadTileAddress as exc:
+        raise ProblemError(404, "No such tile", str(exc)) from exc
+    if not found.minzoom <= z <= found.maxzoom:
+        detail = f"layer {layer!r} is served at zooms {found.minzoom}..{found.maxzoom}; ask for {z} there instead"
+        raise ProblemError(404, "Zoom outside the layer's range", detail)
+    given = {"status": status, "warning": warning, "category": category, "from": reported_from,
+             "to": reported_to, "level": level}  # fmt: skip
+    filters = tile_filters(found, given)
+    scope = tile_scope(principal)
+    service = tile_service(request)
+    answer = service.cached_tile(layer, address, scope, filters)  # a hit never leaves the event loop
+    if answer is None:
+        service, rules = await run_in_threadpool(_service_and_rules, request)
+        answer = await run_in_threadpool(service.tile, layer, address, scope, filters, rules)
+    headers = {"ETag": answer.etag, "Cache-Control": "private, no-cache", "Vary": "Authorization",
+               "X-Tile-Cache": "hit" if answer.cached else "miss"}  # fmt: skip
+    if answer.etag in _etags(request.headers.get("if-none-match")):
+        return Response(status_code=304, headers=headers)
+    if not answer.body:
+        return Response(status_code=204, headers=headers)
+    return Response(answer.body, media_type=MVT, headers=headers)
+
+
+@router.get("/tiles/{layer}.json", **policy(VIEWERS))
+def get_tilejson(request: Request, principal: Viewer, layer: LayerName) -> JSONResponse:
+    """TileJSON 3.0.0: the tile URL, bounds and centre of the data, zooms and the fields of each feature."""
+    found = _layer(layer)
+    service, rules = _service_and_rules(request)
+    extent = service.extent(found, service.versions.current(), rules)
+    base = str(request.base_url).rstrip("/")
+    return JSONResponse(tilejson(found, base, extent))
+
+
+def tile_scope(principal: Principal) -> TileScope:
+    """The caller's scope as SQL for the tiles: region-scoped staff by code prefix, events by the event rules."""
+    events = scope_of(principal)
+    where, params = scope_sql(events, "e")
+    prefix = region = None
+    if principal.role in SCOPED_BY_REGION and principal.region_code:
+        prefix, region = region_prefix(principal.region_code), principal.region_code
+    key = f"{events.everything}:{events.region_prefix}:{events.department_code}:{events.reporter_username}:{prefix}"
+    return TileScope(key, prefix, region, where, tuple(sorted(params.items())))
+
+
+def tile_filters(layer: TileLayer, given: dict[str, object]) -> TileFilters:
+    """Check the query string against the layer: filters it does not know are a 422, not silently ignored."""
+    asked = {name for name, value in given.items() if value is not None}
+    unknown = asked - layer.filters
+    if unknown:
+        known = ", ".join(sorted(layer.filters)) or "none"
+        raise ProblemError(422, "Invalid filter", f"layer {layer.name!r} takes no {', '.join(sorted(unknown))} "
+                           f"filter; it takes: {known}")  # fmt: skip
+    for name in ("from", "to"):
+        moment = given[name]
+        if isinstance(moment, datetime) and moment.tzinfo is None:
+            raise ProblemError(422, "Invalid request", f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
+    since, until = (_utc(given[name], name) for name in ("from", "to"))
+    if isinstance(since, datetime) and isinstance(until, datetime) and since >= until:
+        raise ProblemError(422, "Invalid request", "from must be before to")
+    return TileFilters(
+        statuses=_listed(given["status"], STATUSES, "status"),
+        warnings=_listed(given["warning"], COLOURS, "warning"),
+        category=given["category"] if isinstance(given["category"], str) else None,
+        reported_from=since.isoformat() if isinstance(since, datetime) else None,
+        reported_to=until.isoformat() if isinstance(until, datetime) else None,
+        levels=_listed(given["level"], tuple(PostLevel), "level"),
+    )
+
+
+def tile_service(request: Request) -> TileService:
+    """The process's tile service (tests may set ``app.state.tile_service`` with their own settings)."""
+    service = getattr(request.app.state, "tile_service", None)
+    if service is None:
+        service = request.app.state.tile_service = TileService(request.app.state.engine)
+    return service
+
+
+def _service_and_rules(request: Request) -> tuple[TileService, Rules]:
+    service = tile_service(request)
+    rules = getattr(request.app.state, "tile_rules", None)
+    if rules is None:
+        with request.app.state.sessions() as session:
+            try:
+                epsg = city_epsg(session)
+            except ValueError as exc:  # nothing loaded yet: no metric CRS to buffer rings in
+                raise ProblemError(503, "No data loaded", str(exc)) from exc
+        settings = getattr(request.app.state, "event_settings", None) or EventSettings()
+        rules = Rules(epsg, dict(request.app.state.routing_settings.rings_m), warning_sql(settings))
+        request.app.state.tile_rules = rules
+    return service, rules
+
+
+def _utc(moment: object, name: str) -> datetime | None:
+    """In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts, and the cache key gets one spelling."""
+    if not isinstance(moment, datetime):
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ProblemError(422, "Invalid request", f"{name} is outside the range of times this service keeps") from exc
+
+
+def _layer(name: str) -> TileLayer:
+    found = LAYERS.get(name)
+    if found is None:
+        raise ProblemError(404, "No such layer", f"there is no tile layer {name!r}; layers: {', '.join(LAYERS)}")
+    return found
+
+
+def _listed(value: object, known: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if not isinstance(value, str) or not value:
+        return ()
+    items = tuple(sorted({v.strip() for v in value.split(",") if v.strip()}))
+    unknown = [v for v in items if v not in known]
+    if unknown:
+        raise ProblemError(422, "Invalid filter", f"unknown {name} {', '.join(unknown)}; known: {', '.join(known)}")
+    return items
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}

@@ -1,0 +1,192 @@
+"""The one-map in headless Chromium on a copy of the demo city, served by uvicorn on loopback.
+
+What a dispatcher would check: sign in, every layer draws, clicking a grid names it, the search box
+lands on the grid /v1/locate names (also from GCJ-02 input), clicking an event shows its routing,
+the newest-events panel refreshes without a reload and leads to an event's log; and what an
+intranet needs: no console errors, no failed requests, no request leaving 127.0.0.1. A screenshot with every layer on is saved.
+"""
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import requests
+from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from psycopg import sql
+from sqlalchemy import Engine, text
+
+from etl.crs import from_wgs84, parse_crs
+from geoservice.app import create_app
+from geoservice.database import make_engine
+from geoservice.embedded import EmbeddedCluster
+from geoservice.settings import AuthSettings, EventSettings
+from tests.webmap.live_server import live_server
+from webmap.settings import MapSettings
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+ADMIN = ("admin", "admin-demo-2026")
+WAIT_MS = 60_000
+LEVELS = ("village_room", "central_room", "station")
+
+
+@pytest.fixture
+def demo_copy(cluster: EmbeddedCluster, demo_db: Engine) -> Iterator[Engine]:
+    """A private copy of the demo city: this test reports events and positions, the shared one stays as built."""
+    demo_db.dispose()  # CREATE DATABASE … TEMPLATE needs the template to have no open connections
+    name = f"t_map_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE geoservice_demo").format(sql.Identifier(name)))
+    engine = make_engine(cluster.url(name))
+    yield engine
+    engine.dispose()
+    with psycopg.connect(cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def grid_point(engine: Engine, offset: int) -> tuple[str, float, float]:
+    """A point inside a grid of the version in force (ST_PointOnSurface is interior, so its grid is unique)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT g.code, ST_X(p), ST_Y(p) FROM grids g, LATERAL ST_PointOnSurface(g.geom) p "
+                "WHERE g.version_id = (SELECT id FROM boundary_versions WHERE status = 'published') "
+                "ORDER BY g.code OFFSET :o LIMIT 1"
+            ),
+            {"o": offset},
+        ).one()
+        owner = conn.execute(
+            text(
+                "SELECT code FROM grids WHERE version_id = (SELECT id FROM boundary_versions WHERE status = 'published') "
+                "AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) ORDER BY code LIMIT 1"
+            ),
+            {"x": row[1], "y": row[2]},
+        ).scalar_one()
+    assert owner == row[0]
+    return row[0], row[1], row[2]
+
+
+def lonely_open_event(engine: Engine) -> tuple[int, float, float, str]:
+    """An open event with no other event within 60 m, so a click on it can mean only it."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(
+            text(
+                "SELECT e.id, ST_X(e.geom), ST_Y(e.geom), e.grid_code FROM events e "
+                "WHERE e.status = 'handling' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.id <> e.id "
+                "AND ST_DWithin(o.geom::geography, e.geom::geography, 60)) ORDER BY e.id LIMIT 1"
+            )
+        ).one())  # fmt: skip
+
+
+def centre_on(page: Page, lon: float, lat: float, zoom: int) -> tuple[float, float]:
+    """Put the point at the map's centre and return its page coordinates."""
+    page.evaluate(
+        "([lat, lon, z]) => new Promise(done => { const m = window[window.onemapConfig.map];"
+        " m.once('moveend', () => done()); m.setView([lat, lon], z, {animate: false}); })",
+        [lat, lon, zoom],
+    )
+    box = page.locator(".folium-map").bounding_box()
+    point = page.evaluate(
+        "([lat, lon]) => { const p = window[window.onemapConfig.map].latLngToContainerPoint([lat, lon]);"
+        " return [p.x, p.y]; }",
+        [lat, lon],
+    )
+    return box["x"] + point[0], box["y"] + point[1]
+
+
+def test_the_one_map_in_chromium(demo_copy: Engine, artifacts):
+    app = create_app(engine=demo_copy, auth_settings=AuthSettings(secret_key="m" * 40))
+    app.state.event_settings = EventSettings(event_sweep_s=0)
+    app.state.map_settings = MapSettings(refresh_s=1, forces_refresh_s=1)
+    clicked_code, click_lon, click_lat = grid_point(demo_copy, 100)
+    searched_code, search_lon, search_lat = grid_point(demo_copy, 700)
+    event_id, event_lon, event_lat, event_grid = lonely_open_event(demo_copy)
+    with live_server(app) as base, requests.Session() as api:
+        worker = _token(api, base, "gridworker", "gridworker-demo-2026")
+        position = {"lon": search_lon, "lat": search_lat}
+        assert api.post(f"{base}/v1/forces/me/position", json=position, headers=worker).status_code == 201
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            console, failed, hosts = [], [], set()
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console.append(str(e)))
+            page.on("requestfailed", lambda r: failed.append(f"{r.url} {r.failure}"))
+            page.on("request", lambda r: None if r.url.startswith("data:") else hosts.add(urlsplit(r.url).hostname))
+
+            page.goto(f"{base}/map")
+            page.fill("input[name=username]", ADMIN[0])
+            page.fill("input[name=password]", ADMIN[1])
+            page.click("#onemap-signin-form button")
+            page.wait_for_function("window.onemap && window.onemap.ready && window.onemap.drawn.grids > 0",
+                                   timeout=WAIT_MS)  # fmt: skip
+            page.evaluate("window.onemapConfig = JSON.parse(document.getElementById('onemap-config').textContent)")
+
+            # Clicking a grid opens its popup, naming the grid the point lies in.
+            x, y = centre_on(page, click_lon, click_lat, 13)
+            page.mouse.click(x, y)
+            popup = page.locator(f".onemap-popup[data-grid='{clicked_code}']")
+            popup.wait_for(timeout=WAIT_MS)
+            assert clicked_code in popup.inner_text() and "open" in popup.inner_text()
+
+            # The search box lands on the grid /v1/locate names, from WGS84 and from GCJ-02 alike.
+            located = api.get(f"{base}/v1/locate", params={"lon": search_lon, "lat": search_lat}).json()["grid"]["code"]
+            assert located == searched_code
+            gx, gy = from_wgs84([search_lon], [search_lat], parse_crs("gcj02"))
+            page.fill("#onemap-search-input", f"{float(gx[0]):.7f},{float(gy[0]):.7f}")
+            page.select_option("#onemap-search-crs", "gcj02")
+            page.click("#onemap-search button")
+            page.wait_for_function(f"window.onemap.located === '{searched_code}'", timeout=WAIT_MS)
+            page.locator(f".onemap-popup[data-grid='{searched_code}']").wait_for(timeout=WAIT_MS)
+            assert searched_code in page.inner_text("#onemap-search-result")
+
+            # Clicking an event (drawn one by one at this zoom) shows its routing, state and deadline.
+            x, y = centre_on(page, event_lon, event_lat, 17)
+            page.wait_for_function("window.onemap.drawn.events > 0", timeout=WAIT_MS)
+            page.mouse.click(x, y)
+            event_popup = page.locator(f".onemap-popup[data-event='{event_id}']")
+            event_popup.wait_for(timeout=WAIT_MS)
+            assert event_grid in event_popup.inner_text() and "handling" in event_popup.inner_text()
+            # The newest-events panel refreshes by itself: a new report shows up without a reload, and
+            # from the panel the event's popup and its log (the report step) are one click away each.
+            page.wait_for_function("document.querySelectorAll('#onemap-newest li').length > 0", timeout=WAIT_MS)
+            body = {"lon": search_lon, "lat": search_lat, "category": "city_management.garbage", "description": "新报"}
+            new_id = api.post(f"{base}/v1/events", json=body, headers=worker).json()["id"]
+            first = f"#onemap-newest li[data-event='{new_id}']:first-child"
+            page.locator(first).wait_for(timeout=WAIT_MS)
+            page.click(first)
+            page.locator(f".onemap-popup[data-event='{new_id}']").wait_for(timeout=WAIT_MS)
+            page.click(f".onemap-log-link[data-event='{new_id}']")
+            page.wait_for_function("document.querySelectorAll('#onemap-log li').length > 0", timeout=WAIT_MS)
+            assert "reported" in page.inner_text("#onemap-log")
+
+            # Every layer on, over the whole city: each one draws features.
+            page.evaluate("window.onemap.showAll()")
+            centre_on(page, click_lon, click_lat, 13)
+            layers = ["regions", "grids", "labels", "events", "heat", "forces", "places",
+                      *(f"{kind}_{level}" for kind in ("posts", "rings") for level in LEVELS)]  # fmt: skip
+            gaps = [f"gaps_{level}" for level in LEVELS]  # 10 km rings may leave no gap at all: loaded is enough
+            drawn = (f"{layers!r}.every(n => (window.onemap.drawn[n] || 0) > 0) && "
+                     f"{gaps!r}.every(n => n in window.onemap.drawn) && {gaps!r}.some(n => window.onemap.drawn[n] > 0)")  # fmt: skip
+            try:
+                page.wait_for_function(drawn, timeout=WAIT_MS)
+            except PlaywrightTimeout as exc:
+                state = page.evaluate("({drawn: window.onemap.drawn, errors: window.onemap.errors})")
+                raise AssertionError(f"not every layer drew: {state}") from exc
+            page.wait_for_timeout(1500)  # let the last tiles paint before the picture
+            page.screenshot(path=str(artifacts / "onemap.png"))
+            errors = page.evaluate("window.onemap.errors")
+            browser.close()
+    assert errors == []
+    assert console == [], console
+    assert failed == [], failed
+    assert hosts == {"127.0.0.1"}, hosts
+
+
+def _token(api: requests.Session, base: str, username: str, password: str) -> dict[str, str]:
+    response = api.post(f"{base}/v1/auth/token", data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
