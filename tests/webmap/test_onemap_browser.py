@@ -190,3 +190,47 @@ def _token(api: requests.Session, base: str, username: str, password: str) -> di
     response = api.post(f"{base}/v1/auth/token", data={"username": username, "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_a_boundary_draft_over_the_one_map(demo_copy: Engine, artifacts):
+    """A planner's split, seen on the map: the draft's grids, what would change, and its (absent) errors."""
+    app = create_app(engine=demo_copy, auth_settings=AuthSettings(secret_key="m" * 40))
+    app.state.event_settings = EventSettings(event_sweep_s=0)
+    code, lon, lat = grid_point(demo_copy, 100)
+    with live_server(app) as base, requests.Session() as api:
+        admin = _token(api, base, *ADMIN)
+        draft = api.post(f"{base}/v1/boundary-versions", json={"name": "split-on-map"}, headers=admin)
+        assert draft.status_code == 201, draft.text
+        draft_id = draft.json()["id"]
+        cut = {"op": "split", "grid": code,
+               "line": {"type": "LineString", "coordinates": [[lon, lat - 0.05], [lon, lat + 0.05]]}}  # fmt: skip
+        edited = api.post(f"{base}/v1/boundary-versions/{draft_id}/edits", json=cut, headers=admin)
+        assert edited.status_code == 200, edited.text
+        impact = api.get(f"{base}/v1/boundary-versions/{draft_id}/impact", params={"format": "geojson"}, headers=admin)
+        changes = len(impact.json()["features"])
+        errors = len(api.get(f"{base}/v1/boundary-versions/{draft_id}/validation", params={"format": "geojson"},
+                             headers=admin).json()["features"])  # fmt: skip
+        assert changes >= 2  # the split grid changed and at least one grid added
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            console: list[str] = []
+            page.on("pageerror", lambda e: console.append(str(e)))
+            page.goto(f"{base}/map?draft={draft_id}")
+            page.fill("input[name=username]", ADMIN[0])
+            page.fill("input[name=password]", ADMIN[1])
+            page.click("#onemap-signin-form button")
+            ready = ("window.onemap && window.onemap.ready && (window.onemap.drawn.draft_grids || 0) > 0 && "
+                     "'draft_changes' in window.onemap.drawn && 'draft_errors' in window.onemap.drawn")  # fmt: skip
+            page.wait_for_function(ready, timeout=WAIT_MS)
+            drawn = page.evaluate("window.onemap.drawn")
+            page.evaluate("window.onemapConfig = JSON.parse(document.getElementById('onemap-config').textContent)")
+            centre_on(page, lon, lat, 15)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(artifacts / "onemap-draft.png"))
+            labels = page.locator(".leaflet-control-layers-overlays label").all_inner_texts()
+            browser.close()
+    assert drawn["draft_changes"] == changes and drawn["draft_errors"] == errors
+    assert drawn["draft_grids"] > 1000  # the whole draft city, not just the split grid
+    assert sum("draft" in label for label in labels) == 3
+    assert console == [], console

@@ -317,6 +317,58 @@
     return group;
   }
 
+  /**
+   * A boundary draft over the version in force (/map?draft=ID): the draft's grids dashed, what its
+   * publication would change (grids added / changed / removed; places, posts and open events that
+   * would move) and its validation errors in red, each located as the planner's API reports them.
+   */
+  var DRAFT_CHANGE_COLOURS = { added: "#1a9850", changed: "#fd8d3c", removed: "#636363" };
+
+  function draftLayers(id) {
+    var base = "/v1/boundary-versions/" + encodeURIComponent(id);
+    function overlay(name, url, options) {
+      var group = L.layerGroup();
+      api(url)
+        .then(function (collection) {
+          L.geoJSON(collection, options).addTo(group);
+          state.drawn[name] = collection.features.length;
+        })
+        .catch(report);
+      return group;
+    }
+    function describe(feature, layer) {
+      var p = feature.properties;
+      var text = [p.code, p.name, p.change, p.kind, p.message].filter(function (v) {
+        return v !== undefined && v !== null && v !== "";
+      });
+      layer.bindTooltip(escapeHtml(text.join(" · ")));
+    }
+    var dot = function (colour) {
+      return function (_, latlng) {
+        return L.circleMarker(latlng, { radius: 5, color: colour, weight: 2, fillOpacity: 0.8 });
+      };
+    };
+    return {
+      draft_grids: overlay("draft_grids", base + "/grids", {
+        style: { color: "#225ea8", weight: 1.5, dashArray: "4 3", fill: false },
+        onEachFeature: describe,
+      }),
+      draft_changes: overlay("draft_changes", base + "/impact" + query({ format: "geojson" }), {
+        style: function (feature) {
+          var colour = DRAFT_CHANGE_COLOURS[feature.properties.change] || "#fd8d3c";
+          return { color: colour, weight: 2, fillColor: colour, fillOpacity: 0.35 };
+        },
+        pointToLayer: dot("#fd8d3c"),
+        onEachFeature: describe,
+      }),
+      draft_errors: overlay("draft_errors", base + "/validation" + query({ format: "geojson" }), {
+        style: { color: "#d7301f", weight: 4, fillColor: "#d7301f", fillOpacity: 0.5 },
+        pointToLayer: dot("#d7301f"),
+        onEachFeature: describe,
+      }),
+    };
+  }
+
   function heatLayer() {
     var layer = L.heatLayer([], { radius: 18, blur: 16, maxZoom: 15, minOpacity: 0.3 });
     var load = function () {
@@ -647,6 +699,17 @@
     overlays["事件 events"] = layers.events;
     overlays["热力 heat map"] = layers.heat;
     overlays["力量 forces"] = layers.forces;
+    var draft = new URLSearchParams(window.location.search).get("draft");
+    if (draft) {
+      var drafts = draftLayers(draft);
+      var names = { draft_grids: "草稿网格 draft grids", draft_changes: "草稿变化 draft changes",
+                    draft_errors: "草稿错误 draft errors" };
+      Object.keys(drafts).forEach(function (name) {
+        layers[name] = drafts[name];
+        overlays[names[name]] = drafts[name];
+        drafts[name].addTo(map);
+      });
+    }
     state.overlays = overlays;
     ["regions", "labels", "grids", "posts_station", "posts_central_room", "posts_village_room", "places", "events", "forces"]
       .forEach(function (name) {
