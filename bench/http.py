@@ -100,7 +100,9 @@ def bench_http(city: City, points: list[tuple[float, float]], seconds: int) -> H
     script = OUT / f"locate_{city.key}.lua"
     queries = ", ".join(f'"lon={x!r}&lat={y!r}"' for x, y in points)
     script.write_text(LUA % queries)
-    env = {**os.environ, "GEOSERVICE_DATABASE_URL": city.url}
+    # wrk is one client address asking thousands of times a second: the public rate limit (which
+    # would answer 429) is lifted, since what is measured is locating, not limiting.
+    env = {**os.environ, "GEOSERVICE_DATABASE_URL": city.url, "GEOSERVICE_PUBLIC_RATE": "100000000/minute"}
     answers: dict[str, list[dict[str, Any]]] = {}
     results: dict[str, WrkResult] = {}
     for name, app in (("router", ROUTER_APP), ("postgis", POSTGIS_APP)):
