@@ -30,7 +30,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is None and b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            await self.app(scope, receive, send)  # no body at all (a GET): nothing to count
+            return
         if declared is not None:  # the server holds the body to its declared length
             if not declared.isdigit() or int(declared) <= self.max_bytes:
                 await self.app(scope, receive, send)
