@@ -15,7 +15,8 @@ from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import tiles as tiles_api
-from geoservice.database import open_database, session_factory
+from geoservice.auth.principals import PrincipalCache
+from geoservice.database import fill_pool, open_database, session_factory
 from geoservice.errors import register_error_handlers
 from geoservice.limits import BodySizeLimit, PublicRateLimiter
 from geoservice.observability import Metrics, ObservabilityMiddleware
@@ -41,13 +42,20 @@ def create_app(
         # 40 threads fighting over the GIL and the database answer fewer reports than 8 do.
         anyio.to_thread.current_default_thread_limiter().total_tokens = operations.worker_threads
         app.state.engine = engine or open_database(settings)
+        if own_engine:
+            fill_pool(app.state.engine, min(operations.worker_threads, app.state.engine.pool.size()))
         app.state.sessions = session_factory(app.state.engine)
         app.state.routing_settings = routing or RoutingSettings()
         app.state.auth_settings = auth_settings or AuthSettings()
+        app.state.principals = PrincipalCache(app.state.engine, app.state.auth_settings.principal_cache_s)
+        app.state.principals.start()
         app.state.routers = RouterRegistry(app.state.engine, app.state.routing_settings)
         app.state.routers.start()
+        if own_engine:
+            tiles_api.prepare_tiles(app)
         yield
         app.state.routers.stop()
+        app.state.principals.stop()
         if own_engine:
             app.state.engine.dispose()
 

@@ -87,6 +87,9 @@ class AuthSettings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     secret_key: SecretStr | None = None
     token_ttl_minutes: int = Field(8 * 60, ge=1, le=30 * 24 * 60)
+    principal_cache_s: float = Field(
+        60.0, ge=0, description="longest a worker answers from its cache of users (0: read them on every request)"
+    )
     home: Path = Path(".geoservice")
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from geoservice.events.queries import Scope
 from tiles.address import TileAddress
 
 EXTENT = 4096
@@ -37,7 +38,8 @@ class TileScope:
 
     ``code_prefix``: grids and regions whose code starts with it (region-scoped staff);
     ``region_code``: posts, places and rings inside that region's polygon; ``event_where`` /
-    ``event_params``: the events scope over ``events e``. ``key`` names the scope in the cache.
+    ``event_params``: the events scope over ``events e``, and ``events`` the same scope for the
+    counts kept in memory (``tiles.event_points``). ``key`` names the scope in the cache.
     """
 
     key: str = "all"
@@ -45,6 +47,7 @@ class TileScope:
     region_code: str | None = None
     event_where: str = "TRUE"
     event_params: tuple[tuple[str, Any], ...] = ()
+    events: Scope = Scope(everything=True)
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,11 @@ def tile_query(layer: str, body: str, feature_id: str | None = None) -> str:
     )
 
 
-_BOUNDS = (
-    "SELECT ST_TileEnvelope(:z, :x, :y) AS clip, "
-    f"ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => {BUFFER / EXTENT}), 4326) AS search"
-)
+# The tile's envelope grown by the buffer, in lon/lat, computed by ``TileAddress.lonlat_bounds``
+# and passed as numbers (not derived in a CTE) so that the planner sees them: with them it
+# estimates the rows a tile holds, and scans rather than uses the index for a tile of the whole city.
+SEARCH = "ST_MakeEnvelope(:west, :south, :east, :north, 4326)"
+_BOUNDS = f"SELECT ST_TileEnvelope(:z, :x, :y) AS clip, {SEARCH} AS search"
 
 
 def _mvt_geom(geom_4326: str, tile: TileAddress) -> str:
@@ -138,7 +142,9 @@ def simplify_tolerance(tile: TileAddress) -> float:
 
 
 def _base(tile: TileAddress, ctx: BuildContext) -> dict[str, Any]:
-    return {"z": tile.z, "x": tile.x, "y": tile.y, "tolerance": simplify_tolerance(tile), "limit": ctx.max_features}
+    west, south, east, north = tile.lonlat_bounds(margin=BUFFER / EXTENT)
+    return {"z": tile.z, "x": tile.x, "y": tile.y, "tolerance": simplify_tolerance(tile), "limit": ctx.max_features,
+            "west": west, "south": south, "east": east, "north": north}  # fmt: skip
 
 
 def _scope_region(alias: str, scope: TileScope) -> str:
@@ -174,7 +180,7 @@ def grids_sql(tile: TileAddress, scope: TileScope, _: TileFilters, ctx: BuildCon
         "FROM b, grids g "
         "LEFT JOIN regions c ON c.version_id = g.version_id AND c.code = g.community_code "
         "LEFT JOIN regions t ON t.version_id = g.version_id AND t.code = c.parent_code "
-        f"WHERE g.version_id = :version AND g.geom && b.search AND {prefix} ORDER BY g.code LIMIT :limit"
+        f"WHERE g.version_id = :version AND g.geom && {SEARCH} AND {prefix} ORDER BY g.code LIMIT :limit"
     )
     return tile_query("grids", body), {**_base(tile, ctx), **_scope_params(scope, ctx)}
 
@@ -184,7 +190,7 @@ def regions_sql(tile: TileAddress, scope: TileScope, _: TileFilters, ctx: BuildC
     body = (
         f"SELECT {_mvt_geom('r.geom', tile)} AS geom, r.code, r.name, r.level::text AS level, "
         "coalesce(r.parent_code, '') AS parent_code FROM b, regions r "
-        f"WHERE r.version_id = :version AND r.geom && b.search AND {prefix} ORDER BY r.code LIMIT :limit"
+        f"WHERE r.version_id = :version AND r.geom && {SEARCH} AND {prefix} ORDER BY r.code LIMIT :limit"
     )
     return tile_query("regions", body), {**_base(tile, ctx), **_scope_params(scope, ctx)}
 
@@ -193,7 +199,7 @@ def posts_sql(tile: TileAddress, scope: TileScope, filters: TileFilters, ctx: Bu
     levels, level_params = _levels(filters)
     body = (
         f"SELECT {_mvt_geom('p.geom', tile)} AS geom, p.code, p.name, p.level::text AS level "
-        f"FROM b, police_posts p WHERE p.geom && b.search AND {levels} AND {_scope_region('p', scope)} "
+        f"FROM b, police_posts p WHERE p.geom && {SEARCH} AND {levels} AND {_scope_region('p', scope)} "
         "ORDER BY p.code LIMIT :limit"
     )
     return tile_query("posts", body), {**_base(tile, ctx), **_scope_params(scope, ctx), **level_params}
@@ -226,7 +232,7 @@ def rings_sql(tile: TileAddress, scope: TileScope, filters: TileFilters, ctx: Bu
 def places_sql(tile: TileAddress, scope: TileScope, _: TileFilters, ctx: BuildContext) -> Query:
     body = (
         f"SELECT {_mvt_geom('k.geom', tile)} AS geom, k.code, k.name, k.type "
-        f"FROM b, key_places k WHERE k.geom && b.search AND {_scope_region('k', scope)} ORDER BY k.code LIMIT :limit"
+        f"FROM b, key_places k WHERE k.geom && {SEARCH} AND {_scope_region('k', scope)} ORDER BY k.code LIMIT :limit"
     )
     return tile_query("places", body), {**_base(tile, ctx), **_scope_params(scope, ctx)}
 
@@ -244,7 +250,7 @@ def events_sql(tile: TileAddress, scope: TileScope, filters: TileFilters, ctx: B
             "coalesce(e.department_code, '') AS department, "
             "to_char(e.reported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS reported_at, "
             f"coalesce(to_char(({due}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') AS due_at "
-            f"FROM b, events e WHERE e.geom && b.search AND {where} ORDER BY e.reported_at DESC, e.id DESC LIMIT :limit"
+            f"FROM b, events e WHERE e.geom && {SEARCH} AND {where} ORDER BY e.reported_at DESC, e.id DESC LIMIT :limit"
         )
         return tile_query("events", body, feature_id="id"), params
     cell = tile.pixel_m * CLUSTER_PIXELS
@@ -256,11 +262,22 @@ def events_sql(tile: TileAddress, scope: TileScope, filters: TileFilters, ctx: B
         "count(*) FILTER (WHERE p.warning = 'yellow')::int AS yellow, "
         "count(*) FILTER (WHERE p.warning = 'blue')::int AS blue "
         f"FROM (SELECT {x} AS mx, {y} AS my, {warning} AS warning "
-        f"         FROM b, events e WHERE e.geom && b.search AND {where}) p "
+        f"         FROM b, events e WHERE e.geom && {SEARCH} AND {where} OFFSET 0) p "
         "GROUP BY floor(p.mx / :cell), floor(p.my / :cell)"
     )
     params["cell"] = cell
     return tile_query("events", body), params
+
+
+# Counts per cell computed outside the database (``tiles.event_points``), encoded like the ones above.
+CELLS_TILE_SQL = (
+    f"SELECT ST_AsMVT(m.*, 'events', {EXTENT}, 'geom') FROM ("
+    f"  SELECT ST_AsMVTGeom(ST_Point(c.x, c.y, 3857), ST_TileEnvelope(:z, :x, :y), {EXTENT}, {BUFFER}, true) AS geom,"
+    "         c.count, c.red, c.yellow, c.blue"
+    "    FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[]), CAST(:counts AS int[]), CAST(:reds AS int[]),"
+    "                CAST(:yellows AS int[]), CAST(:blues AS int[])) AS c(x, y, count, red, yellow, blue)"
+    ") m WHERE m.geom IS NOT NULL"
+)
 
 
 def _event_conditions(scope: TileScope, filters: TileFilters, ctx: BuildContext) -> tuple[str, dict[str, Any]]:

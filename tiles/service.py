@@ -17,9 +17,21 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from geoservice.settings import EventSettings
 from tiles.address import TileAddress, boxes_overlap
 from tiles.cache import CachedTile, TileCache
-from tiles.catalog import BUFFER, EXTENT, LAYERS, BuildContext, TileFilters, TileLayer, TileScope
+from tiles.catalog import (
+    BUFFER,
+    CELLS_TILE_SQL,
+    CLUSTER_PIXELS,
+    EXTENT,
+    LAYERS,
+    BuildContext,
+    TileFilters,
+    TileLayer,
+    TileScope,
+)
+from tiles.event_points import EventPoints, PointFilters
 from tiles.settings import TileSettings
 from tiles.versions import Box, DataVersions
 
@@ -50,6 +62,7 @@ class Rules:
     metric_epsg: int
     rings_m: dict[str, float]
     warning_sql: str
+    warnings: EventSettings  # the thresholds behind ``warning_sql``, for the counts kept in memory
 
 
 class TileService:
@@ -60,6 +73,7 @@ class TileService:
         self.settings = settings or TileSettings()
         self.versions = DataVersions(engine, self.settings.version_check_s)
         self.cache = TileCache(int(self.settings.cache_mb * 1024 * 1024))
+        self.event_points = EventPoints(engine, self.settings.events_max_age_s)
         self._extents: dict[tuple[str, Hashable], Box | None] = {}
         self._lock = threading.Lock()
 
@@ -110,21 +124,43 @@ class TileService:
         filters: TileFilters,
         rules: Rules,
         current: dict[str, Hashable] | None = None,
+        now: datetime | None = None,
     ) -> bytes:
-        """Run the layer's query for one tile (no cache); an empty tile is ``b""``."""
+        """Run the layer's query for one tile (no cache); an empty tile is ``b""``; warnings as of ``now``."""
         current = current or self.versions.current()
         context = BuildContext(
             version_id=current["boundary"],  # type: ignore[arg-type]
             metric_epsg=rules.metric_epsg,
             rings_m=rules.rings_m,
             warning_sql=rules.warning_sql,
-            now=_now(),
+            now=now or _now(),
             max_features=self.settings.max_features,
             events_cluster_until=self.settings.events_cluster_until,
         )
+        if layer.name == "events" and address.z < context.events_cluster_until and self.settings.events_in_memory:
+            return self._counted_events(address, scope, filters, rules, current["events"], context.now)
         sql, params = layer.build(address, scope, filters, context)
         with self.engine.connect() as conn:
             body = conn.execute(text(sql), params).scalar()
+        return bytes(body or b"")
+
+    def _counted_events(
+        self, address: TileAddress, scope: TileScope, filters: TileFilters, rules: Rules, version: Hashable,
+        now: datetime,
+    ) -> bytes:  # fmt: skip
+        """An events tile below the cluster zoom, counted over the events in memory and encoded by PostGIS."""
+        points = self.event_points
+        cells = points.cells(
+            points.columns(version), address.pixel_m * CLUSTER_PIXELS, address.lonlat_bounds(margin=BUFFER / EXTENT),
+            scope.events, point_filters(filters), now, rules.warnings,
+        )  # fmt: skip
+        if not len(cells.count):
+            return b""
+        params = {"z": address.z, "x": address.x, "y": address.y, "xs": cells.mx.tolist(), "ys": cells.my.tolist(),
+                  "counts": cells.count.tolist(), "reds": cells.red.tolist(), "yellows": cells.yellow.tolist(),
+                  "blues": cells.blue.tolist()}  # fmt: skip
+        with self.engine.connect() as conn:
+            body = conn.execute(text(CELLS_TILE_SQL), params).scalar()
         return bytes(body or b"")
 
     def extent(self, layer: TileLayer, current: dict[str, Hashable], rules: Rules) -> Box | None:
@@ -177,6 +213,13 @@ class TileService:
                 return False
         entry.versions = tokens  # carried over: nothing that changed touches this tile
         return True
+
+
+def point_filters(filters: TileFilters) -> PointFilters:
+    """The events filters of a tile request, with the times as epoch seconds."""
+    since, until = (None if t is None else datetime.fromisoformat(t).timestamp()
+                    for t in (filters.reported_from, filters.reported_to))  # fmt: skip
+    return PointFilters(filters.statuses, filters.warnings, filters.category, since, until)
 
 
 def etag_of(body: bytes) -> str:

@@ -15,4 +15,7 @@ class TileSettings(BaseSettings):
     version_check_s: float = Field(1.0, ge=0, description="how often the data versions are read (0: every tile)")
     max_features: int = Field(20_000, ge=1, le=200_000, description="features per tile at most")
     events_cluster_until: int = Field(14, ge=0, le=24, description="below this zoom, events go out as counts per cell")
+    events_in_memory: bool = Field(
+        True, description="count events below the cluster zoom in memory (False: in PostGIS, row by row)"
+    )
     events_max_age_s: float = Field(60.0, gt=0, description="events tiles (warning colours) are rebuilt this old")

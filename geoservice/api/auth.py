@@ -49,8 +49,8 @@ SIGNED_IN = allow(STAFF)
 
 
 @router.get("/me", response_model=Me, **policy(SIGNED_IN))
-def me(principal: Annotated[Principal, Depends(SIGNED_IN)]) -> Me:
-    """The signed-in user's role and scope."""
+async def me(principal: Annotated[Principal, Depends(SIGNED_IN)]) -> Me:
+    """The signed-in user's role and scope (no I/O: answered on the event loop)."""
     return Me(
         username=principal.username, role=principal.role, region_code=principal.region_code,
         department_code=principal.department_code,

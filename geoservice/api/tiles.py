@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -73,10 +73,10 @@ async def get_tile(
              "to": reported_to, "level": level}  # fmt: skip
     filters = tile_filters(found, given)
     scope = tile_scope(principal)
-    service = tile_service(request)
+    service = tile_service(request.app)
     answer = service.cached_tile(layer, address, scope, filters)  # a hit never leaves the event loop
     if answer is None:
-        service, rules = await run_in_threadpool(_service_and_rules, request)
+        service, rules = await run_in_threadpool(service_and_rules, request.app)
         answer = await run_in_threadpool(service.tile, layer, address, scope, filters, rules)
     headers = {"ETag": answer.etag, "Cache-Control": "private, no-cache", "Vary": "Authorization",
                "X-Tile-Cache": "hit" if answer.cached else "miss"}  # fmt: skip
@@ -91,7 +91,7 @@ async def get_tile(
 def get_tilejson(request: Request, principal: Viewer, layer: LayerName) -> JSONResponse:
     """TileJSON 3.0.0: the tile URL, bounds and centre of the data, zooms and the fields of each feature."""
     found = _layer(layer)
-    service, rules = _service_and_rules(request)
+    service, rules = service_and_rules(request.app)
     extent = service.extent(found, service.versions.current(), rules)
     base = str(request.base_url).rstrip("/")
     return JSONResponse(tilejson(found, base, extent))
@@ -105,7 +105,7 @@ def tile_scope(principal: Principal) -> TileScope:
     if principal.role in SCOPED_BY_REGION and principal.region_code:
         prefix, region = region_prefix(principal.region_code), principal.region_code
     key = f"{events.everything}:{events.region_prefix}:{events.department_code}:{events.reporter_username}:{prefix}"
-    return TileScope(key, prefix, region, where, tuple(sorted(params.items())))
+    return TileScope(key, prefix, region, where, tuple(sorted(params.items())), events)
 
 
 def tile_filters(layer: TileLayer, given: dict[str, object]) -> TileFilters:
@@ -133,27 +133,44 @@ def tile_filters(layer: TileLayer, given: dict[str, object]) -> TileFilters:
     )
 
 
-def tile_service(request: Request) -> TileService:
+def tile_service(app: FastAPI) -> TileService:
     """The process's tile service (tests may set ``app.state.tile_service`` with their own settings)."""
-    service = getattr(request.app.state, "tile_service", None)
+    service = getattr(app.state, "tile_service", None)
     if service is None:
-        service = request.app.state.tile_service = TileService(request.app.state.engine)
+        service = app.state.tile_service = TileService(app.state.engine)
     return service
 
 
-def _service_and_rules(request: Request) -> tuple[TileService, Rules]:
-    service = tile_service(request)
-    rules = getattr(request.app.state, "tile_rules", None)
+def service_and_rules(app: FastAPI) -> tuple[TileService, Rules]:
+    """The tile service and the rules its tiles follow, read from the data on first use."""
+    service = tile_service(app)
+    rules = getattr(app.state, "tile_rules", None)
     if rules is None:
-        with request.app.state.sessions() as session:
+        with app.state.sessions() as session:
             try:
                 epsg = city_epsg(session)
             except ValueError as exc:  # nothing loaded yet: no metric CRS to buffer rings in
                 raise ProblemError(503, "No data loaded", str(exc)) from exc
-        settings = getattr(request.app.state, "event_settings", None) or EventSettings()
-        rules = Rules(epsg, dict(request.app.state.routing_settings.rings_m), warning_sql(settings))
-        request.app.state.tile_rules = rules
+        settings = getattr(app.state, "event_settings", None) or EventSettings()
+        rules = Rules(epsg, dict(app.state.routing_settings.rings_m), warning_sql(settings), settings)
+        app.state.tile_rules = rules
     return service, rules
+
+
+def prepare_tiles(app: FastAPI) -> None:
+    """Read the rules, data versions and each layer's extent at start, so no map user waits for them.
+
+    With nothing loaded yet there is nothing to prepare: the first tile asked for does it.
+    """
+    try:
+        service, rules = service_and_rules(app)
+    except ProblemError:
+        return
+    current = service.versions.current()
+    for layer in LAYERS.values():
+        service.extent(layer, current, rules)
+    if service.settings.events_in_memory:
+        service.event_points.columns(current["events"])
 
 
 def _utc(moment: object, name: str) -> datetime | None:

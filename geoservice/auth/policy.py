@@ -17,8 +17,9 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
+from geoservice.auth.principals import NotCached
 from geoservice.auth.tokens import TokenError, read_token
-from geoservice.auth.users import ANONYMOUS, Principal, active_principal
+from geoservice.auth.users import ANONYMOUS, Principal
 from geoservice.errors import ProblemError
 from layers.models import Role
 
@@ -35,8 +36,8 @@ class Allow:
         self.roles = frozenset(roles)
 
     async def __call__(self, request: Request, token: Annotated[str | None, Depends(bearer)]) -> Principal:
-        # Async so that anonymous calls (locate from the public) stay on the event loop; only a
-        # token needs the database, and that lookup goes to a thread.
+        # Async so that anonymous calls (locate from the public) and callers this process already
+        # knows stay on the event loop; only a lookup in the users table goes to a thread.
         principal = await caller(request, token)
         limiter = getattr(request.app.state, "public_rate", None)
         if principal.anonymous and limiter is not None:
@@ -72,12 +73,10 @@ async def caller(request: Request, token: str | None) -> Principal:
         username = read_token(token, request.app.state.auth_settings)
     except TokenError as exc:
         raise ProblemError(401, "Invalid token", str(exc), headers=CHALLENGE) from exc
-    principal = await run_in_threadpool(_current_principal, request, username)
+    principals = request.app.state.principals
+    principal = principals.cached(username)
+    if isinstance(principal, NotCached):
+        principal = await run_in_threadpool(principals.load, username)
     if principal is None:
         raise ProblemError(401, "Invalid token", "the account is disabled or gone", headers=CHALLENGE)
     return principal
-
-
-def _current_principal(request: Request, username: str) -> Principal | None:
-    with request.app.state.sessions() as session:
-        return active_principal(session, username)

@@ -108,13 +108,16 @@ def warning_sql(settings: EventSettings, alias: str = "e") -> str:
     )
     start = f"(CASE WHEN {accept} THEN {alias}.reported_at WHEN {handle} THEN {alias}.dispatched_at END)"
     due = f"(CASE WHEN {accept} THEN {alias}.accept_due_at WHEN {handle} THEN {alias}.handle_due_at END)"
+    # date_part is float8 (extract is numeric since PostgreSQL 14): cheaper, and it divides as Python does.
     used = (
-        f"(extract(epoch FROM (CAST(:now AS timestamptz) - {start})) "
-        f"/ nullif(extract(epoch FROM ({due} - {start})), 0))"
+        f"(date_part('epoch', CAST(:now AS timestamptz) - {start}) "
+        f"/ nullif(date_part('epoch', {due} - {start}), 0))"
     )
     blue, yellow, red = float(settings.warning_blue), float(settings.warning_yellow), float(settings.warning_red)
+    # The first branch only saves work: most events are closed, and for them it decides at once.
     return (
-        f"(CASE WHEN {due} IS NULL THEN 'none' "
+        f"(CASE WHEN {alias}.status NOT IN ('reported', 'dispatched', 'handling', 'reopened') THEN 'none' "
+        f"WHEN {due} IS NULL THEN 'none' "
         f"WHEN CAST(:now AS timestamptz) >= {due} OR coalesce({used}, 'Infinity') >= {red} THEN 'red' "
         f"WHEN {used} >= {yellow} THEN 'yellow' WHEN {used} >= {blue} THEN 'blue' ELSE 'none' END)"
     )

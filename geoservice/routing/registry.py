@@ -15,10 +15,11 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 
-import psycopg
+from psycopg import Notify
 from sqlalchemy import Engine
 
 from geoservice.database import session_factory
+from geoservice.listen import ChannelWatcher
 from geoservice.routing.loader import load_router
 from geoservice.routing.router import Router
 from geoservice.settings import RoutingSettings
@@ -42,8 +43,7 @@ class RouterRegistry:
         self._current: Router | None = None
         self._past: OrderedDict[int, Router] = OrderedDict()
         self._build_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watcher: ChannelWatcher | None = None
 
     # --- reading -------------------------------------------------------------------------------------
     def current(self) -> Router:
@@ -105,32 +105,15 @@ class RouterRegistry:
             self.refresh()
         except Exception:  # an empty database is fine: the watcher builds it when a version appears
             log.exception("could not build the router at start")
-        self._thread = threading.Thread(target=self._watch, name="router-watch", daemon=True)
-        self._thread.start()
+        self._watcher = ChannelWatcher(
+            self.engine, NOTIFY_CHANNEL, self._woken, wake_s=self.settings.version_check_s, name="router-watch"
+        )
+        self._watcher.start()
 
     def stop(self) -> None:
         """Stop the watcher thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.settings.version_check_s + 5)
+        if self._watcher is not None:
+            self._watcher.stop()
 
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(_conninfo(self.engine), autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not self._stop.is_set():
-                        # Wake on a notification or after the check interval, whichever comes first.
-                        notes = list(conn.notifies(timeout=self.settings.version_check_s, stop_after=1))
-                        self.refresh(force=any(n.payload == LAYERS_CHANGED for n in notes))
-            except Exception:  # the database restarting must not kill the watcher
-                log.exception("router watcher lost its connection; retrying")
-                self._stop.wait(self.settings.version_check_s)
-
-
-def _conninfo(engine: Engine) -> str:
-    url = engine.url
-    return psycopg.conninfo.make_conninfo(
-        host=url.host or "", port=url.port or 5432, user=url.username or "",
-        password=url.password or "", dbname=url.database or "",
-    )  # fmt: skip
+    def _woken(self, notes: list[Notify]) -> None:
+        self.refresh(force=any(n.payload == LAYERS_CHANGED for n in notes))

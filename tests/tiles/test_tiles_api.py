@@ -120,9 +120,13 @@ def test_a_dispatcher_sees_only_their_region_in_tiles(client: TestClient, empty_
 
 def test_event_tiles_filter_and_aggregate(client: TestClient, admin: dict):
     made = [report(client, admin, grid % 4) for grid in range(7)]
+    low = tile_url("events", *CITY_CENTRE, 9)  # below the cluster zoom: counted over the events in memory
+    assert sum(f["properties"]["count"] for f in features(client.get(low, headers=admin), "events")) == 7
     accepted = made[0]
     step = {"action": "accept", "expected_version": accepted["row_version"]}
     assert client.post(f"/v1/events/{accepted['id']}/transitions", json=step, headers=admin).status_code == 200
+    counted = features(client.get(low, params={"status": "accepted"}, headers=admin), "events")
+    assert sum(f["properties"]["count"] for f in counted) == 1  # the step reached the columns in memory
     one_by_one = features(client.get(tile_url("events", *CITY_CENTRE, CITY_Z), headers=admin), "events")
     assert sorted(f["id"] for f in one_by_one) == sorted(e["id"] for e in made)
     assert {f["properties"]["warning"] for f in one_by_one} <= {"none", "blue", "yellow", "red"}
