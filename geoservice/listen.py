@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -19,6 +20,7 @@ from psycopg import Notify
 from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
+POLL_S = 0.25  # how long a wait for notifications lasts, so that ``stop`` never waits for a whole ``wake_s``
 
 
 def conninfo(engine: Engine) -> str:
@@ -68,9 +70,13 @@ class ChannelWatcher:
                     conn.execute(f"LISTEN {self.channel}")
                     if self.on_listening is not None:
                         self.on_listening()
+                    woken = time.monotonic()
                     while not self._stop.is_set():
                         # Wake on a notification or after wake_s, whichever comes first.
-                        self.on_wake(list(conn.notifies(timeout=self.wake_s, stop_after=1)))
+                        notes = list(conn.notifies(timeout=POLL_S, stop_after=1))
+                        if notes or time.monotonic() - woken >= self.wake_s:
+                            self.on_wake(notes)
+                            woken = time.monotonic()
             except Exception:  # the database restarting must not kill the watcher
                 log.exception("watcher of %s lost its connection; retrying", self.channel)
                 if self.on_lost is not None:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from geoservice.events.queries import Scope
 from tiles.address import TileAddress
+from tiles.event_points import EventScope
 
 EXTENT = 4096
 DEGREE_M = 111_319.490793  # Web Mercator metres per degree of longitude
@@ -47,7 +47,7 @@ class TileScope:
     region_code: str | None = None
     event_where: str = "TRUE"
     event_params: tuple[tuple[str, Any], ...] = ()
-    events: Scope = Scope(everything=True)
+    events: EventScope = EventScope(everything=True)
 
 
 @dataclass(frozen=True)

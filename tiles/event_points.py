@@ -29,9 +29,6 @@ import numpy as np
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine
 
-from geoservice.events.queries import Scope
-from geoservice.settings import EventSettings
-
 log = logging.getLogger(__name__)
 # One row of arrays rather than 50,000 rows: psycopg turns each array into a list in C, which makes
 # a reload of the whole table several times cheaper than building a Python row per event. All the
@@ -58,30 +55,53 @@ CHANGED = (
     " OR e.id IN (SELECT event_id FROM event_log WHERE id > %(log_id)s - {lookback})"
 )
 LOOKBACK = 1_000
-WARNING_STATES = ("reported", "dispatched", "handling", "reopened")
 HANDLING_STATES = ("dispatched", "handling", "reopened")
 
 
 class Codes:
-    """Strings as small integers, so that a filter on them is one comparison per event."""
+    """Strings as small integers, so that a filter on them is one comparison per event.
+
+    A code never changes once given, so columns encoded earlier stay valid as names are added.
+    """
 
     def __init__(self) -> None:
         self.names: list[str] = []
         self._index: dict[str, int] = {}
+        self._lock = threading.Lock()  # a background reload and a request may encode at once
 
     def encode(self, values: Iterable[str]) -> np.ndarray:
         out = []
-        for value in values:
-            code = self._index.get(value)
-            if code is None:
-                code = self._index[value] = len(self.names)
-                self.names.append(value)
-            out.append(code)
+        with self._lock:
+            for value in values:
+                code = self._index.get(value)
+                if code is None:
+                    code = self._index[value] = len(self.names)
+                    self.names.append(value)
+                out.append(code)
         return np.asarray(out, dtype=np.int32)
 
     def where(self, keep: object) -> np.ndarray:
         """The codes of the names ``keep(name)`` accepts."""
         return np.asarray([i for i, name in enumerate(self.names) if keep(name)], dtype=np.int32)  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class EventScope:
+    """Which events a caller may see, as the service's events scope says (``geoservice.events.queries``)."""
+
+    everything: bool = False
+    region_prefix: str | None = None
+    department_code: str | None = None
+    reporter_username: str | None = None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The warning colours' fractions of a running deadline (the service's ``GEOSERVICE_WARNING_*``)."""
+
+    blue: float
+    yellow: float
+    red: float
 
 
 @dataclass(frozen=True)
@@ -185,13 +205,14 @@ class EventPoints:
         columns: Columns,
         cell_m: float,
         search: tuple[float, float, float, float],
-        scope: Scope,
+        scope: EventScope,
         filters: PointFilters,
         now: datetime,
-        settings: EventSettings,
+        thresholds: Thresholds,
     ) -> Cells:
         """Count the events in ``search`` (lon/lat) that the scope and filters keep, per cell of ``cell_m``."""
-        west, south, east, north = float_box(np.asarray(search, dtype=np.float64))[[0, 1, 2, 3], [0, 0, 1, 1]]
+        box = float_box(np.asarray(search, dtype=np.float64))  # rows west, south, east, north; columns down, up
+        west, south, east, north = box[0, 0], box[1, 0], box[2, 1], box[3, 1]  # the envelope rounded outward
         keep = (columns.lon_box[:, 1] >= west) & (columns.lon_box[:, 0] <= east)
         keep &= (columns.lat_box[:, 1] >= south) & (columns.lat_box[:, 0] <= north)
         keep &= self._in_scope(columns, scope)
@@ -204,7 +225,7 @@ class EventPoints:
             keep &= columns.reported >= filters.reported_from
         if filters.reported_to is not None:
             keep &= columns.reported < filters.reported_to
-        colour = self._warnings(columns, keep, now.timestamp(), settings)
+        colour = self._warnings(columns, keep, now.timestamp(), thresholds)
         if filters.warnings:
             keep &= np.isin(colour, [WARNING_CODE[w] for w in filters.warnings])
         mx, my, colour = columns.mx[keep], columns.my[keep], colour[keep]
@@ -265,7 +286,7 @@ class EventPoints:
         return columns.sorted()
 
     # --- rules -----------------------------------------------------------------------------------
-    def _in_scope(self, columns: Columns, scope: Scope) -> np.ndarray:
+    def _in_scope(self, columns: Columns, scope: EventScope) -> np.ndarray:
         """``geoservice.events.queries.scope_sql``, over the columns."""
         if scope.everything:
             return np.ones(len(columns.id), dtype=bool)
@@ -278,7 +299,7 @@ class EventPoints:
             return np.isin(columns.reporter, self.reporters.where(lambda r: r == scope.reporter_username))
         return np.zeros(len(columns.id), dtype=bool)
 
-    def _warnings(self, columns: Columns, rows: np.ndarray, now: float, settings: EventSettings) -> np.ndarray:
+    def _warnings(self, columns: Columns, rows: np.ndarray, now: float, thresholds: Thresholds) -> np.ndarray:
         """``warning_sql`` over the columns: a colour code per event (computed where ``rows`` is true)."""
         colour = np.zeros(len(columns.id), dtype=np.int8)
         reported = np.isin(columns.status, self.statuses.where(lambda s: s == "reported"))
@@ -294,9 +315,9 @@ class EventPoints:
         with np.errstate(divide="ignore", invalid="ignore"):
             used = np.where(span != 0, (now - start) / np.where(span != 0, span, 1.0), np.inf)
         codes = np.zeros(len(used), dtype=np.int8)
-        codes[used >= float(settings.warning_blue)] = WARNING_CODE["blue"]
-        codes[used >= float(settings.warning_yellow)] = WARNING_CODE["yellow"]
-        codes[(used >= float(settings.warning_red)) | (now >= due)] = WARNING_CODE["red"]
+        codes[used >= thresholds.blue] = WARNING_CODE["blue"]
+        codes[used >= thresholds.yellow] = WARNING_CODE["yellow"]
+        codes[(used >= thresholds.red) | (now >= due)] = WARNING_CODE["red"]
         colour[timed] = codes
         return colour
 

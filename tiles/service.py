@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from geoservice.settings import EventSettings
 from tiles.address import TileAddress, boxes_overlap
 from tiles.cache import CachedTile, TileCache
 from tiles.catalog import (
@@ -31,7 +30,7 @@ from tiles.catalog import (
     TileLayer,
     TileScope,
 )
-from tiles.event_points import EventPoints, PointFilters
+from tiles.event_points import EventPoints, PointFilters, Thresholds
 from tiles.settings import TileSettings
 from tiles.versions import Box, DataVersions
 
@@ -62,7 +61,7 @@ class Rules:
     metric_epsg: int
     rings_m: dict[str, float]
     warning_sql: str
-    warnings: EventSettings  # the thresholds behind ``warning_sql``, for the counts kept in memory
+    warnings: Thresholds  # the thresholds behind ``warning_sql``, for the counts kept in memory
 
 
 class TileService:

@@ -29,6 +29,7 @@ from geoservice.settings import EventSettings
 from layers.models import PostLevel
 from tiles.address import BadTileAddress, TileAddress
 from tiles.catalog import LAYERS, TileFilters, TileLayer, TileScope
+from tiles.event_points import EventScope, Thresholds
 from tiles.service import Rules, TileService
 from tiles.tilejson import tilejson
 
@@ -105,7 +106,8 @@ def tile_scope(principal: Principal) -> TileScope:
     if principal.role in SCOPED_BY_REGION and principal.region_code:
         prefix, region = region_prefix(principal.region_code), principal.region_code
     key = f"{events.everything}:{events.region_prefix}:{events.department_code}:{events.reporter_username}:{prefix}"
-    return TileScope(key, prefix, region, where, tuple(sorted(params.items())), events)
+    counted = EventScope(events.everything, events.region_prefix, events.department_code, events.reporter_username)
+    return TileScope(key, prefix, region, where, tuple(sorted(params.items())), counted)
 
 
 def tile_filters(layer: TileLayer, given: dict[str, object]) -> TileFilters:
@@ -152,7 +154,8 @@ def service_and_rules(app: FastAPI) -> tuple[TileService, Rules]:
             except ValueError as exc:  # nothing loaded yet: no metric CRS to buffer rings in
                 raise ProblemError(503, "No data loaded", str(exc)) from exc
         settings = getattr(app.state, "event_settings", None) or EventSettings()
-        rules = Rules(epsg, dict(app.state.routing_settings.rings_m), warning_sql(settings), settings)
+        thresholds = Thresholds(settings.warning_blue, settings.warning_yellow, settings.warning_red)
+        rules = Rules(epsg, dict(app.state.routing_settings.rings_m), warning_sql(settings), thresholds)
         app.state.tile_rules = rules
     return service, rules
 

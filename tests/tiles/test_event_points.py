@@ -18,6 +18,7 @@ from geoservice.settings import EventSettings
 from tests.tiles.helpers import decode, tile_of
 from tiles.address import TileAddress
 from tiles.catalog import LAYERS, TileFilters, TileScope
+from tiles.event_points import EventScope, Thresholds
 from tiles.service import Rules, TileService
 from tiles.settings import TileSettings
 
@@ -25,12 +26,13 @@ OPEN = ("accepted", "dispatched", "handling", "handled", "reopened", "reported",
 CENTRE = (120.57, 32.25)
 SETTINGS = EventSettings()
 RULES = Rules(4549, {"village_room": 100.0, "central_room": 1000.0, "station": 10000.0}, warning_sql(SETTINGS),
-              SETTINGS)  # fmt: skip
+              Thresholds(SETTINGS.warning_blue, SETTINGS.warning_yellow, SETTINGS.warning_red))  # fmt: skip
 
 
 def tile_scope(scope: Scope) -> TileScope:
     where, params = scope_sql(scope, "e")
-    return TileScope(repr(scope), None, None, where, tuple(sorted(params.items())), scope)
+    counted = EventScope(scope.everything, scope.region_prefix, scope.department_code, scope.reporter_username)
+    return TileScope(repr(scope), None, None, where, tuple(sorted(params.items())), counted)
 
 
 def cells(body: bytes) -> list[tuple]:
