@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,9 +54,14 @@ def create_app(
         app.state.routers.start()
         if own_engine:
             tiles_api.prepare_tiles(app)
+            # What start-up built (router, prepared geometries, events in memory) lives as long as
+            # the process; frozen, a full garbage collection no longer walks it: 60-90 ms
+            # pauses in the middle of requests otherwise (measured with gc.callbacks).
+            gc.collect()
+            gc.freeze()
         yield
-        app.state.routers.stop()
-        app.state.principals.stop()
+        await app.state.routers.stop()
+        await app.state.principals.stop()
         if own_engine:
             app.state.engine.dispose()
 

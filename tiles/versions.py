@@ -126,6 +126,7 @@ class DataVersions:
         self._raw: dict[str, Hashable] = {}
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
+        self._ahead = False
 
     def current(self) -> dict[str, Hashable]:
         """The version of every source now (read from the database when the last read is too old)."""
@@ -140,6 +141,26 @@ class DataVersions:
         if time.monotonic() - self._checked_at >= self.check_s:
             return None
         return {source: history.current for source, history in self.history.items()}
+
+    def refresh_ahead(self) -> bool:
+        """Whether to read the versions now, off the request path, while the last read is still trusted.
+
+        A busy server then never answers a request late for a version read: past half of
+        ``check_s`` one caller (the first to ask) is told to start ``current`` in the background.
+        """
+        with self._lock:
+            if self.check_s <= 0 or self._ahead or time.monotonic() - self._checked_at < self.check_s / 2:
+                return False
+            self._ahead = True
+            return True
+
+    def read_ahead(self) -> None:
+        """Read the versions now, as ``refresh_ahead`` asked (blocking: run it in a thread)."""
+        try:
+            with self._lock:
+                self._refresh()
+        finally:
+            self._ahead = False
 
     def _refresh(self) -> None:
         with self.engine.connect() as conn:

@@ -11,6 +11,8 @@ whole-city tile of every grid at zoom 3.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -33,6 +35,7 @@ from tiles.event_points import EventScope, Thresholds
 from tiles.service import Rules, TileService
 from tiles.tilejson import tilejson
 
+log = logging.getLogger(__name__)
 MVT = "application/vnd.mapbox-vector-tile"
 VIEWERS = allow(STAFF)
 router = APIRouter(tags=["tiles"])
@@ -75,6 +78,8 @@ async def get_tile(
     filters = tile_filters(found, given)
     scope = tile_scope(principal)
     service = tile_service(request.app)
+    if service.versions.refresh_ahead():
+        asyncio.get_running_loop().run_in_executor(None, _read_versions, service)
     answer = service.cached_tile(layer, address, scope, filters)  # a hit never leaves the event loop
     if answer is None:
         service, rules = await run_in_threadpool(service_and_rules, request.app)
@@ -174,6 +179,13 @@ def prepare_tiles(app: FastAPI) -> None:
         service.extent(layer, current, rules)
     if service.settings.events_in_memory:
         service.event_points.columns(current["events"])
+
+
+def _read_versions(service: TileService) -> None:
+    try:
+        service.versions.read_ahead()
+    except Exception:  # the next request reads them itself, and meets the error there
+        log.exception("could not read the data versions ahead of time")
 
 
 def _utc(moment: object, name: str) -> datetime | None:

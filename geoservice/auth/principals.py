@@ -47,16 +47,16 @@ class PrincipalCache:
         self._trusted = False
         self._lock = threading.Lock()
         self._watcher = ChannelWatcher(
-            engine, CHANNEL, self._woken, wake_s=5.0, on_listening=self._listening, on_lost=self._lost,
-            name="users-watch",
-        )  # fmt: skip
+            engine, CHANNEL, self._woken, wake_s=5.0, on_listening=self._listening, on_lost=self._lost
+        )
 
     def start(self) -> None:
+        """Start listening (on the running event loop); with ``max_age_s`` 0 the cache stays off."""
         if self.max_age_s > 0:
             self._watcher.start()
 
-    def stop(self) -> None:
-        self._watcher.stop()
+    async def stop(self) -> None:
+        await self._watcher.stop()
 
     @property
     def trusted(self) -> bool:

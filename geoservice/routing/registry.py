@@ -100,20 +100,18 @@ class RouterRegistry:
         return True
 
     def start(self) -> None:
-        """Build the current router and start watching for published versions."""
+        """Build the current router and start watching for published versions (on the running event loop)."""
         try:
             self.refresh()
         except Exception:  # an empty database is fine: the watcher builds it when a version appears
             log.exception("could not build the router at start")
-        self._watcher = ChannelWatcher(
-            self.engine, NOTIFY_CHANNEL, self._woken, wake_s=self.settings.version_check_s, name="router-watch"
-        )
+        self._watcher = ChannelWatcher(self.engine, NOTIFY_CHANNEL, self._woken, wake_s=self.settings.version_check_s)
         self._watcher.start()
 
-    def stop(self) -> None:
-        """Stop the watcher thread."""
+    async def stop(self) -> None:
+        """Stop the watcher."""
         if self._watcher is not None:
-            self._watcher.stop()
+            await self._watcher.stop()
 
     def _woken(self, notes: list[Notify]) -> None:
         self.refresh(force=any(n.payload == LAYERS_CHANGED for n in notes))
