@@ -57,6 +57,15 @@ class TileAddress:
         return west, south, east, north
 
 
+def tile_at(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """The column and row of the tile holding a point at zoom ``z``."""
+    n = 2**z
+    lat = max(-MAX_LATITUDE, min(MAX_LATITUDE, lat))
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+
 def mercator_to_lonlat(x: float, y: float) -> tuple[float, float]:
     """EPSG:3857 metres → degrees (spherical inverse, clamped to the projection's edges)."""
     x = max(-ORIGIN_M, min(ORIGIN_M, x))

@@ -29,7 +29,7 @@ from geoservice.events.queries import region_prefix, scope_of, scope_sql
 from geoservice.events.workflow import STATUSES
 from geoservice.settings import EventSettings
 from layers.models import PostLevel
-from tiles.address import BadTileAddress, TileAddress
+from tiles.address import BadTileAddress, TileAddress, tile_at
 from tiles.catalog import LAYERS, TileFilters, TileLayer, TileScope
 from tiles.event_points import EventScope, Thresholds
 from tiles.service import Rules, TileService
@@ -166,7 +166,10 @@ def service_and_rules(app: FastAPI) -> tuple[TileService, Rules]:
 
 
 def prepare_tiles(app: FastAPI) -> None:
-    """Read the rules, data versions and each layer's extent at start, so no map user waits for them.
+    """Ready everything a first tile would otherwise wait for, at start.
+
+    The rules, the data versions, each layer's extent, the events in memory, and one tile of each
+    layer (which readies its query on the connection at hand).
 
     With nothing loaded yet there is nothing to prepare: the first tile asked for does it.
     """
@@ -175,10 +178,14 @@ def prepare_tiles(app: FastAPI) -> None:
     except ProblemError:
         return
     current = service.versions.current()
-    for layer in LAYERS.values():
-        service.extent(layer, current, rules)
     if service.settings.events_in_memory:
         service.event_points.columns(current["events"])
+    for layer in LAYERS.values():
+        extent = service.extent(layer, current, rules)
+        if extent is not None:
+            z = max(layer.minzoom, 12)
+            x, y = tile_at((extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2, z)
+            service.build(layer, TileAddress(z, x, y), TileScope(), TileFilters(), rules, current)
 
 
 def _read_versions(service: TileService) -> None:
