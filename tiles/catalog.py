@@ -26,6 +26,7 @@ DEGREE_M = 111_319.490793  # Web Mercator metres per degree of longitude
 BUFFER = 64
 SIMPLIFY_UNTIL = 15  # from this zoom on, geometries go out as stored (ST_AsMVTGeom still snaps to the grid)
 CLUSTER_PIXELS = 32
+GRID_DETAILS_FROM = 12  # grid tiles below this zoom carry code, name and community code only
 MERCATOR_X = "({lon}) * 20037508.342789244 / 180.0"
 MERCATOR_Y = "ln(tan(pi() / 4 + radians({lat}) / 2)) * 6378137.0"  # the spherical formula of EPSG:3857
 POST_LEVELS = ("village_room", "central_room", "station")
@@ -172,14 +173,25 @@ def _levels(filters: TileFilters) -> tuple[str, dict[str, Any]]:
 
 
 def grids_sql(tile: TileAddress, scope: TileScope, _: TileFilters, ctx: BuildContext) -> Query:
+    """Grids with their community, town, workers and officer; below ``GRID_DETAILS_FROM``, code and names only.
+
+    At zoom 10 those names were 60 % of a tile's bytes and 40 % of its build time (74 kB and
+    11.7 ms against 30 kB and 7.0 ms, measured on the demo city), while the map draws grids there
+    by code and community alone and asks the server for the whole grid when one is clicked.
+    """
     prefix = "g.code LIKE :scope_prefix" if scope.code_prefix is not None else "TRUE"
+    columns, joins = "", ""
+    if tile.z >= GRID_DETAILS_FROM:
+        columns = (
+            ", c.name AS community, c.parent_code AS town_code, t.name AS town, "
+            "array_to_string(g.workers, '、') AS workers, coalesce(g.officer, '') AS officer"
+        )
+        joins = (
+            "LEFT JOIN regions c ON c.version_id = g.version_id AND c.code = g.community_code "
+            "LEFT JOIN regions t ON t.version_id = g.version_id AND t.code = c.parent_code "
+        )
     body = (
-        f"SELECT {_mvt_geom('g.geom', tile)} AS geom, g.code, g.name, g.community_code, "
-        "c.name AS community, c.parent_code AS town_code, t.name AS town, "
-        "array_to_string(g.workers, '、') AS workers, coalesce(g.officer, '') AS officer "
-        "FROM b, grids g "
-        "LEFT JOIN regions c ON c.version_id = g.version_id AND c.code = g.community_code "
-        "LEFT JOIN regions t ON t.version_id = g.version_id AND t.code = c.parent_code "
+        f"SELECT {_mvt_geom('g.geom', tile)} AS geom, g.code, g.name, g.community_code{columns} FROM b, grids g {joins}"
         f"WHERE g.version_id = :version AND g.geom && {SEARCH} AND {prefix} ORDER BY g.code LIMIT :limit"
     )
     return tile_query("grids", body), {**_base(tile, ctx), **_scope_params(scope, ctx)}
@@ -309,7 +321,8 @@ LAYERS: dict[str, TileLayer] = {
         TileLayer("regions", "City, towns/streets and communities/villages (统计用区划代码)", "polygon", 5, 18,
                   {"code": "String", "name": "String", "level": "String", "parent_code": "String"},
                   ("boundary",), frozenset({"boundary"}), regions_sql),
-        TileLayer("grids", "Basic grids (网格) of the boundary version in force", "polygon", 9, 18,
+        TileLayer("grids", "Basic grids (网格) of the boundary version in force; below z12 code, name and "
+                  "community_code only", "polygon", 9, 18,
                   {"code": "String", "name": "String", "community_code": "String", "community": "String",
                    "town_code": "String", "town": "String", "workers": "String", "officer": "String"},
                   ("boundary",), frozenset({"boundary"}), grids_sql),

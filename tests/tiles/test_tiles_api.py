@@ -67,6 +67,14 @@ def test_a_grid_tile_holds_every_grid_with_its_people_and_places(client: TestCli
     assert min(lats) == pytest.approx(Y0, abs=pixel_deg) and max(lats) == pytest.approx(Y0 + D, abs=pixel_deg)
 
 
+def test_grid_tiles_below_zoom_12_carry_codes_and_names_only(client: TestClient, admin: dict):
+    far = features(client.get(tile_url("grids", *CITY_CENTRE, 11), headers=admin), "grids")
+    assert sorted(f["properties"]["code"] for f in far) == sorted(GRIDS)
+    assert {key for f in far for key in f["properties"]} == {"code", "name", "community_code"}
+    near = features(client.get(tile_url("grids", *CITY_CENTRE, 12), headers=admin), "grids")
+    assert {key for f in near for key in f["properties"]} >= {"community", "town", "workers", "officer"}
+
+
 def test_a_tile_outside_the_city_is_empty_and_cheap(client: TestClient, admin: dict):
     for layer in ("grids", "regions", "posts", "rings", "events"):
         response = client.get(tile_url(layer, 116.39, 39.91, 12), headers=admin)  # Beijing
