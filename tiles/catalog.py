@@ -53,7 +53,12 @@ class TileScope:
 
 @dataclass(frozen=True)
 class TileFilters:
-    """Layer-specific filters from the query string; ``key`` is their canonical form for the cache."""
+    """Layer-specific filters from the query string; ``key`` is their canonical form for the cache.
+
+    ``event_where`` / ``event_params``: the events filters as SQL over ``events e``, written by the
+    service (``geoservice.events.queries.filter_clauses``) as the scope is; the fields above say the
+    same for the cache key and for the counts kept in memory.
+    """
 
     statuses: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -61,6 +66,8 @@ class TileFilters:
     reported_from: str | None = None  # ISO 8601 with a zone, as given
     reported_to: str | None = None
     levels: tuple[str, ...] = ()
+    event_where: str = "TRUE"
+    event_params: tuple[tuple[str, Any], ...] = ()
 
     @property
     def key(self) -> str:
@@ -252,7 +259,7 @@ def places_sql(tile: TileAddress, scope: TileScope, _: TileFilters, ctx: BuildCo
 
 def events_sql(tile: TileAddress, scope: TileScope, filters: TileFilters, ctx: BuildContext) -> Query:
     """Events one by one from ``events_cluster_until``; below it, counts per cell of ``CLUSTER_PIXELS``."""
-    where, params = _event_conditions(scope, filters, ctx)
+    where, params = _event_conditions(scope, filters)
     params.update(_base(tile, ctx), now=ctx.now)
     warning = ctx.warning_sql
     if tile.z >= ctx.events_cluster_until:
@@ -293,26 +300,9 @@ CELLS_TILE_SQL = (
 )
 
 
-def _event_conditions(scope: TileScope, filters: TileFilters, ctx: BuildContext) -> tuple[str, dict[str, Any]]:
-    clauses = [f"({scope.event_where})"]
-    params: dict[str, Any] = dict(scope.event_params)
-    if filters.statuses:
-        clauses.append("e.status = ANY(:statuses)")
-        params["statuses"] = list(filters.statuses)
-    if filters.warnings:
-        clauses.append(f"{ctx.warning_sql} = ANY(:warnings)")
-        params["warnings"] = list(filters.warnings)
-    if filters.category:
-        clauses.append("(e.category_code = :category OR e.category_code LIKE :category_children)")
-        escaped = filters.category.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.update(category=filters.category, category_children=escaped + ".%")
-    if filters.reported_from:
-        clauses.append("e.reported_at >= CAST(:reported_from AS timestamptz)")
-        params["reported_from"] = filters.reported_from
-    if filters.reported_to:
-        clauses.append("e.reported_at < CAST(:reported_to AS timestamptz)")
-        params["reported_to"] = filters.reported_to
-    return " AND ".join(clauses), params
+def _event_conditions(scope: TileScope, filters: TileFilters) -> tuple[str, dict[str, Any]]:
+    params = {**dict(scope.event_params), **dict(filters.event_params)}
+    return f"({scope.event_where}) AND ({filters.event_where})", params
 
 
 EVENT_FILTERS = frozenset({"status", "warning", "category", "from", "to"})

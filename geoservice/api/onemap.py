@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 
 from geoservice.api.deps import SessionDep
-from geoservice.api.tiles import tile_filters
+from geoservice.api.tiles import event_settings, tile_filters
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
 from geoservice.coverage.inputs import city_epsg
@@ -80,6 +80,7 @@ def get_grid_measures(session: SessionDep, principal: Viewer) -> JSONResponse:
 
 @router.get("/map/heat", **policy(VIEWERS))
 def get_heat(
+    request: Request,
     session: SessionDep,
     principal: Viewer,
     status: Annotated[str | None, Query(max_length=300, description="comma-separated states")] = None,
@@ -87,19 +88,12 @@ def get_heat(
     reported_to: Annotated[datetime | None, Query(alias="to", description="reported before")] = None,
 ) -> JSONResponse:
     """Events counted on cells of 200 m in the city's metric CRS: ``[[lat, lon, weight 0..1], …]`` for the heat map."""
-    filters = tile_filters(LAYERS["events"], {"status": status, "warning": None, "category": None,
-                                              "from": reported_from, "to": reported_to, "level": None})  # fmt: skip
+    given = {"status": status, "warning": None, "category": None, "from": reported_from, "to": reported_to,
+             "level": None}  # fmt: skip
+    filters = tile_filters(LAYERS["events"], given, event_settings(request.app))
     where, params = scope_sql(scope_of(principal), "e")
-    clauses = [where]
-    if filters.statuses:
-        clauses.append("e.status = ANY(:statuses)")
-        params["statuses"] = list(filters.statuses)
-    if filters.reported_from:
-        clauses.append("e.reported_at >= CAST(:since AS timestamptz)")
-        params["since"] = filters.reported_from
-    if filters.reported_to:
-        clauses.append("e.reported_at < CAST(:until AS timestamptz)")
-        params["until"] = filters.reported_to
+    clauses = [where, filters.event_where]
+    params.update(filters.event_params)
     rows = session.execute(
         text(
             "SELECT ST_Y(c) AS lat, ST_X(c) AS lon, n FROM ("

@@ -25,7 +25,7 @@ from geoservice.auth.users import SCOPED_BY_REGION, Principal
 from geoservice.coverage.inputs import city_epsg
 from geoservice.errors import ProblemError
 from geoservice.events.deadlines import COLOURS, warning_sql
-from geoservice.events.queries import region_prefix, scope_of, scope_sql
+from geoservice.events.queries import EventFilters, filter_clauses, region_prefix, scope_of, scope_sql
 from geoservice.events.workflow import STATUSES
 from geoservice.settings import EventSettings
 from layers.models import PostLevel
@@ -75,7 +75,7 @@ async def get_tile(
         raise ProblemError(404, "Zoom outside the layer's range", detail)
     given = {"status": status, "warning": warning, "category": category, "from": reported_from,
              "to": reported_to, "level": level}  # fmt: skip
-    filters = tile_filters(found, given)
+    filters = tile_filters(found, given, event_settings(request.app))
     scope = tile_scope(principal)
     service = tile_service(request.app)
     if service.versions.refresh_ahead():
@@ -115,8 +115,11 @@ def tile_scope(principal: Principal) -> TileScope:
     return TileScope(key, prefix, region, where, tuple(sorted(params.items())), counted)
 
 
-def tile_filters(layer: TileLayer, given: dict[str, object]) -> TileFilters:
-    """Check the query string against the layer: filters it does not know are a 422, not silently ignored."""
+def tile_filters(layer: TileLayer, given: dict[str, object], settings: EventSettings) -> TileFilters:
+    """Check the query string against the layer: filters it does not know are a 422, not silently ignored.
+
+    The events filters go to the tile query as SQL written by the event lists' own builder.
+    """
     asked = {name for name, value in given.items() if value is not None}
     unknown = asked - layer.filters
     if unknown:
@@ -130,14 +133,26 @@ def tile_filters(layer: TileLayer, given: dict[str, object]) -> TileFilters:
     since, until = (_utc(given[name], name) for name in ("from", "to"))
     if isinstance(since, datetime) and isinstance(until, datetime) and since >= until:
         raise ProblemError(422, "Invalid request", "from must be before to")
+    statuses, warnings = _listed(given["status"], STATUSES, "status"), _listed(given["warning"], COLOURS, "warning")
+    category = given["category"] if isinstance(given["category"], str) else None
+    since, until = (t if isinstance(t, datetime) else None for t in (since, until))
+    clauses, params = filter_clauses(EventFilters(statuses, warnings, category, reported_from=since, reported_to=until),
+                                     settings)  # fmt: skip
     return TileFilters(
-        statuses=_listed(given["status"], STATUSES, "status"),
-        warnings=_listed(given["warning"], COLOURS, "warning"),
-        category=given["category"] if isinstance(given["category"], str) else None,
-        reported_from=since.isoformat() if isinstance(since, datetime) else None,
-        reported_to=until.isoformat() if isinstance(until, datetime) else None,
+        statuses=statuses,
+        warnings=warnings,
+        category=category,
+        reported_from=since.isoformat() if since else None,
+        reported_to=until.isoformat() if until else None,
         levels=_listed(given["level"], tuple(PostLevel), "level"),
+        event_where=" AND ".join(clauses) or "TRUE",
+        event_params=tuple(sorted(params.items())),
     )
+
+
+def event_settings(app: FastAPI) -> EventSettings:
+    """The app's warning thresholds and deadlines (tests may set ``app.state.event_settings``)."""
+    return getattr(app.state, "event_settings", None) or EventSettings()
 
 
 def tile_service(app: FastAPI) -> TileService:
@@ -158,7 +173,7 @@ def service_and_rules(app: FastAPI) -> tuple[TileService, Rules]:
                 epsg = city_epsg(session)
             except ValueError as exc:  # nothing loaded yet: no metric CRS to buffer rings in
                 raise ProblemError(503, "No data loaded", str(exc)) from exc
-        settings = getattr(app.state, "event_settings", None) or EventSettings()
+        settings = event_settings(app)
         thresholds = Thresholds(settings.warning_blue, settings.warning_yellow, settings.warning_red)
         rules = Rules(epsg, dict(app.state.routing_settings.rings_m), warning_sql(settings), thresholds)
         app.state.tile_rules = rules

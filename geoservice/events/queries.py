@@ -155,7 +155,7 @@ def list_events(
     if not 1 <= limit <= MAX_LIMIT:
         raise ProblemError(422, "Invalid request", f"limit must be within 1..{MAX_LIMIT}")
     where, params = scope_sql(scope)
-    clauses, filter_params = _filter_clauses(filters, settings)
+    clauses, filter_params = filter_clauses(filters, settings)
     clauses.insert(0, where)
     params.update(filter_params)
     params["now"] = now
@@ -214,7 +214,11 @@ def mask_phone(phone: str | None) -> str | None:
     return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "*" * len(digits)
 
 
-def _filter_clauses(filters: EventFilters, settings: EventSettings) -> tuple[list[str], dict[str, Any]]:
+def filter_clauses(filters: EventFilters, settings: EventSettings) -> tuple[list[str], dict[str, Any]]:
+    """WHERE clauses over ``events e`` (and their parameters) for the filters: the one place they are written.
+
+    Event lists, event tiles and the map's heat layer all filter through it.
+    """
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if filters.status:

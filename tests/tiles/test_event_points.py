@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
+from geoservice.api.tiles import tile_filters
 from geoservice.events.deadlines import warning_sql
 from geoservice.events.queries import Scope, scope_sql
 from geoservice.settings import EventSettings
@@ -55,14 +56,21 @@ SCOPES = {
     "a member of the public": Scope(reporter_username="nobody-in-the-demo"),
     "a planner": Scope(),
 }
+
+
+def asked(**given: object) -> TileFilters:
+    """Filters as a request's query string gives them (the route's own parsing and SQL)."""
+    return tile_filters(LAYERS["events"], {**dict.fromkeys(("status", "warning", "category", "from", "to", "level")),
+                                           **given}, SETTINGS)  # fmt: skip
+
+
 FILTERS = {
-    "none": TileFilters(),
-    "open states": TileFilters(statuses=OPEN),
-    "red and yellow": TileFilters(warnings=("red", "yellow")),
-    "a class of categories": TileFilters(category="city_management"),
-    "one category": TileFilters(category="livelihood.elderly"),
-    "reported in a window": TileFilters(reported_from="2026-03-01T00:00:00+00:00",
-                                        reported_to="2026-09-01T00:00:00+00:00"),  # fmt: skip
+    "none": asked(),
+    "open states": asked(status=",".join(OPEN)),
+    "red and yellow": asked(warning="red,yellow"),
+    "a class of categories": asked(category="city_management"),
+    "one category": asked(category="livelihood.elderly"),
+    "reported in a window": asked(**{"from": datetime(2026, 3, 1, tzinfo=UTC), "to": datetime(2026, 9, 1, tzinfo=UTC)}),
 }
 
 
