@@ -16,6 +16,7 @@ from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import tiles as tiles_api
+from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
 from geoservice.database import fill_pool, open_database, session_factory
 from geoservice.errors import register_error_handlers
@@ -80,6 +81,7 @@ def create_app(
     operations = operations or OperationsSettings()
     app.state.metrics = Metrics(app.state)
     app.state.public_rate = PublicRateLimiter(operations.public_rate)
+    app.add_middleware(TileHits)  # cached tiles without the framework's ~0.3 ms
     app.add_middleware(BodySizeLimit, max_bytes=operations.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware)  # outermost: refused bodies are logged and counted too
     app.include_router(metrics.router)

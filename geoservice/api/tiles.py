@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -32,7 +33,7 @@ from layers.models import PostLevel
 from tiles.address import BadTileAddress, TileAddress, tile_at
 from tiles.catalog import LAYERS, TileFilters, TileLayer, TileScope
 from tiles.event_points import EventScope, Thresholds
-from tiles.service import Rules, TileService
+from tiles.service import Rules, TileAnswer, TileService
 from tiles.tilejson import tilejson
 
 log = logging.getLogger(__name__)
@@ -65,32 +66,14 @@ async def get_tile(
     level: Annotated[str | None, Query(max_length=60, description="posts and rings: comma-separated levels")] = None,
 ) -> Response:
     """One Mapbox Vector Tile of the layer, holding only what the caller may see."""
-    found = _layer(layer)
-    try:
-        address = TileAddress(z, x, y)
-    except BadTileAddress as exc:
-        raise ProblemError(404, "No such tile", str(exc)) from exc
-    if not found.minzoom <= z <= found.maxzoom:
-        detail = f"layer {layer!r} is served at zooms {found.minzoom}..{found.maxzoom}; ask for {z} there instead"
-        raise ProblemError(404, "Zoom outside the layer's range", detail)
     given = {"status": status, "warning": warning, "category": category, "from": reported_from,
              "to": reported_to, "level": level}  # fmt: skip
-    filters = tile_filters(found, given, event_settings(request.app))
-    scope = tile_scope(principal)
-    service = tile_service(request.app)
-    if service.versions.refresh_ahead():
-        asyncio.get_running_loop().run_in_executor(None, _read_versions, service)
-    answer = service.cached_tile(layer, address, scope, filters)  # a hit never leaves the event loop
+    asked = TileRequest.check(request.app, principal, layer, (z, x, y), given)
+    answer = asked.cached()  # a hit never leaves the event loop
     if answer is None:
         service, rules = await run_in_threadpool(service_and_rules, request.app)
-        answer = await run_in_threadpool(service.tile, layer, address, scope, filters, rules)
-    headers = {"ETag": answer.etag, "Cache-Control": "private, no-cache", "Vary": "Authorization",
-               "X-Tile-Cache": "hit" if answer.cached else "miss"}  # fmt: skip
-    if answer.etag in _etags(request.headers.get("if-none-match")):
-        return Response(status_code=304, headers=headers)
-    if not answer.body:
-        return Response(status_code=204, headers=headers)
-    return Response(answer.body, media_type=MVT, headers=headers)
+        answer = await run_in_threadpool(service.tile, layer, asked.address, asked.scope, asked.filters, rules)
+    return tile_response(answer, request.headers.get("if-none-match"))
 
 
 @router.get("/tiles/{layer}.json", **policy(VIEWERS))
@@ -101,6 +84,51 @@ def get_tilejson(request: Request, principal: Viewer, layer: LayerName) -> JSONR
     extent = service.extent(found, service.versions.current(), rules)
     base = str(request.base_url).rstrip("/")
     return JSONResponse(tilejson(found, base, extent))
+
+
+@dataclass(frozen=True)
+class TileRequest:
+    """A checked tile request in the tile service's terms: which tile, for whom, filtered how."""
+
+    service: TileService
+    layer: str
+    address: TileAddress
+    scope: TileScope
+    filters: TileFilters
+
+    @classmethod
+    def check(
+        cls, app: FastAPI, principal: Principal, layer: str, zxy: tuple[int, int, int], given: dict[str, object]
+    ) -> TileRequest:
+        """The request, or a ProblemError saying what is wrong with it."""
+        found = _layer(layer)
+        try:
+            address = TileAddress(*zxy)
+        except BadTileAddress as exc:
+            raise ProblemError(404, "No such tile", str(exc)) from exc
+        if not found.minzoom <= address.z <= found.maxzoom:
+            detail = (f"layer {layer!r} is served at zooms {found.minzoom}..{found.maxzoom}; "
+                      f"ask for {address.z} there instead")  # fmt: skip
+            raise ProblemError(404, "Zoom outside the layer's range", detail)
+        filters = tile_filters(found, given, event_settings(app))
+        return cls(tile_service(app), layer, address, tile_scope(principal), filters)
+
+    def cached(self) -> TileAnswer | None:
+        """The tile from the cache if it is there and still right; no I/O on the caller's thread."""
+        if self.service.versions.refresh_ahead():
+            asyncio.get_running_loop().run_in_executor(None, _read_versions, self.service)
+        return self.service.cached_tile(self.layer, self.address, self.scope, self.filters)
+
+
+def tile_response(answer: TileAnswer, if_none_match: str | None) -> Response:
+    """The answer as HTTP: 304 for a client holding it, 204 for an empty tile, else the tile."""
+    headers = {"ETag": answer.etag, "Cache-Control": "private, no-cache", "Vary": "Authorization",
+               "X-Tile-Cache": "hit" if answer.cached else "miss"}  # fmt: skip
+    if answer.etag in _etags(if_none_match):
+        return Response(status_code=304, headers=headers)
+    if not answer.body:
+        return Response(status_code=204, headers=headers)
+    return Response(answer.body, media_type=MVT, headers=headers)
 
 
 def tile_scope(principal: Principal) -> TileScope:

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.datastructures import State
 
 from geoservice.auth.principals import NotCached
 from geoservice.auth.tokens import TokenError, read_token
@@ -80,3 +82,21 @@ async def caller(request: Request, token: str | None) -> Principal:
     if principal is None:
         raise ProblemError(401, "Invalid token", "the account is disabled or gone", headers=CHALLENGE)
     return principal
+
+
+def known_caller(state: State, authorization: str | None) -> Principal | None:
+    """The enabled, signed-in caller this process already knows; None whenever ``caller`` has more to do.
+
+    For answers given before routing (``geoservice.api.tile_hits``): no I/O, no errors raised. The
+    anonymous, a bad token and an unknown or disabled account are all None, and go on to the
+    route, whose policy says why.
+    """
+    scheme, token = get_authorization_scheme_param(authorization)  # as ``bearer`` reads it
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        username = read_token(token, state.auth_settings)
+    except TokenError:
+        return None
+    principal = state.principals.cached(username)
+    return principal if isinstance(principal, Principal) else None

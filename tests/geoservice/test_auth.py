@@ -1,6 +1,7 @@
 """Sign-in, tokens, and the role × route matrix generated from the app's own routes."""
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from geoservice.app import create_app
-from geoservice.auth.tokens import issue_token
+from geoservice.auth.tokens import TokenError, issue_token, read_token
 from geoservice.auth.users import UserError, add_user, set_disabled
 from geoservice.database import transaction
 from geoservice.settings import AuthSettings
@@ -81,6 +82,18 @@ def test_expired_and_forged_tokens_are_refused(client: TestClient, empty_db: Eng
     forged, _ = issue_token("wang", AuthSettings(secret_key="y" * 40))
     assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
 
+
+
+def test_a_token_checked_once_still_expires_and_needs_its_key():
+    """Signatures are checked once per process (geoservice.auth.tokens); expiry and key are not skipped."""
+    ttl = timedelta(minutes=SETTINGS.token_ttl_minutes)
+    token, _ = issue_token("wang", SETTINGS, now=datetime.now(UTC) - ttl + timedelta(seconds=2))
+    assert read_token(token, SETTINGS) == "wang" == read_token(token, SETTINGS)
+    with pytest.raises(TokenError, match="not valid"):
+        read_token(token, AuthSettings(secret_key="y" * 40))  # the same string, another key
+    time.sleep(2.1)
+    with pytest.raises(TokenError, match="expired"):
+        read_token(token, SETTINGS)
 
 def test_scoped_roles_need_their_scope(empty_db: Engine):
     with transaction(empty_db) as session, pytest.raises(UserError, match="scoped to a region"):
