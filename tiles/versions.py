@@ -127,6 +127,7 @@ class DataVersions:
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._ahead = False
+        self._ahead_lock = threading.Lock()
 
     def current(self) -> dict[str, Hashable]:
         """The version of every source now (read from the database when the last read is too old)."""
@@ -148,8 +149,11 @@ class DataVersions:
         A busy server then never answers a request late for a version read: past half of
         ``check_s`` one caller (the first to ask) is told to start ``current`` in the background.
         """
-        with self._lock:
-            if self.check_s <= 0 or self._ahead or time.monotonic() - self._checked_at < self.check_s / 2:
+        if self.check_s <= 0 or self._ahead or time.monotonic() - self._checked_at < self.check_s / 2:
+            return False
+        # Not ``_lock``: a read holds that through its round trip, and this runs on the event loop.
+        with self._ahead_lock:
+            if self._ahead:
                 return False
             self._ahead = True
             return True
