@@ -5,7 +5,7 @@
 * ``dense``: the very same cells, every shared edge carrying a vertex every 20–30 m (25 m on
   average) and the county boundary one every 28 m: real digitised grids look like this, and
   point-in-polygon cost grows with the vertex count;
-* ``demo``: the project's demo city (``geoservice.demo.load_demo``), wiggled digitised-looking edges.
+* ``demo``: the project's demo city (``geoservice.city.demo.load_demo``), wiggled digitised-looking edges.
 
 Both synthetic variants come from one noded linework (``etl.demo.tessellation``'s pieces): each
 boundary between two cells is one edge, densified once, so neighbours share it vertex for vertex
@@ -14,7 +14,7 @@ station jurisdictions come from the demo builder (``etl.demo``), computed once o
 variant and re-dissolved on the dense one, so both have the same codes, posts and jurisdictions.
 
 Everything is loaded the way a user loads data: ``etl.load.import_frame`` (validated: codes,
-nesting, overlaps, gaps) and ``geoservice.versions.publish``. Databases are dropped and rebuilt on
+nesting, overlaps, gaps) and ``geoservice.boundaries.versions.publish``. Databases are dropped and rebuilt on
 every run (the cluster itself is the only thing kept): a full build takes about a minute, and a
 stale cache is a worse risk than that minute.
 """
@@ -44,10 +44,10 @@ from etl.demo.posts import Posts, build_posts
 from etl.demo.tessellation import Tessellation, cell_edges, edge_faces, relax, voronoi_cells
 from etl.demo.wiggle import PRECISION, densify_outer, wiggle
 from etl.load import import_frame, remember_metric_epsg
-from geoservice.database import make_engine, migrate, transaction
-from geoservice.demo import DEMO_BOUNDARY, DEMO_VERSION, load_demo, read_boundary
-from geoservice.embedded import EmbeddedCluster
-from geoservice.versions import publish
+from geoservice.boundaries.versions import publish
+from geoservice.city.demo import DEMO_BOUNDARY, DEMO_VERSION, load_demo, read_boundary
+from geoservice.infra.database import make_engine, migrate, transaction
+from geoservice.infra.embedded import EmbeddedCluster
 
 BENCH_HOME = Path(__file__).resolve().parents[1] / ".geoservice" / "bench"
 SEED = 20240601

@@ -38,7 +38,7 @@ from geoservice.coverage.output import places_csv, report_csv, report_geojson, r
 from geoservice.coverage.report import CoverageReport
 from geoservice.coverage.rings import RINGS
 from geoservice.coverage.service import coverage_report, suggest_sites
-from geoservice.database import make_engine
+from geoservice.infra.database import make_engine
 from geoservice.settings import RoutingSettings
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)  # the demo city's year of events ends here

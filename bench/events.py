@@ -28,8 +28,8 @@ from rich.console import Console
 from bench.cities import City, bench_cluster
 from bench.http import LUA_DONE, OUT, REPO, WrkResult, _stop, run_wrk
 from bench.report import Table, verdict
-from geoservice.demo import demo_users
-from geoservice.embedded import free_port
+from geoservice.city.demo import demo_users
+from geoservice.infra.embedded import free_port
 
 SERVICE_APP = "geoservice.app:create_app"
 PEER_APP = "bench.postgis_report_app:create_app"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cities import City
-from geoservice.embedded import free_port
+from geoservice.infra.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"

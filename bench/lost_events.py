@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from geoservice.embedded import EmbeddedCluster, free_port
+from geoservice.infra.embedded import EmbeddedCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -34,7 +34,7 @@ from psycopg.rows import dict_row
 from sqlalchemy.engine import make_url
 
 from geoservice.api.locate import LocateAnswer
-from geoservice.errors import ProblemError, register_error_handlers
+from geoservice.api.problems import ProblemError, register_error_handlers
 from geoservice.settings import DatabaseSettings, RoutingSettings
 
 POOL_SIZE = 4  # two per core: more connections only contend for the same two cores

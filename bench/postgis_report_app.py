@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from bench.postgis_locate_app import POOL_SIZE, Connections, baseline_app, conninfo_of
-from geoservice.errors import ProblemError
+from geoservice.api.problems import ProblemError
 from geoservice.settings import DatabaseSettings
 
 REPORT_SQL = """

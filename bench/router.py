@@ -4,13 +4,13 @@ Every method gets the same points in the same run, one after the other on an oth
 machine, so the ratios are fair even where the absolute figures move from run to run.
 
 * bulk: ``Router.locate_many`` (grid with snapping, and station: the batch path as the service
-  runs it; the bare ``CoverageIndex.locate_many`` is shown beside it) vs geopandas ``sjoin``
+  runs it; the bare ``RasterIndex.locate_many`` is shown beside it) vs geopandas ``sjoin``
   (``predicate="within"``, building the points included, smallest code kept per point) vs a
   PostGIS ``ST_Covers`` join (points in a table with a GIST index, ANALYZEd; only the query is
   timed, server side, results written to a table and not transferred). Best of ``repeats`` runs.
 * correctness: the router's answer (where it did not snap) must equal PostGIS ``ST_Covers`` +
   smallest code on every point; the mismatch count is printed and must be 0.
-* single point: per-call latency of ``CoverageIndex.locate`` and of the full ``Router.locate``
+* single point: per-call latency of ``RasterIndex.locate`` and of the full ``Router.locate``
   vs one PostGIS query per point over a prepared statement on a local connection.
 """
 
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from bench.cities import City
 from bench.points import Points
-from geoservice.database import make_engine
+from geoservice.infra.database import make_engine
 from geoservice.routing.loader import load_router
 from geoservice.routing.router import BatchLocation, Router
 from geoservice.settings import DatabaseSettings

@@ -5,7 +5,7 @@ table, dropped afterwards); HTTP last. Targets (from the issue):
 
 * bulk: router ≥ 3× geopandas ``sjoin`` and ≥ 5× the PostGIS join, on both synthetic variants
   (judged on the demo city too);
-* single point in process: p99 ≤ 30 µs — judged on ``CoverageIndex.locate`` (the grid lookup) and
+* single point in process: p99 ≤ 30 µs — judged on ``RasterIndex.locate`` (the grid lookup) and
   on the full ``Router.locate`` answer, which are reported separately;
 * HTTP: the service ≥ 2× the PostGIS-per-request endpoint in requests per second;
 * correctness (not a speed target): 0 mismatches with PostGIS on every point, 0 non-2xx answers,
@@ -108,7 +108,7 @@ def checks(run: CityRun) -> list[Check]:
         Check("bulk vs sjoin", f"{sjoin_x:.1f}×", f"≥ {BULK_VS_SJOIN:g}×", sjoin_x >= BULK_VS_SJOIN),
         Check("bulk vs PostGIS join", f"{pg_x:.1f}×", f"≥ {BULK_VS_POSTGIS:g}×", pg_x >= BULK_VS_POSTGIS),
         Check(
-            "single p99, CoverageIndex.locate",
+            "single p99, RasterIndex.locate",
             f"{s.index.p99_us:.1f} µs",
             p99,
             s.index.p99_us <= SINGLE_P99_US,
@@ -130,14 +130,14 @@ def city_table(run: CityRun, settings: Settings) -> Table:
     table = Table(f"{c.key}: {c.title} — {c.grids:,} grids, {c.vertices:,} vertices")
     bulk = f"bulk, {b.points:,} points (best of {b.repeats})"
     table.add(bulk, "Router.locate_many (grid + snap + station)", _rate(b.rate(b.router_s)))
-    table.add(bulk, "  CoverageIndex.locate_many (grid only)", _rate(b.rate(b.index_s)))
+    table.add(bulk, "  RasterIndex.locate_many (grid only)", _rate(b.rate(b.index_s)))
     table.add(bulk, "geopandas sjoin within (1)", _rate(b.rate(b.sjoin_s)), *judged("bulk vs sjoin"))
     table.add(bulk, "PostGIS ST_Covers join (2)", _rate(b.rate(b.postgis_s)), *judged("bulk vs PostGIS join"))
     mismatches = f"{b.mismatches:,} mismatches / {b.points:,}"
     table.add(bulk, "router = PostGIS covers + smallest code (3)", mismatches, "", "0", verdict(b.mismatches == 0))
     single = "single point, in process"
-    _, target, ok = judged("single p99, CoverageIndex.locate")
-    table.add(single, f"CoverageIndex.locate ({s.index.n:,} points)", _latency(s.index), "", target, ok)
+    _, target, ok = judged("single p99, RasterIndex.locate")
+    table.add(single, f"RasterIndex.locate ({s.index.n:,} points)", _latency(s.index), "", target, ok)
     _, target, ok = judged("single p99, Router.locate")
     table.add(single, f"Router.locate, full answer ({s.router.n:,})", _latency(s.router), "", target, ok)
     table.add(single, f"  of which a grid covers ({s.router_covered.n:,})", _latency(s.router_covered))
@@ -169,7 +169,7 @@ def _notes(run: CityRun) -> list[str]:
         f"{b.sjoin_differences:,} points.",
         "Points no grid covers (5 % are drawn in the county's bounding box) take the snapping path: nearest "
         "grid by an STRtree over the metric polygons.",
-        "Ratio: PostGIS median over the CoverageIndex.locate median / over the Router.locate median. "
+        "Ratio: PostGIS median over the RasterIndex.locate median / over the Router.locate median. "
         "Loopback TCP, SELECT code … ST_Covers … ORDER BY code LIMIT 1, psycopg prepare=True.",
         "bench/postgis_locate_app.py: same route and answer, one query per request (LATERAL joins; KNN + "
         f"metric re-rank for posts), async handler, {POOL_SIZE} psycopg connections, prepared statement. "

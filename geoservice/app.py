@@ -11,18 +11,18 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from geoservice.api import auth, coverage, forces, health, locate, metrics, open311, route, stats, versions
+from geoservice.api import auth, boundary_versions, coverage, forces, health, locate, metrics, open311, route, stats
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import tiles as tiles_api
+from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
+from geoservice.api.openapi import install_openapi
+from geoservice.api.problems import register_error_handlers
 from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
-from geoservice.database import fill_pool, open_database, session_factory
-from geoservice.errors import register_error_handlers
-from geoservice.limits import BodySizeLimit, PublicRateLimiter
-from geoservice.observability import Metrics, ObservabilityMiddleware
-from geoservice.openapi import install_openapi
+from geoservice.infra.database import fill_pool, open_database, session_factory
+from geoservice.infra.observability import Metrics, ObservabilityMiddleware
 from geoservice.routing.registry import RouterRegistry
 from geoservice.settings import AuthSettings, DatabaseSettings, OperationsSettings, RoutingSettings
 from webmap.assets import STATIC
@@ -87,7 +87,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(health.router)
     app.include_router(auth.router)
-    app.include_router(versions.router)
+    app.include_router(boundary_versions.router)
     app.include_router(locate.router)
     app.include_router(route.router)
     app.include_router(coverage.router)

@@ -1,79 +1,56 @@
-"""RFC 7807 problem responses, from one place.
+"""The domain's exceptions: what went wrong, in words a person can act on, with no HTTP in them.
 
-Each domain error maps to one status; handlers render ``application/problem+json`` with a
-``detail`` a person can act on. Request validation errors become 422 problems listing each field.
+Domain code raises these (or its own subclasses); ``geoservice.api.problems`` holds the one table
+that turns each kind into an RFC 7807 problem (status, title), and the CLI prints the message as
+its one-line error. ``title`` is the short name of the problem; the message (``detail``) says what
+to fix; ``members`` are extra fields a client can use (e.g. the actions that are allowed).
 """
 
 from __future__ import annotations
 
-import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+class DomainError(Exception):
+    """Something the caller asked that cannot be done; subclasses say which kind."""
 
-from etl.crs import UnknownCRSError
-from geoservice.versions import VersionError
+    title = "Invalid request"
 
-PROBLEM = "application/problem+json"
-log = logging.getLogger(__name__)
-
-
-class ProblemError(Exception):
-    """An error that already knows its status and may carry extra members for the problem body."""
-
-    def __init__(
-        self, status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
-    ) -> None:
+    def __init__(self, detail: str, *, title: str | None = None, **members: object) -> None:
         super().__init__(detail)
-        self.status, self.title, self.detail, self.extra = status, title, detail, extra
-        self.headers = headers or {}
+        self.detail = detail
+        if title is not None:
+            self.title = title
+        self.members = members
 
 
-STATUS_OF: dict[type[Exception], tuple[int, str]] = {
-    UnknownCRSError: (422, "Unknown coordinate reference system"),
-    VersionError: (409, "Boundary version conflict"),
-}
+class InvalidInput(DomainError):
+    """The request is malformed or names something that does not exist as an argument."""
 
 
-def problem(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
-) -> JSONResponse:
-    """A problem+json response."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+class NotFound(DomainError):
+    """The thing asked for does not exist, or not for this caller (existence is not leaked)."""
+
+    title = "Not found"
 
 
-def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers once, on the app."""
+class Conflict(DomainError):
+    """The request is well formed but the state of things does not allow it now."""
 
-    @app.exception_handler(ProblemError)
-    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+    title = "Conflict"
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem(422, "Invalid request", detail, errors=errors)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+class SignInRequired(DomainError):
+    """No caller, or a token that does not stand for an enabled account."""
 
-    @app.exception_handler(OperationalError)
-    async def _database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
-        # The database restarting or unreachable: nothing was committed (the transaction died with
-        # the connection), so the client may retry; the pool's pre-ping reconnects on the next call.
-        log.warning("database unavailable: %s", str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
-        detail = "the database is not answering; nothing was stored. Retry in a few seconds (with the same key)."
-        return problem(503, "Database unavailable", detail, {"Retry-After": "2"})
+    title = "Sign in required"
 
-    for error_type, (status, title) in STATUS_OF.items():
 
-        async def _mapped(_: Request, exc: Exception, status: int = status, title: str = title) -> JSONResponse:
-            return problem(status, title, str(exc))
+class Forbidden(DomainError):
+    """A known caller whose role or scope does not allow this."""
 
-        app.add_exception_handler(error_type, _mapped)
+    title = "Not allowed"
+
+
+class Unavailable(DomainError):
+    """The service cannot answer yet (e.g. nothing loaded or published); retrying later may help."""
+
+    title = "Unavailable"

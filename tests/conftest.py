@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine
 
-from geoservice.database import make_engine, migrate
-from geoservice.embedded import EmbeddedCluster
+from geoservice.infra.database import make_engine, migrate
+from geoservice.infra.embedded import EmbeddedCluster
 
 ROOT = Path(__file__).parents[1]
 TEMPLATE = "geoservice_template"
@@ -79,7 +79,7 @@ def use_database(empty_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def demo_url(cluster: EmbeddedCluster) -> str:
     """A database holding the full demo city, loaded once per session; tests only read it."""
-    from geoservice.demo import load_demo
+    from geoservice.city.demo import load_demo
 
     url = clone_template(cluster, "geoservice_demo")
     engine = make_engine(url)

@@ -9,10 +9,10 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from geoservice.api.deps import SessionDep
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.tokens import issue_token
 from geoservice.auth.users import Principal, authenticate
-from geoservice.errors import ProblemError
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 

@@ -19,15 +19,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geoservice.api.deps import SessionDep
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
+from geoservice.boundaries.versions import current_version_id
 from geoservice.coverage.html import render_html
 from geoservice.coverage.inputs import NoVersionInForce, UnknownRegion
 from geoservice.coverage.output import report_csv, report_geojson, report_json, suggestion_json
 from geoservice.coverage.service import NoDemandLayer, coverage_report, suggest_sites
 from geoservice.coverage.siting import TIME_LIMIT_S
-from geoservice.errors import ProblemError
-from geoservice.versions import current_version_id
 from layers.models import Role
 
 router = APIRouter(prefix="/v1/coverage", tags=["coverage"])

@@ -20,11 +20,12 @@ from pydantic import BaseModel, Field
 from etl.crs import UnknownCRSError, from_wgs84, parse_crs
 from geoservice.api.deps import SessionDep
 from geoservice.api.locate import locate_router
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, allow, policy
+from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
 from geoservice.events.deadlines import COLOURS
-from geoservice.events.queries import EventFilters, event_log, event_view, fetch_event, list_events, scope_of
+from geoservice.events.queries import EventFilters, event_log, event_view, fetch_event, list_events
 from geoservice.events.report import report_event
 from geoservice.events.sweep import PeriodicSweep
 from geoservice.events.transitions import apply_transition

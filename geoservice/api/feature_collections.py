@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from geoservice.auth.scope import code_scope_sql, region_scope, scope_of, scope_sql
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
-from geoservice.events.queries import region_prefix, scope_of, scope_sql
 from layers.models import Role
 
 Condition = tuple[str, dict[str, Any]]
@@ -40,9 +40,7 @@ class Collection:
 
 
 def _by_code_prefix(principal: Principal) -> Condition:
-    if principal.role in SCOPED_BY_REGION and principal.region_code:
-        return "t.code LIKE :scope_prefix", {"scope_prefix": region_prefix(principal.region_code) + "%"}
-    return "TRUE", {}
+    return code_scope_sql(principal, "t.code")
 
 
 def _inside_region(principal: Principal) -> Condition:
@@ -63,8 +61,9 @@ def _forces(principal: Principal) -> Condition:
     """Dispatchers see the grid workers of their subtree and every patrol (police act city-wide)."""
     if principal.role not in FORCE_VIEWERS:
         return "FALSE", {}
-    if principal.role == Role.dispatcher and principal.region_code:
-        prefix = region_prefix(principal.region_code) + "%"
+    prefix = region_scope(principal)
+    if principal.role == Role.dispatcher and prefix is not None:
+        prefix += "%"
         return "(t.kind = 'patrol' OR coalesce(t.region_code, '') LIKE :scope_prefix)", {"scope_prefix": prefix}
     return "TRUE", {}
 

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from geoservice.api.deps import SessionDep
 from geoservice.api.feature_collections import COLLECTIONS, Collection
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
-from geoservice.versions import current_version_id
+from geoservice.boundaries.versions import current_version_id
 
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from etl.crs import parse_crs, to_wgs84
 from geoservice.api.deps import SessionDep
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
+from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
-from geoservice.events.queries import fetch_event, scope_of
+from geoservice.events.queries import fetch_event
 from geoservice.events.transitions import apply_transition
 from geoservice.forces.nearest import nearest_forces
 from geoservice.forces.positions import Fix, record_position
@@ -138,7 +139,7 @@ def _event(session: Session, event_id: int, principal: Principal) -> dict[str, A
 
 
 def _wgs84(x: float, y: float, crs: str) -> tuple[float, float]:
-    lon, lat = to_wgs84([x], [y], parse_crs(crs))  # UnknownCRSError → 422 (geoservice.errors)
+    lon, lat = to_wgs84([x], [y], parse_crs(crs))  # UnknownCRSError → 422 (geoservice.api.problems)
     lon_, lat_ = float(lon[0]), float(lat[0])
     if not (-180 <= lon_ <= 180 and -90 <= lat_ <= 90):
         raise ProblemError(422, "Invalid coordinates", f"({x}, {y}) in {crs} is not a place on Earth")

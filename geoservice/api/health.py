@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from geoservice.api.deps import SessionDep
 from geoservice.auth.policy import EVERYONE, policy
-from geoservice.versions import current_version_id
+from geoservice.boundaries.versions import current_version_id
 
 router = APIRouter(tags=["operations"])
 

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from etl.crs import parse_crs, to_wgs84
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, policy
-from geoservice.errors import ProblemError
 from geoservice.routing.registry import NoVersionInForce
 from geoservice.routing.router import Location, Region, Router
 
@@ -208,7 +208,7 @@ def locate_router(request: Request, at: datetime | None) -> Router:
 
 
 def _to_wgs84(points: list[tuple[float, float]], crs: str) -> tuple[np.ndarray, np.ndarray]:
-    parsed = parse_crs(crs)  # UnknownCRSError → 422 (geoservice.errors)
+    parsed = parse_crs(crs)  # UnknownCRSError → 422 (geoservice.api.problems)
     xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     return to_wgs84(xy[:, 0], xy[:, 1], parsed)
 

@@ -17,15 +17,15 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 
 from geoservice.api.deps import SessionDep
+from geoservice.api.problems import ProblemError
 from geoservice.api.tiles import event_settings, tile_filters
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
-from geoservice.auth.users import SCOPED_BY_REGION, Principal
+from geoservice.auth.scope import code_scope_sql, scope_of, scope_sql
+from geoservice.auth.users import Principal
+from geoservice.boundaries.versions import current_version_id
 from geoservice.coverage.inputs import city_epsg
-from geoservice.errors import ProblemError
 from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, HANDLE_CLOCK_STATES
-from geoservice.events.queries import region_prefix, scope_of, scope_sql
 from geoservice.events.workflow import OPEN_STATES
-from geoservice.versions import current_version_id
 from tiles.catalog import LAYERS
 from tiles.settings import TileSettings
 from webmap.page import onemap_page
@@ -113,11 +113,8 @@ def get_heat(
 @router.get("/map/labels", **policy(VIEWERS))
 def get_labels(session: SessionDep, principal: Viewer) -> JSONResponse:
     """A label point (inside the polygon) for every town and community the caller may see."""
-    prefix = "TRUE"
-    params: dict[str, Any] = {"version": current_version_id(session)}
-    if principal.role in SCOPED_BY_REGION and principal.region_code:
-        prefix = "r.code LIKE :prefix"
-        params["prefix"] = region_prefix(principal.region_code) + "%"
+    prefix, params = code_scope_sql(principal, "r.code")
+    params["version"] = current_version_id(session)
     rows = session.execute(
         text(
             "SELECT r.code, r.name, r.level::text AS level, ST_X(p) AS lon, ST_Y(p) AS lat "

@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from geoservice.api.locate import locate_router
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
 from geoservice.events.report import report_event
 from geoservice.open311 import mapping
 from geoservice.open311.clients import client_name

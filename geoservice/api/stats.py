@@ -17,9 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from geoservice.api.deps import SessionDep
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
-from geoservice.errors import ProblemError
+from geoservice.boundaries.versions import current_version_id
 from geoservice.stats import counts as counts_module
 from geoservice.stats import hotspots as hotspots_module
 from geoservice.stats import performance as performance_module
@@ -28,7 +29,6 @@ from geoservice.stats.filters import Condition, UnknownRegion, grid_subtree, reg
 from geoservice.stats.index import WEIGHTS
 from geoservice.stats.scope import grid_scope_condition, scope_condition
 from geoservice.stats.tables import rows_csv
-from geoservice.versions import current_version_id
 from layers.models import Role
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])

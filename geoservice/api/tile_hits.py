@@ -22,8 +22,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geoservice.api import tiles as tiles_api
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import known_caller
-from geoservice.errors import ProblemError
 
 PATH = re.compile(r"/tiles/([^/]+)/([0-9]{1,2})/([0-9]{1,9})/([0-9]{1,9})\.mvt")
 # The route's query parameters and their length limits (None: a time, checked as the route does).

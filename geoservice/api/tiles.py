@@ -21,12 +21,13 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, allow, policy
-from geoservice.auth.users import SCOPED_BY_REGION, Principal
+from geoservice.auth.scope import region_scope, scope_of, scope_sql
+from geoservice.auth.users import Principal
 from geoservice.coverage.inputs import city_epsg
-from geoservice.errors import ProblemError
 from geoservice.events.deadlines import COLOURS, warning_sql
-from geoservice.events.queries import EventFilters, filter_clauses, region_prefix, scope_of, scope_sql
+from geoservice.events.queries import EventFilters, filter_clauses
 from geoservice.events.workflow import STATUSES
 from geoservice.settings import EventSettings
 from layers.models import PostLevel
@@ -135,9 +136,8 @@ def tile_scope(principal: Principal) -> TileScope:
     """The caller's scope as SQL for the tiles: region-scoped staff by code prefix, events by the event rules."""
     events = scope_of(principal)
     where, params = scope_sql(events, "e")
-    prefix = region = None
-    if principal.role in SCOPED_BY_REGION and principal.region_code:
-        prefix, region = region_prefix(principal.region_code), principal.region_code
+    prefix = region_scope(principal)
+    region = principal.region_code if prefix is not None else None
     key = f"{events.everything}:{events.region_prefix}:{events.department_code}:{events.reporter_username}:{prefix}"
     counted = EventScope(events.everything, events.region_prefix, events.department_code, events.reporter_username)
     return TileScope(key, prefix, region, where, tuple(sorted(params.items())), counted)

@@ -4,7 +4,7 @@ Every route is declared with ``**policy(...)``, which adds both the enforcing de
 ``x-roles`` member to the route's OpenAPI operation — from the same object, so they cannot drift,
 and the role × route test reads the published document to know what to check. The dependency
 resolves the caller (a bearer token, or the anonymous public), holds the anonymous to the public
-rate limit (``geoservice.limits``), refuses a role the route does not admit (401 for the
+rate limit (``geoservice.api.limits``), refuses a role the route does not admit (401 for the
 anonymous, 403 for others), and hands routes that ask for it a ``Principal``.
 """
 
@@ -19,10 +19,10 @@ from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import State
 
+from geoservice.api.problems import ProblemError
 from geoservice.auth.principals import NotCached
 from geoservice.auth.tokens import TokenError, read_token
 from geoservice.auth.users import ANONYMOUS, Principal
-from geoservice.errors import ProblemError
 from layers.models import Role
 
 STAFF = frozenset(Role) - {Role.public}

@@ -23,8 +23,8 @@ from psycopg import Notify
 from sqlalchemy import Engine
 
 from geoservice.auth.users import Principal, active_principal
-from geoservice.database import session_factory
-from geoservice.listen import ChannelWatcher
+from geoservice.infra.database import session_factory
+from geoservice.infra.listen import ChannelWatcher
 
 CHANNEL = "users_changed"
 

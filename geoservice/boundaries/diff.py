@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from etl.load import metric_epsg
 from geoservice.boundaries.geometry import AreaFunction, geojson_of, metric_area
-from geoservice.versions import VersionInfo, get_version
+from geoservice.boundaries.versions import VersionInfo, get_version
 
 COLUMNS = {"grids": "name, community_code, workers, officer", "regions": "name, level::text AS level, parent_code"}
 ATTRIBUTES = {"grids": ("name", "community_code", "workers", "officer"), "regions": ("name", "level", "parent_code")}

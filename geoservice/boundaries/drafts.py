@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from etl.codes import grid_serial_order
 from etl.load import import_layer
 from geoservice.boundaries.geometry import as_multipolygon, conform, polygonal
-from geoservice.versions import (
+from geoservice.boundaries.versions import (
     Published,
     Publisher,
     VersionError,

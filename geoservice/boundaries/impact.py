@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from geoservice.boundaries.diff import VersionDiff, diff_versions
 from geoservice.boundaries.reroute import EventMove, event_moves
+from geoservice.boundaries.versions import current_version_id
 from geoservice.routing.loader import load_router
 from geoservice.routing.router import Router
 from geoservice.settings import RoutingSettings
-from geoservice.versions import current_version_id
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.boundaries.versions import current_version_id
 from geoservice.coverage.inputs import CHILD_LEVEL, LEVELS, UnknownRegion, city_epsg, year_before
 from geoservice.coverage.rings import QUAD_SEGS
-from geoservice.versions import current_version_id
 
 FIELDS = ("area_km2", "covered_km2", "population", "population_covered", "places", "places_outside",
           "events", "events_outside")  # fmt: skip

@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.load import metric_epsg
+from geoservice.boundaries.versions import current_version_id
 from geoservice.settings import CitySettings
-from geoservice.versions import current_version_id
 
 LEVELS = ("village_room", "central_room", "station")
 CHILD_LEVEL = {"city": "town", "town": "community", "community": "grid", "grid": None}

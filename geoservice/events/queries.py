@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.api.problems import ProblemError
+from geoservice.auth.scope import Scope, region_prefix, scope_sql
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
 from geoservice.events.deadlines import is_overdue, running_clock, warning_colour, warning_sql
 from geoservice.events.workflow import actions_for
 from geoservice.settings import EventSettings
@@ -36,61 +37,8 @@ COLUMNS = """
     e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties
 """
 SORTS = {"reported_at", "occurred_at", "updated_at", "id"}
-REGION_SEGMENTS = (2, 4, 6, 9, 12)  # province, prefecture, county, town, village in 统计用区划代码
 MAX_LIMIT = 500
 MAX_TEXT_QUERY = 200
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which events a caller may see: every one, a region subtree, a department, or their own reports."""
-
-    everything: bool = False
-    region_prefix: str | None = None
-    department_code: str | None = None
-    reporter_username: str | None = None
-
-
-def scope_of(principal: Principal) -> Scope:
-    """The caller's scope from role and account (the anonymous public follows nothing)."""
-    if principal.role in (Role.admin, Role.supervisor):
-        return Scope(everything=True)
-    if principal.role in (Role.dispatcher, Role.grid_worker) and principal.region_code:
-        return Scope(region_prefix=region_prefix(principal.region_code))
-    if principal.role == Role.handler and principal.department_code:
-        return Scope(department_code=principal.department_code)
-    if principal.role == Role.public and not principal.anonymous:
-        return Scope(reporter_username=principal.username)
-    return Scope()  # planners and the anonymous public: no events
-
-
-def region_prefix(code: str) -> str:
-    """The prefix every code in the subtree of ``code`` starts with.
-
-    A 12-digit code ends in zeros for the levels below it: 320682000000 (county) → '320682',
-    320682001000 (town) → '320682001', 320682001002 (community) → all 12 digits. A 15-digit grid
-    code is its own subtree.
-    """
-    if len(code) > 12:
-        return code
-    for length in REGION_SEGMENTS:
-        if set(code[length:]) <= {"0"}:
-            return code[:length]
-    return code
-
-
-def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
-    """A WHERE fragment (and its parameters) that keeps only what the scope may see."""
-    if scope.everything:
-        return "TRUE", {}
-    if scope.region_prefix is not None:
-        place = f"coalesce({alias}.grid_code, {alias}.community_code, {alias}.town_code, '')"
-        return f"{place} LIKE :scope_prefix", {"scope_prefix": scope.region_prefix + "%"}
-    if scope.department_code is not None:
-        return f"{alias}.department_code = :scope_department", {"scope_department": scope.department_code}
-    if scope.reporter_username is not None:
-        return f"{alias}.reporter_username = :scope_reporter", {"scope_reporter": scope.reporter_username}
-    return "FALSE", {}
 
 
 def fetch_event(session: Session, event_id: int, scope: Scope | None = None) -> dict | None:

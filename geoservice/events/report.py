@@ -22,8 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.crs import UnknownCRSError, parse_crs, to_wgs84
+from geoservice.api.problems import ProblemError
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
 from geoservice.events.deadlines import deadline_hours
 from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.routing.router import Router

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from geoservice.database import transaction
 from geoservice.events.report import LOG
 from geoservice.events.workflow import next_level
+from geoservice.infra.database import transaction
 
 SWEEP_ACTOR = "deadline-sweep"
 SWEEP_ROLE = "system"

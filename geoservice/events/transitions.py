@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.api.problems import ProblemError
+from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
 from geoservice.events.deadlines import deadline_hours
-from geoservice.events.queries import fetch_event, scope_of
+from geoservice.events.queries import fetch_event
 from geoservice.events.report import LOG
 from geoservice.events.workflow import ACTIONS_NEEDING_A_NOTE, Step, WorkflowError, check_step, next_level
 

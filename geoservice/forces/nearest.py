@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from geoservice.events.queries import region_prefix
+from geoservice.auth.scope import region_prefix
 from geoservice.forces.settings import ForceSettings
 
 CANDIDATES = text(

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.api.problems import ProblemError
 from geoservice.auth.users import Principal
-from geoservice.errors import ProblemError
 from geoservice.forces.settings import ForceSettings
 from layers.models import Role
 

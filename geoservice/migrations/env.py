@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection that ``geoservice.database.migrate`` passes in."""
+"""Alembic environment: runs on the connection that ``geoservice.infra.database.migrate`` passes in."""
 
 from alembic import context
 

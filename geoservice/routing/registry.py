@@ -1,7 +1,7 @@
 """Which router answers now, and how a published version reaches every worker without a restart.
 
 Each worker process holds one ``RouterRegistry``. A background thread LISTENs on the
-``boundary_version`` channel (``geoservice.versions.publish`` NOTIFYs it) and also checks the
+``boundary_version`` channel (``geoservice.boundaries.versions.publish`` NOTIFYs it) and also checks the
 version in force every ``version_check_s`` seconds, which catches versions whose ``effective_from``
 arrives later and notifications lost while the database was away. When the version changes, the new
 router is built beside the old one and swapped in with one reference assignment: a request holds
@@ -18,12 +18,12 @@ from datetime import datetime
 from psycopg import Notify
 from sqlalchemy import Engine
 
-from geoservice.database import session_factory
-from geoservice.listen import ChannelWatcher
+from geoservice.boundaries.versions import LAYERS_CHANGED, NOTIFY_CHANNEL, current_version_id
+from geoservice.infra.database import session_factory
+from geoservice.infra.listen import ChannelWatcher
 from geoservice.routing.loader import load_router
 from geoservice.routing.router import Router
 from geoservice.settings import RoutingSettings
-from geoservice.versions import LAYERS_CHANGED, NOTIFY_CHANNEL, current_version_id
 
 log = logging.getLogger(__name__)
 PAST_ROUTERS = 4  # routers of past versions kept for ``at=`` queries

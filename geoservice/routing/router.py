@@ -3,7 +3,7 @@
 Built from PostGIS by ``geoservice.routing.loader`` and immutable afterwards, so a worker swaps a
 whole router at once when a version is published and no request ever sees half of one.
 
-* grid: ``CoverageIndex`` over the grids (covers + smallest code), else the nearest grid within
+* grid: ``RasterIndex`` over the grids (covers + smallest code), else the nearest grid within
   the snap tolerance (``snapped_m``), measured in the city's metric CRS;
 * community, town, city: by the grid's codes;
 * station: the one whose jurisdiction covers the point (same index kind), else the nearest;
@@ -21,7 +21,7 @@ import shapely
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from geoservice.routing.coverage_index import NO_POLYGON, CoverageIndex
+from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
 from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
 
 POST_LEVELS = ("village_room", "central_room", "station")
@@ -181,14 +181,14 @@ class Router:
         self.version_id, self.version_name = version_id, version_name
         self.grids = [grids[i] for i in order]
         self.grid_codes = np.array([g.code for g in self.grids])
-        self.grid_index = CoverageIndex(np.asarray(grid_geoms, dtype=object)[order], cell_m=cell_m)
+        self.grid_index = RasterIndex(np.asarray(grid_geoms, dtype=object)[order], cell_m=cell_m)
         self.regions = regions
         self.stations = stations
         station_order = np.argsort(stations.codes, kind="stable")
         has_area = np.array([g is not None and not g.is_empty for g in jurisdictions], dtype=bool)
         self._station_of_area = station_order[has_area[station_order]]
         self.station_index = (
-            CoverageIndex(np.asarray(jurisdictions, dtype=object)[self._station_of_area], cell_m=cell_m * 4)
+            RasterIndex(np.asarray(jurisdictions, dtype=object)[self._station_of_area], cell_m=cell_m * 4)
             if self._station_of_area.size
             else None
         )

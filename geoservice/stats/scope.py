@@ -1,13 +1,13 @@
 """The caller's scope as a condition on ``events e`` — the very fragment the event lists use.
 
 Statistics must never count an event the caller could not list, so the scope comes from
-``geoservice.events.queries`` (``scope_of`` + ``scope_sql``) rather than a second definition.
+``geoservice.auth.scope`` (``scope_of`` + ``scope_sql``), the one definition every surface uses.
 """
 
 from __future__ import annotations
 
-from geoservice.auth.users import SCOPED_BY_REGION, Principal
-from geoservice.events.queries import region_prefix, scope_of, scope_sql
+from geoservice.auth.scope import code_scope_sql, scope_of, scope_sql
+from geoservice.auth.users import Principal
 from geoservice.stats.filters import Condition
 
 
@@ -19,7 +19,5 @@ def scope_condition(principal: Principal) -> Condition:
 
 def grid_scope_condition(principal: Principal) -> Condition:
     """Grids (``grids g``) a region-scoped caller may analyse; everyone else: every grid."""
-    if principal.role in SCOPED_BY_REGION and principal.region_code:
-        prefix = region_prefix(principal.region_code) + "%"
-        return Condition("g.code LIKE :scope_grid_prefix", {"scope_grid_prefix": prefix})
-    return Condition()
+    sql, params = code_scope_sql(principal, "g.code", "scope_grid_prefix")
+    return Condition(sql, params) if params else Condition()

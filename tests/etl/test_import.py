@@ -15,8 +15,8 @@ from etl.chinacrs import wgs84_to_bd09, wgs84_to_gcj02
 from etl.load import ImportRejected, import_layer
 from etl.reference import load_reference_data
 from etl.writers import read_layer, write_layer
-from geoservice.database import transaction
-from geoservice.versions import publish
+from geoservice.boundaries.versions import publish
+from geoservice.infra.database import transaction
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, WEST, write
 
@@ -98,7 +98,7 @@ def test_events_import_is_idempotent_and_places_events(with_regions: Engine, tmp
          "category": ["city_management.stall", "environment.noise"],
          "occurred_at": ["2026-03-01T09:30:00+08:00", "2026-03-02T10:00:00"]}
     ).to_csv(tmp_path / "events.csv", index=False)  # fmt: skip
-    from geoservice.event_routing import assign_places
+    from geoservice.routing.bulk_events import assign_places
 
     for _ in range(2):
         with transaction(with_regions) as session:

@@ -20,8 +20,8 @@ from sqlalchemy import Engine, text
 
 from etl.load import import_frame, remember_metric_epsg
 from etl.reference import load_reference_data
-from geoservice.database import transaction
-from geoservice.versions import publish
+from geoservice.boundaries.versions import publish
+from geoservice.infra.database import transaction
 
 EPSG = 4549
 X0, Y0 = 560_000.0, 3_580_000.0  # metres, near 120.6°E 32.35°N

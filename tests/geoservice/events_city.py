@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 from etl.load import import_frame
 from etl.reference import load_reference_data
 from geoservice.app import create_app
-from geoservice.database import transaction
+from geoservice.boundaries.versions import publish
+from geoservice.infra.database import transaction
 from geoservice.settings import AuthSettings, EventSettings, RoutingSettings
-from geoservice.versions import publish
 from tests.etl import tiny_city
 from tests.etl.tiny_city import X0, Y0, D, square
 

@@ -4,7 +4,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from geoservice.auth.users import add_user
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from layers.models import Role
 
 SCOPES = {

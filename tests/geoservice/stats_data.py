@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, text
 
 from etl.reference import load_reference_data
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
 from tests.geoservice.test_locate_api import load_tiny_city
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from geoservice.app import create_app
 from geoservice.auth.tokens import TokenError, issue_token, read_token
 from geoservice.auth.users import UserError, add_user, set_disabled
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from geoservice.settings import AuthSettings
 from layers.models import Role
 from tests.geoservice.signin import sign_in

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from geoservice.app import create_app
-from geoservice.database import make_engine
-from geoservice.demo import load_demo
-from geoservice.embedded import EmbeddedCluster
+from geoservice.city.demo import load_demo
+from geoservice.infra.database import make_engine
+from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import RoutingSettings
 from tests.conftest import clone_template, drop_database
 

@@ -12,11 +12,11 @@ from sqlalchemy import Engine, text
 
 from etl.reference import load_reference_data
 from geoservice.app import create_app
-from geoservice.database import transaction
-from geoservice.event_routing import assign_departments, assign_places
+from geoservice.boundaries.versions import current_version_id
+from geoservice.infra.database import transaction
+from geoservice.routing.bulk_events import assign_departments, assign_places
 from geoservice.routing.loader import load_router
 from geoservice.settings import RoutingSettings
-from geoservice.versions import current_version_id
 from layers.models import Role
 from tests.etl.tiny_city import EAST, WEST, X0, Y0, D
 from tests.geoservice.signin import sign_in

@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from geoservice.api import coverage
 from geoservice.app import create_app
-from geoservice.database import make_engine
-from geoservice.embedded import EmbeddedCluster
+from geoservice.infra.database import make_engine
+from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import AuthSettings, RoutingSettings
 from layers.models import Role
 from tests.conftest import clone_template, drop_database

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from geoservice.cli.coverage import coverage_app
 from geoservice.coverage.crosscheck import FIELDS, postgis_figures
 from geoservice.coverage.service import coverage_report, suggest_sites
-from geoservice.coverage_cli import coverage_app
 from geoservice.settings import RoutingSettings
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)  # the demo's year of events ends here

@@ -11,8 +11,8 @@ from geoservice.coverage.inputs import UnknownRegion
 from geoservice.coverage.output import places_csv, report_csv, report_geojson, report_json
 from geoservice.coverage.rings import RINGS
 from geoservice.coverage.service import coverage_report
-from geoservice.database import make_engine, transaction
-from geoservice.embedded import EmbeddedCluster
+from geoservice.infra.database import make_engine, transaction
+from geoservice.infra.embedded import EmbeddedCluster
 from tests.conftest import clone_template, drop_database
 from tests.geoservice.coverage_city import AS_OF, CITY, EAST, RING, TOWN, WEST, load_coverage_city, polygon_area
 

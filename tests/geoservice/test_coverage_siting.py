@@ -11,8 +11,8 @@ import shapely
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
+from geoservice.cli.coverage import coverage_app, write_all
 from geoservice.coverage.siting import Demand, bound_candidates, build_problem, demand_cells, exact_gains, solve_mclp
-from geoservice.coverage_cli import coverage_app, write_all
 from tests.geoservice.coverage_city import AS_OF, TOWN, load_coverage_city, lonlat
 
 

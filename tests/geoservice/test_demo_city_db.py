@@ -3,7 +3,7 @@
 import shapely
 from sqlalchemy import Engine, text
 
-from geoservice.demo import demo_loaded
+from geoservice.city.demo import demo_loaded
 
 
 def rows(engine: Engine, sql: str):
@@ -96,8 +96,8 @@ def test_second_demo_run_is_skipped(demo_db: Engine):
 
 def test_demo_users_can_sign_in_with_their_roles(demo_db: Engine):
     from geoservice.auth.users import authenticate
-    from geoservice.database import transaction
-    from geoservice.demo import demo_users
+    from geoservice.city.demo import demo_users
+    from geoservice.infra.database import transaction
 
     with transaction(demo_db) as session:
         for user in demo_users():

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from geoservice.embedded import EmbeddedCluster
+from geoservice.infra.embedded import EmbeddedCluster
 
 
 @pytest.fixture(scope="module")

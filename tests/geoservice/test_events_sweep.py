@@ -12,9 +12,9 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from geoservice.cli import app as cli
-from geoservice.database import transaction
 from geoservice.events.deadlines import Clock, deadline_hours, warning_colour
 from geoservice.events.sweep import sweep_deadlines
+from geoservice.infra.database import transaction
 from geoservice.settings import EventSettings
 from layers.models import Role
 from tests.geoservice.events_city import GRIDS, TOWN_A, centre, events_client, load_events_city

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from etl.reference import load_reference_data
 from geoservice.app import create_app
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from geoservice.open311.clients import add_client
 from layers.models import Role
 from tests.etl.tiny_city import EAST, WEST, X0, Y0, D

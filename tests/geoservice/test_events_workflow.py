@@ -7,14 +7,14 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from geoservice.api.problems import ProblemError
 from geoservice.auth.users import Principal
-from geoservice.database import session_factory, transaction
-from geoservice.errors import ProblemError
+from geoservice.boundaries.versions import current_version_id
 from geoservice.events.report import report_event
 from geoservice.events.transitions import apply_transition
 from geoservice.events.workflow import ACTIONS, STEPS, actions_for, next_level
+from geoservice.infra.database import session_factory, transaction
 from geoservice.routing.loader import load_router
-from geoservice.versions import current_version_id
 from layers.models import EVENT_STATUSES, Role
 from tests.geoservice.events_city import COMMUNITY_A, TOWN_A, centre, load_events_city
 
@@ -69,7 +69,7 @@ def test_the_table_is_the_designs_loop():
 @pytest.fixture(scope="module")
 def loop_db(cluster) -> Iterator[Engine]:
     """One database for the whole matrix: each case runs in a transaction that is rolled back."""
-    from geoservice.database import make_engine
+    from geoservice.infra.database import make_engine
     from tests.conftest import clone_template, drop_database
 
     engine = make_engine(clone_template(cluster, "t_events_matrix"))

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, text
 
 from etl.reference import load_reference_data
 from geoservice.app import create_app
-from geoservice.database import transaction
 from geoservice.forces.settings import ForceSettings
+from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.etl.tiny_city import CITY, EAST, WEST, X0, Y0, D
 from tests.geoservice.signin import sign_in

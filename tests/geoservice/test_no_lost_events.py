@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine
 
 from bench.lost_events import Restarter, reports_for, served, stored, submit_all
-from geoservice.database import make_engine, migrate
-from geoservice.embedded import EmbeddedCluster
+from geoservice.infra.database import make_engine, migrate
+from geoservice.infra.embedded import EmbeddedCluster
 from tests.geoservice.events_city import centre, load_events_city
 
 REPORTS, CLIENTS = 240, 6

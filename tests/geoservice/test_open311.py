@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from etl.reference import DATA, load_reference_data
 from geoservice.app import create_app
 from geoservice.cli import app as cli
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from geoservice.open311.clients import add_client, set_enabled
 from layers.models import Role
 from tests.etl.tiny_city import WEST, X0, Y0, D

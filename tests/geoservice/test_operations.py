@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from geoservice.app import create_app
 from geoservice.cli import app as cli
-from geoservice.database import transaction
-from geoservice.observability import logging_config
+from geoservice.infra.database import transaction
+from geoservice.infra.observability import logging_config
 from geoservice.settings import OperationsSettings
 from layers.models import Role
 from tests.geoservice.signin import sign_in

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, event, text
 
 from geoservice.app import create_app
 from geoservice.auth.users import set_disabled
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from geoservice.settings import AuthSettings
 from layers.models import Role
 from tests.geoservice.signin import sign_in

@@ -11,9 +11,9 @@ import shapely
 from sqlalchemy import Engine, text
 
 from etl.load import copy_rows
-from geoservice.database import transaction
+from geoservice.boundaries.versions import current_version_id
+from geoservice.infra.database import transaction
 from geoservice.routing.loader import load_router
-from geoservice.versions import current_version_id
 
 N_RANDOM, N_EDGE, N_VERTEX, N_OUTSIDE = 60_000, 20_000, 10_000, 10_000
 

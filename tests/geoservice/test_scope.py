@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.geoservice.events_city import COMMUNITY_A, TOWN_A, TOWN_B, centre, events_client, load_events_city
 from tests.geoservice.signin import sign_in

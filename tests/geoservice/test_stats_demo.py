@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 
 from geoservice.app import create_app
 from geoservice.auth.tokens import issue_token
-from geoservice.database import session_factory
+from geoservice.infra.database import session_factory
 from geoservice.settings import AuthSettings
 from geoservice.stats.filters import Condition
 from geoservice.stats.performance import performance

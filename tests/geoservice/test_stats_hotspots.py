@@ -12,8 +12,8 @@ from sqlalchemy import Engine, text
 from etl.load import import_frame
 from etl.reference import load_reference_data
 from geoservice.app import create_app
-from geoservice.database import transaction
-from geoservice.versions import publish
+from geoservice.boundaries.versions import publish
+from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.geoservice.signin import sign_in
 

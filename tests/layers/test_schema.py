@@ -6,7 +6,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from geoservice.database import MIGRATIONS, migrate
+from geoservice.infra.database import MIGRATIONS, migrate
 from layers.models import Base
 
 MULTIPOLYGON = "SRID=4326;MULTIPOLYGON(((120 32, 120.01 32, 120.01 32.01, 120 32.01, 120 32)))"

@@ -15,7 +15,7 @@ from geoservice.api import tile_hits
 from geoservice.api.tiles import service_and_rules, tile_scope
 from geoservice.auth.tokens import issue_token
 from geoservice.auth.users import set_disabled
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.geoservice import events_city
 from tests.geoservice.events_city import AUTH, GRIDS, TOWN_A, events_client

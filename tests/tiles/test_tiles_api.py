@@ -9,8 +9,8 @@ from pyproj import Geod
 from sqlalchemy import Engine
 
 from etl.load import import_frame
-from geoservice.database import transaction
-from geoservice.versions import publish
+from geoservice.boundaries.versions import publish
+from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.etl.tiny_city import X0, Y0, D
 from tests.geoservice import events_city

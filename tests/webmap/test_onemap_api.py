@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from geoservice.database import transaction
+from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.geoservice import events_city
 from tests.geoservice.events_city import COMMUNITY_A, COMMUNITY_B, GRIDS, TOWN_A, TOWN_B, centre

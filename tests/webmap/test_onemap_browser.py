@@ -20,8 +20,8 @@ from sqlalchemy import Engine, text
 
 from etl.crs import from_wgs84, parse_crs
 from geoservice.app import create_app
-from geoservice.database import make_engine
-from geoservice.embedded import EmbeddedCluster
+from geoservice.infra.database import make_engine
+from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import AuthSettings, EventSettings
 from tests.webmap.live_server import live_server
 from webmap.settings import MapSettings

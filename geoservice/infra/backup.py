@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from geoservice.embedded import pg_bindir
+from geoservice.infra.embedded import pg_bindir
 
 
 class BackupError(RuntimeError):

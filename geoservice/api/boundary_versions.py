@@ -25,6 +25,7 @@ from sqlalchemy import text
 from etl.load import ImportRejected
 from etl.readers import ReadError
 from geoservice.api.deps import SessionDep
+from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, allow, policy
 from geoservice.auth.users import Principal
 from geoservice.boundaries.diff import diff_versions
@@ -39,8 +40,7 @@ from geoservice.boundaries.edits import Edit, apply_edit
 from geoservice.boundaries.geometry import geojson_of
 from geoservice.boundaries.impact import impact_report
 from geoservice.boundaries.validation import validate_version
-from geoservice.errors import ProblemError
-from geoservice.versions import (
+from geoservice.boundaries.versions import (
     DraftInvalid,
     Published,
     Publisher,

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from etl.readers import ReadError, read_features
+from geoservice.cli.output import console, fail, spinner
 from geoservice.coverage.html import render_html
 from geoservice.coverage.inputs import NoVersionInForce, UnknownRegion
 from geoservice.coverage.output import (
@@ -33,13 +32,11 @@ from geoservice.coverage.output import (
 )
 from geoservice.coverage.service import NoDemandLayer, coverage_report, suggest_sites
 from geoservice.coverage.siting import TIME_LIMIT_S
-from geoservice.database import open_database, transaction
+from geoservice.infra.database import open_database, transaction
 from geoservice.settings import RoutingSettings
 from layers.models import PostLevel
 
 coverage_app = typer.Typer(help="Coverage of the police-post rings: gap reports and where new posts would help.")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 class Demand(enum.StrEnum):
@@ -50,14 +47,10 @@ class Demand(enum.StrEnum):
     events = "events"
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(1)
-
 
 def _zoned(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
-        raise _fail("--as-of needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
+        raise fail("--as-of needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
     return moment
 
 
@@ -71,14 +64,14 @@ def report(
     """Write the coverage-gap report of a region: HTML, GeoJSON, CSV (figures and places) and JSON."""
     as_of = _zoned(as_of)
     try:
-        with _spinner() as progress, transaction(open_database()) as session:
+        with spinner() as progress, transaction(open_database()) as session:
             progress.add_task("computing coverage", total=None)
             result = coverage_report(
                 session, region, levels=[level.value] if level else None, as_of=as_of,
                 radii_m=RoutingSettings().rings_m,
             )  # fmt: skip
     except (UnknownRegion, NoVersionInForce) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     stem = f"coverage-{result.region.code}"
     files = {
         f"{stem}.html": render_html(result),
@@ -115,14 +108,14 @@ def suggest(
     as_of = _zoned(as_of)
     try:
         sites = read_features(candidates, crs).frame if candidates else None
-        with _spinner() as progress, transaction(open_database()) as session:
+        with spinner() as progress, transaction(open_database()) as session:
             progress.add_task(f"choosing {k} site(s)", total=None)
             result = suggest_sites(
                 session, region, level.value, k, demand=demand.value, full=full, time_limit_s=time_limit,
                 candidates=sites, as_of=as_of, radii_m=RoutingSettings().rings_m,
             )  # fmt: skip
     except (UnknownRegion, NoVersionInForce, NoDemandLayer, ReadError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     table = Table("#", "site", "from", "lon", "lat", "gain", "alone", title=f"{k} new {level.value}(s)")
     for n, s in enumerate(result.sites, 1):
         table.add_row(str(n), s.name, s.source, f"{s.lon:.6f}", f"{s.lat:.6f}", f"{s.gain:,.0f}", f"{s.alone:,.0f}")
@@ -171,6 +164,3 @@ def write_all(directory: Path, files: dict[str, str]) -> None:
         for temp, _ in staged:
             Path(temp).unlink(missing_ok=True)
 
-
-def _spinner() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err)

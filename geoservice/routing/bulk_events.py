@@ -13,7 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.load import copy_rows
+from geoservice.boundaries.versions import current_version_id
 from geoservice.routing.bulk import route_points
+from geoservice.routing.loader import load_router
 from geoservice.routing.router import Router
 
 PLACE_BY_VERSION_AT_OCCURRENCE = text(
@@ -49,6 +51,19 @@ NEAREST_STATION = text(
      WHERE e.station_code IS NULL
     """
 )
+
+
+def route_imported_events(session: Session) -> tuple[int, int]:
+    """Place every event that has no grid yet, and give a department to those without one.
+
+    Departments are decided by the version in force now (its rules and zones), as a report made
+    today would be; before any version is published, events are placed but get no department.
+    Returns (placed, given a department).
+    """
+    placed = assign_places(session)
+    version_id = current_version_id(session)
+    routed = assign_departments(session, load_router(session, version_id)) if version_id is not None else 0
+    return placed, routed
 
 
 def assign_places(session: Session) -> int:

@@ -17,7 +17,6 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
@@ -28,12 +27,18 @@ from geoservice.boundaries.drafts import EditRejected, create_draft, create_draf
 from geoservice.boundaries.edits import EDIT, apply_edit
 from geoservice.boundaries.impact import impact_report
 from geoservice.boundaries.validation import validate_version
-from geoservice.database import open_database, transaction
-from geoservice.versions import Published, Publisher, VersionError, list_versions, publish_version, resolve_version
+from geoservice.boundaries.versions import (
+    Published,
+    Publisher,
+    VersionError,
+    list_versions,
+    publish_version,
+    resolve_version,
+)
+from geoservice.cli.output import console, err, fail
+from geoservice.infra.database import open_database, transaction
 
 versions_app = typer.Typer(help="Boundary versions of regions and grids: drafts, edits, validation, publish.")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 AtOption = Annotated[datetime | None, typer.Option(help="effective from (ISO 8601 with zone); default now")]
 
 
@@ -46,14 +51,10 @@ def _session() -> Iterator[Session]:
     except ImportRejected as exc:
         for error in exc.errors:
             err.print(f"  {error}", highlight=False, markup=False)
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except (VersionError, EditRejected, ReadError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 def _publisher() -> Publisher:
@@ -102,7 +103,7 @@ def versions_edit(
     try:
         parsed = EDIT.validate_python(json.loads(raw))
     except (json.JSONDecodeError, ValidationError) as exc:
-        raise _fail(f"not a valid edit: {exc}") from exc
+        raise fail(f"not a valid edit: {exc}") from exc
     with _session() as session:
         result = apply_edit(session, resolve_version(session, name), parsed)
     parts = [f"{what} {', '.join(codes)}" for what, codes in vars(result).items() if codes]
@@ -119,7 +120,7 @@ def versions_validate(name: str) -> None:
         near = f" (near lon {where.x:.6f}, lat {where.y:.6f})" if where is not None else ""
         console.print(f"  {finding.kind}: {finding.message}{near}", highlight=False, markup=False)
     if not report.ok:
-        raise _fail(f"{name}: {len(report.findings)} validation error(s)")
+        raise fail(f"{name}: {len(report.findings)} validation error(s)")
     console.print(f"{name}: valid ({report.grids} grids)")
 
 
@@ -131,7 +132,7 @@ def versions_impact(
 ) -> None:
     """What publishing a draft would change against the version in force."""
     if format not in ("json", "geojson", "csv"):
-        raise _fail(f"unknown format {format!r}; use json, geojson or csv")
+        raise fail(f"unknown format {format!r}; use json, geojson or csv")
     with _session() as session:
         report = impact_report(session, resolve_version(session, name))
     body = (

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
-from geoservice.database import open_database, transaction
+from geoservice.cli.output import console, err
+from geoservice.infra.database import open_database, transaction
 from geoservice.open311.clients import ClientError, add_client, list_clients, set_enabled
 
 open311_app = typer.Typer(help="Open311 GeoReport v2 client applications and their API keys.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 @open311_app.command("add-client")

@@ -1,7 +1,7 @@
 """The OpenAPI document tells the truth about errors: every 4xx/5xx is an RFC 7807 problem.
 
 FastAPI documents its own validation-error body (``application/json``) for 422; the app answers
-``application/problem+json`` for every error instead (``geoservice.errors``). Clients generate
+``application/problem+json`` for every error instead (``geoservice.api.problems``). Clients generate
 code from this document and schemathesis checks answers against it, so the document is patched
 once, when first built: 422 and a ``4XX`` default point at the ``Problem`` schema.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from geoservice.errors import PROBLEM
+from geoservice.api.problems import PROBLEM
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",

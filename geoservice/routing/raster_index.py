@@ -53,7 +53,7 @@ class IndexStats:
     cell_m: float
 
 
-class CoverageIndex:
+class RasterIndex:
     """Point → rank of the covering polygon (``NO_POLYGON`` when none covers it)."""
 
     def __init__(self, polygons: NDArray[np.object_] | list, cell_m: float = 20.0) -> None:

@@ -17,7 +17,7 @@ import time
 from limits import parse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from geoservice.errors import ProblemError, problem
+from geoservice.api.problems import ProblemError, problem
 
 
 class BodySizeLimit:

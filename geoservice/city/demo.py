@@ -25,13 +25,13 @@ from etl.demo import DemoCity, build_demo_city
 from etl.load import copy_rows, import_frame, remember_metric_epsg
 from etl.reference import load_reference_data
 from geoservice.auth.users import add_user
-from geoservice.database import transaction
-from geoservice.event_routing import assign_departments, assign_places
+from geoservice.boundaries.versions import current_version_id, publish
+from geoservice.infra.database import transaction
+from geoservice.routing.bulk_events import assign_departments, assign_places
 from geoservice.routing.loader import load_router
-from geoservice.versions import current_version_id, publish
 from layers.models import Role
 
-DEMO_BOUNDARY = Path(__file__).parents[1] / "etl" / "data" / "320682.geojson"
+DEMO_BOUNDARY = Path(__file__).parents[2] / "etl" / "data" / "320682.geojson"
 DEMO_VERSION = "demo"
 
 

@@ -13,20 +13,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from sqlalchemy import text
 
 from etl.load import ImportRejected, import_layer
 from etl.readers import ReadError
-from geoservice.database import open_database, transaction
-from geoservice.event_routing import assign_departments, assign_places
+from geoservice.cli.output import console, fail, print_rejected
 from geoservice.events.sweep import sweep_deadlines
-from geoservice.routing.loader import load_router
-from geoservice.versions import current_version_id
+from geoservice.infra.database import open_database, transaction
+from geoservice.routing.bulk_events import route_imported_events
 
 events_app = typer.Typer(help="The event closed loop: deadline sweep, historic imports.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 LOG_IMPORTED = text(
     """
@@ -38,10 +34,6 @@ LOG_IMPORTED = text(
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(1)
-
 
 @events_app.command("sweep")
 def sweep(
@@ -49,7 +41,7 @@ def sweep(
 ) -> None:
     """Escalate events whose accept or handling deadline passed; each breach once."""
     if now is not None and now.tzinfo is None:
-        raise _fail("--now needs a time zone, e.g. 2026-11-24T09:00:00+08:00")
+        raise fail("--now needs a time zone, e.g. 2026-11-24T09:00:00+08:00")
     with transaction(open_database()) as session:
         result = sweep_deadlines(session, now)
     console.print(
@@ -71,15 +63,12 @@ def import_events(
         with transaction(engine) as session:
             before = session.execute(text("SELECT coalesce(max(id), 0) FROM events")).scalar_one()
             report = import_layer(session, "events", path, crs=crs, fix=fix)
-            placed = assign_places(session)
-            version_id = current_version_id(session)
-            routed = assign_departments(session, load_router(session, version_id)) if version_id is not None else 0
+            placed, routed = route_imported_events(session)
             session.execute(LOG_IMPORTED, {"before": before, "note": f"imported from {path.name}", "file": str(path)})
     except ImportRejected as exc:
-        for error in exc.errors:
-            err.print(f"  {error}", highlight=False, markup=False)
-        raise _fail(str(exc)) from exc
+        print_rejected(exc)
+        raise fail(str(exc)) from exc
     except (ReadError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(f"loaded {report.count:,} events: {placed:,} placed in grids, {routed:,} given a department",
                   highlight=False)  # fmt: skip

@@ -17,10 +17,10 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from geoservice.embedded import EmbeddedCluster
+from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import DatabaseSettings
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parents[1] / "migrations"
 # The first PostGIS call in a new backend loads the library, and the first transform between two
 # CRSs builds its PROJ pipeline: together about 100 ms on the 2-core machine (measured: 26 ms,
 # 20 ms to Web Mercator, 70 ms to the city's Gauss-Krüger zone). Done as the connection opens,

@@ -1,0 +1,86 @@
+"""Who may see what: the one definition of a caller's jurisdiction, for every surface.
+
+Events, statistics, tiles, OGC features, forces, the one-map and boundary reads all take the
+caller's scope from here, so no surface can show what another hides. Dispatchers and grid workers
+see their region subtree, handlers their department's events, the signed-in public their own
+reports, supervisors and admins everything; planners and the anonymous public see no events. A
+region subtree is a code prefix (统计用区划代码 nest by prefix), so a scope is one ``LIKE`` that
+an index on the code can serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from geoservice.auth.users import SCOPED_BY_REGION, Principal
+from layers.models import Role
+
+REGION_SEGMENTS = (2, 4, 6, 9, 12)  # province, prefecture, county, town, village in 统计用区划代码
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which events a caller may see: every one, a region subtree, a department, or their own reports."""
+
+    everything: bool = False
+    region_prefix: str | None = None
+    department_code: str | None = None
+    reporter_username: str | None = None
+
+
+def scope_of(principal: Principal) -> Scope:
+    """The caller's scope over events, from role and account (the anonymous public follows nothing)."""
+    if principal.role in (Role.admin, Role.supervisor):
+        return Scope(everything=True)
+    if principal.role in SCOPED_BY_REGION and principal.region_code:
+        return Scope(region_prefix=region_prefix(principal.region_code))
+    if principal.role == Role.handler and principal.department_code:
+        return Scope(department_code=principal.department_code)
+    if principal.role == Role.public and not principal.anonymous:
+        return Scope(reporter_username=principal.username)
+    return Scope()  # planners and the anonymous public: no events
+
+
+def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
+    """A WHERE fragment over ``events {alias}`` (and its parameters) that keeps only what the scope may see."""
+    if scope.everything:
+        return "TRUE", {}
+    if scope.region_prefix is not None:
+        place = f"coalesce({alias}.grid_code, {alias}.community_code, {alias}.town_code, '')"
+        return f"{place} LIKE :scope_prefix", {"scope_prefix": scope.region_prefix + "%"}
+    if scope.department_code is not None:
+        return f"{alias}.department_code = :scope_department", {"scope_department": scope.department_code}
+    if scope.reporter_username is not None:
+        return f"{alias}.reporter_username = :scope_reporter", {"scope_reporter": scope.reporter_username}
+    return "FALSE", {}
+
+
+def region_scope(principal: Principal) -> str | None:
+    """The code prefix of a region-scoped caller's subtree (dispatchers, grid workers); None: not region-scoped."""
+    if principal.role in SCOPED_BY_REGION and principal.region_code:
+        return region_prefix(principal.region_code)
+    return None
+
+
+def code_scope_sql(principal: Principal, column: str, param: str = "scope_prefix") -> tuple[str, dict[str, Any]]:
+    """A WHERE fragment keeping the rows whose region or grid code ``column`` lies in the caller's subtree."""
+    prefix = region_scope(principal)
+    if prefix is None:
+        return "TRUE", {}
+    return f"{column} LIKE :{param}", {param: prefix + "%"}
+
+
+def region_prefix(code: str) -> str:
+    """The prefix every code in the subtree of ``code`` starts with.
+
+    A 12-digit code ends in zeros for the levels below it: 320682000000 (county) → '320682',
+    320682001000 (town) → '320682001', 320682001002 (community) → all 12 digits. A 15-digit grid
+    code is its own subtree.
+    """
+    if len(code) > 12:
+        return code
+    for length in REGION_SEGMENTS:
+        if set(code[length:]) <= {"0"}:
+            return code[:length]
+    return code
