@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from geoservice.api import auth, boundary_versions, coverage, forces, health, locate, metrics, open311, route, stats
+from geoservice.api import auth, boundary_versions, coverage, health, locate, metrics, open311, route, stats
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
@@ -21,11 +21,14 @@ from geoservice.api.openapi import install_openapi
 from geoservice.api.problems import register_error_handlers
 from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
+from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
 from geoservice.routing.registry import RouterRegistry
-from geoservice.settings import AuthSettings, DatabaseSettings, OperationsSettings, RoutingSettings
+from geoservice.settings import AuthSettings, DatabaseSettings, EventSettings, OperationsSettings, RoutingSettings
+from tiles.settings import TileSettings
 from webmap.assets import STATIC
+from webmap.settings import MapSettings
 
 
 def create_app(
@@ -34,8 +37,16 @@ def create_app(
     routing: RoutingSettings | None = None,
     auth_settings: AuthSettings | None = None,
     operations: OperationsSettings | None = None,
+    events: EventSettings | None = None,
+    forces: ForceSettings | None = None,
+    tile_settings: TileSettings | None = None,
+    map_settings: MapSettings | None = None,
 ) -> FastAPI:
-    """Build the app; tests pass their own engine, the server lets the lifespan open the database."""
+    """Build the app; tests pass their own engine, the server lets the lifespan open the database.
+
+    Every setting is read from the environment here, once per process, unless a test passes its own;
+    handlers and services take them from ``app.state``, never from the environment.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,8 +58,6 @@ def create_app(
         if own_engine:
             fill_pool(app.state.engine, min(operations.worker_threads, app.state.engine.pool.size()))
         app.state.sessions = session_factory(app.state.engine)
-        app.state.routing_settings = routing or RoutingSettings()
-        app.state.auth_settings = auth_settings or AuthSettings()
         app.state.principals = PrincipalCache(app.state.engine, app.state.auth_settings.principal_cache_s)
         app.state.principals.start()
         app.state.routers = RouterRegistry(app.state.engine, app.state.routing_settings)
@@ -79,6 +88,12 @@ def create_app(
     register_error_handlers(app)
     install_openapi(app)
     operations = operations or OperationsSettings()
+    app.state.routing_settings = routing or RoutingSettings()
+    app.state.auth_settings = auth_settings or AuthSettings()
+    app.state.event_settings = events or EventSettings()
+    app.state.force_settings = forces or ForceSettings()
+    app.state.tile_settings = tile_settings or TileSettings()
+    app.state.map_settings = map_settings or MapSettings()
     app.state.metrics = Metrics(app.state)
     app.state.public_rate = PublicRateLimiter(operations.public_rate)
     app.add_middleware(TileHits)  # cached tiles without the framework's ~0.3 ms

@@ -67,9 +67,9 @@ class Rules:
 class TileService:
     """One per process: the data versions, the extents, the cache and the builder."""
 
-    def __init__(self, engine: Engine, settings: TileSettings | None = None) -> None:
+    def __init__(self, engine: Engine, settings: TileSettings) -> None:
         self.engine = engine
-        self.settings = settings or TileSettings()
+        self.settings = settings
         self.versions = DataVersions(engine, self.settings.version_check_s)
         self.cache = TileCache(int(self.settings.cache_mb * 1024 * 1024))
         self.event_points = EventPoints(engine, self.settings.events_max_age_s)

@@ -9,10 +9,10 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from geoservice.api.deps import SessionDep
-from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.tokens import issue_token
 from geoservice.auth.users import Principal, authenticate
+from geoservice.errors import SignInRequired
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -39,8 +39,7 @@ def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
     """Sign in (form fields ``username`` and ``password``)."""
     principal = authenticate(session, form.username, form.password)
     if principal is None:
-        raise ProblemError(401, "Sign-in failed", "wrong username or password, or the account is disabled",
-                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise SignInRequired("wrong username or password, or the account is disabled", title="Sign-in failed")
     access, seconds = issue_token(principal.username, request.app.state.auth_settings)
     return Token(access_token=access, expires_in=seconds)
 

@@ -10,44 +10,36 @@ vocabulary. Every call is one transaction: a refused edit or publish leaves noth
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-import shapely
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
-from etl.load import ImportRejected
-from etl.readers import ReadError
 from geoservice.api.deps import SessionDep
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, allow, policy
 from geoservice.auth.users import Principal
 from geoservice.boundaries.diff import diff_versions
 from geoservice.boundaries.drafts import (
-    EditRejected,
     create_draft,
     create_draft_from_files,
-    editable_draft,
+    discard_draft,
     rollback,
 )
 from geoservice.boundaries.edits import Edit, apply_edit
-from geoservice.boundaries.geometry import geojson_of
 from geoservice.boundaries.impact import impact_report
 from geoservice.boundaries.validation import validate_version
 from geoservice.boundaries.versions import (
-    DraftInvalid,
     Published,
     Publisher,
-    VersionError,
+    VersionInfo,
     VersionNotFound,
     current_version_id,
     get_version,
+    grid_features,
     list_versions,
     publish_version,
 )
@@ -59,20 +51,6 @@ READERS = allow(Role.admin, Role.planner, Role.dispatcher, Role.supervisor)
 Writer = Annotated[Principal, Depends(WRITERS)]
 VersionId = Annotated[int, Field(ge=1)]
 GEOJSON = "application/geo+json"
-
-
-class VersionPublic(BaseModel):
-    """A boundary version with its counts."""
-
-    id: int
-    name: str
-    status: str
-    effective_from: datetime | None
-    effective_to: datetime | None
-    grids: int
-    regions: int
-    based_on_id: int | None = None
-    note: str = ""
 
 
 class DraftCreate(BaseModel):
@@ -107,50 +85,25 @@ class EditOutcome(BaseModel):
 class PublishOutcome(BaseModel):
     """The version now published, and the open events the publish re-routed or left with their team."""
 
-    version: VersionPublic
+    version: VersionInfo
     rerouted: list[int]
     kept: list[int]
 
 
-@contextmanager
-def problems() -> Iterator[None]:
-    """Domain errors as problem responses: 404 unknown, 409 state conflicts, 422 bad input."""
-    try:
-        yield
-    except VersionNotFound as exc:
-        raise ProblemError(404, "No such boundary version", str(exc)) from exc
-    except DraftInvalid as exc:
-        raise ProblemError(
-            409, "Draft has validation errors", str(exc), errors=[f.as_json() for f in exc.findings[:100]]
-        ) from exc
-    except VersionError as exc:
-        raise ProblemError(409, "Boundary version conflict", str(exc)) from exc
-    except EditRejected as exc:
-        raise ProblemError(422, "Edit refused", str(exc)) from exc
-    except ImportRejected as exc:
-        raise ProblemError(
-            422, "File rejected", str(exc), errors=[{"feature": e.index, "code": e.code, "message": e.message}
-                                                    for e in exc.errors[:200]],
-        ) from exc  # fmt: skip
-    except ReadError as exc:
-        raise ProblemError(422, "File cannot be read", str(exc)) from exc
-
-
-@router.get("", response_model=list[VersionPublic], **policy(STAFF))
-def get_versions(session: SessionDep) -> list[VersionPublic]:
+@router.get("", response_model=list[VersionInfo], **policy(STAFF))
+def get_versions(session: SessionDep) -> list[VersionInfo]:
     """Every boundary version, newest first."""
-    return [VersionPublic(**vars(v)) for v in list_versions(session)]
+    return list_versions(session)
 
 
-@router.post("", status_code=201, response_model=VersionPublic, **policy(WRITERS))
-def post_draft(body: DraftCreate, session: SessionDep) -> VersionPublic:
+@router.post("", status_code=201, response_model=VersionInfo, **policy(WRITERS))
+def post_draft(body: DraftCreate, session: SessionDep) -> VersionInfo:
     """Create a draft as a copy of the version in force (or of ``based_on``)."""
-    with problems():
-        draft_id = create_draft(session, body.name, based_on=body.based_on, note=body.note)
-        return VersionPublic(**vars(get_version(session, draft_id)))
+    draft_id = create_draft(session, body.name, based_on=body.based_on, note=body.note)
+    return get_version(session, draft_id)
 
 
-@router.post("/imports", status_code=201, response_model=VersionPublic, **policy(WRITERS))
+@router.post("/imports", status_code=201, response_model=VersionInfo, **policy(WRITERS))
 def post_draft_from_files(
     session: SessionDep,
     name: Annotated[str, Form(min_length=1, max_length=100)],
@@ -158,45 +111,37 @@ def post_draft_from_files(
     regions: Annotated[UploadFile | None, File(description="regions (optional; default: those in force)")] = None,
     crs: Annotated[str | None, Form(description="CRS of files that declare none")] = None,
     note: Annotated[str, Form()] = "",
-) -> VersionPublic:
+) -> VersionInfo:
     """Create a draft from uploaded files, validated as ``geoservice import`` validates them."""
-    with tempfile.TemporaryDirectory() as tmp, problems():
+    with tempfile.TemporaryDirectory() as tmp:
         grids_path = _save(grids, Path(tmp), "grids")
         regions_path = _save(regions, Path(tmp), "regions") if regions is not None else None
         draft_id = create_draft_from_files(session, name, grids_path, regions=regions_path, crs=crs, note=note)
-        return VersionPublic(**vars(get_version(session, draft_id)))
+        return get_version(session, draft_id)
 
 
-@router.get("/in-force", response_model=VersionPublic, **policy(STAFF))
+@router.get("/in-force", response_model=VersionInfo, **policy(STAFF))
 def get_in_force(
     session: SessionDep,
     at: Annotated[datetime | None, Query(description="the instant (with a zone); default now")] = None,
-) -> VersionPublic:
+) -> VersionInfo:
     """The version in force at an instant: its grids (``/{id}/grids``) are the layer as it was then."""
-    with problems():
-        version_id = current_version_id(session, _aware(at))
-        if version_id is None:
-            raise VersionNotFound(f"no boundary version was in force at {(at or datetime.now(UTC)).isoformat()}")
-        return VersionPublic(**vars(get_version(session, version_id)))
+    version_id = current_version_id(session, _aware(at))
+    if version_id is None:
+        raise VersionNotFound(f"no boundary version was in force at {(at or datetime.now(UTC)).isoformat()}")
+    return get_version(session, version_id)
 
 
-@router.get("/{version_id}", response_model=VersionPublic, **policy(READERS))
-def get_one(version_id: VersionId, session: SessionDep) -> VersionPublic:
+@router.get("/{version_id}", response_model=VersionInfo, **policy(READERS))
+def get_one(version_id: VersionId, session: SessionDep) -> VersionInfo:
     """One version with its counts."""
-    with problems():
-        return VersionPublic(**vars(get_version(session, version_id)))
+    return get_version(session, version_id)
 
 
 @router.delete("/{version_id}", status_code=204, **policy(WRITERS))
 def delete_draft(version_id: VersionId, session: SessionDep) -> Response:
     """Discard a draft (published and retired versions are history and stay)."""
-    with problems():
-        editable_draft(session, version_id)
-        # Drafts copied from this one keep their grids; they just no longer name where they came from.
-        session.execute(
-            text("UPDATE boundary_versions SET based_on_id = NULL WHERE based_on_id = :v"), {"v": version_id}
-        )
-        session.execute(text("DELETE FROM boundary_versions WHERE id = :v"), {"v": version_id})
+    discard_draft(session, version_id)
     return Response(status_code=204)
 
 
@@ -205,29 +150,13 @@ def delete_draft(version_id: VersionId, session: SessionDep) -> Response:
 )
 def get_grids(version_id: VersionId, session: SessionDep) -> JSONResponse:
     """The version's grids as GeoJSON (a draft's too), for the map."""
-    with problems():
-        get_version(session, version_id)
-    rows = session.execute(
-        text(
-            "SELECT code, name, community_code, workers, officer, ST_AsBinary(geom) AS wkb "
-            "FROM grids WHERE version_id = :v ORDER BY code"
-        ),
-        {"v": version_id},
-    ).all()
-    features = [
-        {"type": "Feature", "id": r.code, "geometry": geojson_of(shapely.from_wkb(bytes(r.wkb))),
-         "properties": {"code": r.code, "name": r.name, "community_code": r.community_code,
-                        "workers": list(r.workers or ()), "officer": r.officer}}
-        for r in rows
-    ]  # fmt: skip
-    return JSONResponse({"type": "FeatureCollection", "features": features}, media_type=GEOJSON)
+    return JSONResponse(grid_features(session, version_id), media_type=GEOJSON)
 
 
 @router.post("/{version_id}/edits", response_model=EditOutcome, **policy(WRITERS))
 def post_edit(version_id: VersionId, edit: Edit, session: SessionDep) -> EditOutcome:
     """Apply one edit to a draft (409 when the version is not a draft)."""
-    with problems():
-        return EditOutcome(**vars(apply_edit(session, version_id, edit)))
+    return EditOutcome(**vars(apply_edit(session, version_id, edit)))
 
 
 @router.get(
@@ -240,9 +169,8 @@ def get_validation(
     version_id: VersionId, session: SessionDep, format: Literal["json", "geojson"] = "json"
 ) -> JSONResponse:
     """Every validation error, each located and explained; ``valid`` tells whether it can be published."""
-    with problems():
-        get_version(session, version_id)
-        report = validate_version(session, version_id)
+    get_version(session, version_id)
+    report = validate_version(session, version_id)
     if format == "geojson":
         return JSONResponse(report.as_geojson(), media_type=GEOJSON)
     return JSONResponse(report.as_json())
@@ -262,14 +190,13 @@ def get_impact(
     base: Annotated[int | None, Query(description="compare with this version; default the one in force")] = None,
 ) -> Response:
     """Grids, places, posts, open events and people that publishing this version would move."""
-    with problems():
-        get_version(session, version_id)
-        if base is not None:
-            get_version(session, base)
-        report = impact_report(
-            session, version_id, base_id=base, settings=request.app.state.routing_settings,
-            base_router=request.app.state.routers.loaded(),
-        )  # fmt: skip
+    get_version(session, version_id)
+    if base is not None:
+        get_version(session, base)
+    report = impact_report(
+        session, version_id, base_id=base, settings=request.app.state.routing_settings,
+        base_router=request.app.state.routers.loaded(),
+    )  # fmt: skip
     if format == "csv":
         headers = {"Content-Disposition": f'attachment; filename="impact-{version_id}.csv"'}
         return Response(report.as_csv(), media_type="text/csv; charset=utf-8", headers=headers)
@@ -281,16 +208,14 @@ def get_impact(
 @router.post("/{version_id}/publish", response_model=PublishOutcome, **policy(WRITERS))
 def post_publish(version_id: VersionId, body: PublishRequest, session: SessionDep, who: Writer) -> PublishOutcome:
     """Validate and put a draft in force; open events not yet dispatched are re-routed and logged."""
-    with problems():
-        return _outcome(publish_version(session, version_id, _aware(body.effective_from), publisher=_publisher(who)))
+    return _outcome(publish_version(session, version_id, _aware(body.effective_from), publisher=_publisher(who)))
 
 
 @router.post("/{version_id}/rollback", response_model=PublishOutcome, **policy(WRITERS))
 def post_rollback(version_id: VersionId, body: RollbackRequest, session: SessionDep, who: Writer) -> PublishOutcome:
     """Publish a copy of an old version as a new version (history is never rewritten)."""
-    with problems():
-        published = rollback(session, version_id, body.name, _aware(body.effective_from), publisher=_publisher(who))
-        return _outcome(published)
+    published = rollback(session, version_id, body.name, _aware(body.effective_from), publisher=_publisher(who))
+    return _outcome(published)
 
 
 @router.get(
@@ -303,8 +228,7 @@ def get_diff(
     version_id: VersionId, other_id: VersionId, session: SessionDep, format: Literal["json", "geojson"] = "json"
 ) -> JSONResponse:
     """What changed from version ``version_id`` to version ``other_id`` (any two versions)."""
-    with problems():
-        diff = diff_versions(session, version_id, other_id)
+    diff = diff_versions(session, version_id, other_id)
     if format == "geojson":
         return JSONResponse(diff.as_geojson(), media_type=GEOJSON)
     return JSONResponse(diff.as_json())
@@ -312,7 +236,7 @@ def get_diff(
 
 def _outcome(published: Published) -> PublishOutcome:
     return PublishOutcome(
-        version=VersionPublic(**vars(published.version)),
+        version=published.version,
         rerouted=[m.id for m in published.rerouted],
         kept=[m.id for m in published.kept],
     )

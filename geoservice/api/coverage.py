@@ -22,11 +22,11 @@ from geoservice.api.deps import SessionDep
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
+from geoservice.boundaries.units import HINT, UnknownRegion
 from geoservice.boundaries.versions import current_version_id
 from geoservice.coverage.html import render_html
-from geoservice.coverage.inputs import NoVersionInForce, UnknownRegion
 from geoservice.coverage.output import report_csv, report_geojson, report_json, suggestion_json
-from geoservice.coverage.service import NoDemandLayer, coverage_report, suggest_sites
+from geoservice.coverage.service import coverage_report, suggest_sites
 from geoservice.coverage.siting import TIME_LIMIT_S
 from layers.models import Role
 
@@ -76,16 +76,13 @@ def get_coverage(
     For the region and each child region one level down (city → towns → communities → grids).
     """
     _zoned(as_of)
-    try:
-        report = coverage_report(
-            session,
-            _scoped(session, principal, region),
-            levels=[level] if level else None,
-            as_of=as_of,
-            radii_m=request.app.state.routing_settings.rings_m,
-        )
-    except (UnknownRegion, NoVersionInForce) as exc:
-        raise _not_found(exc) from exc
+    report = coverage_report(
+        session,
+        _scoped(session, principal, region),
+        levels=[level] if level else None,
+        as_of=as_of,
+        radii_m=request.app.state.routing_settings.rings_m,
+    )
     name = f"coverage-{report.region.code}"
     if format == "geojson":
         return _json(report_geojson(report), "application/geo+json")
@@ -121,22 +118,17 @@ def suggest(
     with the demand it adds; the total is what the report shows more once the posts exist.
     """
     _zoned(as_of)
-    try:
-        suggestion = suggest_sites(
-            session,
-            _scoped(session, principal, region),
-            level,
-            k,
-            demand=demand,
-            full=full,
-            time_limit_s=time_limit_s,
-            as_of=as_of,
-            radii_m=request.app.state.routing_settings.rings_m,
-        )
-    except (UnknownRegion, NoVersionInForce) as exc:
-        raise _not_found(exc) from exc
-    except NoDemandLayer as exc:
-        raise ProblemError(409, "No demand layer", str(exc)) from exc
+    suggestion = suggest_sites(
+        session,
+        _scoped(session, principal, region),
+        level,
+        k,
+        demand=demand,
+        full=full,
+        time_limit_s=time_limit_s,
+        as_of=as_of,
+        radii_m=request.app.state.routing_settings.rings_m,
+    )
     return _json(suggestion_json(suggestion), "application/json")
 
 
@@ -149,7 +141,7 @@ def _scoped(session: Session, principal: Principal, region: str | None) -> str |
     params = {"v": current_version_id(session), "c": region, "scope": principal.region_code}
     found = session.execute(text(_WITHIN), params).one()
     if not found.known:
-        raise _not_found(UnknownRegion(f"no region or grid has code {region!r} in the boundary version in force"))
+        raise UnknownRegion(f"no region or grid has code {region!r} in the boundary version in force ({HINT})")
     if not found.inside:
         raise ProblemError(403, "Outside your region", f"{region} is not within your region {principal.region_code}")
     return region
@@ -169,12 +161,6 @@ SELECT count(*) > 0 AS known, bool_or(code = :scope) AS inside FROM up
 def _zoned(moment: datetime | None) -> None:
     if moment is not None and moment.tzinfo is None:
         raise ProblemError(422, "Invalid request", "as_of needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
-
-
-def _not_found(exc: LookupError) -> ProblemError:
-    if isinstance(exc, NoVersionInForce):
-        return ProblemError(503, "No boundary version in force", str(exc))
-    return ProblemError(404, "Unknown region", f"{exc} (a region code has 12 digits, a grid code 15)")
 
 
 def _json(body: dict[str, Any], media_type: str) -> JSONResponse:

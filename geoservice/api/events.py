@@ -39,9 +39,8 @@ EVENT_ID = Path(ge=1, le=2**63 - 1, description="event id", examples=[1])
 
 @asynccontextmanager
 async def sweep_alongside(app: FastAPI) -> AsyncIterator[None]:
-    """Run the deadline sweep for as long as the app runs (tests set ``app.state.event_settings``)."""
-    settings = getattr(app.state, "event_settings", None) or EventSettings()
-    app.state.event_settings = settings
+    """Run the deadline sweep for as long as the app runs, as often as the app's event settings say."""
+    settings: EventSettings = app.state.event_settings
     sweep = PeriodicSweep(app.state.engine, settings.event_sweep_s)
     sweep.start()
     yield

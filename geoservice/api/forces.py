@@ -124,11 +124,8 @@ def dispatch_to_force(
 
 
 def force_settings(request: Request) -> ForceSettings:
-    """The app's force settings (tests set ``app.state.force_settings``), read from the environment once."""
-    settings = getattr(request.app.state, "force_settings", None)
-    if settings is None:
-        settings = request.app.state.force_settings = ForceSettings()
-    return settings
+    """The app's force settings, built once with the app."""
+    return request.app.state.force_settings
 
 
 def _event(session: Session, event_id: int, principal: Principal) -> dict[str, Any]:

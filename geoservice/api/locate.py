@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from etl.crs import parse_crs, to_wgs84
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, policy
-from geoservice.routing.registry import NoVersionInForce
+from geoservice.boundaries.versions import NoVersionInForce
 from geoservice.routing.router import Location, Region, Router
 
 router = APIRouter(prefix="/v1/locate", tags=["locate"])

@@ -27,9 +27,7 @@ from geoservice.coverage.inputs import city_epsg
 from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, HANDLE_CLOCK_STATES
 from geoservice.events.workflow import OPEN_STATES
 from tiles.catalog import LAYERS
-from tiles.settings import TileSettings
 from webmap.page import onemap_page
-from webmap.settings import MapSettings
 
 OPEN = allow(EVERYONE)
 VIEWERS = allow(STAFF)
@@ -50,11 +48,11 @@ OVERDUE_SQL = (
 @router.get("/map", response_class=HTMLResponse, **policy(OPEN))
 def get_map(request: Request) -> HTMLResponse:
     """The one-map page (sign in on the page; no data is in the HTML itself)."""
-    settings = getattr(request.app.state, "map_settings", None) or MapSettings()
     tiles = {name: {"minzoom": layer.minzoom, "maxzoom": layer.maxzoom} for name, layer in LAYERS.items()}
-    service = getattr(request.app.state, "tile_service", None)
-    tiles["events"]["clusterUntil"] = (service.settings if service else TileSettings()).events_cluster_until
-    return HTMLResponse(onemap_page(settings, tiles), headers={"Cache-Control": "no-cache"})
+    service = getattr(request.app.state, "tile_service", None)  # tests may run one with their own settings
+    tile_settings = service.settings if service else request.app.state.tile_settings
+    tiles["events"]["clusterUntil"] = tile_settings.events_cluster_until
+    return HTMLResponse(onemap_page(request.app.state.map_settings, tiles), headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/map/grid-measures", **policy(VIEWERS))

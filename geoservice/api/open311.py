@@ -17,9 +17,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from geoservice.api.locate import locate_router
-from geoservice.api.problems import ProblemError
+from geoservice.api.problems import ProblemError, problem_error
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.auth.users import Principal
+from geoservice.errors import DomainError
 from geoservice.events.report import report_event
 from geoservice.open311 import mapping
 from geoservice.open311.clients import client_name
@@ -134,8 +135,10 @@ def post_request(
         )
     except Open311Error as exc:
         return _error(exc)
-    except ProblemError as exc:
-        return _error(Open311Error(400 if exc.status == 422 else exc.status, exc.detail))
+    except (ProblemError, DomainError) as exc:
+        problem = problem_error(exc)
+        assert problem is not None
+        return _error(Open311Error(400 if problem.status == 422 else problem.status, problem.detail))
 
 
 def _client(session: Session, api_key: str) -> str:

@@ -1,12 +1,18 @@
-"""RFC 7807 problem responses, from one place.
+"""RFC 7807 problem responses, from one place: the table that maps each domain error to a problem.
 
-Each domain error maps to one status; handlers render ``application/problem+json`` with a
-``detail`` a person can act on. Request validation errors become 422 problems listing each field.
+Domain code raises the exceptions of ``geoservice.errors`` (or its own, listed here); routes let
+them through, and the handlers installed by ``register_error_handlers`` render them as
+``application/problem+json`` with a ``detail`` a person can act on. The most specific entry of
+``PROBLEMS`` wins (the exception's class hierarchy is walked), so ``VersionNotFound`` is a 404 while
+any other ``VersionError`` is a 409. Only ``geoservice.api`` builds HTTP problems: ``ProblemError``
+is for checks that are about HTTP itself (parameters, limits, tiles' addresses).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,14 +21,20 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from etl.crs import UnknownCRSError
-from geoservice.boundaries.versions import VersionError
+from etl.load import ImportRejected
+from etl.readers import ReadError
+from geoservice.boundaries.drafts import EditRejected
+from geoservice.boundaries.versions import DraftInvalid, VersionError, VersionNotFound
+from geoservice.coverage.service import NoDemandLayer
+from geoservice.errors import Conflict, Forbidden, InvalidInput, NotFound, SignInRequired, Unavailable
 
 PROBLEM = "application/problem+json"
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
-    """An error that already knows its status and may carry extra members for the problem body."""
+    """An HTTP problem raised by the API layer itself; it already knows its status and extra members."""
 
     def __init__(
         self, status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
@@ -32,10 +44,57 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
-STATUS_OF: dict[type[Exception], tuple[int, str]] = {
-    UnknownCRSError: (422, "Unknown coordinate reference system"),
-    VersionError: (409, "Boundary version conflict"),
+@dataclass(frozen=True)
+class ProblemKind:
+    """How one kind of domain error is answered; ``title`` None: the exception's own title."""
+
+    status: int
+    title: str | None = None
+    members: Callable[[Exception], dict[str, object]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _findings(exc: Exception) -> dict[str, object]:
+    assert isinstance(exc, DraftInvalid)
+    return {"errors": [f.as_json() for f in exc.findings[:100]]}
+
+
+def _rejected_features(exc: Exception) -> dict[str, object]:
+    assert isinstance(exc, ImportRejected)
+    return {"errors": [{"feature": e.index, "code": e.code, "message": e.message} for e in exc.errors[:200]]}
+
+
+PROBLEMS: dict[type[Exception], ProblemKind] = {
+    InvalidInput: ProblemKind(422),
+    NotFound: ProblemKind(404),
+    Conflict: ProblemKind(409),
+    SignInRequired: ProblemKind(401, headers=CHALLENGE),
+    Forbidden: ProblemKind(403),
+    Unavailable: ProblemKind(503),
+    UnknownCRSError: ProblemKind(422, "Unknown coordinate reference system"),
+    VersionError: ProblemKind(409, "Boundary version conflict"),
+    VersionNotFound: ProblemKind(404, "No such boundary version"),
+    DraftInvalid: ProblemKind(409, "Draft has validation errors", _findings),
+    EditRejected: ProblemKind(422, "Edit refused"),
+    ImportRejected: ProblemKind(422, "File rejected", _rejected_features),
+    ReadError: ProblemKind(422, "File cannot be read"),
+    NoDemandLayer: ProblemKind(409, "No demand layer"),
 }
+
+
+def problem_error(exc: Exception) -> ProblemError | None:
+    """The problem a domain error is answered with (None: not in the table, a bug, so a 500)."""
+    if isinstance(exc, ProblemError):
+        return exc
+    for kind in type(exc).__mro__:
+        found = PROBLEMS.get(kind)
+        if found is not None:
+            title = found.title or getattr(exc, "title", None) or "Invalid request"
+            members = dict(getattr(exc, "members", {}) or {})
+            if found.members is not None:
+                members.update(found.members(exc))
+            return ProblemError(found.status, title, str(exc), dict(found.headers), **members)
+    return None
 
 
 def problem(
@@ -71,9 +130,10 @@ def register_error_handlers(app: FastAPI) -> None:
         detail = "the database is not answering; nothing was stored. Retry in a few seconds (with the same key)."
         return problem(503, "Database unavailable", detail, {"Retry-After": "2"})
 
-    for error_type, (status, title) in STATUS_OF.items():
+    async def _domain(_: Request, exc: Exception) -> JSONResponse:
+        mapped = problem_error(exc)
+        assert mapped is not None  # registered only for the table's kinds
+        return problem(mapped.status, mapped.title, mapped.detail, mapped.headers, **mapped.extra)
 
-        async def _mapped(_: Request, exc: Exception, status: int = status, title: str = title) -> JSONResponse:
-            return problem(status, title, str(exc))
-
-        app.add_exception_handler(error_type, _mapped)
+    for kind in PROBLEMS:
+        app.add_exception_handler(kind, _domain)

@@ -20,12 +20,12 @@ from geoservice.api.deps import SessionDep
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
-from geoservice.boundaries.versions import current_version_id
+from geoservice.boundaries.versions import NoVersionInForce, current_version_id
 from geoservice.stats import counts as counts_module
 from geoservice.stats import hotspots as hotspots_module
 from geoservice.stats import performance as performance_module
 from geoservice.stats import ranking as ranking_module
-from geoservice.stats.filters import Condition, UnknownRegion, grid_subtree, region_subtree, time_window
+from geoservice.stats.filters import Condition, grid_subtree, region_subtree, time_window
 from geoservice.stats.index import WEIGHTS
 from geoservice.stats.scope import grid_scope_condition, scope_condition
 from geoservice.stats.tables import rows_csv
@@ -134,23 +134,17 @@ def _events_where(
             raise ProblemError(422, "Invalid request", "times need a zone, e.g. 2026-11-01T00:00:00+08:00")
     if since and until and since >= until:
         raise ProblemError(422, "Invalid request", "from must be before to")
-    try:
-        return scope_condition(principal) & time_window(since, until) & region_subtree(session, region)
-    except UnknownRegion as exc:
-        raise ProblemError(404, "Unknown region", str(exc)) from exc
+    return scope_condition(principal) & time_window(since, until) & region_subtree(session, region)
 
 
 def _grid_filter(session: Session, principal: Principal, region: str | None) -> Condition:
-    try:
-        return grid_scope_condition(principal) & grid_subtree(session, region)
-    except UnknownRegion as exc:
-        raise ProblemError(404, "Unknown region", str(exc)) from exc
+    return grid_scope_condition(principal) & grid_subtree(session, region)
 
 
 def _version(session: Session) -> int:
     version = current_version_id(session)
     if version is None:
-        raise ProblemError(503, "No boundary version in force", "publish a boundary version first")
+        raise NoVersionInForce("publish a boundary version first")
     return version
 
 

@@ -179,15 +179,15 @@ def tile_filters(layer: TileLayer, given: dict[str, object], settings: EventSett
 
 
 def event_settings(app: FastAPI) -> EventSettings:
-    """The app's warning thresholds and deadlines (tests may set ``app.state.event_settings``)."""
-    return getattr(app.state, "event_settings", None) or EventSettings()
+    """The app's warning thresholds and deadlines, built once with the app."""
+    return app.state.event_settings
 
 
 def tile_service(app: FastAPI) -> TileService:
     """The process's tile service (tests may set ``app.state.tile_service`` with their own settings)."""
     service = getattr(app.state, "tile_service", None)
     if service is None:
-        service = app.state.tile_service = TileService(app.state.engine)
+        service = app.state.tile_service = TileService(app.state.engine, app.state.tile_settings)
     return service
 
 

@@ -19,15 +19,14 @@ from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import State
 
-from geoservice.api.problems import ProblemError
 from geoservice.auth.principals import NotCached
 from geoservice.auth.tokens import TokenError, read_token
 from geoservice.auth.users import ANONYMOUS, Principal
+from geoservice.errors import Forbidden, SignInRequired
 from layers.models import Role
 
 STAFF = frozenset(Role) - {Role.public}
 EVERYONE = frozenset(Role)
-CHALLENGE = {"WWW-Authenticate": "Bearer"}
 bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
@@ -47,9 +46,9 @@ class Allow:
         if principal.role not in self.roles:
             if principal.anonymous:
                 detail = "this needs a signed-in user: get a token at /v1/auth/token"
-                raise ProblemError(401, "Sign in required", detail, headers=CHALLENGE)
+                raise SignInRequired(detail, title="Sign in required")
             allowed = ", ".join(sorted(self.roles))
-            raise ProblemError(403, "Not allowed", f"a {principal.role} may not do this; it is for: {allowed}")
+            raise Forbidden(f"a {principal.role} may not do this; it is for: {allowed}", title="Not allowed")
         return principal
 
 
@@ -74,13 +73,13 @@ async def caller(request: Request, token: str | None) -> Principal:
     try:
         username = read_token(token, request.app.state.auth_settings)
     except TokenError as exc:
-        raise ProblemError(401, "Invalid token", str(exc), headers=CHALLENGE) from exc
+        raise SignInRequired(str(exc), title="Invalid token") from exc
     principals = request.app.state.principals
     principal = principals.cached(username)
     if isinstance(principal, NotCached):
         principal = await run_in_threadpool(principals.load, username)
     if principal is None:
-        raise ProblemError(401, "Invalid token", "the account is disabled or gone", headers=CHALLENGE)
+        raise SignInRequired("the account is disabled or gone", title="Invalid token")
     return principal
 
 

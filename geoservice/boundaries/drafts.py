@@ -142,6 +142,14 @@ def editable_draft(session: Session, version_id: int) -> str:
     return row.name
 
 
+def discard_draft(session: Session, version_id: int) -> None:
+    """Delete a draft; published and retired versions are history and stay (refused)."""
+    editable_draft(session, version_id)
+    # Drafts copied from this one keep their grids; they just no longer name where they came from.
+    session.execute(text("UPDATE boundary_versions SET based_on_id = NULL WHERE based_on_id = :v"), {"v": version_id})
+    session.execute(text("DELETE FROM boundary_versions WHERE id = :v"), {"v": version_id})
+
+
 def rollback(
     session: Session,
     version_id: int,

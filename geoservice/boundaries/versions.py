@@ -13,21 +13,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+import shapely
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.boundaries.geometry import geojson_of
 from geoservice.boundaries.reroute import KEPT, REROUTED, EventMove, reroute_events
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.validation import Finding, validate_version
+from geoservice.errors import Conflict, Unavailable
 from geoservice.routing.loader import load_router
 
 NOTIFY_CHANNEL = "boundary_version"
 LAYERS_CHANGED = "layers"  # payload when posts, places, station areas or routing rules change
 
 
-class VersionError(ValueError):
+class VersionError(Conflict, ValueError):
     """A version operation that cannot be done as asked; the message says why."""
+
+
+class NoVersionInForce(Unavailable, LookupError):
+    """No boundary version is in force at the asked instant (nothing published yet, or not then)."""
+
+    title = "No boundary version in force"
 
 
 class VersionNotFound(VersionError):
@@ -53,9 +64,8 @@ class Publisher:
     role: str = "admin"
 
 
-@dataclass(frozen=True)
-class VersionInfo:
-    """A boundary version as listed to people."""
+class VersionInfo(BaseModel):
+    """A boundary version as people and clients see it: its period and its counts (the API answers this)."""
 
     id: int
     name: str
@@ -120,6 +130,25 @@ def get_version(session: Session, version_id: int) -> VersionInfo:
     if not found:
         raise VersionNotFound(f"no boundary version with id {version_id}")
     return found[0]
+
+
+def grid_features(session: Session, version_id: int) -> dict[str, Any]:
+    """The version's grids (a draft's too) as a GeoJSON FeatureCollection, for the map."""
+    get_version(session, version_id)
+    rows = session.execute(
+        text(
+            "SELECT code, name, community_code, workers, officer, ST_AsBinary(geom) AS wkb "
+            "FROM grids WHERE version_id = :v ORDER BY code"
+        ),
+        {"v": version_id},
+    ).all()
+    features = [
+        {"type": "Feature", "id": r.code, "geometry": geojson_of(shapely.from_wkb(bytes(r.wkb))),
+         "properties": {"code": r.code, "name": r.name, "community_code": r.community_code,
+                        "workers": list(r.workers or ()), "officer": r.officer}}
+        for r in rows
+    ]  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
 
 
 def publish(session: Session, name: str, effective_from: datetime | None = None) -> VersionInfo:

@@ -19,9 +19,10 @@ import typer
 from rich.table import Table
 
 from etl.readers import ReadError, read_features
+from geoservice.boundaries.units import UnknownRegion
+from geoservice.boundaries.versions import NoVersionInForce
 from geoservice.cli.output import console, fail, spinner
 from geoservice.coverage.html import render_html
-from geoservice.coverage.inputs import NoVersionInForce, UnknownRegion
 from geoservice.coverage.output import (
     places_csv,
     report_csv,

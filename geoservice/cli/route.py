@@ -23,8 +23,9 @@ def route(
     chunk: Annotated[int, typer.Option(min=1000, help="rows per chunk")] = 200_000,
 ) -> None:
     """Add grid, community, town and station codes (and department) to every row of a file of points."""
+    from geoservice.boundaries.versions import NoVersionInForce
     from geoservice.routing.bulk_files import route_file
-    from geoservice.routing.registry import NoVersionInForce, RouterRegistry
+    from geoservice.routing.registry import RouterRegistry
 
     try:
         router = RouterRegistry(open_database()).current()

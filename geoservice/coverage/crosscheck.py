@@ -19,8 +19,9 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.boundaries.units import unit_by_code
 from geoservice.boundaries.versions import current_version_id
-from geoservice.coverage.inputs import CHILD_LEVEL, LEVELS, UnknownRegion, city_epsg, year_before
+from geoservice.coverage.inputs import CHILD_LEVEL, LEVELS, city_epsg, year_before
 from geoservice.coverage.rings import QUAD_SEGS
 
 FIELDS = ("area_km2", "covered_km2", "population", "population_covered", "places", "places_outside",
@@ -94,15 +95,7 @@ def postgis_figures(
 ) -> dict[tuple[str, str], dict[str, float]]:
     """{(unit code, level): figures} for the region and its children, named as ``LevelFigures``'s fields."""
     version_id = current_version_id(session)
-    level = session.execute(
-        text(
-            "SELECT level::text FROM regions WHERE version_id = :v AND code = :c "
-            "UNION ALL SELECT 'grid' FROM grids WHERE version_id = :v AND code = :c"
-        ),
-        {"v": version_id, "c": region},
-    ).scalar()
-    if level is None:
-        raise UnknownRegion(f"no region or grid has code {region!r} in the boundary version in force")
+    level = unit_by_code(session, version_id, region).level
     child = CHILD_LEVEL[level]
     statements = _UNITS.format(table="grids" if level == "grid" else "regions").split(";\n")
     if child is not None:

@@ -21,19 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.load import metric_epsg
-from geoservice.boundaries.versions import current_version_id
+from geoservice.boundaries.units import UnknownRegion, unit_by_code
+from geoservice.boundaries.versions import NoVersionInForce, current_version_id
 from geoservice.settings import CitySettings
 
 LEVELS = ("village_room", "central_room", "station")
 CHILD_LEVEL = {"city": "town", "town": "community", "community": "grid", "grid": None}
-
-
-class UnknownRegion(LookupError):
-    """No region or grid has that code in the version in force."""
-
-
-class NoVersionInForce(LookupError):
-    """Nothing is published yet, so there are no regions to report on."""
 
 
 @dataclass(frozen=True)
@@ -151,16 +144,7 @@ def load_units(session: Session, version_id: int, code: str | None, fwd: Transfo
         ).scalar()
         if code is None:
             raise UnknownRegion("the version in force has no city region")
-    row = session.execute(
-        text(
-            "SELECT code, name, level::text AS level, ST_AsBinary(geom) AS wkb FROM regions "
-            "WHERE version_id = :v AND code = :c "
-            "UNION ALL SELECT code, name, 'grid', ST_AsBinary(geom) FROM grids WHERE version_id = :v AND code = :c"
-        ),
-        {"v": version_id, "c": code},
-    ).first()
-    if row is None:
-        raise UnknownRegion(f"no region or grid has code {code!r} in the boundary version in force")
+    row = unit_by_code(session, version_id, code)
     child = CHILD_LEVEL[row.level]
     if child == "grid":
         sql = (

@@ -40,18 +40,19 @@ from geoservice.coverage.siting import (
     solve_lscp,
     solve_mclp,
 )
-from geoservice.settings import RoutingSettings
 
 
 def ring_sets(
     inputs: CoverageInputs,
-    levels: Sequence[str] | None = None,
-    radii_m: dict[str, float] | None = None,
+    levels: Sequence[str] | None,
+    radii_m: dict[str, float],
     cache: RingCache = RINGS,
 ) -> dict[str, RingSet]:
-    """The rings of each requested level (all three by default), from the cache when posts are unchanged."""
-    radii = radii_m or RoutingSettings().rings_m
-    return {level: cache.get(level, radii[level], inputs.epsg, inputs.posts[level]) for level in (levels or LEVELS)}
+    """The rings of each requested level (all three by default), from the cache when posts are unchanged.
+
+    ``radii_m`` are the configured ring radii (``RoutingSettings.rings_m``), passed in by the caller.
+    """
+    return {level: cache.get(level, radii_m[level], inputs.epsg, inputs.posts[level]) for level in (levels or LEVELS)}
 
 
 def coverage_report(
@@ -60,7 +61,7 @@ def coverage_report(
     *,
     levels: Sequence[str] | None = None,
     as_of: datetime | None = None,
-    radii_m: dict[str, float] | None = None,
+    radii_m: dict[str, float],
 ) -> CoverageReport:
     """The report for ``region`` (default: the city) in the boundary version in force."""
     inputs = load_inputs(session, region, as_of or datetime.now(UTC))
@@ -127,7 +128,7 @@ def suggest_sites(
     time_limit_s: float = TIME_LIMIT_S,
     candidates: gpd.GeoDataFrame | None = None,
     as_of: datetime | None = None,
-    radii_m: dict[str, float] | None = None,
+    radii_m: dict[str, float],
 ) -> Suggestion:
     """Where ``k`` new posts of ``level`` would cover the most uncovered ``demand`` in ``region``.
 

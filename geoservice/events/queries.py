@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.api.problems import ProblemError
 from geoservice.auth.scope import Scope, region_prefix, scope_sql
 from geoservice.auth.users import Principal
+from geoservice.errors import InvalidInput
 from geoservice.events.deadlines import is_overdue, running_clock, warning_colour, warning_sql
 from geoservice.events.workflow import actions_for
 from geoservice.settings import EventSettings
@@ -101,7 +101,7 @@ def list_events(
     """A page of events in scope matching ``filters``, ordered by ``sort`` (then id), keyset-paginated."""
     column, descending = _parse_sort(sort)
     if not 1 <= limit <= MAX_LIMIT:
-        raise ProblemError(422, "Invalid request", f"limit must be within 1..{MAX_LIMIT}")
+        raise InvalidInput(f"limit must be within 1..{MAX_LIMIT}", title="Invalid request")
     where, params = scope_sql(scope)
     clauses, filter_params = filter_clauses(filters, settings)
     clauses.insert(0, where)
@@ -210,7 +210,7 @@ def _like_escape(value: str) -> str:
 def _parse_sort(sort: str) -> tuple[str, bool]:
     column = sort.lstrip("-")
     if column not in SORTS:
-        raise ProblemError(422, "Invalid sort", f"sort by one of {', '.join(sorted(SORTS))}, '-' first for descending")
+        raise InvalidInput(f"sort by one of {', '.join(sorted(SORTS))}, '-' first for descending", title="Invalid sort")
     return column, sort.startswith("-")
 
 
@@ -229,7 +229,7 @@ def _read_cursor(cursor: str, sort: str) -> tuple[Any, int]:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         value, event_id, cursor_sort = payload["v"], int(payload["id"]), payload["s"]
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise ProblemError(422, "Invalid cursor", "the cursor is not one this service handed out") from exc
+        raise InvalidInput("the cursor is not one this service handed out", title="Invalid cursor") from exc
     if cursor_sort != sort:
-        raise ProblemError(422, "Invalid cursor", f"the cursor belongs to sort={cursor_sort}, not sort={sort}")
+        raise InvalidInput(f"the cursor belongs to sort={cursor_sort}, not sort={sort}", title="Invalid cursor")
     return value, event_id

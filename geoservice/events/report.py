@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from etl.crs import UnknownCRSError, parse_crs, to_wgs84
 from geoservice.api.problems import ProblemError
 from geoservice.auth.users import Principal
+from geoservice.errors import Conflict, InvalidInput
 from geoservice.events.deadlines import deadline_hours
 from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.routing.router import Router
@@ -105,17 +106,17 @@ def report_event(
     if hours is None:
         known = session.execute(text("SELECT code FROM categories ORDER BY code")).scalars().all()
         detail = f"no category {category_code!r}; categories are: {', '.join(known)}"
-        raise ProblemError(422, "Unknown category", detail)
+        raise InvalidInput(detail, title="Unknown category")
     routed = router.route(x, y, category_code)
     location = routed.location
     if location.grid is None:
         nearest = location.nearest_grid
         where = f"{location.nearest_grid_m:,.0f} m from the nearest grid ({nearest.code})" if nearest else "far away"
-        raise ProblemError(
-            422, "Outside every grid",
+        raise InvalidInput(
             f"the point is {where}, beyond the snap tolerance of {router.snap_tolerance_m:,.0f} m: "
             "check the coordinates and their crs",
-        )  # fmt: skip
+            title="Outside every grid",
+        )
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
     key = _namespaced_key(idempotency_key, actor, client_id)
     params = {
@@ -148,11 +149,11 @@ def _the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[st
     event = fetch_event(session, event_id)
     assert event is not None
     if (event["properties"] or {}).get(REQUEST_HASH) != fingerprint:
-        raise ProblemError(
-            409, "Idempotency key reused",
+        raise Conflict(
             f"this idempotency key was used for a different report (event {event_id}); "
             "use a new key for a new report",
-        )  # fmt: skip
+            title="Idempotency key reused",
+        )
     return event
 
 
@@ -167,44 +168,44 @@ def _validated(**fields: Any) -> dict[str, Any]:
     lon, lat = fields["lon"], fields["lat"]
     numbers = isinstance(lon, int | float) and isinstance(lat, int | float)
     if not (numbers and math.isfinite(lon) and math.isfinite(lat)):
-        raise ProblemError(422, "Invalid coordinates", f"({lon}, {lat}) are not finite numbers")
+        raise InvalidInput(f"({lon}, {lat}) are not finite numbers", title="Invalid coordinates")
     source, priority, actor = fields["source"], fields["priority"], fields["actor"]
     if source not in SOURCES:
-        raise ProblemError(422, "Unknown source", f"source {source!r}; sources are: {', '.join(SOURCES)}")
+        raise InvalidInput(f"source {source!r}; sources are: {', '.join(SOURCES)}", title="Unknown source")
     if actor.role == Role.public and source != "public":
-        raise ProblemError(422, "Unknown source", f"a public report has source 'public', not {source!r}")
+        raise InvalidInput(f"a public report has source 'public', not {source!r}", title="Unknown source")
     if priority not in PRIORITIES:
-        raise ProblemError(422, "Unknown priority", f"priority {priority!r}; priorities are: {', '.join(PRIORITIES)}")
+        raise InvalidInput(f"priority {priority!r}; priorities are: {', '.join(PRIORITIES)}", title="Unknown priority")
     _short("description", fields["description"], MAX_DESCRIPTION)
     _short("reporter_name", fields["reporter_name"], MAX_NAME)
     _short("idempotency_key", fields["idempotency_key"], MAX_KEY)
     phone = fields["reporter_phone"]
     if phone is not None and not PHONE.match(phone):
-        raise ProblemError(422, "Invalid phone number", f"{phone!r} is not a phone number (digits, spaces, '-', '+')")
+        raise InvalidInput(f"{phone!r} is not a phone number (digits, spaces, '-', '+')", title="Invalid phone number")
     _check_photos(fields["photos"])
     occurred, now = fields["occurred_at"], fields["now"]
     if occurred is not None:
         if occurred.tzinfo is None:
-            raise ProblemError(422, "Invalid time", "occurred_at needs a time zone, e.g. 2026-11-24T09:30:00+08:00")
+            raise InvalidInput("occurred_at needs a time zone, e.g. 2026-11-24T09:30:00+08:00", title="Invalid time")
         if occurred > now + CLOCK_SKEW:
-            raise ProblemError(422, "Invalid time", f"occurred_at {occurred.isoformat()} is in the future")
+            raise InvalidInput(f"occurred_at {occurred.isoformat()} is in the future", title="Invalid time")
     return {k: v for k, v in fields.items() if k not in {"actor", "now", "idempotency_key"}}
 
 
 def _short(name: str, value: str | None, limit: int) -> None:
     if value is not None and len(value) > limit:
-        raise ProblemError(422, "Text too long", f"{name} has {len(value):,} characters; at most {limit:,}")
+        raise InvalidInput(f"{name} has {len(value):,} characters; at most {limit:,}", title="Text too long")
 
 
 def _check_photos(photos: list[dict[str, Any]]) -> None:
     if len(photos) > MAX_PHOTOS:
-        raise ProblemError(422, "Too many photos", f"{len(photos)} photos; at most {MAX_PHOTOS}")
+        raise InvalidInput(f"{len(photos)} photos; at most {MAX_PHOTOS}", title="Too many photos")
     for k, photo in enumerate(photos):
         if not isinstance(photo, dict) or not isinstance(photo.get("url"), str):
-            raise ProblemError(422, "Invalid photo", f"photo {k} needs a 'url' (photos are metadata, not files)")
+            raise InvalidInput(f"photo {k} needs a 'url' (photos are metadata, not files)", title="Invalid photo")
         for field, value in photo.items():
             if not isinstance(value, str | int | float | None) or len(str(value)) > MAX_PHOTO_FIELD:
-                raise ProblemError(422, "Invalid photo", f"photo {k}: {field!r} must be a short text or number")
+                raise InvalidInput(f"photo {k}: {field!r} must be a short text or number", title="Invalid photo")
 
 
 def _to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:

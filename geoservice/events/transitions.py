@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.api.problems import ProblemError
 from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
+from geoservice.errors import Conflict, InvalidInput, NotFound
 from geoservice.events.deadlines import deadline_hours
 from geoservice.events.queries import fetch_event
 from geoservice.events.report import LOG
-from geoservice.events.workflow import ACTIONS_NEEDING_A_NOTE, Step, WorkflowError, check_step, next_level
+from geoservice.events.workflow import ACTIONS_NEEDING_A_NOTE, Step, check_step, next_level
 
 MAX_NOTE = 2000
 
@@ -49,18 +49,15 @@ def apply_transition(
     now = now or datetime.now(UTC)
     note = (note or reason or "").strip()
     if len(note) > MAX_NOTE or len(comment or "") > MAX_NOTE:
-        raise ProblemError(422, "Text too long", f"note and comment have at most {MAX_NOTE:,} characters")
+        raise InvalidInput(f"note and comment have at most {MAX_NOTE:,} characters", title="Text too long")
     event = fetch_event(session, event_id, scope_of(actor))
     if event is None:
-        raise ProblemError(404, "No such event", f"there is no event {event_id} that you may see")
-    try:
-        step = check_step(event["status"], action, actor.role, event["escalation_level"])
-    except WorkflowError as exc:
-        raise ProblemError(exc.status, exc.title, exc.detail, allowed_actions=exc.allowed) from exc
+        raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
+    step = check_step(event["status"], action, actor.role, event["escalation_level"])
     if not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 1:
-        raise ProblemError(422, "Invalid request", "expected_version (the row_version you read) is required")
+        raise InvalidInput("expected_version (the row_version you read) is required", title="Invalid request")
     if action in ACTIONS_NEEDING_A_NOTE and not note:
-        raise ProblemError(422, "A note is required", f"say why you {action} the event (note or reason)")
+        raise InvalidInput(f"say why you {action} the event (note or reason)", title="A note is required")
     changes, details = _changes(session, event, step, now, department_code, handler_username, satisfaction, comment)
     if expected_version != event["row_version"]:
         raise _changed(event_id, event["row_version"])
@@ -108,12 +105,12 @@ def _changes(
     if step.action == "dispatch":
         department = department_code or event["department_code"]
         if department is None:
-            raise ProblemError(422, "Department required", "the event has no routed department: name one to dispatch")
+            raise InvalidInput("the event has no routed department: name one to dispatch", title="Department required")
         if not session.execute(text("SELECT 1 FROM departments WHERE code = :c"), {"c": department}).first():
-            raise ProblemError(422, "Unknown department", f"no department {department!r}")
+            raise InvalidInput(f"no department {department!r}", title="Unknown department")
         if handler_username is not None and not _is_handler_of(session, handler_username, department):
-            raise ProblemError(
-                422, "Unknown handler", f"{handler_username!r} is not an active handler of department {department!r}"
+            raise InvalidInput(
+                f"{handler_username!r} is not an active handler of department {department!r}", title="Unknown handler"
             )
         hours = deadline_hours(session, event["category_code"], event["priority"])
         changes.update(department_code=department, handler_username=handler_username)
@@ -127,7 +124,7 @@ def _changes(
         changes["reopen_count"] = event["reopen_count"] + 1
     elif step.action == "evaluate":
         if not isinstance(satisfaction, int) or isinstance(satisfaction, bool) or not 1 <= satisfaction <= 5:
-            raise ProblemError(422, "Satisfaction required", "evaluate with a satisfaction from 1 (poor) to 5 (good)")
+            raise InvalidInput("evaluate with a satisfaction from 1 (poor) to 5 (good)", title="Satisfaction required")
         changes.update(satisfaction=satisfaction, evaluation_comment=comment)
         details.update(satisfaction=satisfaction, comment=comment)
     elif step.action == "escalate":
@@ -149,9 +146,9 @@ def _is_handler_of(session: Session, username: str, department: str) -> bool:
     )
 
 
-def _changed(event_id: int, current: int | None) -> ProblemError:
-    return ProblemError(
-        409, "Event changed",
+def _changed(event_id: int, current: int | None) -> Conflict:
+    return Conflict(
         f"event {event_id} changed since you read it (it is at row_version {current} now): read it again and retry",
+        title="Event changed",
         current_version=current,
-    )  # fmt: skip
+    )

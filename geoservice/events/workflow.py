@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geoservice.errors import Conflict, Forbidden, InvalidInput
 from layers.models import ESCALATION_LEVELS, EVENT_STATUSES, Role
 
 OPEN_STATES = frozenset({"reported", "accepted", "dispatched", "returned", "handling", "handled", "reopened"})
@@ -56,14 +57,6 @@ LEVELS = ESCALATION_LEVELS
 assert all(s.sources <= set(STATUSES) and (s.target is None or s.target in STATUSES) for s in STEPS.values())
 
 
-class WorkflowError(Exception):
-    """An action that cannot be taken; ``status`` is the HTTP status it maps to, ``allowed`` the options."""
-
-    def __init__(self, status: int, title: str, detail: str, allowed: list[str]) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail, self.allowed = status, title, detail, allowed
-
-
 def check_step(status: str, action: str, role: Role, level: str = "grid") -> Step:
     """The step if ``role`` may take ``action`` on an event in ``status``; else why not.
 
@@ -72,23 +65,26 @@ def check_step(status: str, action: str, role: Role, level: str = "grid") -> Ste
     """
     step = STEPS.get(action)
     if step is None:
-        raise WorkflowError(422, "Unknown action", f"{action!r} is not an action; actions are: {', '.join(ACTIONS)}",
-                            list(ACTIONS))  # fmt: skip
+        raise InvalidInput(
+            f"{action!r} is not an action; actions are: {', '.join(ACTIONS)}",
+            title="Unknown action",
+            allowed_actions=list(ACTIONS),
+        )
     if role not in step.roles:
         mine = actions_for(status, role)
         who = ", ".join(sorted(step.roles))
-        raise WorkflowError(403, "Not allowed", f"a {role} may not {action} an event; {action} is for: {who}", mine)
+        raise Forbidden(f"a {role} may not {action} an event; {action} is for: {who}", allowed_actions=mine)
     if status not in step.sources:
         mine = actions_for(status, role)
         options = ", ".join(mine) if mine else "none"
-        raise WorkflowError(
-            409, "Not allowed in this state",
+        raise Conflict(
             f"an event that is {status} cannot be {action}ed (allowed from: {', '.join(sorted(step.sources))}); "
             f"what a {role} may do now: {options}",
-            mine,
-        )  # fmt: skip
+            title="Not allowed in this state",
+            allowed_actions=mine,
+        )
     if action == "escalate" and next_level(level) is None:
-        raise WorkflowError(409, "Cannot escalate", "the event is already at city level, the highest", [])
+        raise Conflict("the event is already at city level, the highest", title="Cannot escalate", allowed_actions=[])
     return step
 
 

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.api.problems import ProblemError
 from geoservice.auth.users import Principal
+from geoservice.errors import Forbidden, InvalidInput
 from geoservice.forces.settings import ForceSettings
 from layers.models import Role
 
@@ -40,10 +40,10 @@ def force_kind(principal: Principal, settings: ForceSettings) -> str:
         return "grid_worker"
     if principal.role == Role.handler and principal.department_code == settings.patrol_department:
         return "patrol"
-    raise ProblemError(
-        403, "Not a field force",
+    raise Forbidden(
         f"positions are reported by grid workers and patrols (handlers of {settings.patrol_department!r})",
-    )  # fmt: skip
+        title="Not a field force",
+    )
 
 
 def record_position(
@@ -52,10 +52,10 @@ def record_position(
     """Store the fix unless throttled; the answer says which, and when the next one would be stored."""
     kind = force_kind(principal, settings)
     if fix.at > now + CLOCK_SKEW:
-        raise ProblemError(422, "Invalid time", f"at {fix.at.isoformat()} is in the future")
+        raise InvalidInput(f"at {fix.at.isoformat()} is in the future", title="Invalid time")
     if fix.at < now - timedelta(hours=settings.history_hours):
         kept = f"{settings.history_hours:g} h"
-        raise ProblemError(422, "Invalid time", f"at {fix.at.isoformat()} is older than the {kept} of history kept")
+        raise InvalidInput(f"at {fix.at.isoformat()} is older than the {kept} of history kept", title="Invalid time")
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('force_position:' || :u))"), {"u": principal.username})
     last = session.execute(
         text("SELECT at, available FROM force_positions WHERE username = :u ORDER BY at DESC, id DESC LIMIT 1"),

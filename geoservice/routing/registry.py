@@ -18,7 +18,7 @@ from datetime import datetime
 from psycopg import Notify
 from sqlalchemy import Engine
 
-from geoservice.boundaries.versions import LAYERS_CHANGED, NOTIFY_CHANNEL, current_version_id
+from geoservice.boundaries.versions import LAYERS_CHANGED, NOTIFY_CHANNEL, NoVersionInForce, current_version_id
 from geoservice.infra.database import session_factory
 from geoservice.infra.listen import ChannelWatcher
 from geoservice.routing.loader import load_router
@@ -29,16 +29,12 @@ log = logging.getLogger(__name__)
 PAST_ROUTERS = 4  # routers of past versions kept for ``at=`` queries
 
 
-class NoVersionInForce(LookupError):
-    """No boundary version is in force at the asked instant."""
-
-
 class RouterRegistry:
     """The current router of one process, and a few of past versions."""
 
-    def __init__(self, engine: Engine, settings: RoutingSettings | None = None) -> None:
+    def __init__(self, engine: Engine, settings: RoutingSettings) -> None:
         self.engine = engine
-        self.settings = settings or RoutingSettings()
+        self.settings = settings
         self._sessions = session_factory(engine)
         self._current: Router | None = None
         self._past: OrderedDict[int, Router] = OrderedDict()

@@ -13,11 +13,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.boundaries.units import HINT, UnknownRegion
+
 LOCAL_TZ = "Asia/Shanghai"  # days, weeks and months are the city's, as its people count them
-
-
-class UnknownRegion(LookupError):
-    """A region or grid code that no boundary version knows."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def region_subtree(session: Session, code: str | None, name: str = "region") -> 
         text("SELECT level::text FROM regions WHERE code = :c ORDER BY version_id DESC LIMIT 1"), {"c": code}
     ).scalar()
     if level is None:
-        raise UnknownRegion(f"no region has code {code!r} (a region code has 12 digits, a grid code 15)")
+        raise UnknownRegion(f"no region has code {code!r} ({HINT})")
     if level == "town":
         return Condition(f"e.town_code = :{name}", {name: code})
     if level == "community":
@@ -78,7 +76,7 @@ def grid_subtree(session: Session, code: str | None, name: str = "grid_region") 
         text("SELECT level::text FROM regions WHERE code = :c ORDER BY version_id DESC LIMIT 1"), {"c": code}
     ).scalar()
     if level is None:
-        raise UnknownRegion(f"no region has code {code!r} (a region code has 12 digits, a grid code 15)")
+        raise UnknownRegion(f"no region has code {code!r} ({HINT})")
     if level == "community":
         return Condition(f"g.community_code = :{name}", {name: code})
     if level == "town":

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
+from geoservice.boundaries.units import UnknownRegion
 from geoservice.coverage.crosscheck import FIELDS, postgis_figures
-from geoservice.coverage.inputs import UnknownRegion
 from geoservice.coverage.output import places_csv, report_csv, report_geojson, report_json
 from geoservice.coverage.rings import RINGS
 from geoservice.coverage.service import coverage_report

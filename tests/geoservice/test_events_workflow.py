@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from geoservice.api.problems import ProblemError
+from geoservice.api.problems import ProblemError, problem_error
 from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import current_version_id
+from geoservice.errors import DomainError
 from geoservice.events.report import report_event
 from geoservice.events.transitions import apply_transition
 from geoservice.events.workflow import ACTIONS, STEPS, actions_for, next_level
@@ -93,8 +94,10 @@ def _attempt(session: Session, event_id: int, status: str, action: str, role: Ro
     session.execute(text("UPDATE events SET status = :s WHERE id = :id"), {"s": status, "id": event_id})
     try:
         return apply_transition(session, event_id, action, ACTORS[role], "a note", 1, **ARGS.get(action, {}))
-    except ProblemError as exc:
-        return exc
+    except DomainError as exc:
+        answered = problem_error(exc)  # what the API would answer: the one table decides
+        assert answered is not None
+        return answered
 
 
 def test_every_state_action_role(loop_db: Engine):
