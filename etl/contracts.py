@@ -26,7 +26,6 @@ class LayerContract:
 
 
 POLYGONAL = frozenset({"Polygon", "MultiPolygon"})
-POST_LEVELS = ("village_room", "central_room", "station")
 REGION_LEVELS = ("city", "town", "community")
 
 CONTRACTS: dict[str, LayerContract] = {

@@ -17,8 +17,9 @@ import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from etl.contracts import POST_LEVELS, REGION_LEVELS, LayerContract
+from etl.contracts import REGION_LEVELS, LayerContract
 from etl.topology import TopologyProblem, coverage_problems
+from layers.models import POST_LEVELS
 
 # China's extent with a margin: a point whose (lat, lon) falls here was probably given as (lat, lon).
 CHINA_LON = (70.0, 140.0)

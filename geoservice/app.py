@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from geoservice.api import auth, boundary_versions, coverage, health, locate, metrics, open311, route, stats
+from geoservice.api import auth, boundary_versions, coverage, forces, health, locate, metrics, open311, route, stats
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
@@ -37,8 +37,8 @@ def create_app(
     routing: RoutingSettings | None = None,
     auth_settings: AuthSettings | None = None,
     operations: OperationsSettings | None = None,
-    events: EventSettings | None = None,
-    forces: ForceSettings | None = None,
+    event_settings: EventSettings | None = None,
+    force_settings: ForceSettings | None = None,
     tile_settings: TileSettings | None = None,
     map_settings: MapSettings | None = None,
 ) -> FastAPI:
@@ -90,8 +90,8 @@ def create_app(
     operations = operations or OperationsSettings()
     app.state.routing_settings = routing or RoutingSettings()
     app.state.auth_settings = auth_settings or AuthSettings()
-    app.state.event_settings = events or EventSettings()
-    app.state.force_settings = forces or ForceSettings()
+    app.state.event_settings = event_settings or EventSettings()
+    app.state.force_settings = force_settings or ForceSettings()
     app.state.tile_settings = tile_settings or TileSettings()
     app.state.map_settings = map_settings or MapSettings()
     app.state.metrics = Metrics(app.state)

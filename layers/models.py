@@ -91,6 +91,9 @@ class PostLevel(enum.StrEnum):
     station = "station"
 
 
+POST_LEVELS: tuple[PostLevel, ...] = tuple(PostLevel)  # smallest ring first, as the rule reads
+
+
 class BoundaryVersion(Base):
     """A complete set of regions and grids, effective over [effective_from, effective_to).
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from layers.models import POST_LEVELS
 from tiles.address import TileAddress
 from tiles.event_points import EventScope
 
@@ -29,7 +30,6 @@ CLUSTER_PIXELS = 32
 GRID_DETAILS_FROM = 12  # grid tiles below this zoom carry code, name and community code only
 MERCATOR_X = "({lon}) * 20037508.342789244 / 180.0"
 MERCATOR_Y = "ln(tan(pi() / 4 + radians({lat}) / 2)) * 6378137.0"  # the spherical formula of EPSG:3857
-POST_LEVELS = ("village_room", "central_room", "station")
 Query = tuple[str, dict[str, Any]]
 
 

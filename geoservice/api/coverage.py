@@ -28,13 +28,12 @@ from geoservice.coverage.html import render_html
 from geoservice.coverage.output import report_csv, report_geojson, report_json, suggestion_json
 from geoservice.coverage.service import coverage_report, suggest_sites
 from geoservice.coverage.siting import TIME_LIMIT_S
-from layers.models import Role
+from layers.models import PostLevel, Role
 
 router = APIRouter(prefix="/v1/coverage", tags=["coverage"])
 READERS = allow(Role.admin, Role.planner, Role.supervisor, Role.dispatcher)
 Caller = Annotated[Principal, Depends(READERS)]
 
-Level = Literal["village_room", "central_room", "station"]
 RegionCode = Annotated[
     str | None,
     Query(
@@ -65,7 +64,7 @@ def get_coverage(
     session: SessionDep,
     principal: Caller,
     region: RegionCode = None,
-    level: Annotated[Level | None, Query(description="one post level; default: all three")] = None,
+    level: Annotated[PostLevel | None, Query(description="one post level; default: all three")] = None,
     format: Annotated[Literal["json", "geojson", "csv", "html"], Query(description="answer format")] = "json",
     as_of: Annotated[
         datetime | None, Query(description="end of the 12 months of events counted (with a zone); default now")
@@ -104,7 +103,7 @@ def suggest(
     principal: Caller,
     k: Annotated[int, Query(ge=1, le=50, description="how many new posts")],
     region: RegionCode = None,
-    level: Annotated[Level, Query(description="level of the new posts")] = "central_room",
+    level: Annotated[PostLevel, Query(description="level of the new posts")] = PostLevel.central_room,
     demand: Annotated[
         Literal["population", "places", "events"], Query(description="what the new posts should reach")
     ] = "population",

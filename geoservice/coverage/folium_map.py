@@ -19,10 +19,10 @@ from shapely.geometry.base import BaseGeometry
 
 from geoservice.coverage.report import CoverageReport
 from webmap.assets import LEAFLET, inline_assets, use_local_assets
+from webmap.page import POST_COLOURS
 
 GAP_COLOUR = "#d7301f"
 GAP_STYLE = {"color": GAP_COLOUR, "weight": 0, "fillColor": GAP_COLOUR, "fillOpacity": 0.5}
-POST_COLOURS = {"village_room": "#6a3d9a", "central_room": "#1a1a1a", "station": "#1f78b4"}
 SHOWN_FIRST = "central_room"
 MAP_PIXELS = 900
 

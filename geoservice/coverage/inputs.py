@@ -24,8 +24,9 @@ from etl.load import metric_epsg
 from geoservice.boundaries.units import UnknownRegion, unit_by_code
 from geoservice.boundaries.versions import NoVersionInForce, current_version_id
 from geoservice.settings import CitySettings
+from layers.models import POST_LEVELS
 
-LEVELS = ("village_room", "central_room", "station")
+LEVELS = POST_LEVELS
 CHILD_LEVEL = {"city": "town", "town": "community", "community": "grid", "grid": None}
 
 

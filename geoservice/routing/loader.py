@@ -8,9 +8,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.load import metric_epsg as dataset_metric_epsg
-from geoservice.routing.router import POST_LEVELS, GridRecord, PlaceSet, PostSet, Region, Router
+from geoservice.routing.router import GridRecord, PlaceSet, PostSet, Region, Router
 from geoservice.routing.rules import Rule
 from geoservice.settings import CitySettings, RoutingSettings
+from layers.models import POST_LEVELS
 
 
 def load_router(session: Session, version_id: int, settings: RoutingSettings | None = None) -> Router:

@@ -23,8 +23,8 @@ from scipy.spatial import cKDTree
 
 from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
 from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
+from layers.models import POST_LEVELS
 
-POST_LEVELS = ("village_room", "central_room", "station")
 BRUTE_FORCE_POSTS = 2_000
 
 
