@@ -44,7 +44,7 @@ from etl.demo.posts import Posts, build_posts
 from etl.demo.tessellation import Tessellation, cell_edges, edge_faces, relax, voronoi_cells
 from etl.demo.wiggle import PRECISION, densify_outer, wiggle
 from etl.load import import_frame, remember_metric_epsg
-from geoservice.boundaries.versions import publish
+from geoservice.boundaries.publish import publish
 from geoservice.city.demo import DEMO_BOUNDARY, DEMO_VERSION, load_demo, read_boundary
 from geoservice.infra.database import make_engine, migrate, transaction
 from geoservice.infra.embedded import EmbeddedCluster

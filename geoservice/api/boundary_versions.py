@@ -31,17 +31,15 @@ from geoservice.boundaries.drafts import (
 )
 from geoservice.boundaries.edits import Edit, apply_edit
 from geoservice.boundaries.impact import impact_report
+from geoservice.boundaries.publish import Published, Publisher, publish_version
 from geoservice.boundaries.validation import validate_version
 from geoservice.boundaries.versions import (
-    Published,
-    Publisher,
     VersionInfo,
     VersionNotFound,
     current_version_id,
     get_version,
     grid_features,
     list_versions,
-    publish_version,
 )
 from layers.models import Role
 

@@ -24,7 +24,8 @@ from etl.crs import UnknownCRSError
 from etl.load import ImportRejected
 from etl.readers import ReadError
 from geoservice.boundaries.drafts import EditRejected
-from geoservice.boundaries.versions import DraftInvalid, VersionError, VersionNotFound
+from geoservice.boundaries.publish import DraftInvalid
+from geoservice.boundaries.versions import VersionError, VersionNotFound
 from geoservice.coverage.service import NoDemandLayer
 from geoservice.errors import Conflict, Forbidden, InvalidInput, NotFound, SignInRequired, Unavailable
 

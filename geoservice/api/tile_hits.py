@@ -27,7 +27,7 @@ from geoservice.auth.policy import known_caller
 
 PATH = re.compile(r"/tiles/([^/]+)/([0-9]{1,2})/([0-9]{1,9})/([0-9]{1,9})\.mvt")
 # The route's query parameters and their length limits (None: a time, checked as the route does).
-QUERY = {"status": 300, "warning": 60, "category": 80, "from": None, "to": None, "level": 60}
+QUERY: dict[str, int | None] = {**tiles_api.FILTER_MAX_LENGTH, **dict.fromkeys(tiles_api.TIME_FILTERS)}
 MOMENT = TypeAdapter(datetime)
 ROUTE = next(r for r in tiles_api.router.routes if getattr(r, "endpoint", None) is tiles_api.get_tile)
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,7 +31,7 @@ from geoservice.events.queries import EventFilters, filter_clauses
 from geoservice.events.workflow import STATUSES
 from geoservice.settings import EventSettings
 from layers.models import PostLevel
-from tiles.address import BadTileAddress, TileAddress, tile_at
+from tiles.address import MAX_ZOOM, BadTileAddress, TileAddress, tile_at
 from tiles.catalog import LAYERS, TileFilters, TileLayer, TileScope
 from tiles.event_points import EventScope, Thresholds
 from tiles.service import Rules, TileAnswer, TileService
@@ -43,6 +43,13 @@ VIEWERS = allow(STAFF)
 router = APIRouter(tags=["tiles"])
 Viewer = Annotated[Principal, Depends(VIEWERS)]
 LayerName = Annotated[str, Path(description=", ".join(LAYERS), examples=["grids"])]
+# The tile route's text filters and their longest accepted values; the cache-hit path (tile_hits) checks the same.
+FILTER_MAX_LENGTH = {"status": 300, "warning": 60, "category": 80, "level": 60}
+TIME_FILTERS = ("from", "to")
+
+
+def _text_filter(name: str, description: str) -> Any:
+    return Query(max_length=FILTER_MAX_LENGTH[name], description=description)
 
 
 @router.get(
@@ -54,17 +61,17 @@ async def get_tile(
     request: Request,
     principal: Viewer,
     layer: LayerName,
-    z: Annotated[int, Path(ge=0, le=24, examples=[12])],
+    z: Annotated[int, Path(ge=0, le=MAX_ZOOM, examples=[12])],
     x: Annotated[int, Path(ge=0, examples=[3419])],
     y: Annotated[int, Path(ge=0, examples=[1661])],
-    status: Annotated[str | None, Query(max_length=300, description="events: comma-separated states")] = None,
-    warning: Annotated[str | None, Query(max_length=60, description="events: none, blue, yellow, red")] = None,
-    category: Annotated[str | None, Query(max_length=80, description="events: a class includes its subcategories")] = (
+    status: Annotated[str | None, _text_filter("status", "events: comma-separated states")] = None,
+    warning: Annotated[str | None, _text_filter("warning", "events: none, blue, yellow, red")] = None,
+    category: Annotated[str | None, _text_filter("category", "events: a class includes its subcategories")] = (
         None
     ),
     reported_from: Annotated[datetime | None, Query(alias="from", description="events: reported at or after")] = None,
     reported_to: Annotated[datetime | None, Query(alias="to", description="events: reported before")] = None,
-    level: Annotated[str | None, Query(max_length=60, description="posts and rings: comma-separated levels")] = None,
+    level: Annotated[str | None, _text_filter("level", "posts and rings: comma-separated levels")] = None,
 ) -> Response:
     """One Mapbox Vector Tile of the layer, holding only what the caller may see."""
     given = {"status": status, "warning": warning, "category": category, "from": reported_from,

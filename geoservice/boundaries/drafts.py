@@ -26,15 +26,8 @@ from sqlalchemy.orm import Session
 from etl.codes import grid_serial_order
 from etl.load import import_layer
 from geoservice.boundaries.geometry import as_multipolygon, conform, polygonal
-from geoservice.boundaries.versions import (
-    Published,
-    Publisher,
-    VersionError,
-    VersionNotFound,
-    current_version_id,
-    get_version,
-    publish_version,
-)
+from geoservice.boundaries.publish import Published, Publisher, publish_version
+from geoservice.boundaries.versions import VersionError, VersionNotFound, current_version_id, get_version
 
 GRID_CODE = re.compile(r"\d{15}")
 MAX_SERIAL = 999

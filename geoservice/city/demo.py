@@ -25,7 +25,8 @@ from etl.demo import DemoCity, build_demo_city
 from etl.load import copy_rows, import_frame, remember_metric_epsg
 from etl.reference import load_reference_data
 from geoservice.auth.users import add_user
-from geoservice.boundaries.versions import current_version_id, publish
+from geoservice.boundaries.publish import publish
+from geoservice.boundaries.versions import current_version_id
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk_events import assign_departments, assign_places
 from geoservice.routing.loader import load_router

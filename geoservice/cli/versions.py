@@ -26,15 +26,9 @@ from geoservice.boundaries.diff import diff_versions
 from geoservice.boundaries.drafts import EditRejected, create_draft, create_draft_from_files, rollback
 from geoservice.boundaries.edits import EDIT, apply_edit
 from geoservice.boundaries.impact import impact_report
+from geoservice.boundaries.publish import Published, Publisher, publish_version
 from geoservice.boundaries.validation import validate_version
-from geoservice.boundaries.versions import (
-    Published,
-    Publisher,
-    VersionError,
-    list_versions,
-    publish_version,
-    resolve_version,
-)
+from geoservice.boundaries.versions import VersionError, list_versions, resolve_version
 from geoservice.cli.output import console, err, fail
 from geoservice.infra.database import open_database, transaction
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 
 from etl.load import import_frame, remember_metric_epsg
 from etl.reference import load_reference_data
-from geoservice.boundaries.versions import publish
+from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 
 EPSG = 4549

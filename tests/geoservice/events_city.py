@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from etl.load import import_frame
 from etl.reference import load_reference_data
 from geoservice.app import create_app
-from geoservice.boundaries.versions import publish
+from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from geoservice.settings import AuthSettings, EventSettings, RoutingSettings
 from tests.etl import tiny_city

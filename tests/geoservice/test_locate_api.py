@@ -13,7 +13,7 @@ from etl.chinacrs import wgs84_to_bd09, wgs84_to_gcj02
 from etl.load import import_frame
 from geoservice.api.locate import LocateAnswer
 from geoservice.app import create_app
-from geoservice.boundaries.versions import publish
+from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from geoservice.settings import RoutingSettings
 from tests.etl import tiny_city

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from etl.load import import_frame
 from etl.reference import load_reference_data
 from geoservice.app import create_app
-from geoservice.boundaries.versions import publish
+from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.geoservice.signin import sign_in

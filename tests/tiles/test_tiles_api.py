@@ -9,7 +9,7 @@ from pyproj import Geod
 from sqlalchemy import Engine
 
 from etl.load import import_frame
-from geoservice.boundaries.versions import publish
+from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.etl.tiny_city import X0, Y0, D
