@@ -126,12 +126,6 @@ class ServerSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
 
 
-@lru_cache
-def database_settings() -> DatabaseSettings:
-    """Settings are read once per process; tests build their own instances instead."""
-    return DatabaseSettings()
-
-
 class EventSettings(BaseSettings):
     """Warning thresholds of the closed loop and how often the deadline sweep runs.
 

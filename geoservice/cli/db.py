@@ -12,7 +12,7 @@ from geoservice.cli.output import console, fail
 from geoservice.infra.backup import BackupError, backup, restore
 from geoservice.infra.database import embedded_cluster, open_database, resolve_url
 from geoservice.infra.embedded import ClusterError
-from geoservice.settings import database_settings
+from geoservice.settings import DatabaseSettings
 
 db_app = typer.Typer(help="The embedded PostGIS cluster (ignored when GEOSERVICE_DATABASE_URL is set).")
 
@@ -20,7 +20,7 @@ db_app = typer.Typer(help="The embedded PostGIS cluster (ignored when GEOSERVICE
 @db_app.command("up")
 def db_up() -> None:
     """Initialise (once) and start the embedded cluster; print its URL."""
-    settings = database_settings()
+    settings = DatabaseSettings()
     if settings.database_url:
         console.print("GEOSERVICE_DATABASE_URL is set: that server is used, nothing to start")
         return
@@ -35,14 +35,14 @@ def db_up() -> None:
 @db_app.command("down")
 def db_down() -> None:
     """Stop the embedded cluster cleanly."""
-    stopped = embedded_cluster(database_settings()).down()
+    stopped = embedded_cluster(DatabaseSettings()).down()
     console.print("stopped" if stopped else "not running")
 
 
 @db_app.command("status")
 def db_status() -> None:
     """Whether the embedded cluster is initialised and running, and on which port."""
-    status = embedded_cluster(database_settings()).status()
+    status = embedded_cluster(DatabaseSettings()).status()
     console.print(
         f"datadir {status.datadir}\ninitialised {status.initialised}\nrunning {status.running}\nport {status.port}",
         highlight=False,
@@ -54,7 +54,7 @@ def db_status() -> None:
 @db_app.command("url")
 def db_url() -> None:
     """Print the SQLAlchemy URL of the database in use."""
-    settings = database_settings()
+    settings = DatabaseSettings()
     try:
         console.print(settings.database_url or embedded_cluster(settings).url(), highlight=False)
     except ClusterError as exc:
@@ -65,7 +65,7 @@ def db_url() -> None:
 def db_backup(path: Annotated[Path, typer.Argument(help="file to write (pg_dump custom format)")]) -> None:
     """Dump the whole database to PATH; the file appears only when the dump is complete."""
     try:
-        size = backup(resolve_url(database_settings()), path)
+        size = backup(resolve_url(DatabaseSettings()), path)
     except (BackupError, ClusterError) as exc:
         raise fail(str(exc)) from exc
     console.print(f"backup written: {path} ({size / 1e6:,.1f} MB)", highlight=False)
@@ -77,7 +77,7 @@ def db_restore(
     yes: Annotated[bool, typer.Option("--yes", help="replace the database's contents without asking")] = False,
 ) -> None:
     """Replace the database's contents by a backup, in one transaction (all or nothing)."""
-    url = resolve_url(database_settings())
+    url = resolve_url(DatabaseSettings())
     if not yes and not typer.confirm(f"Replace everything in {make_url(url).database} by {path}?"):
         raise fail("nothing restored")
     try:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from etl.readers import ReadError
 from geoservice.cli.output import console, err, fail
 from geoservice.infra.database import open_database
+from geoservice.settings import RoutingSettings
 
 
 def route(
@@ -28,7 +29,7 @@ def route(
     from geoservice.routing.registry import RouterRegistry
 
     try:
-        router = RouterRegistry(open_database()).current()
+        router = RouterRegistry(open_database(), RoutingSettings()).current()
         with Progress(
             TextColumn("routing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as bar:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from geoservice.infra.embedded import EmbeddedCluster
-from geoservice.settings import DatabaseSettings, database_settings
+from geoservice.settings import DatabaseSettings
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 # The first PostGIS call in a new backend loads the library, and the first transform between two
@@ -60,7 +60,7 @@ def make_engine(url: str, settings: DatabaseSettings | None = None) -> Engine:
     Last in, first out: a quiet server keeps reusing its few warm connections and lets the others
     idle, instead of cycling every request through all of them.
     """
-    settings = settings or database_settings()
+    settings = settings or DatabaseSettings()
     engine = create_engine(
         url,
         pool_size=settings.pool_size,
@@ -117,7 +117,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 def open_database(settings: DatabaseSettings | None = None) -> Engine:
     """The engine of the configured database, migrated to the newest schema."""
-    settings = settings or database_settings()
+    settings = settings or DatabaseSettings()
     engine = make_engine(resolve_url(settings), settings)
     migrate(engine)
     return engine
