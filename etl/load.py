@@ -22,9 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.contracts import LayerContract, contract
-from etl.crs import metric_epsg_for
 from etl.readers import read_features
 from etl.validate import FeatureError, References, Validation, parse_times, validate
+from layers.crs import metric_epsg_for
 
 
 class ImportRejected(Exception):

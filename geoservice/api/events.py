@@ -17,7 +17,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from etl.crs import UnknownCRSError, from_wgs84, parse_crs
 from geoservice.api.deps import SessionDep
 from geoservice.api.locate import locate_router
 from geoservice.api.problems import ProblemError
@@ -31,6 +30,7 @@ from geoservice.events.sweep import PeriodicSweep
 from geoservice.events.transitions import apply_transition
 from geoservice.events.workflow import ACTIONS, STATUSES, STEPS
 from geoservice.settings import EventSettings
+from layers.crs import UnknownCRSError, from_wgs84, parse_crs
 from layers.models import Role
 
 GEOJSON = "application/geo+json"

@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from etl.crs import parse_crs, to_wgs84
 from geoservice.api.deps import SessionDep
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
@@ -28,6 +27,7 @@ from geoservice.events.transitions import apply_transition
 from geoservice.forces.nearest import nearest_forces
 from geoservice.forces.positions import Fix, record_position
 from geoservice.forces.settings import ForceSettings
+from layers.crs import parse_crs, to_wgs84
 from layers.models import Role
 
 router = APIRouter(tags=["forces"])

@@ -15,11 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from etl.crs import parse_crs, to_wgs84
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.routing.registry import NoVersionInForce
 from geoservice.routing.router import Location, Region, Router
+from layers.crs import parse_crs, to_wgs84
 
 router = APIRouter(prefix="/v1/locate", tags=["locate"])
 

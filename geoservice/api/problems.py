@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from etl.crs import UnknownCRSError
 from geoservice.boundaries.versions import VersionError
+from layers.crs import UnknownCRSError
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from etl.crs import geometries_to_wgs84, parse_crs
 from etl.validate import LONLAT_SEGMENT, M2_PER_SQUARE_DEGREE_AT_MOST, NEGLIGIBLE_M2
+from layers.crs import geometries_to_wgs84, parse_crs
 
 AreaFunction = Callable[[BaseGeometry], float]
 CONFORM_TOLERANCE_DEG = 1e-9  # about 0.1 mm: only vertices that already lie on an edge are inserted

@@ -21,12 +21,12 @@ import pyproj
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.crs import UnknownCRSError, parse_crs, to_wgs84
 from geoservice.api.problems import ProblemError
 from geoservice.auth.users import Principal
 from geoservice.events.deadlines import deadline_hours
 from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.routing.router import Router
+from layers.crs import UnknownCRSError, parse_crs, to_wgs84
 from layers.models import Role
 
 SOURCES = ("public", "grid_worker", "hotline_12345", "video")

@@ -19,10 +19,10 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from etl.crs import InputCRS, crs_from_file, parse_crs, to_wgs84
 from etl.readers import VECTOR_SUFFIXES, ReadError, choose_crs
 from geoservice.routing.bulk import route_points
 from geoservice.routing.router import Router
+from layers.crs import InputCRS, crs_from_file, parse_crs, to_wgs84
 
 OUTPUT_SUFFIXES = {".csv", ".gpkg", ".geojson"}
 

@@ -17,7 +17,7 @@ import shapely
 from numpy.typing import ArrayLike, NDArray
 from pyproj.exceptions import CRSError
 
-from etl import chinacrs
+from layers.crs import china
 
 __all__ = [
     "InputCRS",
@@ -153,9 +153,9 @@ def to_wgs84(x: ArrayLike, y: ArrayLike, crs: InputCRS) -> Coords:
     if crs.is_geographic_wgs84_like:
         return _copy_xy(x, y)
     if crs.name == "gcj02":
-        return chinacrs.gcj02_to_wgs84(x, y)
+        return china.gcj02_to_wgs84(x, y)
     if crs.name == "bd09":
-        return chinacrs.bd09_to_wgs84(x, y)
+        return china.bd09_to_wgs84(x, y)
     lon, lat = _transformer(_epsg_of(crs), 4326).transform(*_copy_xy(x, y))
     return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
@@ -165,9 +165,9 @@ def from_wgs84(lon: ArrayLike, lat: ArrayLike, crs: InputCRS) -> Coords:
     if crs.is_geographic_wgs84_like:
         return _copy_xy(lon, lat)
     if crs.name == "gcj02":
-        return chinacrs.wgs84_to_gcj02(lon, lat)
+        return china.wgs84_to_gcj02(lon, lat)
     if crs.name == "bd09":
-        return chinacrs.wgs84_to_bd09(lon, lat)
+        return china.wgs84_to_bd09(lon, lat)
     x, y = _transformer(4326, _epsg_of(crs)).transform(*_copy_xy(lon, lat))
     return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
