@@ -83,6 +83,7 @@ def get_coverage(
             levels=[level] if level else None,
             as_of=as_of,
             radii_m=request.app.state.routing_settings.rings_m,
+            metric_crs=request.app.state.routing_settings.metric_crs,
         )
     except (UnknownRegion, NoVersionInForce) as exc:
         raise _not_found(exc) from exc
@@ -132,6 +133,7 @@ def suggest(
             time_limit_s=time_limit_s,
             as_of=as_of,
             radii_m=request.app.state.routing_settings.rings_m,
+            metric_crs=request.app.state.routing_settings.metric_crs,
         )
     except (UnknownRegion, NoVersionInForce) as exc:
         raise _not_found(exc) from exc

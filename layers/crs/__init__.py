@@ -1,9 +1,10 @@
 """Coordinate reference systems, in one place: naming them, converting to and from WGS84, the city's metric CRS.
 
 Every other module imports from here (``from layers.crs import parse_crs, to_wgs84``), never from the
-submodules, which only split the pieces: ``convert`` (parsing CRS names, WGS84 in and out) and
-``china`` (the GCJ-02/BD-09 offsets). It sits in ``layers``, the lowest package, because the import
-(``etl``) and the live service (``geoservice``) must convert coordinates the same way.
+submodules, which only split the pieces: ``convert`` (parsing CRS names, WGS84 in and out),
+``china`` (the GCJ-02/BD-09 offsets) and ``metric`` (the city's metric CRS, projections and areas
+in it). It sits in ``layers``, the lowest package, because the import (``etl``) and the live
+service (``geoservice``) must convert and measure coordinates the same way.
 """
 
 from layers.crs.china import (
@@ -21,24 +22,46 @@ from layers.crs.convert import (
     from_wgs84,
     geometries_from_wgs84,
     geometries_to_wgs84,
-    metric_epsg_for,
     parse_crs,
     to_wgs84,
 )
+from layers.crs.metric import (
+    FIRST_ZONE_CM,
+    LAST_ZONE_CM,
+    M2_PER_SQUARE_DEGREE_AT_MOST,
+    AreaFunction,
+    city_metric_epsg,
+    dataset_metric_epsg,
+    metric_area,
+    metric_epsg_for,
+    metric_transformer,
+    project,
+    remember_metric_epsg,
+)
 
 __all__ = [
+    "FIRST_ZONE_CM",
+    "LAST_ZONE_CM",
+    "M2_PER_SQUARE_DEGREE_AT_MOST",
+    "AreaFunction",
     "InputCRS",
     "UnknownCRSError",
     "bd09_to_gcj02",
     "bd09_to_wgs84",
+    "city_metric_epsg",
     "crs_from_file",
+    "dataset_metric_epsg",
     "from_wgs84",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",
     "geometries_from_wgs84",
     "geometries_to_wgs84",
+    "metric_area",
     "metric_epsg_for",
+    "metric_transformer",
     "parse_crs",
+    "project",
+    "remember_metric_epsg",
     "to_wgs84",
     "wgs84_to_bd09",
     "wgs84_to_gcj02",

@@ -5,7 +5,6 @@ centimetres of WGS84, so treated as identical), GCJ-02 (Amap/Tencent) and BD-09 
 the occasional projected file with a proper EPSG code. Everything is stored in WGS84.
 """
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ __all__ = [
     "from_wgs84",
     "geometries_from_wgs84",
     "geometries_to_wgs84",
-    "metric_epsg_for",
     "parse_crs",
     "to_wgs84",
 ]
@@ -198,19 +196,3 @@ def geometries_from_wgs84(geoms: Geometries, crs: InputCRS) -> NDArray[np.object
         return np.asarray(geoms, dtype=object).copy()
     return _transform_geometries(geoms, lambda lon, lat: from_wgs84(lon, lat, crs))
 
-
-def metric_epsg_for(lon: float) -> int:
-    """Pick the CGCS2000 3-degree Gauss-Krüger zone (CM variant, EPSG:4534-4554) for a longitude.
-
-    These are the zones Chinese surveying and planning data use; within a zone the scale error
-    is at most ~3e-4, so lengths and areas computed there are good to a few parts in 10,000.
-    The CM variant puts no zone number in front of the easting, which keeps x a plain number.
-    Zone edges (odd multiples of 1.5°) go to the eastern zone. The zones span 73.5°E-136.5°E,
-    the whole of China, so that is the accepted range rather than the central meridians 75-135.
-    """
-    if not math.isfinite(lon):
-        raise ValueError(f"longitude must be finite, got {lon!r}")
-    central_meridian = 3 * math.floor(lon / 3 + 0.5)
-    if not 75 <= central_meridian <= 135:
-        raise ValueError(f"longitude {lon} is outside the CGCS2000 3-degree zones (73.5°E-136.5°E)")
-    return 4534 + (central_meridian - 75) // 3
