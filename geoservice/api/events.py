@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from geoservice.api.deps import SessionDep
 from geoservice.api.locate import locate_router
-from geoservice.api.problems import ProblemError
+from geoservice.api.problems import ProblemError, problem_error
 from geoservice.auth.policy import EVERYONE, allow, policy
 from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
@@ -247,7 +247,7 @@ def _in_crs(view: dict[str, Any], crs: str) -> dict[str, Any]:
     try:
         parsed = parse_crs(crs)
     except UnknownCRSError as exc:
-        raise ProblemError(422, "Unknown coordinate reference system", str(exc)) from exc
+        raise problem_error(exc) from exc
     if parsed.name not in ("wgs84", "cgcs2000", "gcj02", "bd09"):
         raise ProblemError(422, "Unsupported output CRS", "events are answered in wgs84, gcj02 or bd09")
     x, y = from_wgs84([view["lon"]], [view["lat"]], parsed)

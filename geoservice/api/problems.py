@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geoservice.boundaries.versions import VersionError
-from layers.crs import UnknownCRSError
+from layers.crs import InvalidCoordinates, UnknownCRSError
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -34,8 +34,19 @@ class ProblemError(Exception):
 
 STATUS_OF: dict[type[Exception], tuple[int, str]] = {
     UnknownCRSError: (422, "Unknown coordinate reference system"),
+    InvalidCoordinates: (422, "Invalid coordinates"),
     VersionError: (409, "Boundary version conflict"),
 }
+
+
+def problem_error(exc: Exception) -> ProblemError:
+    """The problem a mapped domain error is answered with, for code that must raise or embed it itself.
+
+    Event reports raise it (Open311 catches ``ProblemError`` to answer in its own format), and a
+    batch answer embeds one per refused point; the status and title still come from ``STATUS_OF``.
+    """
+    status, title = next(STATUS_OF[kind] for kind in type(exc).__mro__ if kind in STATUS_OF)
+    return ProblemError(status, title, str(exc))
 
 
 def problem(

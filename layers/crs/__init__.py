@@ -2,9 +2,10 @@
 
 Every other module imports from here (``from layers.crs import parse_crs, to_wgs84``), never from the
 submodules, which only split the pieces: ``convert`` (parsing CRS names, WGS84 in and out),
-``china`` (the GCJ-02/BD-09 offsets) and ``metric`` (the city's metric CRS, projections and areas
-in it). It sits in ``layers``, the lowest package, because the import (``etl``) and the live
-service (``geoservice``) must convert and measure coordinates the same way.
+``china`` (the GCJ-02/BD-09 offsets), ``metric`` (the city's metric CRS, projections and areas in
+it) and ``point`` (one incoming point to WGS84, and its range check). It sits in ``layers``, the
+lowest package, because the import (``etl``) and the live service (``geoservice``) must convert
+and measure coordinates the same way.
 """
 
 from layers.crs.china import (
@@ -38,6 +39,7 @@ from layers.crs.metric import (
     project,
     remember_metric_epsg,
 )
+from layers.crs.point import InvalidCoordinates, on_earth, point_to_wgs84
 
 __all__ = [
     "FIRST_ZONE_CM",
@@ -45,6 +47,7 @@ __all__ = [
     "M2_PER_SQUARE_DEGREE_AT_MOST",
     "AreaFunction",
     "InputCRS",
+    "InvalidCoordinates",
     "UnknownCRSError",
     "bd09_to_gcj02",
     "bd09_to_wgs84",
@@ -59,7 +62,9 @@ __all__ = [
     "metric_area",
     "metric_epsg_for",
     "metric_transformer",
+    "on_earth",
     "parse_crs",
+    "point_to_wgs84",
     "project",
     "remember_metric_epsg",
     "to_wgs84",

@@ -71,8 +71,19 @@ class InputCRS:
         """Tell whether coordinates can be stored as they are (CGCS2000 differs by centimetres)."""
         return self.name in ("wgs84", "cgcs2000") or self.epsg in _WGS84_LIKE_EPSG
 
+    @property
+    def is_geographic(self) -> bool:
+        """Tell whether coordinates are degrees, so ±180/±90 bound them (GCJ-02 and BD-09 are degrees too)."""
+        return self.epsg is None or self.is_geographic_wgs84_like or _is_geographic_epsg(self.epsg)
+
 
 WGS84 = InputCRS("wgs84", 4326)
+
+
+@lru_cache(maxsize=64)
+def _is_geographic_epsg(code: int) -> bool:
+    """Ask PROJ once per code: building a pyproj CRS hits the PROJ database."""
+    return bool(pyproj.CRS.from_epsg(code).is_geographic)
 
 
 @lru_cache(maxsize=256)
