@@ -39,15 +39,16 @@ from sqlalchemy import Engine, text
 from etl.demo.density import town_centres, urban_model
 from etl.demo.graph import shared_boundaries
 from etl.demo.hierarchy import Hierarchy, build_hierarchy, dissolve
-from etl.demo.metric import city_polygon, gauss_kruger_epsg
+from etl.demo.metric import city_polygon, demo_metric_epsg
 from etl.demo.posts import Posts, build_posts
 from etl.demo.tessellation import Tessellation, cell_edges, edge_faces, relax, voronoi_cells
 from etl.demo.wiggle import PRECISION, densify_outer, wiggle
-from etl.load import import_frame, remember_metric_epsg
+from etl.load import import_frame
 from geoservice.boundaries.publish import publish
 from geoservice.city.demo import DEMO_BOUNDARY, DEMO_VERSION, load_demo, read_boundary
 from geoservice.infra.database import make_engine, migrate, transaction
 from geoservice.infra.embedded import EmbeddedCluster
+from layers.crs import remember_metric_epsg
 
 BENCH_HOME = Path(__file__).resolve().parents[1] / ".geoservice" / "bench"
 SEED = 20240601
@@ -167,7 +168,7 @@ def synthetic_layers(seed: int = SEED, n_grids: int = N_GRIDS) -> dict[str, _Lay
     """Both variants of the synthetic city: same cells, codes, posts; only the edges' vertices differ."""
     rng = np.random.default_rng(seed)
     boundary = county_boundary()
-    epsg = gauss_kruger_epsg(shapely.centroid(boundary).x)
+    epsg = demo_metric_epsg(shapely.centroid(boundary).x)
     city = city_polygon(boundary, epsg, PRECISION)
     model = urban_model(city, town_centres(city, N_TOWNS, rng), rng)
     seeds = relax(city, model.sample(n_grids, rng), 2)

@@ -22,9 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.contracts import LayerContract, contract
-from etl.crs import metric_epsg_for
 from etl.readers import read_features
 from etl.validate import FeatureError, References, Validation, parse_times, validate
+from layers.crs import dataset_metric_epsg
 
 
 class ImportRejected(Exception):
@@ -87,7 +87,7 @@ def references(
     session: Session, rules: LayerContract, frame: gpd.GeoDataFrame, version_id: int | None
 ) -> References:
     """Collect from the database only what this layer's checks need."""
-    refs = References(metric_epsg=metric_epsg(session, frame))
+    refs = References(metric_epsg=dataset_metric_epsg(session, frame.geometry.values))
     if version_id is not None:
         rows = session.execute(
             text("SELECT code, level::text FROM regions WHERE version_id = :v"), {"v": version_id}
@@ -106,30 +106,6 @@ def references(
     if rules.name == "events":
         refs.category_codes = set(session.execute(text("SELECT code FROM categories")).scalars())
     return refs
-
-
-def metric_epsg(session: Session, frame: gpd.GeoDataFrame | None = None) -> int:
-    """The dataset's metric CRS: fixed (and stored) at the first load from the data's centroid."""
-    stored = session.execute(text("SELECT value FROM dataset_settings WHERE key = 'metric_epsg'")).scalar()
-    if stored:
-        return int(stored)
-    if frame is None or frame.empty or frame.geometry.is_empty.all():
-        raise ValueError("no data loaded yet, so the city's metric CRS is unknown")
-    lon = shapely.centroid(shapely.union_all(shapely.envelope(frame.geometry.values))).x
-    epsg = metric_epsg_for(lon)
-    remember_metric_epsg(session, epsg)
-    return epsg
-
-
-def remember_metric_epsg(session: Session, epsg: int) -> None:
-    """Persist the metric CRS (an explicit setting, or the one derived at the first load)."""
-    session.execute(
-        text(
-            "INSERT INTO dataset_settings (key, value) VALUES ('metric_epsg', :v) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-        ),
-        {"v": str(epsg)},
-    )
 
 
 # --- boundary versions -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from etl.crs import InputCRS, crs_from_file, geometries_to_wgs84, parse_crs
+from layers.crs import InputCRS, crs_from_file, geometries_to_wgs84, parse_crs
 
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".zip"}
 

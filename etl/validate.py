@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 from etl.contracts import REGION_LEVELS, LayerContract
 from etl.topology import TopologyProblem, coverage_problems
+from layers.crs import metric_area
 from layers.models import POST_LEVELS
 
 # China's extent with a margin: a point whose (lat, lon) falls here was probably given as (lat, lon).
@@ -30,11 +30,7 @@ EVENT_STATUSES = (
 )  # fmt: skip
 CHINA_TZ = "Asia/Shanghai"
 PARENT_LEVEL = {"town": "city", "community": "town"}
-LONLAT_SEGMENT = 1e-4  # degrees, about 10 m: fine enough that chord and arc differ by micrometres
 SHAPEFILE_FIELD_WIDTH = 10
-# A square degree is at most 111.7 km × 111.4 km on the ellipsoid (×1.001 for a GK zone's scale).
-M2_PER_SQUARE_DEGREE_AT_MOST = 1.25e10
-NEGLIGIBLE_M2 = 1e-3
 
 
 @dataclass(frozen=True)
@@ -289,17 +285,7 @@ def _check_grid_coverage(result: Validation, refs: References) -> None:
     frame = result.frame
     codes = frame["code"].tolist()
     index_of = {code: i for i, code in enumerate(codes)}
-    to_metric = pyproj.Transformer.from_crs(4326, refs.metric_epsg, always_xy=True)
-
-    def area_m2(geom: BaseGeometry) -> float:
-        bound = shapely.area(geom) * M2_PER_SQUARE_DEGREE_AT_MOST
-        if bound < NEGLIGIBLE_M2:  # most pieces are float noise: no need to project them
-            return bound
-        # Densify first: a straight lon/lat edge is a curve in the metric CRS, and projecting only
-        # its end points would measure the chord, inventing slivers along every long edge.
-        dense = shapely.segmentize(geom, LONLAT_SEGMENT)
-        return shapely.area(shapely.transform(dense, lambda xy: np.column_stack(to_metric.transform(*xy.T))))
-
+    area_m2 = metric_area(refs.metric_epsg)
     for problem in coverage_problems(frame.geometry.values, codes, area_m2=area_m2):
         if problem.kind != "gap":  # gaps between communities are judged per community below
             result.errors.append(_topology_error(problem, index_of))

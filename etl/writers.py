@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.contracts import contract
-from etl.crs import geometries_from_wgs84, parse_crs
+from layers.crs import geometries_from_wgs84, parse_crs
 
 DRIVERS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile"}
 

@@ -41,21 +41,19 @@ class DatabaseSettings(BaseSettings):
         return url
 
 
-class CitySettings(BaseSettings):
-    """The city's metric CRS, used for every distance, buffer and area."""
+class RoutingSettings(BaseSettings):
+    """How points are placed in grids, the coverage ring of each police-post level, and the metric CRS.
+
+    ``metric_crs`` (``GEOSERVICE_METRIC_CRS``) is the CRS every distance, buffer and area is measured
+    in, by the router as by coverage reports, boundary validation, diffs and tiles: they all take it
+    from the settings built at the edge (the app, a CLI command) and ask ``layers.crs.city_metric_epsg``.
+    """
 
     model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
 
     metric_crs: str | None = Field(
         None, description="e.g. EPSG:4549; default: the CGCS2000 3-degree GK zone of the city's centroid"
     )
-
-
-class RoutingSettings(BaseSettings):
-    """How points are placed in grids, and the coverage ring of each police-post level."""
-
-    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_", extra="ignore")
-
     snap_tolerance_m: float = Field(50.0, ge=0, le=10_000)
     ring_village_room_m: float = Field(100.0, gt=0)
     ring_central_room_m: float = Field(1_000.0, gt=0)

@@ -24,7 +24,7 @@ import shapely
 from etl.demo.density import town_centres, urban_model
 from etl.demo.events import TZ, build_events
 from etl.demo.hierarchy import Hierarchy, build_hierarchy
-from etl.demo.metric import city_polygon, gauss_kruger_epsg
+from etl.demo.metric import city_polygon, demo_metric_epsg
 from etl.demo.names import RUGAO_ADCODE
 from etl.demo.places import build_places
 from etl.demo.population import PEOPLE, build_population
@@ -78,7 +78,7 @@ def build_demo_city(
     if n_towns < 1 or n_communities < n_towns or n_grids < n_communities:
         raise ValueError("need 1 ≤ n_towns ≤ n_communities ≤ n_grids")
     rng = np.random.default_rng(seed)
-    epsg = gauss_kruger_epsg(shapely.centroid(boundary_wgs84).x)
+    epsg = demo_metric_epsg(shapely.centroid(boundary_wgs84).x)
     with _stage("boundary"):
         city = city_polygon(boundary_wgs84, epsg, SNAP)
         model = urban_model(city, town_centres(city, n_towns, rng), rng)

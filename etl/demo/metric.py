@@ -1,37 +1,20 @@
-"""The city's metric CRS and the only two projections the builder makes (in and out of it)."""
+"""What the demo builder adds to ``layers.crs`` for its metric CRS: a zone for any boundary, and the city polygon."""
 
 from __future__ import annotations
 
-import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
-# CGCS2000 / 3-degree Gauss-Kruger CM 75E … CM 135E are EPSG:4534 … EPSG:4554, one per 3°.
-FIRST_CM, LAST_CM, FIRST_EPSG = 75, 135, 4534
+from layers.crs import FIRST_ZONE_CM, LAST_ZONE_CM, metric_epsg_for, project
 
 
-def gauss_kruger_epsg(lon: float) -> int:
-    """EPSG code of the CGCS2000 3° zone (no false-easting prefix) whose central meridian is nearest.
+def demo_metric_epsg(lon: float) -> int:
+    """The CGCS2000 3° zone of ``lon`` (``metric_epsg_for``), or the nearest one outside China's zones.
 
-    Chinese surveying data for a county is kept in the 3° zone it falls in; distortion there is
-    below 1:10,000, so buffers and areas in it are as good as ground measurements.
+    A demo city may be drawn on any boundary, so a longitude beyond the zones takes the first or
+    last zone instead of being refused; its buffers and areas are then distorted, but it builds.
     """
-    cm = int(np.clip(3 * round(lon / 3), FIRST_CM, LAST_CM))
-    return FIRST_EPSG + (cm - FIRST_CM) // 3
-
-
-def to_metric(geom: BaseGeometry, epsg: int) -> BaseGeometry:
-    """Project a WGS84 geometry into ``epsg``."""
-    return _transform(geom, Transformer.from_crs(4326, epsg, always_xy=True))
-
-
-def _transform(geom: BaseGeometry, transformer: Transformer) -> BaseGeometry:
-    def project(xy: np.ndarray) -> np.ndarray:
-        x, y = transformer.transform(xy[:, 0], xy[:, 1])
-        return np.column_stack([x, y])
-
-    return shapely.transform(geom, project)
+    return metric_epsg_for(min(max(lon, FIRST_ZONE_CM), LAST_ZONE_CM))
 
 
 def city_polygon(boundary_wgs84: BaseGeometry, epsg: int, grid_size: float) -> BaseGeometry:
@@ -40,7 +23,7 @@ def city_polygon(boundary_wgs84: BaseGeometry, epsg: int, grid_size: float) -> B
     Snapping first means every later overlay with the same grid size sees identical coordinates, so
     the outer edges of the tessellation coincide with this polygon exactly.
     """
-    metric = shapely.make_valid(to_metric(boundary_wgs84, epsg))
+    metric = shapely.make_valid(project(boundary_wgs84, epsg))
     polygons = [p for p in shapely.get_parts(metric) if isinstance(p, shapely.Polygon | shapely.MultiPolygon)]
     if not polygons:
         raise ValueError("the boundary has no polygonal area")

@@ -164,11 +164,11 @@ def post_edit(version_id: VersionId, edit: Edit, session: SessionDep) -> EditOut
     **policy(READERS),
 )
 def get_validation(
-    version_id: VersionId, session: SessionDep, format: Literal["json", "geojson"] = "json"
+    request: Request, version_id: VersionId, session: SessionDep, format: Literal["json", "geojson"] = "json"
 ) -> JSONResponse:
     """Every validation error, each located and explained; ``valid`` tells whether it can be published."""
     get_version(session, version_id)
-    report = validate_version(session, version_id)
+    report = validate_version(session, version_id, metric_crs=request.app.state.routing_settings.metric_crs)
     if format == "geojson":
         return JSONResponse(report.as_geojson(), media_type=GEOJSON)
     return JSONResponse(report.as_json())
@@ -204,15 +204,25 @@ def get_impact(
 
 
 @router.post("/{version_id}/publish", response_model=PublishOutcome, **policy(WRITERS))
-def post_publish(version_id: VersionId, body: PublishRequest, session: SessionDep, who: Writer) -> PublishOutcome:
+def post_publish(
+    request: Request, version_id: VersionId, body: PublishRequest, session: SessionDep, who: Writer
+) -> PublishOutcome:
     """Validate and put a draft in force; open events not yet dispatched are re-routed and logged."""
-    return _outcome(publish_version(session, version_id, _aware(body.effective_from), publisher=_publisher(who)))
+    return _outcome(publish_version(
+        session, version_id, _aware(body.effective_from), publisher=_publisher(who),
+        metric_crs=request.app.state.routing_settings.metric_crs,
+    ))  # fmt: skip
 
 
 @router.post("/{version_id}/rollback", response_model=PublishOutcome, **policy(WRITERS))
-def post_rollback(version_id: VersionId, body: RollbackRequest, session: SessionDep, who: Writer) -> PublishOutcome:
+def post_rollback(
+    request: Request, version_id: VersionId, body: RollbackRequest, session: SessionDep, who: Writer
+) -> PublishOutcome:
     """Publish a copy of an old version as a new version (history is never rewritten)."""
-    published = rollback(session, version_id, body.name, _aware(body.effective_from), publisher=_publisher(who))
+    published = rollback(
+        session, version_id, body.name, _aware(body.effective_from), publisher=_publisher(who),
+        metric_crs=request.app.state.routing_settings.metric_crs,
+    )  # fmt: skip
     return _outcome(published)
 
 
@@ -223,10 +233,14 @@ def post_rollback(version_id: VersionId, body: RollbackRequest, session: Session
     **policy(READERS),
 )
 def get_diff(
-    version_id: VersionId, other_id: VersionId, session: SessionDep, format: Literal["json", "geojson"] = "json"
+    request: Request,
+    version_id: VersionId,
+    other_id: VersionId,
+    session: SessionDep,
+    format: Literal["json", "geojson"] = "json",
 ) -> JSONResponse:
     """What changed from version ``version_id`` to version ``other_id`` (any two versions)."""
-    diff = diff_versions(session, version_id, other_id)
+    diff = diff_versions(session, version_id, other_id, metric_crs=request.app.state.routing_settings.metric_crs)
     if format == "geojson":
         return JSONResponse(diff.as_geojson(), media_type=GEOJSON)
     return JSONResponse(diff.as_json())

@@ -81,6 +81,7 @@ def get_coverage(
         levels=[level] if level else None,
         as_of=as_of,
         radii_m=request.app.state.routing_settings.rings_m,
+        metric_crs=request.app.state.routing_settings.metric_crs,
     )
     name = f"coverage-{report.region.code}"
     if format == "geojson":
@@ -127,6 +128,7 @@ def suggest(
         time_limit_s=time_limit_s,
         as_of=as_of,
         radii_m=request.app.state.routing_settings.rings_m,
+        metric_crs=request.app.state.routing_settings.metric_crs,
     )
     return _json(suggestion_json(suggestion), "application/json")
 

@@ -17,7 +17,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from etl.crs import UnknownCRSError, from_wgs84, parse_crs
 from geoservice.api.deps import SessionDep
 from geoservice.api.locate import locate_router
 from geoservice.api.problems import ProblemError
@@ -31,6 +30,7 @@ from geoservice.events.sweep import PeriodicSweep
 from geoservice.events.transitions import apply_transition
 from geoservice.events.workflow import ACTIONS, STATUSES, STEPS
 from geoservice.settings import EventSettings
+from layers.crs import from_wgs84, parse_crs
 from layers.models import Role
 
 GEOJSON = "application/geo+json"
@@ -243,10 +243,7 @@ def _in_crs(view: dict[str, Any], crs: str) -> dict[str, Any]:
     """Coordinates for a Chinese base map when asked (GCJ-02/BD-09); WGS84 otherwise."""
     if crs == "wgs84":
         return view
-    try:
-        parsed = parse_crs(crs)
-    except UnknownCRSError as exc:
-        raise ProblemError(422, "Unknown coordinate reference system", str(exc)) from exc
+    parsed = parse_crs(crs)  # an unknown name is a 422 problem (api.problems)
     if parsed.name not in ("wgs84", "cgcs2000", "gcj02", "bd09"):
         raise ProblemError(422, "Unsupported output CRS", "events are answered in wgs84, gcj02 or bd09")
     x, y = from_wgs84([view["lon"]], [view["lat"]], parsed)

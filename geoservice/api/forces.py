@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from etl.crs import parse_crs, to_wgs84
 from geoservice.api.deps import SessionDep
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
@@ -28,6 +27,7 @@ from geoservice.events.transitions import apply_transition
 from geoservice.forces.nearest import nearest_forces
 from geoservice.forces.positions import Fix, record_position
 from geoservice.forces.settings import ForceSettings
+from layers.crs import point_to_wgs84
 from layers.models import Role
 
 router = APIRouter(tags=["forces"])
@@ -65,7 +65,7 @@ def post_position(
     now = datetime.now(UTC)
     if body.at is not None and body.at.tzinfo is None:
         raise ProblemError(422, "Invalid time", "at needs a time zone, e.g. 2026-11-24T09:30:00+08:00")
-    lon, lat = _wgs84(body.lon, body.lat, body.crs)
+    lon, lat = point_to_wgs84(body.lon, body.lat, body.crs)  # UnknownCRSError, InvalidCoordinates → 422
     fix = Fix(lon, lat, body.at or now, body.available, body.accuracy_m)
     answer = record_position(session, principal, fix, force_settings(request), now)
     return JSONResponse(jsonable_encoder(answer), status_code=201 if answer["stored"] else 200)
@@ -133,11 +133,3 @@ def _event(session: Session, event_id: int, principal: Principal) -> dict[str, A
     if event is None:
         raise ProblemError(404, "No such event", f"there is no event {event_id} that you may see")
     return event
-
-
-def _wgs84(x: float, y: float, crs: str) -> tuple[float, float]:
-    lon, lat = to_wgs84([x], [y], parse_crs(crs))  # UnknownCRSError → 422 (geoservice.api.problems)
-    lon_, lat_ = float(lon[0]), float(lat[0])
-    if not (-180 <= lon_ <= 180 and -90 <= lat_ <= 90):
-        raise ProblemError(422, "Invalid coordinates", f"({x}, {y}) in {crs} is not a place on Earth")
-    return lon_, lat_

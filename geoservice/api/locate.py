@@ -15,11 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from etl.crs import parse_crs, to_wgs84
-from geoservice.api.problems import ProblemError
+from geoservice.api.problems import ProblemError, problem_error
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.boundaries.versions import NoVersionInForce
 from geoservice.routing.router import Location, Region, Router
+from layers.crs import InvalidCoordinates, on_earth, parse_crs, point_to_wgs84, to_wgs84
 
 router = APIRouter(prefix="/v1/locate", tags=["locate"])
 
@@ -118,10 +118,14 @@ def locate_many(
     """Up to 10,000 points in one request (``{"crs", "points"}`` or a GeoJSON FeatureCollection)."""
     crs, points = _batch_points(body, request.app.state.routing_settings.max_batch)
     router_ = locate_router(request, at)
-    lon, lat = _to_wgs84(points, crs)
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    lon, lat = to_wgs84(xy[:, 0], xy[:, 1], parse_crs(crs))  # UnknownCRSError → 422 (geoservice.api.problems)
+    # Each point is answered on its own: one given beyond ±180/±90 (in any CRS) or converted to
+    # non-finite numbers gets its error in its place, and the rest of the batch is still answered.
+    usable = on_earth(xy[:, 0], xy[:, 1]) & np.isfinite(lon) & np.isfinite(lat)
     results = []
-    for (in_lon, in_lat), x, y in zip(points, lon, lat, strict=True):
-        if not (-180 <= in_lon <= 180 and -90 <= in_lat <= 90 and np.isfinite(x) and np.isfinite(y)):
+    for (in_lon, in_lat), x, y, ok in zip(points, lon, lat, usable, strict=True):
+        if not ok:
             results.append({"error": _bad_point(in_lon, in_lat)})
             continue
         results.append(
@@ -191,12 +195,6 @@ def _round(metres: float | None) -> float | None:
     return None if metres is None else round(metres, 1)
 
 
-def point_to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
-    """One point from the caller's CRS to WGS84."""
-    x, y = _to_wgs84([(lon, lat)], crs)
-    return float(x[0]), float(y[0])
-
-
 def locate_router(request: Request, at: datetime | None) -> Router:
     """The router of the version in force at ``at`` (now when None), or a problem saying there is none."""
     if at is not None and at.tzinfo is None:
@@ -207,17 +205,9 @@ def locate_router(request: Request, at: datetime | None) -> Router:
         raise ProblemError(404 if at else 503, "No boundary version in force", str(exc)) from exc
 
 
-def _to_wgs84(points: list[tuple[float, float]], crs: str) -> tuple[np.ndarray, np.ndarray]:
-    parsed = parse_crs(crs)  # UnknownCRSError → 422 (geoservice.api.problems)
-    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return to_wgs84(xy[:, 0], xy[:, 1], parsed)
-
-
 def _bad_point(lon: float, lat: float) -> dict[str, Any]:
-    return {
-        "status": 422, "title": "Invalid coordinates",
-        "detail": f"({lon}, {lat}) is out of range: lon must be within ±180, lat within ±90",
-    }  # fmt: skip
+    problem = problem_error(InvalidCoordinates.out_of_range(lon, lat))
+    return {"status": problem.status, "title": problem.title, "detail": problem.detail}
 
 
 def _batch_points(body: dict[str, Any], limit: int) -> tuple[str, list[tuple[float, float]]]:

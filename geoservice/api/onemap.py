@@ -10,20 +10,18 @@ counts an event they could not list.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 
 from geoservice.api.deps import SessionDep
-from geoservice.api.problems import ProblemError
-from geoservice.api.tiles import event_settings, tile_filters
+from geoservice.api.tiles import event_settings, metric_epsg, tile_filters
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.scope import code_scope_sql, scope_of, scope_sql
 from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import current_version_id
-from geoservice.coverage.inputs import city_epsg
 from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, HANDLE_CLOCK_STATES
 from geoservice.events.workflow import OPEN_STATES
 from tiles.catalog import LAYERS
@@ -101,7 +99,7 @@ def get_heat(
             f"         WHERE {' AND '.join(clauses)}) p "
             "   GROUP BY floor(ST_X(m) / :cell), floor(ST_Y(m) / :cell)) cells"
         ),
-        {**params, "epsg": _epsg(session), "cell": HEAT_CELL_M},
+        {**params, "epsg": metric_epsg(request.app, session), "cell": HEAT_CELL_M},
     ).all()
     top = max((r.n for r in rows), default=1)
     points = [[round(r.lat, 6), round(r.lon, 6), round(r.n / top, 4)] for r in rows]
@@ -124,10 +122,3 @@ def get_labels(session: SessionDep, principal: Viewer) -> JSONResponse:
     labels = [{"code": r.code, "name": r.name, "level": r.level, "lon": round(r.lon, 6), "lat": round(r.lat, 6)}
               for r in rows]  # fmt: skip
     return JSONResponse({"labels": labels})
-
-
-def _epsg(session: Any) -> int:
-    try:
-        return city_epsg(session)
-    except ValueError as exc:
-        raise ProblemError(503, "No data loaded", str(exc)) from exc

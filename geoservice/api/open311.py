@@ -17,10 +17,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from geoservice.api.locate import locate_router
-from geoservice.api.problems import ProblemError, problem_error
+from geoservice.api.problems import ANSWERED, problem_error
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.auth.users import Principal
-from geoservice.errors import DomainError
 from geoservice.events.report import report_event
 from geoservice.open311 import mapping
 from geoservice.open311.clients import client_name
@@ -135,9 +134,8 @@ def post_request(
         )
     except Open311Error as exc:
         return _error(exc)
-    except (ProblemError, DomainError) as exc:
+    except ANSWERED as exc:
         problem = problem_error(exc)
-        assert problem is not None
         return _error(Open311Error(400 if problem.status == 422 else problem.status, problem.detail))
 
 

@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from etl.crs import UnknownCRSError
 from etl.load import ImportRejected
 from etl.readers import ReadError
 from geoservice.boundaries.drafts import EditRejected
@@ -28,6 +27,7 @@ from geoservice.boundaries.publish import DraftInvalid
 from geoservice.boundaries.versions import VersionError, VersionNotFound
 from geoservice.coverage.service import NoDemandLayer
 from geoservice.errors import Conflict, Forbidden, InvalidInput, NotFound, SignInRequired, Unavailable
+from layers.crs import InvalidCoordinates, UnknownCRSError
 
 PROBLEM = "application/problem+json"
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -73,6 +73,7 @@ PROBLEMS: dict[type[Exception], ProblemKind] = {
     Forbidden: ProblemKind(403),
     Unavailable: ProblemKind(503),
     UnknownCRSError: ProblemKind(422, "Unknown coordinate reference system"),
+    InvalidCoordinates: ProblemKind(422, "Invalid coordinates"),
     VersionError: ProblemKind(409, "Boundary version conflict"),
     VersionNotFound: ProblemKind(404, "No such boundary version"),
     DraftInvalid: ProblemKind(409, "Draft has validation errors", _findings),
@@ -83,8 +84,11 @@ PROBLEMS: dict[type[Exception], ProblemKind] = {
 }
 
 
-def problem_error(exc: Exception) -> ProblemError | None:
-    """The problem a domain error is answered with (None: not in the table, a bug, so a 500)."""
+ANSWERED = (ProblemError, *PROBLEMS)  # what a route that answers in its own format (Open311) catches
+
+
+def problem_error(exc: Exception) -> ProblemError:
+    """The problem a domain error is answered with; only the table's kinds (``ANSWERED``) may be given."""
     if isinstance(exc, ProblemError):
         return exc
     for kind in type(exc).__mro__:
@@ -95,7 +99,7 @@ def problem_error(exc: Exception) -> ProblemError | None:
             if found.members is not None:
                 members.update(found.members(exc))
             return ProblemError(found.status, title, str(exc), dict(found.headers), **members)
-    return None
+    raise TypeError(f"{type(exc).__name__} is not in api.problems.PROBLEMS") from exc
 
 
 def problem(
@@ -133,7 +137,6 @@ def register_error_handlers(app: FastAPI) -> None:
 
     async def _domain(_: Request, exc: Exception) -> JSONResponse:
         mapped = problem_error(exc)
-        assert mapped is not None  # registered only for the table's kinds
         return problem(mapped.status, mapped.title, mapped.detail, mapped.headers, **mapped.extra)
 
     for kind in PROBLEMS:

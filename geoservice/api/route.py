@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from geoservice.api.locate import answer_of, locate_router, point_to_wgs84
+from geoservice.api.locate import answer_of, locate_router
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, policy
+from layers.crs import point_to_wgs84
 
 router = APIRouter(prefix="/v1/route", tags=["routing"])
 

@@ -20,16 +20,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, allow, policy
 from geoservice.auth.scope import region_scope, scope_of, scope_sql
 from geoservice.auth.users import Principal
-from geoservice.coverage.inputs import city_epsg
 from geoservice.events.deadlines import COLOURS, warning_sql
 from geoservice.events.queries import EventFilters, filter_clauses
 from geoservice.events.workflow import STATUSES
 from geoservice.settings import EventSettings
+from layers.crs import city_metric_epsg
 from layers.models import PostLevel
 from tiles.address import MAX_ZOOM, BadTileAddress, TileAddress, tile_at
 from tiles.catalog import LAYERS, TileFilters, TileLayer, TileScope
@@ -198,16 +199,21 @@ def tile_service(app: FastAPI) -> TileService:
     return service
 
 
+def metric_epsg(app: FastAPI, session: Session) -> int:
+    """The city's metric CRS (the app's ``GEOSERVICE_METRIC_CRS``, else the dataset's); 503 while nothing is loaded."""
+    try:
+        return city_metric_epsg(session, app.state.routing_settings.metric_crs)
+    except ValueError as exc:  # nothing loaded yet: no metric CRS to buffer rings or count cells in
+        raise ProblemError(503, "No data loaded", str(exc)) from exc
+
+
 def service_and_rules(app: FastAPI) -> tuple[TileService, Rules]:
     """The tile service and the rules its tiles follow, read from the data on first use."""
     service = tile_service(app)
     rules = getattr(app.state, "tile_rules", None)
     if rules is None:
         with app.state.sessions() as session:
-            try:
-                epsg = city_epsg(session)
-            except ValueError as exc:  # nothing loaded yet: no metric CRS to buffer rings in
-                raise ProblemError(503, "No data loaded", str(exc)) from exc
+            epsg = metric_epsg(app, session)
         settings = event_settings(app)
         thresholds = Thresholds(settings.warning_blue, settings.warning_yellow, settings.warning_red)
         rules = Rules(epsg, dict(app.state.routing_settings.rings_m), warning_sql(settings), thresholds)

@@ -2,7 +2,7 @@
 
 A geometry counts as changed when the ground it covers changed (``shapely.equals``), not when only
 vertices were added along its edges (which conforming to a neighbour's split does). Areas are
-measured in the dataset's metric CRS, and only for what changed.
+measured in the city's metric CRS, and only for what changed.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.load import metric_epsg
-from geoservice.boundaries.geometry import AreaFunction, geojson_of, metric_area
+from geoservice.boundaries.geometry import geojson_of
 from geoservice.boundaries.versions import VersionInfo, get_version
+from layers.crs import AreaFunction, city_metric_epsg, metric_area
 
 COLUMNS = {"grids": "name, community_code, workers, officer", "regions": "name, level::text AS level, parent_code"}
 ATTRIBUTES = {"grids": ("name", "community_code", "workers", "officer"), "regions": ("name", "level", "parent_code")}
@@ -92,9 +92,13 @@ class VersionDiff:
         return {"type": "FeatureCollection", "features": [c.feature() for c in (*self.grids, *self.regions)]}
 
 
-def diff_versions(session: Session, a: int | None, b: int) -> VersionDiff:
-    """Grids and regions of version ``b`` against version ``a`` (None: everything in ``b`` is added)."""
-    area_m2 = metric_area(metric_epsg(session))
+def diff_versions(session: Session, a: int | None, b: int, *, metric_crs: str | None) -> VersionDiff:
+    """Grids and regions of version ``b`` against version ``a`` (None: everything in ``b`` is added).
+
+    ``metric_crs`` is the configured ``GEOSERVICE_METRIC_CRS`` (``RoutingSettings.metric_crs``) the
+    caller passes in, so areas are in the CRS the router measures in; None: the dataset's.
+    """
+    area_m2 = metric_area(city_metric_epsg(session, metric_crs))
     return VersionDiff(
         a=None if a is None else get_version(session, a),
         b=get_version(session, b),

@@ -150,8 +150,12 @@ def rollback(
     effective_from: datetime | None = None,
     *,
     publisher: Publisher = Publisher(),
+    metric_crs: str | None,
 ) -> Published:
-    """Publish a copy of old version ``version_id`` as a new version; the old one stays as it was."""
+    """Publish a copy of old version ``version_id`` as a new version; the old one stays as it was.
+
+    ``metric_crs`` as for ``publish_version``: the configured metric CRS the copy is validated in.
+    """
     old = get_version(session, version_id)
     if old.status == "draft":
         raise VersionError(f"version {old.name!r} is a draft; publish it instead of rolling back to it")
@@ -161,7 +165,7 @@ def rollback(
     ).scalar_one()
     name = name or f"{old.name} (rollback {copies + 1})"
     draft_id = create_draft(session, name, based_on=version_id, note=f"rollback to {old.name}")
-    return publish_version(session, draft_id, effective_from, publisher=publisher)
+    return publish_version(session, draft_id, effective_from, publisher=publisher, metric_crs=metric_crs)
 
 
 # --- edits ---------------------------------------------------------------------------------------

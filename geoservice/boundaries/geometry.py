@@ -1,40 +1,20 @@
-"""Pure geometry for boundary work: areas in metres, GeoJSON in and out, vertex conforming.
+"""Pure geometry for boundary work: GeoJSON in and out, vertex conforming.
 
-Geometries are kept in lon/lat as stored; only areas are measured, in the dataset's metric CRS,
-after densifying edges so that a long straight lon/lat edge is measured as the curve it is there
-(the import's validation measures the same way, so both agree on what a sliver is).
+Geometries are kept in lon/lat as stored; areas are measured in the city's metric CRS by
+``layers.crs.metric_area``, as the import's validation measures them, so both agree on what a sliver is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from etl.crs import geometries_to_wgs84, parse_crs
-from etl.validate import LONLAT_SEGMENT, M2_PER_SQUARE_DEGREE_AT_MOST, NEGLIGIBLE_M2
+from layers.crs import geometries_to_wgs84, parse_crs
 
-AreaFunction = Callable[[BaseGeometry], float]
 CONFORM_TOLERANCE_DEG = 1e-9  # about 0.1 mm: only vertices that already lie on an edge are inserted
-
-
-def metric_area(epsg: int) -> AreaFunction:
-    """Area in m² of a lon/lat geometry, measured in the metric CRS ``epsg``."""
-    to_metric = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
-
-    def area_m2(geom: BaseGeometry) -> float:
-        if geom is None or geom.is_empty:
-            return 0.0
-        if shapely.area(geom) * M2_PER_SQUARE_DEGREE_AT_MOST < NEGLIGIBLE_M2:
-            return float(shapely.area(geom) * M2_PER_SQUARE_DEGREE_AT_MOST)
-        dense = shapely.segmentize(geom, LONLAT_SEGMENT)
-        return float(shapely.area(shapely.transform(dense, lambda xy: np.column_stack(to_metric.transform(*xy.T)))))
-
-    return area_m2
 
 
 def geometry_from_geojson(geometry: Mapping[str, Any], crs: str = "wgs84") -> BaseGeometry:

@@ -127,12 +127,16 @@ def impact_report(
     draft_id: int,
     *,
     base_id: int | None = None,
-    settings: RoutingSettings | None = None,
+    settings: RoutingSettings,
     base_router: Router | None = None,
 ) -> Impact:
-    """The impact of putting ``draft_id`` in force instead of ``base_id`` (default: the version in force)."""
+    """The impact of putting ``draft_id`` in force instead of ``base_id`` (default: the version in force).
+
+    ``settings`` are the caller's (the app's, a CLI command's): the routers and the areas of the diff
+    are both measured in their ``metric_crs``.
+    """
     base_id = base_id if base_id is not None else current_version_id(session)
-    report = Impact(diff_versions(session, base_id, draft_id))
+    report = Impact(diff_versions(session, base_id, draft_id, metric_crs=settings.metric_crs))
     draft_router = load_router(session, draft_id, settings)
     if base_id is not None and (base_router is None or base_router.version_id != base_id):
         base_router = load_router(session, base_id, settings)

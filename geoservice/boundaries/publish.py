@@ -59,9 +59,14 @@ class Published:
     kept: list[EventMove] = field(default_factory=list)
 
 
-def publish(session: Session, name: str, effective_from: datetime | None = None) -> VersionInfo:
-    """Make draft ``name`` the version in force from ``effective_from`` (default now)."""
-    return publish_version(session, resolve_version(session, name), effective_from).version
+def publish(
+    session: Session, name: str, effective_from: datetime | None = None, *, metric_crs: str | None = None
+) -> VersionInfo:
+    """Make draft ``name`` the version in force from ``effective_from`` (default now).
+
+    For the demo, tests and benches, which measure in the dataset's metric CRS unless given ``metric_crs``.
+    """
+    return publish_version(session, resolve_version(session, name), effective_from, metric_crs=metric_crs).version
 
 
 def publish_version(
@@ -71,8 +76,12 @@ def publish_version(
     *,
     publisher: Publisher = Publisher(),
     settings: BoundarySettings | None = None,
+    metric_crs: str | None,
 ) -> Published:
-    """Validate draft ``version_id``, put it in force, and re-route open events (if in force now)."""
+    """Validate draft ``version_id``, put it in force, and re-route open events (if in force now).
+
+    ``metric_crs`` is the configured ``GEOSERVICE_METRIC_CRS`` the validation measures areas in (None: the dataset's).
+    """
     now = datetime.now(UTC)
     at = effective_from or now
     if at.tzinfo is None:
@@ -87,7 +96,7 @@ def publish_version(
     if draft.status != "draft":
         raise VersionError(f"version {name!r} is {draft.status}; only a draft can be published")
     _check_publishable(session, draft.id, name)
-    report = validate_version(session, draft.id, settings)
+    report = validate_version(session, draft.id, settings, metric_crs=metric_crs)
     if not report.ok:
         raise DraftInvalid(name, report.findings)
     # Serialise publishers: the one in force is read and retired under the same lock.

@@ -21,11 +21,10 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.load import metric_epsg
 from etl.topology import TopologyProblem, coverage_problems
-from etl.validate import M2_PER_SQUARE_DEGREE_AT_MOST
-from geoservice.boundaries.geometry import AreaFunction, geojson_of, metric_area, polygonal
+from geoservice.boundaries.geometry import geojson_of, polygonal
 from geoservice.boundaries.settings import BoundarySettings
+from layers.crs import M2_PER_SQUARE_DEGREE_AT_MOST, AreaFunction, city_metric_epsg, metric_area
 
 GRID_CODE = re.compile(r"\d{15}")
 REASON_AT = re.compile(r"\[\s*(-?[\d.eE+-]+)\s+(-?[\d.eE+-]+)\s*\]")
@@ -95,8 +94,14 @@ class ValidationReport:
         return {"type": "FeatureCollection", "features": features}
 
 
-def validate_version(session: Session, version_id: int, settings: BoundarySettings | None = None) -> ValidationReport:
-    """Read the version's grids and communities and check them."""
+def validate_version(
+    session: Session, version_id: int, settings: BoundarySettings | None = None, *, metric_crs: str | None
+) -> ValidationReport:
+    """Read the version's grids and communities and check them.
+
+    Areas (tiny grids, slivers) are measured in the city's metric CRS: ``metric_crs`` is the configured
+    ``GEOSERVICE_METRIC_CRS`` (``RoutingSettings.metric_crs``) the caller passes in; None: the dataset's.
+    """
     settings = settings or BoundarySettings()
     rows = session.execute(
         text("SELECT code, community_code, ST_AsBinary(geom) AS wkb FROM grids WHERE version_id = :v ORDER BY code"),
@@ -114,7 +119,7 @@ def validate_version(session: Session, version_id: int, settings: BoundarySettin
         text("SELECT ST_AsBinary(ST_Union(geom)) FROM regions WHERE version_id = :v AND level = 'city'"),
         {"v": version_id},
     ).scalar()
-    area_m2 = metric_area(metric_epsg(session)) if grids else (lambda g: 0.0)
+    area_m2 = metric_area(city_metric_epsg(session, metric_crs)) if grids else (lambda g: 0.0)
     findings = check_grids(
         grids, communities, area_m2, outline=shapely.from_wkb(bytes(city)) if city else None,
         sliver_m2=settings.sliver_tolerance_m2, tiny_m2=settings.tiny_grid_m2,

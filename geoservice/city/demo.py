@@ -20,9 +20,8 @@ import shapely
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from etl.crs import geometries_to_wgs84, parse_crs
 from etl.demo import DemoCity, build_demo_city
-from etl.load import copy_rows, import_frame, remember_metric_epsg
+from etl.load import copy_rows, import_frame
 from etl.reference import load_reference_data
 from geoservice.auth.users import add_user
 from geoservice.boundaries.publish import publish
@@ -30,6 +29,7 @@ from geoservice.boundaries.versions import current_version_id
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk_events import assign_departments, assign_places
 from geoservice.routing.loader import load_router
+from layers.crs import geometries_to_wgs84, parse_crs, remember_metric_epsg
 from layers.models import Role
 
 DEMO_BOUNDARY = Path(__file__).parents[2] / "etl" / "data" / "320682.geojson"

@@ -64,12 +64,13 @@ def report(
 ) -> None:
     """Write the coverage-gap report of a region: HTML, GeoJSON, CSV (figures and places) and JSON."""
     as_of = _zoned(as_of)
+    routing = RoutingSettings()
     try:
         with spinner() as progress, transaction(open_database()) as session:
             progress.add_task("computing coverage", total=None)
             result = coverage_report(
                 session, region, levels=[level.value] if level else None, as_of=as_of,
-                radii_m=RoutingSettings().rings_m,
+                radii_m=routing.rings_m, metric_crs=routing.metric_crs,
             )  # fmt: skip
     except (UnknownRegion, NoVersionInForce) as exc:
         raise fail(str(exc)) from exc
@@ -107,13 +108,14 @@ def suggest(
 ) -> None:
     """Where k new posts of a level would reach the most uncovered demand (spopt MCLP, straight lines)."""
     as_of = _zoned(as_of)
+    routing = RoutingSettings()
     try:
         sites = read_features(candidates, crs).frame if candidates else None
         with spinner() as progress, transaction(open_database()) as session:
             progress.add_task(f"choosing {k} site(s)", total=None)
             result = suggest_sites(
                 session, region, level.value, k, demand=demand.value, full=full, time_limit_s=time_limit,
-                candidates=sites, as_of=as_of, radii_m=RoutingSettings().rings_m,
+                candidates=sites, as_of=as_of, radii_m=routing.rings_m, metric_crs=routing.metric_crs,
             )  # fmt: skip
     except (UnknownRegion, NoVersionInForce, NoDemandLayer, ReadError) as exc:
         raise fail(str(exc)) from exc

@@ -31,6 +31,7 @@ from geoservice.boundaries.validation import validate_version
 from geoservice.boundaries.versions import VersionError, list_versions, resolve_version
 from geoservice.cli.output import console, err, fail
 from geoservice.infra.database import open_database, transaction
+from geoservice.settings import RoutingSettings
 
 versions_app = typer.Typer(help="Boundary versions of regions and grids: drafts, edits, validation, publish.")
 AtOption = Annotated[datetime | None, typer.Option(help="effective from (ISO 8601 with zone); default now")]
@@ -49,6 +50,11 @@ def _session() -> Iterator[Session]:
     except (VersionError, EditRejected, ReadError) as exc:
         raise fail(str(exc)) from exc
 
+
+
+def _metric_crs() -> str | None:
+    """``GEOSERVICE_METRIC_CRS``, read at the command's edge: validation and diffs measure areas in it."""
+    return RoutingSettings().metric_crs
 
 
 def _publisher() -> Publisher:
@@ -108,7 +114,7 @@ def versions_edit(
 def versions_validate(name: str) -> None:
     """Check a version; every error is printed with where it is, and the exit status is 1 if any."""
     with _session() as session:
-        report = validate_version(session, resolve_version(session, name))
+        report = validate_version(session, resolve_version(session, name), metric_crs=_metric_crs())
     for finding in report.findings:
         where = finding.location.representative_point() if finding.location is not None else None
         near = f" (near lon {where.x:.6f}, lat {where.y:.6f})" if where is not None else ""
@@ -128,7 +134,7 @@ def versions_impact(
     if format not in ("json", "geojson", "csv"):
         raise fail(f"unknown format {format!r}; use json, geojson or csv")
     with _session() as session:
-        report = impact_report(session, resolve_version(session, name))
+        report = impact_report(session, resolve_version(session, name), settings=RoutingSettings())
     body = (
         report.as_csv()
         if format == "csv"
@@ -145,7 +151,8 @@ def versions_impact(
 def versions_publish(name: str, at: AtOption = None) -> None:
     """Validate a draft and put it in force (atomically; the previous version is retired at that instant)."""
     with _session() as session:
-        published = publish_version(session, resolve_version(session, name), at, publisher=_publisher())
+        published = publish_version(session, resolve_version(session, name), at, publisher=_publisher(),
+                                    metric_crs=_metric_crs())  # fmt: skip
     _report(published)
 
 
@@ -157,7 +164,8 @@ def versions_rollback(
 ) -> None:
     """Publish a copy of an old version as a new version (history is never rewritten)."""
     with _session() as session:
-        published = rollback(session, resolve_version(session, name), as_name, at, publisher=_publisher())
+        published = rollback(session, resolve_version(session, name), as_name, at, publisher=_publisher(),
+                             metric_crs=_metric_crs())  # fmt: skip
     _report(published)
 
 
@@ -165,7 +173,8 @@ def versions_rollback(
 def versions_diff(a: str, b: str) -> None:
     """Grids and regions that differ from version A to version B."""
     with _session() as session:
-        diff = diff_versions(session, resolve_version(session, a), resolve_version(session, b))
+        a_id, b_id = resolve_version(session, a), resolve_version(session, b)
+        diff = diff_versions(session, a_id, b_id, metric_crs=_metric_crs())
     for c in (*diff.grids, *diff.regions):
         row = c.as_json()
         what = f" ({', '.join(c.fields)})" if c.change == "changed" else ""

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from geoservice.boundaries.units import unit_by_code
 from geoservice.boundaries.versions import current_version_id
-from geoservice.coverage.inputs import CHILD_LEVEL, LEVELS, city_epsg, year_before
+from geoservice.coverage.inputs import CHILD_LEVEL, LEVELS, year_before
 from geoservice.coverage.rings import QUAD_SEGS
+from layers.crs import city_metric_epsg
 
 FIELDS = ("area_km2", "covered_km2", "population", "population_covered", "places", "places_outside",
           "events", "events_outside")  # fmt: skip
@@ -92,8 +93,12 @@ def postgis_figures(
     as_of: datetime,
     radii_m: dict[str, float],
     levels: Sequence[str] = LEVELS,
+    metric_crs: str | None = None,
 ) -> dict[tuple[str, str], dict[str, float]]:
-    """{(unit code, level): figures} for the region and its children, named as ``LevelFigures``'s fields."""
+    """{(unit code, level): figures} for the region and its children, named as ``LevelFigures``'s fields.
+
+    Measured in the city's metric CRS, as ``coverage_report`` does (``metric_crs``: the configured one).
+    """
     version_id = current_version_id(session)
     level = unit_by_code(session, version_id, region).level
     child = CHILD_LEVEL[level]
@@ -106,7 +111,8 @@ def postgis_figures(
             )
         )
     statements += filter(str.strip, _SETUP.split(";\n"))
-    params = {"epsg": city_epsg(session), "v": version_id, "c": region, "since": year_before(as_of), "until": as_of}
+    params = {"epsg": city_metric_epsg(session, metric_crs), "v": version_id, "c": region,
+              "since": year_before(as_of), "until": as_of}  # fmt: skip
     for statement in statements:
         session.execute(text(statement), params)
     codes = dict(session.execute(text("SELECT k, code FROM cov_units")).all())

@@ -15,15 +15,13 @@ from datetime import datetime
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.load import metric_epsg
 from geoservice.boundaries.units import UnknownRegion, unit_by_code
 from geoservice.boundaries.versions import NoVersionInForce, current_version_id
-from geoservice.settings import CitySettings
+from layers.crs import city_metric_epsg, metric_transformer, project
 from layers.models import POST_LEVELS
 
 LEVELS = POST_LEVELS
@@ -85,14 +83,6 @@ class CoverageInputs:
     since: datetime
 
 
-def city_epsg(session: Session) -> int:
-    """The metric CRS: ``GEOSERVICE_METRIC_CRS`` when set (as the router does), else the dataset's."""
-    configured = CitySettings().metric_crs
-    if configured:
-        return int(configured.upper().removeprefix("EPSG:"))
-    return metric_epsg(session)
-
-
 def year_before(moment: datetime) -> datetime:
     """``moment`` twelve months earlier (29 February falls back to the 28th)."""
     try:
@@ -101,25 +91,18 @@ def year_before(moment: datetime) -> datetime:
         return moment.replace(year=moment.year - 1, day=28)
 
 
-def to_metric(epsg: int) -> Transformer:
-    return Transformer.from_crs(4326, epsg, always_xy=True)
+def load_inputs(session: Session, code: str | None, as_of: datetime, *, metric_crs: str | None) -> CoverageInputs:
+    """The region ``code`` (default: the city) in the version in force, its children and its layers.
 
-
-def project(geoms: np.ndarray | list, transformer: Transformer) -> np.ndarray:
-    """Geometries in lon/lat → the transformer's CRS, vectorised over all their coordinates."""
-    return shapely.transform(np.asarray(geoms, dtype=object), lambda xy: np.column_stack(transformer.transform(*xy.T)))
-
-
-def load_inputs(session: Session, code: str | None, as_of: datetime) -> CoverageInputs:
-    """The region ``code`` (default: the city) in the version in force, its children and its layers."""
+    ``metric_crs`` is the configured ``GEOSERVICE_METRIC_CRS`` (None: the dataset's metric CRS), as the router uses.
+    """
     version = session.execute(
         text("SELECT id, name FROM boundary_versions WHERE id = :v"), {"v": current_version_id(session)}
     ).first()
     if version is None:
         raise NoVersionInForce("no boundary version is in force yet: publish one first")
-    epsg = city_epsg(session)
-    fwd = to_metric(epsg)
-    region, children = load_units(session, version.id, code, fwd)
+    epsg = city_metric_epsg(session, metric_crs)
+    region, children = load_units(session, version.id, code, epsg)
     bbox = _bbox(session, version.id, region)
     return CoverageInputs(
         version_id=version.id,
@@ -127,16 +110,16 @@ def load_inputs(session: Session, code: str | None, as_of: datetime) -> Coverage
         epsg=epsg,
         region=region,
         children=children,
-        posts=load_posts(session, fwd),
-        places=_places(session, bbox, fwd),
-        events=_events(session, bbox, fwd, year_before(as_of), as_of),
-        people=_people(session, bbox, fwd),
+        posts=load_posts(session, epsg),
+        places=_places(session, bbox, epsg),
+        events=_events(session, bbox, epsg, year_before(as_of), as_of),
+        people=_people(session, bbox, epsg),
         as_of=as_of,
         since=year_before(as_of),
     )
 
 
-def load_units(session: Session, version_id: int, code: str | None, fwd: Transformer) -> tuple[Unit, list[Unit]]:
+def load_units(session: Session, version_id: int, code: str | None, epsg: int) -> tuple[Unit, list[Unit]]:
     """The region (or grid) and its children one level down, metric, children by code."""
     if code is None:
         code = session.execute(
@@ -158,12 +141,12 @@ def load_units(session: Session, version_id: int, code: str | None, fwd: Transfo
             "WHERE version_id = :v AND parent_code = :c"
         )
     rows = [row, *(session.execute(text(sql + " ORDER BY code"), {"v": version_id, "c": code}) if child else [])]
-    geoms = project(shapely.from_wkb([bytes(r.wkb) for r in rows]), fwd)
+    geoms = project(shapely.from_wkb([bytes(r.wkb) for r in rows]), epsg)
     units = [Unit(r.code, r.name, r.level, g) for r, g in zip(rows, geoms, strict=True)]
     return units[0], units[1:]
 
 
-def load_posts(session: Session, fwd: Transformer) -> dict[str, Posts]:
+def load_posts(session: Session, epsg: int) -> dict[str, Posts]:
     """Every post, by level, in code order."""
     rows = session.execute(
         text(
@@ -174,7 +157,7 @@ def load_posts(session: Session, fwd: Transformer) -> dict[str, Posts]:
     out = {}
     for level in LEVELS:
         mine = [r for r in rows if r.level == level]
-        x, y = fwd.transform([r.lon for r in mine], [r.lat for r in mine])
+        x, y = metric_transformer(epsg).transform([r.lon for r in mine], [r.lat for r in mine])
         out[level] = Posts(
             np.array([r.id for r in mine], dtype=np.int64),
             np.array([r.code for r in mine], dtype=object),
@@ -203,7 +186,7 @@ def _box_params(bbox: tuple[float, float, float, float]) -> dict[str, float]:
     return dict(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))
 
 
-def _places(session: Session, bbox: tuple, fwd: Transformer) -> Places:
+def _places(session: Session, bbox: tuple, epsg: int) -> Places:
     rows = session.execute(
         text(f"SELECT code, name, type, ST_AsBinary(geom) AS wkb FROM key_places WHERE {_ENVELOPE} ORDER BY code"),
         _box_params(bbox),
@@ -212,29 +195,29 @@ def _places(session: Session, bbox: tuple, fwd: Transformer) -> Places:
         np.array([r.code for r in rows], dtype=object),
         np.array([r.name for r in rows], dtype=object),
         np.array([r.type for r in rows], dtype=object),
-        project(shapely.from_wkb([bytes(r.wkb) for r in rows]), fwd) if rows else np.empty(0, dtype=object),
+        project(shapely.from_wkb([bytes(r.wkb) for r in rows]), epsg) if rows else np.empty(0, dtype=object),
     )
 
 
-def _points(session: Session, sql: str, params: dict, fwd: Transformer) -> Points:
+def _points(session: Session, sql: str, params: dict, epsg: int) -> Points:
     """Points as two float arrays and a weight array, fetched as three Postgres arrays (one row)."""
     lon, lat, weight = session.execute(text(sql), params).one()
-    x, y = fwd.transform(np.asarray(lon or [], dtype=float), np.asarray(lat or [], dtype=float))
+    x, y = metric_transformer(epsg).transform(np.asarray(lon or [], dtype=float), np.asarray(lat or [], dtype=float))
     return Points(np.column_stack([x, y]).reshape(-1, 2), np.asarray(weight or [], dtype=float))
 
 
-def _events(session: Session, bbox: tuple, fwd: Transformer, since: datetime, until: datetime) -> Points:
+def _events(session: Session, bbox: tuple, epsg: int, since: datetime, until: datetime) -> Points:
     """Events of the twelve months before ``until`` (``since`` < occurred_at ≤ ``until``), weight 1."""
     return _points(
         session,
         "SELECT array_agg(ST_X(geom) ORDER BY id), array_agg(ST_Y(geom) ORDER BY id), array_agg(1.0) FROM events "
         f"WHERE {_ENVELOPE} AND occurred_at > :since AND occurred_at <= :until",
         {**_box_params(bbox), "since": since, "until": until},
-        fwd,
+        epsg,
     )
 
 
-def _people(session: Session, bbox: tuple, fwd: Transformer) -> Points | None:
+def _people(session: Session, bbox: tuple, epsg: int) -> Points | None:
     if session.execute(text("SELECT NOT EXISTS (SELECT 1 FROM population)")).scalar():
         return None
     return _points(
@@ -242,7 +225,7 @@ def _people(session: Session, bbox: tuple, fwd: Transformer) -> Points | None:
         "SELECT array_agg(ST_X(geom) ORDER BY id), array_agg(ST_Y(geom) ORDER BY id), array_agg(count ORDER BY id) "
         f"FROM population WHERE {_ENVELOPE}",
         _box_params(bbox),
-        fwd,
+        epsg,
     )
 
 
@@ -279,14 +262,14 @@ def load_candidate_sites(session: Session, inputs: CoverageInputs) -> Sites:
     ).all()
     return sites_from_lonlat(
         [r.lon for r in rows], [r.lat for r in rows], [r.source for r in rows], [r.code for r in rows],
-        [r.name for r in rows], to_metric(inputs.epsg),
+        [r.name for r in rows], inputs.epsg,
     )  # fmt: skip
 
 
 def sites_from_lonlat(
-    lon: list[float], lat: list[float], source: list[str], codes: list[str], names: list[str], fwd: Transformer
+    lon: list[float], lat: list[float], source: list[str], codes: list[str], names: list[str], epsg: int
 ) -> Sites:
-    x, y = fwd.transform(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
+    x, y = metric_transformer(epsg).transform(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
     return Sites(
         np.column_stack([x, y]).reshape(-1, 2),
         np.array(source, dtype=object),

@@ -26,7 +26,6 @@ from geoservice.coverage.inputs import (
     load_candidate_sites,
     load_inputs,
     sites_from_lonlat,
-    to_metric,
 )
 from geoservice.coverage.report import CoverageReport, compute_report, locate_points, place_distances
 from geoservice.coverage.rings import RINGS, RingCache, RingSet
@@ -40,6 +39,7 @@ from geoservice.coverage.siting import (
     solve_lscp,
     solve_mclp,
 )
+from layers.crs import metric_transformer
 
 
 def ring_sets(
@@ -62,9 +62,14 @@ def coverage_report(
     levels: Sequence[str] | None = None,
     as_of: datetime | None = None,
     radii_m: dict[str, float],
+    metric_crs: str | None = None,
 ) -> CoverageReport:
-    """The report for ``region`` (default: the city) in the boundary version in force."""
-    inputs = load_inputs(session, region, as_of or datetime.now(UTC))
+    """The report for ``region`` (default: the city) in the boundary version in force.
+
+    ``metric_crs`` is the configured ``GEOSERVICE_METRIC_CRS`` (``RoutingSettings.metric_crs``), passed
+    in by the caller; None: the dataset's metric CRS.
+    """
+    inputs = load_inputs(session, region, as_of or datetime.now(UTC), metric_crs=metric_crs)
     return compute_report(inputs, ring_sets(inputs, levels, radii_m))
 
 
@@ -129,19 +134,20 @@ def suggest_sites(
     candidates: gpd.GeoDataFrame | None = None,
     as_of: datetime | None = None,
     radii_m: dict[str, float],
+    metric_crs: str | None = None,
 ) -> Suggestion:
     """Where ``k`` new posts of ``level`` would cover the most uncovered ``demand`` in ``region``.
 
     ``candidates`` (WGS84, any geometry; optional ``code``/``name`` columns) replaces the default
-    candidate rule (community and grid centres, key places).
+    candidate rule (community and grid centres, key places). ``metric_crs`` as for ``coverage_report``.
     """
     started = time.perf_counter()
-    inputs = load_inputs(session, region, as_of or datetime.now(UTC))
+    inputs = load_inputs(session, region, as_of or datetime.now(UTC), metric_crs=metric_crs)
     ring = ring_sets(inputs, [level], radii_m)[level]
     points, covered = _demand(inputs, demand, ring)
     uncovered = Demand(points.xy[~covered], points.weight[~covered])
-    fwd = to_metric(inputs.epsg)
-    sites = load_candidate_sites(session, inputs) if candidates is None else _file_sites(candidates, fwd)
+    fwd = metric_transformer(inputs.epsg)
+    sites = load_candidate_sites(session, inputs) if candidates is None else _file_sites(candidates, inputs.epsg)
     inside = locate_points(inputs.region, [], sites.xy) >= 0
     pool = np.flatnonzero(inside)
     problem = build_problem(uncovered, sites.xy[pool], ring.radius_m, "mclp")
@@ -203,11 +209,11 @@ def _demand(inputs: CoverageInputs, demand: str, ring: RingSet) -> tuple[Points,
     return Points(points.xy[inside], points.weight[inside]), covered[inside]
 
 
-def _file_sites(frame: gpd.GeoDataFrame, fwd: Transformer) -> Sites:
+def _file_sites(frame: gpd.GeoDataFrame, epsg: int) -> Sites:
     points = shapely.point_on_surface(np.asarray(frame.geometry.values, dtype=object))
     n = len(frame)
     codes = frame["code"].astype(str).tolist() if "code" in frame else [str(i) for i in range(n)]
     names = frame["name"].astype(str).tolist() if "name" in frame else codes
     return sites_from_lonlat(
-        shapely.get_x(points).tolist(), shapely.get_y(points).tolist(), ["file"] * n, codes, names, fwd
+        shapely.get_x(points).tolist(), shapely.get_y(points).tolist(), ["file"] * n, codes, names, epsg
     )

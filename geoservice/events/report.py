@@ -14,20 +14,17 @@ import math
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-import pyproj
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.crs import UnknownCRSError, parse_crs, to_wgs84
-from geoservice.api.problems import ProblemError
 from geoservice.auth.users import Principal
 from geoservice.errors import Conflict, InvalidInput
 from geoservice.events.deadlines import deadline_hours
 from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.routing.router import Router
+from layers.crs import point_to_wgs84
 from layers.models import Role
 
 SOURCES = ("public", "grid_worker", "hotline_12345", "video")
@@ -101,7 +98,7 @@ def report_event(
         priority=priority, reporter_name=reporter_name, reporter_phone=reporter_phone, photos=photos or [],
         idempotency_key=idempotency_key, actor=actor, occurred_at=occurred_at, now=now,
     )  # fmt: skip
-    x, y = _to_wgs84(lon, lat, crs)
+    x, y = point_to_wgs84(lon, lat, crs, check_degrees=True)
     hours = deadline_hours(session, category_code, priority)
     if hours is None:
         known = session.execute(text("SELECT code FROM categories ORDER BY code")).scalars().all()
@@ -206,25 +203,3 @@ def _check_photos(photos: list[dict[str, Any]]) -> None:
         for field, value in photo.items():
             if not isinstance(value, str | int | float | None) or len(str(value)) > MAX_PHOTO_FIELD:
                 raise InvalidInput(f"photo {k}: {field!r} must be a short text or number", title="Invalid photo")
-
-
-def _to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
-    try:
-        parsed = parse_crs(crs)
-    except UnknownCRSError as exc:
-        raise ProblemError(422, "Unknown coordinate reference system", str(exc)) from exc
-    geographic = parsed.epsg is None or parsed.is_geographic_wgs84_like or _is_geographic(parsed.epsg)
-    if geographic and not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise ProblemError(
-            422, "Invalid coordinates", f"({lon}, {lat}) is out of range: lon must be within ±180, lat within ±90"
-        )
-    xs, ys = to_wgs84([lon], [lat], parsed)
-    x, y = float(xs[0]), float(ys[0])
-    if not (math.isfinite(x) and math.isfinite(y) and -180 <= x <= 180 and -90 <= y <= 90):
-        raise ProblemError(422, "Invalid coordinates", f"({lon}, {lat}) in {crs} is not a place on Earth")
-    return x, y
-
-
-@lru_cache(maxsize=64)
-def _is_geographic(epsg: int) -> bool:
-    return bool(pyproj.CRS.from_epsg(epsg).is_geographic)

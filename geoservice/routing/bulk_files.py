@@ -19,10 +19,10 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from etl.crs import InputCRS, crs_from_file, parse_crs, to_wgs84
 from etl.readers import VECTOR_SUFFIXES, ReadError, choose_crs
 from geoservice.routing.bulk import route_points
 from geoservice.routing.router import Router
+from layers.crs import InputCRS, crs_from_file, on_earth, parse_crs, to_wgs84
 
 OUTPUT_SUFFIXES = {".csv", ".gpkg", ".geojson"}
 
@@ -144,6 +144,6 @@ def _checked(x: np.ndarray, y: np.ndarray, crs: InputCRS) -> tuple[np.ndarray, n
     lon, lat = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
     if finite.any():
         lon[finite], lat[finite] = to_wgs84(x[finite], y[finite], crs)
-    out = finite & ~((np.abs(lon) <= 180) & (np.abs(lat) <= 90))
+    out = finite & ~on_earth(lon, lat)
     problems[out] = "coordinates out of range (lon ±180, lat ±90): wrong --crs, or lat/lon swapped?"
     return lon, lat, problems

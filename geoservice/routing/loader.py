@@ -7,17 +7,20 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.load import metric_epsg as dataset_metric_epsg
 from geoservice.routing.router import GridRecord, PlaceSet, PostSet, Region, Router
 from geoservice.routing.rules import Rule
-from geoservice.settings import CitySettings, RoutingSettings
+from geoservice.settings import RoutingSettings
+from layers.crs import city_metric_epsg
 from layers.models import POST_LEVELS
 
 
 def load_router(session: Session, version_id: int, settings: RoutingSettings | None = None) -> Router:
-    """Read the version's grids and regions and the current posts; build the indexes."""
+    """Read the version's grids and regions and the current posts; build the indexes.
+
+    Distances are in ``settings.metric_crs`` when configured, else the dataset's metric CRS.
+    """
     settings = settings or RoutingSettings()
-    epsg = _metric_epsg(session)
+    epsg = city_metric_epsg(session, settings.metric_crs)
     name = session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()
     rows = session.execute(
         text(
@@ -93,10 +96,3 @@ def _post_set(rows: list) -> PostSet:
         names=np.array([r.name for r in rows], dtype=str),
         xy=np.array([[r.x, r.y] for r in rows], dtype=np.float64).reshape(-1, 2),
     )
-
-
-def _metric_epsg(session: Session) -> int:
-    configured = CitySettings().metric_crs
-    if configured:
-        return int(configured.upper().removeprefix("EPSG:"))
-    return dataset_metric_epsg(session)

@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyproj
 import shapely
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
 from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
 from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
+from layers.crs import metric_transformer, project
 from layers.models import POST_LEVELS
 
 BRUTE_FORCE_POSTS = 2_000
@@ -198,12 +198,8 @@ class Router:
         self.metric_epsg = metric_epsg
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
-        self._to_metric = pyproj.Transformer.from_crs(4326, metric_epsg, always_xy=True)
-        metric_grids = shapely.transform(
-            self.grid_index.polygons,
-            lambda xy: np.column_stack(self._to_metric.transform(xy[:, 0], xy[:, 1])),
-        )
-        self._metric_tree = shapely.STRtree(metric_grids)
+        self._to_metric = metric_transformer(metric_epsg)
+        self._metric_tree = shapely.STRtree(project(self.grid_index.polygons, metric_epsg))
         self._code_columns = self._tabulate_codes()
 
     def to_metric(self, lon: NDArray, lat: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

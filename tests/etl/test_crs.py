@@ -6,17 +6,22 @@ import pytest
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon
 
-from etl import chinacrs
-from etl.crs import (
+from layers.crs import (
     InputCRS,
     UnknownCRSError,
+    bd09_to_gcj02,
+    bd09_to_wgs84,
     crs_from_file,
     from_wgs84,
+    gcj02_to_bd09,
+    gcj02_to_wgs84,
     geometries_from_wgs84,
     geometries_to_wgs84,
     metric_epsg_for,
     parse_crs,
     to_wgs84,
+    wgs84_to_bd09,
+    wgs84_to_gcj02,
 )
 
 GEOD = pyproj.Geod(ellps="WGS84")
@@ -79,25 +84,25 @@ def _ids(pairs):
 
 @pytest.mark.parametrize(("source", "wgs", "gcj", "decimals"), WGS_GCJ_PAIRS, ids=_ids(WGS_GCJ_PAIRS))
 def test_wgs84_to_gcj02_matches_published(source, wgs, gcj, decimals):
-    lon, lat = chinacrs.wgs84_to_gcj02(*wgs)
+    lon, lat = wgs84_to_gcj02(*wgs)
     assert dist_m(lon, lat, *gcj) <= published_tolerance_m(*gcj, decimals)
 
 
 @pytest.mark.parametrize(("source", "wgs", "gcj", "decimals"), WGS_GCJ_PAIRS, ids=_ids(WGS_GCJ_PAIRS))
 def test_gcj02_to_wgs84_recovers_published_wgs84_within_1cm(source, wgs, gcj, decimals):
-    lon, lat = chinacrs.gcj02_to_wgs84(*gcj)
+    lon, lat = gcj02_to_wgs84(*gcj)
     assert dist_m(lon, lat, *wgs) < CM
 
 
 @pytest.mark.parametrize(("source", "gcj", "bd", "decimals"), GCJ_BD_PAIRS, ids=_ids(GCJ_BD_PAIRS))
 def test_gcj02_to_bd09_matches_published(source, gcj, bd, decimals):
-    lon, lat = chinacrs.gcj02_to_bd09(*gcj)
+    lon, lat = gcj02_to_bd09(*gcj)
     assert dist_m(lon, lat, *bd) <= published_tolerance_m(*bd, decimals)
 
 
 @pytest.mark.parametrize(("source", "gcj", "bd", "decimals"), GCJ_BD_PAIRS, ids=_ids(GCJ_BD_PAIRS))
 def test_bd09_to_gcj02_recovers_published_gcj02(source, gcj, bd, decimals):
-    lon, lat = chinacrs.bd09_to_gcj02(*bd)
+    lon, lat = bd09_to_gcj02(*bd)
     # 1 cm, or the rounding of the published pair when that is coarser (7 decimals ~ 1.4 cm).
     assert dist_m(lon, lat, *gcj) < max(CM, published_tolerance_m(*gcj, decimals))
 
@@ -105,9 +110,9 @@ def test_bd09_to_gcj02_recovers_published_gcj02(source, gcj, bd, decimals):
 def test_wgs84_to_bd09_composes_the_published_steps():
     # [evil beijing] WGS84 -> GCJ-02 is published; BD-09 must be exactly GCJ-02 -> BD-09 of it.
     wgs, gcj = WGS_GCJ_PAIRS[2][1], WGS_GCJ_PAIRS[2][2]
-    expected = chinacrs.gcj02_to_bd09(*gcj)
-    assert dist_m(*chinacrs.wgs84_to_bd09(*wgs), *expected) < 0.001
-    assert dist_m(*chinacrs.bd09_to_wgs84(*expected), *wgs) < CM
+    expected = gcj02_to_bd09(*gcj)
+    assert dist_m(*wgs84_to_bd09(*wgs), *expected) < 0.001
+    assert dist_m(*bd09_to_wgs84(*expected), *wgs) < CM
 
 
 # --- round trips over the whole of China ------------------------------------------------------
@@ -121,36 +126,36 @@ def china_points() -> tuple[np.ndarray, np.ndarray]:
 
 def test_gcj02_round_trip_under_1cm(china_points):
     lon, lat = china_points
-    back = chinacrs.gcj02_to_wgs84(*chinacrs.wgs84_to_gcj02(lon, lat))
+    back = gcj02_to_wgs84(*wgs84_to_gcj02(lon, lat))
     assert dist_m(lon, lat, *back).max() < CM
 
 
 def test_bd09_round_trip_under_1cm(china_points):
     lon, lat = china_points
-    back = chinacrs.bd09_to_wgs84(*chinacrs.wgs84_to_bd09(lon, lat))
+    back = bd09_to_wgs84(*wgs84_to_bd09(lon, lat))
     assert dist_m(lon, lat, *back).max() < CM
 
 
 def test_bd09_to_gcj02_round_trip_under_1cm(china_points):
     lon, lat = china_points
-    back = chinacrs.bd09_to_gcj02(*chinacrs.gcj02_to_bd09(lon, lat))
+    back = bd09_to_gcj02(*gcj02_to_bd09(lon, lat))
     assert dist_m(lon, lat, *back).max() < CM
 
 
 def test_one_step_inverse_is_metres_off_which_is_why_we_iterate(china_points):
     lon, lat = china_points
-    g_lon, g_lat = chinacrs.wgs84_to_gcj02(lon, lat)
+    g_lon, g_lat = wgs84_to_gcj02(lon, lat)
     # The inverse most libraries ship: subtract the offset evaluated at the GCJ-02 point.
-    o_lon, o_lat = chinacrs.wgs84_to_gcj02(g_lon, g_lat)
+    o_lon, o_lat = wgs84_to_gcj02(g_lon, g_lat)
     one_step = dist_m(lon, lat, 2 * g_lon - o_lon, 2 * g_lat - o_lat)
-    iterated = dist_m(lon, lat, *chinacrs.gcj02_to_wgs84(g_lon, g_lat))
+    iterated = dist_m(lon, lat, *gcj02_to_wgs84(g_lon, g_lat))
     assert one_step.max() > 1.0
     assert iterated.max() < CM
 
 
 def test_one_step_bd09_inverse_is_decimetres_off(china_points):
     lon, lat = china_points
-    b_lon, b_lat = chinacrs.gcj02_to_bd09(lon, lat)
+    b_lon, b_lat = gcj02_to_bd09(lon, lat)
     # The published one-step BD-09 -> GCJ-02 formula (coordtransform's bd09togcj02).
     x, y = b_lon - 0.0065, b_lat - 0.006
     x_pi = math.pi * 3000.0 / 180.0
@@ -158,7 +163,7 @@ def test_one_step_bd09_inverse_is_decimetres_off(china_points):
     theta = np.arctan2(y, x) - 0.000003 * np.cos(x * x_pi)
     one_step = dist_m(lon, lat, z * np.cos(theta), z * np.sin(theta))
     assert one_step.max() > 0.1
-    assert dist_m(lon, lat, *chinacrs.bd09_to_gcj02(b_lon, b_lat)).max() < CM
+    assert dist_m(lon, lat, *bd09_to_gcj02(b_lon, b_lat)).max() < CM
 
 
 # --- shapes, scalars, outside China -----------------------------------------------------------
@@ -175,7 +180,7 @@ OUTSIDE = [
 
 @pytest.mark.parametrize("point", OUTSIDE)
 def test_gcj02_is_identity_outside_china(point):
-    for fn in (chinacrs.wgs84_to_gcj02, chinacrs.gcj02_to_wgs84):
+    for fn in (wgs84_to_gcj02, gcj02_to_wgs84):
         lon, lat = fn(*point)
         assert (float(lon), float(lat)) == point
 
@@ -183,11 +188,11 @@ def test_gcj02_is_identity_outside_china(point):
 def test_mixed_inside_and_outside_arrays():
     lon = np.array([2.3522, 116.404, 139.6917])
     lat = np.array([48.8566, 39.915, 35.6895])
-    g_lon, g_lat = chinacrs.wgs84_to_gcj02(lon, lat)
+    g_lon, g_lat = wgs84_to_gcj02(lon, lat)
     assert g_lon[[0, 2]].tolist() == lon[[0, 2]].tolist()
     assert g_lat[[0, 2]].tolist() == lat[[0, 2]].tolist()
     assert dist_m(g_lon[1], g_lat[1], *WGS_GCJ_PAIRS[3][2]) < 0.001
-    w_lon, w_lat = chinacrs.gcj02_to_wgs84(g_lon, g_lat)
+    w_lon, w_lat = gcj02_to_wgs84(g_lon, g_lat)
     assert dist_m(lon, lat, w_lon, w_lat).max() < CM
 
 
@@ -195,8 +200,7 @@ def test_shapes_scalars_nan_and_no_mutation():
     lon = np.array([[116.404, np.nan], [121.47, 113.26]])
     lat = np.array([[39.915, 30.0], [31.23, 23.13]])
     saved = lon.copy(), lat.copy()
-    c = chinacrs
-    for fn in (c.wgs84_to_gcj02, c.gcj02_to_wgs84, c.wgs84_to_bd09, c.bd09_to_wgs84):
+    for fn in (wgs84_to_gcj02, gcj02_to_wgs84, wgs84_to_bd09, bd09_to_wgs84):
         x, y = fn(lon, lat)
         assert x.shape == y.shape == (2, 2) and x.dtype == y.dtype == np.float64
         assert np.isnan(x[0, 1]) and np.isfinite(x[1]).all()
@@ -204,7 +208,7 @@ def test_shapes_scalars_nan_and_no_mutation():
         np.testing.assert_array_equal(lat, saved[1])
         sx, sy = fn(116.404, 39.915)
         assert sx.shape == sy.shape == ()
-    empty = chinacrs.gcj02_to_wgs84([], [])
+    empty = gcj02_to_wgs84([], [])
     assert empty[0].shape == (0,)
 
 
@@ -292,7 +296,7 @@ def test_china_crs_dispatch():
     gcj = WGS_GCJ_PAIRS[3][2]
     assert dist_m(*to_wgs84(*gcj, parse_crs("gcj02")), *WGS_GCJ_PAIRS[3][1]) < CM
     assert dist_m(*from_wgs84(*WGS_GCJ_PAIRS[3][1], parse_crs("GCJ-02")), *gcj) < 0.001
-    bd = chinacrs.wgs84_to_bd09(116.404, 39.915)
+    bd = wgs84_to_bd09(116.404, 39.915)
     assert dist_m(*from_wgs84(116.404, 39.915, parse_crs("bd09")), *bd) < 0.001
     assert dist_m(*to_wgs84(*bd, parse_crs("bd-09")), 116.404, 39.915) < CM
     with pytest.raises(UnknownCRSError):

@@ -14,7 +14,8 @@ import shapely
 
 from etl.codes import grid_serial_order, serials
 from etl.demo import DemoCity, build_demo_city
-from etl.demo.metric import gauss_kruger_epsg, to_metric
+from etl.demo.metric import demo_metric_epsg
+from layers.crs import project
 
 ROOT = Path(__file__).parents[2]
 BOUNDARY = ROOT / "etl" / "data" / "320682.geojson"
@@ -49,7 +50,7 @@ def metric(city: DemoCity) -> dict[str, gpd.GeoDataFrame]:
 
 @pytest.fixture(scope="module")
 def boundary_m(city: DemoCity) -> shapely.Geometry:
-    return to_metric(rugao(), city.metric_epsg)
+    return project(rugao(), city.metric_epsg)
 
 
 def internal_segment_lengths(polygons: np.ndarray) -> np.ndarray:
@@ -69,8 +70,8 @@ def internal_segment_lengths(polygons: np.ndarray) -> np.ndarray:
 # --- the metric CRS -----------------------------------------------------------------------------------
 def test_metric_crs_is_the_3_degree_zone(city: DemoCity) -> None:
     assert city.metric_epsg == 4549  # Rugao, 120.57°E → CM 120°E
-    assert gauss_kruger_epsg(118.0) == 4548
-    assert gauss_kruger_epsg(75.2) == 4534 and gauss_kruger_epsg(134.9) == 4554
+    assert demo_metric_epsg(118.0) == 4548
+    assert demo_metric_epsg(75.2) == 4534 and demo_metric_epsg(134.9) == 4554
     for name in ("regions", "grids", "posts", "station_areas", "places", "events"):
         assert getattr(city, name).crs.to_epsg() == 4326
 
@@ -326,7 +327,7 @@ def test_other_boundaries_build_valid_cities(shape: str) -> None:
     city = build_demo_city(boundary, adcode="320115", end=datetime(2025, 6, 30), **SMALL)
     assert city.metric_epsg == 4548
     grids = city.grids.to_crs(city.metric_epsg).geometry.values
-    reference = to_metric(boundary, city.metric_epsg)
+    reference = project(boundary, city.metric_epsg)
     assert shapely.is_valid(grids).all() and shapely.coverage_is_valid(grids)
     union = shapely.coverage_union_all(grids)
     assert shapely.symmetric_difference(union, reference).area / reference.area < 1e-6

@@ -11,12 +11,12 @@ import shapely
 from shapely import MultiPolygon, Point, Polygon
 from sqlalchemy import Engine, text
 
-from etl.chinacrs import wgs84_to_bd09, wgs84_to_gcj02
 from etl.load import ImportRejected, import_layer
 from etl.reference import load_reference_data
 from etl.writers import read_layer, write_layer
 from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
+from layers.crs import wgs84_to_bd09, wgs84_to_gcj02
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, WEST, write
 

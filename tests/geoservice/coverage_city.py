@@ -18,10 +18,11 @@ import shapely
 from pyproj import Transformer
 from sqlalchemy import Engine, text
 
-from etl.load import import_frame, remember_metric_epsg
+from etl.load import import_frame
 from etl.reference import load_reference_data
 from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
+from layers.crs import remember_metric_epsg
 
 EPSG = 4549
 X0, Y0 = 560_000.0, 3_580_000.0  # metres, near 120.6°E 32.35°N

@@ -8,12 +8,20 @@ well under 0.1 % this close to the zone's central meridian.
 import pyproj
 import pytest
 import shapely
+from fastapi.testclient import TestClient
 from shapely import MultiPolygon, Polygon, box
+from sqlalchemy import Engine
+from typer.testing import CliRunner
 
-from geoservice.boundaries.geometry import metric_area
+from geoservice.app import create_app
 from geoservice.boundaries.validation import Finding, GridShape, check_grids
+from geoservice.cli import app as cli_app
+from layers.crs import metric_area
+from layers.models import Role
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, WEST, X0, Y0, D
+from tests.geoservice.signin import sign_in
+from tests.geoservice.test_locate_api import load_tiny_city
 
 GEOD = pyproj.Geod(ellps="WGS84")
 AREA = metric_area(4549)  # CGCS2000 3-degree zone 40 (CM 120°E), the one 如皋 uses
@@ -162,3 +170,42 @@ def test_tiny_and_empty_grids():
     assert not [
         f for f in check_grids([GridShape(WEST + "001", WEST, tiny)], communities(), AREA) if f.kind == "tiny_grid"
     ]
+
+
+# --- the configured metric CRS -------------------------------------------------------------------
+def test_validation_and_diff_measure_in_the_configured_metric_crs(
+    empty_db: Engine, use_database: str, monkeypatch: pytest.MonkeyPatch
+):
+    """With ``GEOSERVICE_METRIC_CRS`` set, validation and diffs (API and CLI) measure in it, as the router does.
+
+    EPSG:4544 (CM 105°E) lies 15.5° west of the tiny city, so its areas are about 5 % larger than in the
+    city's own zone (EPSG:4549, the one the import stores), which agrees with the geodesic area.
+    """
+    monkeypatch.delenv("GEOSERVICE_METRIC_CRS", raising=False)
+    load_tiny_city(empty_db, at="2026-01-01T00:00:00+08:00")
+    removed = EAST + "002"
+    hole = tiny_city.grids().set_index("code").geometry[removed]
+
+    def areas(client: TestClient, auth: dict[str, str], draft: int) -> tuple[float, float]:
+        """The area of the gap the removal leaves (validation) and of the removed grid (diff)."""
+        errors = client.get(f"/v1/boundary-versions/{draft}/validation", headers=auth).json()["errors"]
+        (gap,) = [e for e in errors if e["kind"] == "gap"]
+        grids = client.get(f"/v1/boundary-versions/1/diff/{draft}", headers=auth).json()["grids"]
+        (change,) = [c for c in grids if c["code"] == removed]
+        return gap["area_m2"], change["area_before_m2"]
+
+    with TestClient(create_app(engine=empty_db)) as client:
+        auth = sign_in(client, empty_db, Role.planner, "planner-auto")
+        draft = client.post("/v1/boundary-versions", json={"name": "gap"}, headers=auth).json()["id"]
+        body = {"op": "remove", "grid": removed}
+        assert client.post(f"/v1/boundary-versions/{draft}/edits", json=body, headers=auth).status_code == 200
+        auto = areas(client, auth, draft)
+    monkeypatch.setenv("GEOSERVICE_METRIC_CRS", "EPSG:4544")
+    with TestClient(create_app(engine=empty_db)) as client:
+        configured = areas(client, auth=sign_in(client, empty_db, Role.planner, "planner-configured"), draft=draft)
+    cli = CliRunner().invoke(cli_app, ["versions", "validate", "gap"], catch_exceptions=False)
+
+    assert auto == pytest.approx((geodesic_m2(hole),) * 2, rel=1e-3)
+    assert configured == pytest.approx((metric_area(4544)(hole),) * 2, rel=1e-6)
+    assert configured[0] / auto[0] > 1.05
+    assert cli.exit_code == 1 and f"a gap of {configured[0]:,.1f} m²" in " ".join(cli.output.split())

@@ -9,11 +9,11 @@ from shapely import Point
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from etl.chinacrs import wgs84_to_gcj02
 from etl.reference import load_reference_data
 from geoservice.boundaries.versions import notify_layers_changed
 from geoservice.cli import app
 from geoservice.infra.database import transaction
+from layers.crs import wgs84_to_gcj02
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
 from tests.geoservice.test_locate_api import load_tiny_city
 

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from etl.chinacrs import wgs84_to_gcj02
+from layers.crs import wgs84_to_gcj02
 from layers.models import Role
 from tests.geoservice.events_city import (
     COMMUNITY_A,

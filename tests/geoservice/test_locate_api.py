@@ -9,13 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from etl.chinacrs import wgs84_to_bd09, wgs84_to_gcj02
 from etl.load import import_frame
 from geoservice.api.locate import LocateAnswer
 from geoservice.app import create_app
 from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from geoservice.settings import RoutingSettings
+from layers.crs import wgs84_to_bd09, wgs84_to_gcj02
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
 

@@ -18,11 +18,11 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from psycopg import sql
 from sqlalchemy import Engine, text
 
-from etl.crs import from_wgs84, parse_crs
 from geoservice.app import create_app
 from geoservice.infra.database import make_engine
 from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import AuthSettings, EventSettings
+from layers.crs import from_wgs84, parse_crs
 from tests.webmap.live_server import live_server
 from webmap.settings import MapSettings
 

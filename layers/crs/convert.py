@@ -5,7 +5,6 @@ centimetres of WGS84, so treated as identical), GCJ-02 (Amap/Tencent) and BD-09 
 the occasional projected file with a proper EPSG code. Everything is stored in WGS84.
 """
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import shapely
 from numpy.typing import ArrayLike, NDArray
 from pyproj.exceptions import CRSError
 
-from etl import chinacrs
+from layers.crs import china
 
 __all__ = [
     "InputCRS",
@@ -26,7 +25,6 @@ __all__ = [
     "from_wgs84",
     "geometries_from_wgs84",
     "geometries_to_wgs84",
-    "metric_epsg_for",
     "parse_crs",
     "to_wgs84",
 ]
@@ -73,8 +71,19 @@ class InputCRS:
         """Tell whether coordinates can be stored as they are (CGCS2000 differs by centimetres)."""
         return self.name in ("wgs84", "cgcs2000") or self.epsg in _WGS84_LIKE_EPSG
 
+    @property
+    def is_geographic(self) -> bool:
+        """Tell whether coordinates are degrees, so ±180/±90 bound them (GCJ-02 and BD-09 are degrees too)."""
+        return self.epsg is None or self.is_geographic_wgs84_like or _is_geographic_epsg(self.epsg)
+
 
 WGS84 = InputCRS("wgs84", 4326)
+
+
+@lru_cache(maxsize=64)
+def _is_geographic_epsg(code: int) -> bool:
+    """Ask PROJ once per code: building a pyproj CRS hits the PROJ database."""
+    return bool(pyproj.CRS.from_epsg(code).is_geographic)
 
 
 @lru_cache(maxsize=256)
@@ -153,9 +162,9 @@ def to_wgs84(x: ArrayLike, y: ArrayLike, crs: InputCRS) -> Coords:
     if crs.is_geographic_wgs84_like:
         return _copy_xy(x, y)
     if crs.name == "gcj02":
-        return chinacrs.gcj02_to_wgs84(x, y)
+        return china.gcj02_to_wgs84(x, y)
     if crs.name == "bd09":
-        return chinacrs.bd09_to_wgs84(x, y)
+        return china.bd09_to_wgs84(x, y)
     lon, lat = _transformer(_epsg_of(crs), 4326).transform(*_copy_xy(x, y))
     return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
@@ -165,9 +174,9 @@ def from_wgs84(lon: ArrayLike, lat: ArrayLike, crs: InputCRS) -> Coords:
     if crs.is_geographic_wgs84_like:
         return _copy_xy(lon, lat)
     if crs.name == "gcj02":
-        return chinacrs.wgs84_to_gcj02(lon, lat)
+        return china.wgs84_to_gcj02(lon, lat)
     if crs.name == "bd09":
-        return chinacrs.wgs84_to_bd09(lon, lat)
+        return china.wgs84_to_bd09(lon, lat)
     x, y = _transformer(4326, _epsg_of(crs)).transform(*_copy_xy(lon, lat))
     return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
@@ -198,19 +207,3 @@ def geometries_from_wgs84(geoms: Geometries, crs: InputCRS) -> NDArray[np.object
         return np.asarray(geoms, dtype=object).copy()
     return _transform_geometries(geoms, lambda lon, lat: from_wgs84(lon, lat, crs))
 
-
-def metric_epsg_for(lon: float) -> int:
-    """Pick the CGCS2000 3-degree Gauss-Krüger zone (CM variant, EPSG:4534-4554) for a longitude.
-
-    These are the zones Chinese surveying and planning data use; within a zone the scale error
-    is at most ~3e-4, so lengths and areas computed there are good to a few parts in 10,000.
-    The CM variant puts no zone number in front of the easting, which keeps x a plain number.
-    Zone edges (odd multiples of 1.5°) go to the eastern zone. The zones span 73.5°E-136.5°E,
-    the whole of China, so that is the accepted range rather than the central meridians 75-135.
-    """
-    if not math.isfinite(lon):
-        raise ValueError(f"longitude must be finite, got {lon!r}")
-    central_meridian = 3 * math.floor(lon / 3 + 0.5)
-    if not 75 <= central_meridian <= 135:
-        raise ValueError(f"longitude {lon} is outside the CGCS2000 3-degree zones (73.5°E-136.5°E)")
-    return 4534 + (central_meridian - 75) // 3
