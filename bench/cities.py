@@ -45,9 +45,11 @@ from etl.demo.tessellation import Tessellation, cell_edges, edge_faces, relax, v
 from etl.demo.wiggle import PRECISION, densify_outer, wiggle
 from etl.load import import_frame
 from geoservice.boundaries.publish import publish
+from geoservice.boundaries.settings import BoundarySettings
 from geoservice.city.demo import DEMO_BOUNDARY, DEMO_VERSION, load_demo, read_boundary
 from geoservice.infra.database import make_engine, migrate, transaction
 from geoservice.infra.embedded import EmbeddedCluster
+from geoservice.settings import RoutingSettings
 from layers.crs import remember_metric_epsg
 
 BENCH_HOME = Path(__file__).resolve().parents[1] / ".geoservice" / "bench"
@@ -108,7 +110,7 @@ def build_cities(cluster: EmbeddedCluster, keys: tuple[str, ...] = CITY_KEYS, st
         try:
             migrate(engine)
             if key == "demo":
-                load_demo(engine)
+                load_demo(engine, routing=RoutingSettings(), boundaries=BoundarySettings())
             else:
                 _load_layers(engine, layouts[key])
             version_id, epsg, grids, vertices = _describe(engine)
@@ -267,7 +269,7 @@ def _load_layers(engine: Engine, layers: _Layers) -> None:
         remember_metric_epsg(session, layers.metric_epsg)
         for layer in ("regions", "grids"):
             import_frame(session, layer, getattr(layers, layer), version=VERSION, source=f"bench {layer}")
-        publish(session, VERSION, EFFECTIVE_FROM)
+        publish(session, VERSION, EFFECTIVE_FROM, routing=RoutingSettings(), boundaries=BoundarySettings())
         for layer in ("posts", "station_areas"):
             import_frame(session, layer, getattr(layers, layer), source=f"bench {layer}")
 

@@ -35,7 +35,7 @@ from bench.points import Points
 from geoservice.infra.database import make_engine
 from geoservice.routing.loader import load_router
 from geoservice.routing.router import BatchLocation, Router
-from geoservice.settings import DatabaseSettings
+from geoservice.settings import DatabaseSettings, RoutingSettings
 
 SINGLE_SQL = (
     "SELECT code FROM grids WHERE version_id = %s "
@@ -104,7 +104,7 @@ def load_city_router(city: City) -> tuple[Router, float]:
     try:
         started = time.perf_counter()
         with Session(engine) as session:
-            router = load_router(session, city.version_id)
+            router = load_router(session, city.version_id, RoutingSettings())
         return router, time.perf_counter() - started
     finally:
         engine.dispose()

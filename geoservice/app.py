@@ -21,6 +21,7 @@ from geoservice.api.openapi import install_openapi
 from geoservice.api.problems import register_error_handlers
 from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
+from geoservice.boundaries.settings import BoundarySettings
 from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
@@ -41,6 +42,7 @@ def create_app(
     force_settings: ForceSettings | None = None,
     tile_settings: TileSettings | None = None,
     map_settings: MapSettings | None = None,
+    boundary_settings: BoundarySettings | None = None,
 ) -> FastAPI:
     """Build the app; tests pass their own engine, the server lets the lifespan open the database.
 
@@ -94,6 +96,7 @@ def create_app(
     app.state.force_settings = force_settings or ForceSettings()
     app.state.tile_settings = tile_settings or TileSettings()
     app.state.map_settings = map_settings or MapSettings()
+    app.state.boundary_settings = boundary_settings or BoundarySettings()
     app.state.metrics = Metrics(app.state)
     app.state.public_rate = PublicRateLimiter(operations.public_rate)
     app.add_middleware(TileHits)  # cached tiles without the framework's ~0.3 ms

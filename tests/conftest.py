@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from geoservice.infra.database import make_engine, migrate
 from geoservice.infra.embedded import EmbeddedCluster
+from tests.settings import PUBLISHING
 
 ROOT = Path(__file__).parents[1]
 TEMPLATE = "geoservice_template"
@@ -83,7 +84,7 @@ def demo_url(cluster: EmbeddedCluster) -> str:
 
     url = clone_template(cluster, "geoservice_demo")
     engine = make_engine(url)
-    load_demo(engine)
+    load_demo(engine, **PUBLISHING)
     engine.dispose()
     return url
 

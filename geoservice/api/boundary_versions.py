@@ -168,7 +168,9 @@ def get_validation(
 ) -> JSONResponse:
     """Every validation error, each located and explained; ``valid`` tells whether it can be published."""
     get_version(session, version_id)
-    report = validate_version(session, version_id, metric_crs=request.app.state.routing_settings.metric_crs)
+    state = request.app.state
+    metric_crs = state.routing_settings.metric_crs
+    report = validate_version(session, version_id, state.boundary_settings, metric_crs=metric_crs)
     if format == "geojson":
         return JSONResponse(report.as_geojson(), media_type=GEOJSON)
     return JSONResponse(report.as_json())
@@ -210,7 +212,7 @@ def post_publish(
     """Validate and put a draft in force; open events not yet dispatched are re-routed and logged."""
     return _outcome(publish_version(
         session, version_id, _aware(body.effective_from), publisher=_publisher(who),
-        metric_crs=request.app.state.routing_settings.metric_crs,
+        routing=request.app.state.routing_settings, boundaries=request.app.state.boundary_settings,
     ))  # fmt: skip
 
 
@@ -221,7 +223,7 @@ def post_rollback(
     """Publish a copy of an old version as a new version (history is never rewritten)."""
     published = rollback(
         session, version_id, body.name, _aware(body.effective_from), publisher=_publisher(who),
-        metric_crs=request.app.state.routing_settings.metric_crs,
+        routing=request.app.state.routing_settings, boundaries=request.app.state.boundary_settings,
     )  # fmt: skip
     return _outcome(published)
 

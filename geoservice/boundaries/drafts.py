@@ -27,7 +27,9 @@ from etl.codes import grid_serial_order
 from etl.load import import_layer
 from geoservice.boundaries.geometry import as_multipolygon, conform, polygonal
 from geoservice.boundaries.publish import Published, Publisher, publish_version
+from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.versions import VersionError, VersionNotFound, current_version_id, get_version
+from geoservice.settings import RoutingSettings
 
 GRID_CODE = re.compile(r"\d{15}")
 MAX_SERIAL = 999
@@ -149,13 +151,11 @@ def rollback(
     name: str | None = None,
     effective_from: datetime | None = None,
     *,
+    routing: RoutingSettings,
+    boundaries: BoundarySettings,
     publisher: Publisher = Publisher(),
-    metric_crs: str | None,
 ) -> Published:
-    """Publish a copy of old version ``version_id`` as a new version; the old one stays as it was.
-
-    ``metric_crs`` as for ``publish_version``: the configured metric CRS the copy is validated in.
-    """
+    """Publish a copy of old version ``version_id`` as a new version; the old one stays as it was."""
     old = get_version(session, version_id)
     if old.status == "draft":
         raise VersionError(f"version {old.name!r} is a draft; publish it instead of rolling back to it")
@@ -165,7 +165,9 @@ def rollback(
     ).scalar_one()
     name = name or f"{old.name} (rollback {copies + 1})"
     draft_id = create_draft(session, name, based_on=version_id, note=f"rollback to {old.name}")
-    return publish_version(session, draft_id, effective_from, publisher=publisher, metric_crs=metric_crs)
+    return publish_version(
+        session, draft_id, effective_from, routing=routing, boundaries=boundaries, publisher=publisher
+    )
 
 
 # --- edits ---------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from geoservice.boundaries.versions import (
     resolve_version,
 )
 from geoservice.routing.loader import load_router
+from geoservice.settings import RoutingSettings
 
 
 class DraftInvalid(VersionError):
@@ -60,13 +61,16 @@ class Published:
 
 
 def publish(
-    session: Session, name: str, effective_from: datetime | None = None, *, metric_crs: str | None = None
+    session: Session,
+    name: str,
+    effective_from: datetime | None = None,
+    *,
+    routing: RoutingSettings,
+    boundaries: BoundarySettings,
 ) -> VersionInfo:
-    """Make draft ``name`` the version in force from ``effective_from`` (default now).
-
-    For the demo, tests and benches, which measure in the dataset's metric CRS unless given ``metric_crs``.
-    """
-    return publish_version(session, resolve_version(session, name), effective_from, metric_crs=metric_crs).version
+    """Make draft ``name`` the version in force from ``effective_from`` (default now)."""
+    version_id = resolve_version(session, name)
+    return publish_version(session, version_id, effective_from, routing=routing, boundaries=boundaries).version
 
 
 def publish_version(
@@ -74,13 +78,15 @@ def publish_version(
     version_id: int,
     effective_from: datetime | None = None,
     *,
+    routing: RoutingSettings,
+    boundaries: BoundarySettings,
     publisher: Publisher = Publisher(),
-    settings: BoundarySettings | None = None,
-    metric_crs: str | None,
 ) -> Published:
     """Validate draft ``version_id``, put it in force, and re-route open events (if in force now).
 
-    ``metric_crs`` is the configured ``GEOSERVICE_METRIC_CRS`` the validation measures areas in (None: the dataset's).
+    Validation measures in the configured metric CRS (``routing.metric_crs``) with the configured
+    tolerances (``boundaries``); open events are re-routed by a router built with ``routing``, as the
+    API workers will build theirs.
     """
     now = datetime.now(UTC)
     at = effective_from or now
@@ -96,7 +102,7 @@ def publish_version(
     if draft.status != "draft":
         raise VersionError(f"version {name!r} is {draft.status}; only a draft can be published")
     _check_publishable(session, draft.id, name)
-    report = validate_version(session, draft.id, settings, metric_crs=metric_crs)
+    report = validate_version(session, draft.id, boundaries, metric_crs=routing.metric_crs)
     if not report.ok:
         raise DraftInvalid(name, report.findings)
     # Serialise publishers: the one in force is read and retired under the same lock.
@@ -126,7 +132,7 @@ def publish_version(
     if at <= now and _has_open_events(session):
         # Events are re-routed only by a version in force now; a later one leaves them for now.
         rerouted, kept = reroute_events(
-            session, load_router(session, draft.id), actor=publisher.actor, role=publisher.role
+            session, load_router(session, draft.id, routing), actor=publisher.actor, role=publisher.role
         )
     session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": NOTIFY_CHANNEL, "id": str(draft.id)})
     return Published(get_version(session, draft.id), rerouted, kept)

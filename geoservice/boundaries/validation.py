@@ -95,14 +95,13 @@ class ValidationReport:
 
 
 def validate_version(
-    session: Session, version_id: int, settings: BoundarySettings | None = None, *, metric_crs: str | None
+    session: Session, version_id: int, settings: BoundarySettings, *, metric_crs: str | None
 ) -> ValidationReport:
     """Read the version's grids and communities and check them.
 
     Areas (tiny grids, slivers) are measured in the city's metric CRS: ``metric_crs`` is the configured
     ``GEOSERVICE_METRIC_CRS`` (``RoutingSettings.metric_crs``) the caller passes in; None: the dataset's.
     """
-    settings = settings or BoundarySettings()
     rows = session.execute(
         text("SELECT code, community_code, ST_AsBinary(geom) AS wkb FROM grids WHERE version_id = :v ORDER BY code"),
         {"v": version_id},

@@ -25,10 +25,12 @@ from etl.load import copy_rows, import_frame
 from etl.reference import load_reference_data
 from geoservice.auth.users import add_user
 from geoservice.boundaries.publish import publish
+from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.versions import current_version_id
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk_events import assign_departments, assign_places
 from geoservice.routing.loader import load_router
+from geoservice.settings import RoutingSettings
 from layers.crs import geometries_to_wgs84, parse_crs, remember_metric_epsg
 from layers.models import Role
 
@@ -83,7 +85,12 @@ def demo_loaded(engine: Engine) -> bool:
 
 
 def load_demo(
-    engine: Engine, options: DemoOptions = DemoOptions(), step: Callable[[str], None] = lambda _: None
+    engine: Engine,
+    options: DemoOptions = DemoOptions(),
+    step: Callable[[str], None] = lambda _: None,
+    *,
+    routing: RoutingSettings,
+    boundaries: BoundarySettings,
 ) -> dict[str, int]:
     """Build the city and load every layer in one transaction; return the row counts."""
     step("building the city")
@@ -103,7 +110,7 @@ def load_demo(
             report = import_frame(session, layer, _frame(city, layer), version=DEMO_VERSION, source=f"demo {layer}")
             counts[layer] = report.count
             if layer == "grids":
-                publish(session, DEMO_VERSION, _effective_from(city))
+                publish(session, DEMO_VERSION, _effective_from(city), routing=routing, boundaries=boundaries)
         step("loading population")
         counts["population"] = _load_population(session, city.population)
         step("creating demo users")
@@ -112,7 +119,7 @@ def load_demo(
                      region_code=user.region_code, department_code=user.department_code)  # fmt: skip
         step("routing events")
         assign_places(session)
-        assign_departments(session, load_router(session, current_version_id(session)))
+        assign_departments(session, load_router(session, current_version_id(session), routing))
     return counts
 
 

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from geoservice.boundaries.settings import BoundarySettings
 from geoservice.cli.output import console, spinner
 from geoservice.infra.database import open_database
+from geoservice.settings import RoutingSettings
 
 
 def demo(
@@ -33,7 +35,10 @@ def demo(
     )  # fmt: skip
     with spinner() as progress:
         task = progress.add_task("demo city", total=None)
-        counts = load_demo(engine, options, step=lambda s: progress.update(task, description=s))
+        counts = load_demo(
+            engine, options, step=lambda s: progress.update(task, description=s),
+            routing=RoutingSettings(), boundaries=BoundarySettings(),
+        )  # fmt: skip
     table = Table("layer", "rows", title="demo city loaded")
     for layer, count in counts.items():
         table.add_row(layer, f"{count:,}")

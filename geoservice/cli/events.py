@@ -21,6 +21,7 @@ from geoservice.cli.output import console, fail, print_rejected
 from geoservice.events.sweep import sweep_deadlines
 from geoservice.infra.database import open_database, transaction
 from geoservice.routing.bulk_events import route_imported_events
+from geoservice.settings import RoutingSettings
 
 events_app = typer.Typer(help="The event closed loop: deadline sweep, historic imports.", no_args_is_help=True)
 
@@ -63,7 +64,7 @@ def import_events(
         with transaction(engine) as session:
             before = session.execute(text("SELECT coalesce(max(id), 0) FROM events")).scalar_one()
             report = import_layer(session, "events", path, crs=crs, fix=fix)
-            placed, routed = route_imported_events(session)
+            placed, routed = route_imported_events(session, RoutingSettings())
             session.execute(LOG_IMPORTED, {"before": before, "note": f"imported from {path.name}", "file": str(path)})
     except ImportRejected as exc:
         print_rejected(exc)

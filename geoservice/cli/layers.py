@@ -15,6 +15,7 @@ from geoservice.boundaries.versions import VersionError, notify_layers_changed, 
 from geoservice.cli.output import console, fail, print_rejected, spinner
 from geoservice.infra.database import open_database, transaction
 from geoservice.routing.bulk_events import route_imported_events
+from geoservice.settings import RoutingSettings
 
 LAYERS = ", ".join(CONTRACTS)
 
@@ -35,7 +36,7 @@ def import_(
             progress.add_task(f"importing {path} into {layer}", total=None)
             report = import_layer(session, layer, path, crs=crs, fix=fix, version=version)
             if layer == "events":
-                route_imported_events(session)
+                route_imported_events(session, RoutingSettings())
             elif not CONTRACTS[layer].versioned:
                 notify_layers_changed(session)
     except ImportRejected as exc:

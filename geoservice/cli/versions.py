@@ -27,6 +27,7 @@ from geoservice.boundaries.drafts import EditRejected, create_draft, create_draf
 from geoservice.boundaries.edits import EDIT, apply_edit
 from geoservice.boundaries.impact import impact_report
 from geoservice.boundaries.publish import Published, Publisher, publish_version
+from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.validation import validate_version
 from geoservice.boundaries.versions import VersionError, list_versions, resolve_version
 from geoservice.cli.output import console, err, fail
@@ -55,6 +56,11 @@ def _session() -> Iterator[Session]:
 def _metric_crs() -> str | None:
     """``GEOSERVICE_METRIC_CRS``, read at the command's edge: validation and diffs measure areas in it."""
     return RoutingSettings().metric_crs
+
+
+def _settings() -> dict[str, RoutingSettings | BoundarySettings]:
+    """What publishing needs, read from the environment once for the command."""
+    return {"routing": RoutingSettings(), "boundaries": BoundarySettings()}
 
 
 def _publisher() -> Publisher:
@@ -114,7 +120,7 @@ def versions_edit(
 def versions_validate(name: str) -> None:
     """Check a version; every error is printed with where it is, and the exit status is 1 if any."""
     with _session() as session:
-        report = validate_version(session, resolve_version(session, name), metric_crs=_metric_crs())
+        report = validate_version(session, resolve_version(session, name), BoundarySettings(), metric_crs=_metric_crs())
     for finding in report.findings:
         where = finding.location.representative_point() if finding.location is not None else None
         near = f" (near lon {where.x:.6f}, lat {where.y:.6f})" if where is not None else ""
@@ -151,8 +157,7 @@ def versions_impact(
 def versions_publish(name: str, at: AtOption = None) -> None:
     """Validate a draft and put it in force (atomically; the previous version is retired at that instant)."""
     with _session() as session:
-        published = publish_version(session, resolve_version(session, name), at, publisher=_publisher(),
-                                    metric_crs=_metric_crs())  # fmt: skip
+        published = publish_version(session, resolve_version(session, name), at, publisher=_publisher(), **_settings())
     _report(published)
 
 
@@ -164,8 +169,8 @@ def versions_rollback(
 ) -> None:
     """Publish a copy of an old version as a new version (history is never rewritten)."""
     with _session() as session:
-        published = rollback(session, resolve_version(session, name), as_name, at, publisher=_publisher(),
-                             metric_crs=_metric_crs())  # fmt: skip
+        version_id = resolve_version(session, name)
+        published = rollback(session, version_id, as_name, at, publisher=_publisher(), **_settings())
     _report(published)
 
 

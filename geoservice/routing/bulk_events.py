@@ -17,6 +17,7 @@ from geoservice.boundaries.versions import current_version_id
 from geoservice.routing.bulk import route_points
 from geoservice.routing.loader import load_router
 from geoservice.routing.router import Router
+from geoservice.settings import RoutingSettings
 
 PLACE_BY_VERSION_AT_OCCURRENCE = text(
     """
@@ -53,7 +54,7 @@ NEAREST_STATION = text(
 )
 
 
-def route_imported_events(session: Session) -> tuple[int, int]:
+def route_imported_events(session: Session, routing: RoutingSettings) -> tuple[int, int]:
     """Place every event that has no grid yet, and give a department to those without one.
 
     Departments are decided by the version in force now (its rules and zones), as a report made
@@ -62,7 +63,7 @@ def route_imported_events(session: Session) -> tuple[int, int]:
     """
     placed = assign_places(session)
     version_id = current_version_id(session)
-    routed = assign_departments(session, load_router(session, version_id)) if version_id is not None else 0
+    routed = assign_departments(session, load_router(session, version_id, routing)) if version_id is not None else 0
     return placed, routed
 
 

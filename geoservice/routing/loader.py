@@ -14,12 +14,11 @@ from layers.crs import city_metric_epsg
 from layers.models import POST_LEVELS
 
 
-def load_router(session: Session, version_id: int, settings: RoutingSettings | None = None) -> Router:
+def load_router(session: Session, version_id: int, settings: RoutingSettings) -> Router:
     """Read the version's grids and regions and the current posts; build the indexes.
 
     Distances are in ``settings.metric_crs`` when configured, else the dataset's metric CRS.
     """
-    settings = settings or RoutingSettings()
     epsg = city_metric_epsg(session, settings.metric_crs)
     name = session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()
     rows = session.execute(

@@ -19,6 +19,7 @@ from geoservice.infra.database import transaction
 from layers.crs import wgs84_to_bd09, wgs84_to_gcj02
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, WEST, write
+from tests.settings import PUBLISHING
 
 
 def load(engine: Engine, layer: str, path: Path, **options) -> int:
@@ -71,7 +72,7 @@ def test_import_goes_into_a_draft_and_publish_puts_it_in_force(with_regions: Eng
     load(with_regions, "grids", write(tiny_city.grids(), tmp_path / "grids.geojson"), version="v1")
     with transaction(with_regions) as session:
         assert session.execute(text("SELECT status::text FROM boundary_versions")).scalar_one() == "draft"
-        info = publish(session, "v1")
+        info = publish(session, "v1", **PUBLISHING)
     assert info.status == "published" and info.grids == 4
     with pytest.raises(ImportRejected, match="nothing was loaded") as caught:
         load(with_regions, "grids", tmp_path / "grids.geojson", version="v1")
@@ -91,7 +92,7 @@ def test_reimporting_posts_upserts_by_code(empty_db: Engine, tmp_path: Path):
 def test_events_import_is_idempotent_and_places_events(with_regions: Engine, tmp_path: Path):
     load(with_regions, "grids", write(tiny_city.grids(), tmp_path / "grids.geojson"), version="v1")
     with transaction(with_regions) as session:
-        publish(session, "v1", pd.Timestamp("2025-01-01T00:00+08:00").to_pydatetime())
+        publish(session, "v1", pd.Timestamp("2025-01-01T00:00+08:00").to_pydatetime(), **PUBLISHING)
         load_reference_data(session)
     pd.DataFrame(
         {"id": ["a1", "a2"], "lon": [120.505, 120.535], "lat": [32.305, 32.305],

@@ -23,6 +23,7 @@ from etl.reference import load_reference_data
 from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from layers.crs import remember_metric_epsg
+from tests.settings import PUBLISHING
 
 EPSG = 4549
 X0, Y0 = 560_000.0, 3_580_000.0  # metres, near 120.6°E 32.35°N
@@ -101,7 +102,7 @@ def load_coverage_city(engine: Engine, *, people: bool = True) -> None:
         load_reference_data(session)
         import_frame(session, "regions", regions, version="v1")
         import_frame(session, "grids", grids, version="v1")
-        publish(session, "v1", datetime(2020, 1, 1, tzinfo=UTC))
+        publish(session, "v1", datetime(2020, 1, 1, tzinfo=UTC), **PUBLISHING)
         import_frame(session, "posts", posts)
         import_frame(session, "places", places)
         import_frame(session, "events", events)

@@ -20,6 +20,7 @@ from geoservice.infra.database import transaction
 from geoservice.settings import AuthSettings, EventSettings, RoutingSettings
 from tests.etl import tiny_city
 from tests.etl.tiny_city import X0, Y0, D, square
+from tests.settings import PUBLISHING
 
 CITY = "320682000000"
 TOWN_A, TOWN_B = "320682100000", "320682101000"
@@ -65,7 +66,7 @@ def load_events_city(engine: Engine) -> None:
         load_reference_data(session)
         import_frame(session, "regions", regions(), version="v1")
         import_frame(session, "grids", grids(), version="v1")
-        publish(session, "v1", datetime.fromisoformat("2026-01-01T00:00:00+08:00"))
+        publish(session, "v1", datetime.fromisoformat("2026-01-01T00:00:00+08:00"), **PUBLISHING)
         import_frame(session, "posts", tiny_city.posts())
 
 

@@ -20,13 +20,14 @@ from geoservice.infra.database import make_engine
 from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import RoutingSettings
 from tests.conftest import clone_template, drop_database
+from tests.settings import PUBLISHING
 
 
 @pytest.fixture(scope="module")
 def demo_copy(cluster: EmbeddedCluster) -> Iterator[Engine]:
     name = f"demo_boundaries_{uuid.uuid4().hex[:8]}"
     engine = make_engine(clone_template(cluster, name))
-    load_demo(engine)
+    load_demo(engine, **PUBLISHING)
     yield engine
     engine.dispose()
     drop_database(cluster, name)

@@ -31,6 +31,7 @@ from tests.etl.tiny_city import EAST, WEST, X0, Y0, D
 from tests.geoservice.signin import sign_in
 from tests.geoservice.test_boundaries_drafts import edit, geodesic_m2, geojson, new_draft
 from tests.geoservice.test_locate_api import load_tiny_city
+from tests.settings import ROUTING
 
 BEFORE = {code: geom for code, geom in zip(tiny_city.grids()["code"], tiny_city.grids().geometry, strict=True)}
 AFTER = {
@@ -85,7 +86,7 @@ def city(empty_db: Engine) -> dict:
                 {"lon": lon, "lat": lat, "s": status},
             )
         assign_places(session)
-        assign_departments(session, load_router(session, current_version_id(session)))
+        assign_departments(session, load_router(session, current_version_id(session), ROUTING))
         wkb = shapely.to_wkb(shapely.set_srid(shapely.points(population), 4326), hex=True, include_srid=True)
         copy_rows(session, "population", ["count", "geom"], zip(counts, wkb, strict=True))
     return {"places": places, "events": events, "statuses": statuses, "population": population, "counts": counts}

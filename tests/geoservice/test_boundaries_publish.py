@@ -22,6 +22,7 @@ from tests.etl.tiny_city import EAST, WEST, X0, Y0, D
 from tests.geoservice.signin import sign_in
 from tests.geoservice.test_boundaries_drafts import edit, geojson, new_draft
 from tests.geoservice.test_locate_api import load_tiny_city
+from tests.settings import ROUTING
 
 # A point in the eastern part of West 001, which the drafts below give to West 002.
 MOVING = {"lon": X0 + 0.8 * D, "lat": Y0 + 0.5 * D}
@@ -44,7 +45,7 @@ def client(empty_db: Engine) -> Iterator[TestClient]:
                     {**point, "s": status, "d": status},
                 )
         assign_places(session)
-        assign_departments(session, load_router(session, current_version_id(session)))
+        assign_departments(session, load_router(session, current_version_id(session), ROUTING))
     with TestClient(create_app(engine=empty_db, routing=RoutingSettings(version_check_s=0.2))) as client:
         yield client
 

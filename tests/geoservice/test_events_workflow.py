@@ -18,6 +18,7 @@ from geoservice.infra.database import session_factory, transaction
 from geoservice.routing.loader import load_router
 from layers.models import EVENT_STATUSES, Role
 from tests.geoservice.events_city import COMMUNITY_A, TOWN_A, centre, load_events_city
+from tests.settings import ROUTING
 
 # The design's closed loop, written out by hand: action → (from states, to state, roles besides admin).
 EXPECTED = {
@@ -76,7 +77,7 @@ def loop_db(cluster) -> Iterator[Engine]:
     engine = make_engine(clone_template(cluster, "t_events_matrix"))
     load_events_city(engine)
     with transaction(engine) as session:
-        router = load_router(session, current_version_id(session))
+        router = load_router(session, current_version_id(session), ROUTING)
         event, _ = report_event(session, router, lon=centre(0)[0], lat=centre(0)[1], category_code="city_management",
                                 reporter_name="李四", actor=ACTORS[Role.public])  # fmt: skip
         session.execute(text("INSERT INTO users (username, password_hash, role, department_code) "

@@ -18,6 +18,7 @@ from geoservice.settings import RoutingSettings
 from layers.crs import wgs84_to_bd09, wgs84_to_gcj02
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
+from tests.settings import PUBLISHING
 
 GEOD = pyproj.Geod(ellps="WGS84")
 
@@ -26,7 +27,7 @@ def load_tiny_city(engine: Engine, version: str = "v1", at: str | None = None, g
     with transaction(engine) as session:
         import_frame(session, "regions", tiny_city.regions(), version=version)
         import_frame(session, "grids", tiny_city.grids() if grids is None else grids, version=version)
-        publish(session, version, None if at is None else datetime.fromisoformat(at))
+        publish(session, version, None if at is None else datetime.fromisoformat(at), **PUBLISHING)
         import_frame(session, "posts", tiny_city.posts())
         station_area = gpd.GeoDataFrame({"code": ["PS001"]}, geometry=[tiny_city.regions().geometry.iloc[0]], crs=4326)
         import_frame(session, "station_areas", station_area)
@@ -175,7 +176,7 @@ def load_tiny_city_version(engine: Engine, version: str, grids: gpd.GeoDataFrame
     with transaction(engine) as session:
         import_frame(session, "regions", tiny_city.regions(), version=version)
         import_frame(session, "grids", grids, version=version)
-        publish(session, version)
+        publish(session, version, **PUBLISHING)
 
 
 def test_readyz_names_the_version_in_force_and_the_routers(client: TestClient):

@@ -14,6 +14,7 @@ from etl.load import copy_rows
 from geoservice.boundaries.versions import current_version_id
 from geoservice.infra.database import transaction
 from geoservice.routing.loader import load_router
+from tests.settings import ROUTING
 
 N_RANDOM, N_EDGE, N_VERTEX, N_OUTSIDE = 60_000, 20_000, 10_000, 10_000
 
@@ -21,7 +22,7 @@ N_RANDOM, N_EDGE, N_VERTEX, N_OUTSIDE = 60_000, 20_000, 10_000, 10_000
 @pytest.fixture(scope="module")
 def router(demo_db: Engine):
     with transaction(demo_db) as session:
-        return load_router(session, current_version_id(session))
+        return load_router(session, current_version_id(session), ROUTING)
 
 
 def sample_points(router) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from layers.models import Role
 from tests.geoservice.signin import sign_in
+from tests.settings import PUBLISHING
 
 N = 8
 X0, Y0, D = 120.50, 32.30, 0.005
@@ -71,7 +72,7 @@ def load_lattice(engine: Engine) -> None:
         load_reference_data(session)
         import_frame(session, "regions", regions, version="lattice")
         import_frame(session, "grids", grids, version="lattice")
-        publish(session, "lattice")
+        publish(session, "lattice", **PUBLISHING)
         rows = [
             {"x": X0 + (c + 0.5) * D, "y": Y0 - (r + 0.5) * D, "g": code(r, c)}
             for r, c in cells for _ in range(int(y[r, c]))

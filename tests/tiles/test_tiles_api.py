@@ -16,6 +16,7 @@ from tests.etl.tiny_city import X0, Y0, D
 from tests.geoservice import events_city
 from tests.geoservice.events_city import COMMUNITY_A, GRIDS, TOWN_A, centre
 from tests.geoservice.signin import sign_in
+from tests.settings import PUBLISHING
 from tests.tiles.helpers import features, tile_of, tile_point_to_lonlat, tiles_client
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -179,7 +180,7 @@ def test_a_publish_rebuilds_exactly_the_tiles_it_touches(client: TestClient, adm
     with transaction(empty_db) as session:
         import_frame(session, "regions", events_city.regions(), version="v2")
         import_frame(session, "grids", grids, version="v2")
-        publish(session, "v2", datetime.fromisoformat("2026-02-01T00:00:00+08:00"))
+        publish(session, "v2", datetime.fromisoformat("2026-02-01T00:00:00+08:00"), **PUBLISHING)
     far = client.get(untouched, headers=admin)
     assert far.headers["x-tile-cache"] == "hit" and far.headers["etag"] == before[untouched].headers["etag"]
     near = client.get(touched, headers=admin)
