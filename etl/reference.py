@@ -23,12 +23,17 @@ def load_reference_data(session: Session, directory: Path = DATA) -> dict[str, i
     rules = _read(directory / "routing_rules.csv")
     # Classes before subcategories, so each parent exists when its children arrive.
     categories = categories.sort_values("parent_code", key=lambda s: s.ne(""), kind="stable")
+    # ``sensitive`` is optional (a city's older CSV has none): true/yes/1 marks disputes, petitions
+    # and the like, whose public Open311 records carry no description and a coarse place.
+    sensitive = categories["sensitive"] if "sensitive" in categories else pd.Series("", index=categories.index)
+    categories = categories.assign(sensitive=sensitive.str.strip().str.lower().isin(("true", "yes", "1")))
     session.execute(
         text(
-            "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours) "
-            "VALUES (:code, :name, NULLIF(:parent_code, ''), :accept_hours, :handle_hours) "
+            "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, sensitive) "
+            "VALUES (:code, :name, NULLIF(:parent_code, ''), :accept_hours, :handle_hours, :sensitive) "
             "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, parent_code = EXCLUDED.parent_code, "
-            "accept_hours = EXCLUDED.accept_hours, handle_hours = EXCLUDED.handle_hours"
+            "accept_hours = EXCLUDED.accept_hours, handle_hours = EXCLUDED.handle_hours, "
+            "sensitive = EXCLUDED.sensitive"
         ),
         categories.to_dict("records"),
     )

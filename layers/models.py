@@ -216,6 +216,8 @@ class Category(Base):
     parent_code: Mapped[str | None] = mapped_column(ForeignKey("categories.code"))
     accept_hours: Mapped[float] = mapped_column(Float)
     handle_hours: Mapped[float] = mapped_column(Float)
+    # Disputes, petitions and the like: public Open311 records show no description and a coarse place.
+    sensitive: Mapped[bool] = mapped_column(server_default=text("false"))
 
 
 class RoutingRule(Base):
@@ -390,7 +392,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
-    region_code: Mapped[str | None] = mapped_column(String(12))
+    region_code: Mapped[str | None] = mapped_column(String(15))  # a region (12 digits) or one grid (15)
     department_code: Mapped[str | None] = mapped_column(ForeignKey("departments.code"))
     display_name: Mapped[str] = mapped_column(String(100), server_default="")
     disabled: Mapped[bool] = mapped_column(server_default=text("false"))
@@ -430,3 +432,22 @@ __all__ = [
     "User",
     "VersionStatus",
 ]
+
+
+class SigninThrottle(Base):
+    """Failed sign-ins per account name (as typed) and per client address, shared by every API worker.
+
+    Past a few failures each further one is answered only after a growing delay (``blocked_until``),
+    past more the account or address is locked (``locked_until``) until the lock runs out or an
+    admin lifts it (``geoservice users unlock``). A success clears the account's row.
+    """
+
+    __tablename__ = "signin_throttle"
+    __table_args__ = (CheckConstraint("kind IN ('account', 'address')", name="kind"),)
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
