@@ -1,10 +1,12 @@
 """``/v1/boundary-versions``: drafts, edits, validation, impact, publish, diff and rollback.
 
 Planners and admins create, edit, publish and roll back; dispatchers and supervisors may read
-drafts (their grids, validation, impact, diffs) too. Edits go through one route,
-``POST /{id}/edits``, whose body is one typed operation (``op``: replace_geometry, split, merge,
-move_boundary, update, add, remove), so the API and ``geoservice versions edit`` share one
-vocabulary. Every call is one transaction: a refused edit or publish leaves nothing behind.
+drafts (their grids, validation, impact, diffs) too, the teams, moves and events of their own
+jurisdiction only (``geoservice.auth.scope.boundary_view``); validation is codes and outlines.
+Edits go through one route, ``POST /{id}/edits``, whose body is one typed operation (``op``:
+replace_geometry, split, merge, move_boundary, update, add, remove), so the API and
+``geoservice versions edit`` share one vocabulary. Every call is one transaction: a refused edit
+or publish leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 from geoservice.api.deps import SessionDep
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, allow, policy
+from geoservice.auth.scope import boundary_view
 from geoservice.auth.users import Principal
 from geoservice.boundaries.diff import diff_versions
 from geoservice.boundaries.drafts import (
@@ -47,6 +50,7 @@ router = APIRouter(prefix="/v1/boundary-versions", tags=["boundary versions"])
 WRITERS = allow(Role.admin, Role.planner)
 READERS = allow(Role.admin, Role.planner, Role.dispatcher, Role.supervisor)
 Writer = Annotated[Principal, Depends(WRITERS)]
+Reader = Annotated[Principal, Depends(READERS)]
 VersionId = Annotated[int, Field(ge=1)]
 GEOJSON = "application/geo+json"
 
@@ -146,9 +150,9 @@ def delete_draft(version_id: VersionId, session: SessionDep) -> Response:
 @router.get(
     "/{version_id}/grids", responses={200: {"content": {GEOJSON: {}}}}, response_class=JSONResponse, **policy(READERS)
 )
-def get_grids(version_id: VersionId, session: SessionDep) -> JSONResponse:
-    """The version's grids as GeoJSON (a draft's too), for the map."""
-    return JSONResponse(grid_features(session, version_id), media_type=GEOJSON)
+def get_grids(version_id: VersionId, session: SessionDep, who: Reader) -> JSONResponse:
+    """The version's grids as GeoJSON (a draft's too), for the map; teams only inside the caller's jurisdiction."""
+    return JSONResponse(grid_features(session, version_id, boundary_view(who)), media_type=GEOJSON)
 
 
 @router.post("/{version_id}/edits", response_model=EditOutcome, **policy(WRITERS))
@@ -186,17 +190,21 @@ def get_impact(
     request: Request,
     version_id: VersionId,
     session: SessionDep,
+    who: Reader,
     format: Literal["json", "geojson", "csv"] = "json",
     base: Annotated[int | None, Query(description="compare with this version; default the one in force")] = None,
 ) -> Response:
-    """Grids, places, posts, open events and people that publishing this version would move."""
+    """Grids, places, posts, open events and people that publishing this version would move.
+
+    Outside the caller's jurisdiction only codes and outlines: no teams, moves or events (docs/security.md).
+    """
     get_version(session, version_id)
     if base is not None:
         get_version(session, base)
     report = impact_report(
         session, version_id, base_id=base, settings=request.app.state.routing_settings,
         base_router=request.app.state.routers.loaded(),
-    )  # fmt: skip
+    ).seen_by(session, boundary_view(who))  # fmt: skip
     if format == "csv":
         headers = {"Content-Disposition": f'attachment; filename="impact-{version_id}.csv"'}
         return Response(report.as_csv(), media_type="text/csv; charset=utf-8", headers=headers)
@@ -239,10 +247,12 @@ def get_diff(
     version_id: VersionId,
     other_id: VersionId,
     session: SessionDep,
+    who: Reader,
     format: Literal["json", "geojson"] = "json",
 ) -> JSONResponse:
-    """What changed from version ``version_id`` to version ``other_id`` (any two versions)."""
-    diff = diff_versions(session, version_id, other_id, metric_crs=request.app.state.routing_settings.metric_crs)
+    """What changed from version ``version_id`` to version ``other_id``; teams only inside the caller's jurisdiction."""
+    metric_crs = request.app.state.routing_settings.metric_crs
+    diff = diff_versions(session, version_id, other_id, metric_crs=metric_crs).seen_by(boundary_view(who))
     if format == "geojson":
         return JSONResponse(diff.as_geojson(), media_type=GEOJSON)
     return JSONResponse(diff.as_json())

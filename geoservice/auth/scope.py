@@ -6,6 +6,10 @@ see their region subtree, handlers their department's events, the signed-in publ
 reports, supervisors and admins everything; planners and the anonymous public see no events. A
 region subtree is a code prefix (统计用区划代码 nest by prefix), so a scope is one ``LIKE`` that
 an index on the code can serve.
+
+Boundary versions are read through a ``BoundaryView``: every reader sees every code and outline
+(a planner's draft is the whole city), but the people of a grid (workers, officer), population
+and events only inside their jurisdiction.
 """
 
 from __future__ import annotations
@@ -54,6 +58,37 @@ def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
     if scope.reporter_username is not None:
         return f"{alias}.reporter_username = :scope_reporter", {"scope_reporter": scope.reporter_username}
     return "FALSE", {}
+
+
+@dataclass(frozen=True)
+class BoundaryView:
+    """What a reader of boundary versions sees besides codes and outlines.
+
+    ``people_prefix``: the subtree whose grids' people (workers, officer), places, posts and
+    population moves are shown ("" every one, None none); ``events``: which events may be listed.
+    """
+
+    people_prefix: str | None = ""
+    events: Scope = Scope(everything=True)
+
+    def sees(self, code: str | None) -> bool:
+        """Whether the people and moves of the grid or region ``code`` may be shown."""
+        return self.people_prefix is not None and code is not None and code.startswith(self.people_prefix)
+
+
+EVERYTHING = BoundaryView()  # the CLI, run by whoever holds the database
+
+
+def boundary_view(principal: Principal) -> BoundaryView:
+    """A boundary reader's view: the city for admins, supervisors and planners, else their own scope.
+
+    Planners redraw any grid and publishing re-routes every open event it moves, so the events of
+    their impact reports are the city's (they see no events elsewhere). Dispatchers and grid
+    workers see people, moves and events of their subtree only; everyone else none.
+    """
+    if principal.role in (Role.admin, Role.supervisor, Role.planner):
+        return EVERYTHING
+    return BoundaryView(region_scope(principal), scope_of(principal))
 
 
 def region_scope(principal: Principal) -> str | None:

@@ -7,7 +7,7 @@ measured in the city's metric CRS, and only for what changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import shapely
@@ -15,11 +15,13 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.auth.scope import BoundaryView
 from geoservice.boundaries.geometry import geojson_of
 from geoservice.boundaries.versions import VersionInfo, get_version
 from layers.crs import AreaFunction, city_metric_epsg, metric_area
 
 COLUMNS = {"grids": "name, community_code, workers, officer", "regions": "name, level::text AS level, parent_code"}
+PEOPLE = ("workers", "officer")  # a grid's team: shown only inside the reader's jurisdiction
 ATTRIBUTES = {"grids": ("name", "community_code", "workers", "officer"), "regions": ("name", "level", "parent_code")}
 
 
@@ -91,6 +93,21 @@ class VersionDiff:
     def as_geojson(self) -> dict[str, Any]:
         return {"type": "FeatureCollection", "features": [c.feature() for c in (*self.grids, *self.regions)]}
 
+    def seen_by(self, view: BoundaryView) -> VersionDiff:
+        """The diff as ``view`` may see it: outside its subtree a grid's team is left out.
+
+        A grid there whose only change is its team drops out of the diff, since that change is
+        about people; regions carry no people and stay whole.
+        """
+        grids = []
+        for change in self.grids:
+            if view.sees(change.code):
+                grids.append(change)
+            elif fields := tuple(f for f in change.fields if f not in PEOPLE):
+                grids.append(replace(change, fields=fields, before=_without_people(change.before),
+                                     after=_without_people(change.after)))  # fmt: skip
+        return replace(self, grids=grids)
+
 
 def diff_versions(session: Session, a: int | None, b: int, *, metric_crs: str | None) -> VersionDiff:
     """Grids and regions of version ``b`` against version ``a`` (None: everything in ``b`` is added).
@@ -151,6 +168,10 @@ def _rows(session: Session, layer: str, version_id: int) -> dict[str, dict[str, 
         r.code: {**r._mapping, "wkb": bytes(r.wkb), **({"workers": list(r.workers or ())} if layer == "grids" else {})}
         for r in rows
     }
+
+
+def _without_people(attributes: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if attributes is None else {k: v for k, v in attributes.items() if k not in PEOPLE}
 
 
 def _attributes(row: dict[str, Any], layer: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.auth.scope import BoundaryView, Scope, scope_sql
 from geoservice.boundaries.diff import VersionDiff, diff_versions
 from geoservice.boundaries.reroute import EventMove, event_moves
 from geoservice.boundaries.versions import current_version_id
@@ -53,6 +54,23 @@ class Impact:
     events: list[EventMove] = field(default_factory=list)
     population_layer: bool = False
     population_flows: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def seen_by(self, session: Session, view: BoundaryView) -> Impact:
+        """The report as ``view`` may see it.
+
+        Grids outside the subtree keep their codes, names and outlines only; a place, post or
+        population flow is listed when it leaves or enters the subtree, with the team of the grid on
+        the far side left out; events are listed only when the reader may see them (``scope_sql``).
+        """
+        visible = _visible_events(session, [e.id for e in self.events], view.events)
+        return Impact(
+            diff=self.diff.seen_by(view),
+            places=[_seen_move(m, view) for m in self.places if _touches(m, view)],
+            posts=[_seen_move(m, view) for m in self.posts if _touches(m, view)],
+            events=[e for e in self.events if e.id in visible],
+            population_layer=self.population_layer,
+            population_flows={k: n for k, n in self.population_flows.items() if view.sees(k[0]) or view.sees(k[1])},
+        )
 
     @property
     def population_moved(self) -> float:
@@ -174,6 +192,25 @@ def _moves(session: Session, layer: str, before: Router, after: Router) -> list[
         for k, row in enumerate(rows)
         if old[k] != new[k]
     ]  # fmt: skip
+
+
+def _touches(move: PlaceMove, view: BoundaryView) -> bool:
+    return view.sees(move.old["grid_code"]) or view.sees(move.new["grid_code"])
+
+
+def _seen_move(move: PlaceMove, view: BoundaryView) -> PlaceMove:
+    def side(grid: dict[str, Any]) -> dict[str, Any]:
+        return grid if view.sees(grid["grid_code"]) else {"grid_code": grid["grid_code"]}
+
+    return replace(move, old=side(move.old), new=side(move.new))
+
+
+def _visible_events(session: Session, ids: list[int], scope: Scope) -> set[int]:
+    if not ids or scope.everything:
+        return set(ids)
+    where, params = scope_sql(scope)
+    query = text(f"SELECT e.id FROM events e WHERE e.id = ANY(:ids) AND {where}")
+    return {r.id for r in session.execute(query, {"ids": ids, **params})}
 
 
 def _population(

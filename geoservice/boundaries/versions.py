@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.auth.scope import EVERYTHING, BoundaryView
 from geoservice.boundaries.geometry import geojson_of
 from geoservice.errors import Conflict, Unavailable
 
@@ -96,8 +97,11 @@ def get_version(session: Session, version_id: int) -> VersionInfo:
     return found[0]
 
 
-def grid_features(session: Session, version_id: int) -> dict[str, Any]:
-    """The version's grids (a draft's too) as a GeoJSON FeatureCollection, for the map."""
+def grid_features(session: Session, version_id: int, view: BoundaryView = EVERYTHING) -> dict[str, Any]:
+    """The version's grids (a draft's too) as a GeoJSON FeatureCollection, for the map.
+
+    Outside the ``view``'s subtree a grid is its code, name and outline: workers and officer are null.
+    """
     get_version(session, version_id)
     rows = session.execute(
         text(
@@ -109,10 +113,14 @@ def grid_features(session: Session, version_id: int) -> dict[str, Any]:
     features = [
         {"type": "Feature", "id": r.code, "geometry": geojson_of(shapely.from_wkb(bytes(r.wkb))),
          "properties": {"code": r.code, "name": r.name, "community_code": r.community_code,
-                        "workers": list(r.workers or ()), "officer": r.officer}}
+                        **_team(r.workers, r.officer, view.sees(r.code))}}
         for r in rows
     ]  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
+
+
+def _team(workers: list[str] | None, officer: str | None, shown: bool) -> dict[str, Any]:
+    return {"workers": list(workers or ()), "officer": officer} if shown else {"workers": None, "officer": None}
 
 
 def notify_layers_changed(session: Session) -> None:

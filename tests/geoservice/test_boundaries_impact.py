@@ -196,3 +196,42 @@ def test_impact_as_csv_and_geojson(client: TestClient, empty_db: Engine):
     assert shapely.equals(shapely.geometry.shape(grid["geometry"]), AFTER[EAST + "003"])
     bad = client.get(f"/v1/boundary-versions/{draft}/impact", params={"format": "xlsx"}, headers=auth)
     assert bad.status_code == 422
+
+
+def test_a_scoped_reader_sees_people_and_events_of_their_jurisdiction_only(client: TestClient, empty_db: Engine):
+    """A dispatcher of East village reads a draft that also redraws West: West is codes and outlines only."""
+    planner = sign_in(client, empty_db, Role.planner)
+    east = sign_in(client, empty_db, Role.dispatcher, "east-disp", region_code=EAST)
+    draft = make_draft(client, planner)
+    full = client.get(f"/v1/boundary-versions/{draft}/impact", headers=planner).json()
+    mine = client.get(f"/v1/boundary-versions/{draft}/impact", headers=east).json()
+
+    # Every changed grid is still there (the draft is the whole city's), West's without its team.
+    assert [g["code"] for g in mine["grids"]["changed"]] == [g["code"] for g in full["grids"]["changed"]]
+    for grid in mine["grids"]["changed"] + mine["grids"]["added"]:
+        if not grid["code"].startswith(EAST):
+            assert "workers" not in grid["before"] and "officer" not in grid["before"]
+    # Moves and events only where East is involved; each listed event is one East may open.
+    assert any(not p["from"]["grid_code"].startswith(EAST) for p in full["places"])
+    assert all(EAST in (p["from"]["grid_code"][:12], p["to"]["grid_code"][:12]) for p in mine["places"])
+    assert mine["posts"] == []  # the West police room moves between two West grids
+    east_events = {e["id"] for e in full["events"] if e["from"]["grid_code"].startswith(EAST)}
+    assert {e["id"] for e in mine["events"]} == east_events and len(east_events) < len(full["events"])
+    for event in mine["events"]:
+        assert client.get(f"/v1/events/{event['id']}", headers=east).status_code == 200
+    flows = mine["population"]["flows"]
+    assert flows and all(EAST in ((f["from_grid"] or "")[:12], (f["to_grid"] or "")[:12]) for f in flows)
+
+    # The same in the exports and the map, and in the version's grids and the diff.
+    for fmt in ("csv", "geojson"):
+        text_ = client.get(f"/v1/boundary-versions/{draft}/impact", params={"format": fmt}, headers=east).text
+        assert "张三" not in text_ and "王警官" not in text_ and "赵五" not in text_
+    layers = [f["properties"]["layer"] for f in client.get(
+        f"/v1/boundary-versions/{draft}/impact", params={"format": "geojson"}, headers=east).json()["features"]]
+    assert layers.count("events") == len(east_events)
+    grids = client.get(f"/v1/boundary-versions/{draft}/grids", headers=east).json()["features"]
+    team = {f["properties"]["code"]: f["properties"]["workers"] for f in grids}
+    assert team[EAST + "001"] == ["钱六"] and team[WEST + "001"] is None
+    diff = client.get(f"/v1/boundary-versions/1/diff/{draft}", headers=east).text
+    assert "张三" not in diff and "王警官" not in diff
+    assert "张三" in client.get(f"/v1/boundary-versions/1/diff/{draft}", headers=planner).text
