@@ -41,8 +41,19 @@ def open_or_closed(status: str) -> str:
     return "closed" if status in CLOSED else "open"
 
 
+COARSE_DECIMALS = 3  # 0.001° ≈ 111 m north-south, ≈ 94 m east-west at 32°N: "about 100 m"
+
+
 def service_request(event: dict[str, Any]) -> dict[str, Any]:
-    """An event (with ``service_name``, ``agency_name`` and ``address`` looked up) as a service request."""
+    """An event (with ``service_name``, ``agency_name`` and ``address`` looked up) as a service request.
+
+    A sensitive category's request (disputes, petitions: ``categories.sensitive``) is published
+    without its description and photo, and its place rounded to 3 decimals of a degree (about
+    100 m): a snap to a fixed lattice, so asking again never averages to the true point, and
+    the same in every city without a projection.
+    """
+    if event.get("sensitive"):
+        event = {**event, "description": "", "photos": [], "lat": _coarse(event["lat"]), "lon": _coarse(event["lon"])}
     photos = event.get("photos") or []
     expected = event.get("handle_due_at") or event.get("accept_due_at")
     return {
@@ -64,6 +75,10 @@ def service_request(event: dict[str, Any]) -> dict[str, Any]:
         "long": event["lon"],
         "media_url": photos[0].get("url") if photos and isinstance(photos[0], dict) else None,
     }
+
+
+def _coarse(degrees: float | None) -> float | None:
+    return None if degrees is None else round(float(degrees), COARSE_DECIMALS)
 
 
 def error(code: int, description: str) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Reading service requests: citizen reports (source public or 12345 hotline) with names looked up.
 
 Internal finds (grid-worker patrols, video) are not published through Open311, and no reporter
-name or phone ever is. Without dates, the last 90 days are answered, at most 1,000 requests, newest
+name or phone ever is; a sensitive category's records lose their description, photo and fine place
+(``open311.mapping.service_request``). Without dates, the last 90 days are answered, at most 1,000 requests, newest
 first, as the spec suggests.
 """
 
@@ -22,7 +23,7 @@ MAX_REQUESTS = 1000
 SELECT = """
     SELECT e.id, e.status, e.category_code, e.description, e.reported_at, e.updated_at, e.accept_due_at,
            e.handle_due_at, e.photos, e.grid_code, ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat,
-           c.name AS service_name, d.name AS agency_name,
+           c.name AS service_name, c.sensitive, d.name AS agency_name,
            concat_ws(' ', t.name, cm.name, g.name) AS address
       FROM events e
       JOIN categories c ON c.code = e.category_code

@@ -164,3 +164,27 @@ def test_cli_adds_a_client_whose_key_works(use_database: str):
     assert again.exit_code == 1 and "exists already" in again.output
     listed = CliRunner().invoke(cli, ["open311", "list-clients"], catch_exceptions=False)
     assert "县融媒体中心" in listed.output and "enabled" in listed.output
+
+
+def test_sensitive_categories_are_published_without_description_photo_or_fine_place(setup, empty_db: Engine):
+    """A dispute (marked sensitive in etl/data/categories.csv) next to an ordinary report, both public."""
+    client, key = setup
+    precise = {"lat": "32.3051234", "long": "120.5057891"}
+    ids = {}
+    for code in ("public_order.dispute", "city_management.garbage"):
+        form = {"api_key": key, "service_code": code, **precise, "description": "302室与303室因漏水争执",
+                "media_url": "https://img.example/2.jpg"}  # fmt: skip
+        posted = client.post("/open311/v2/requests.json", data=form)
+        assert posted.status_code == 201, posted.text
+        ids[code] = posted.json()[0]["service_request_id"]
+    listed = {r["service_request_id"]: r for r in client.get("/open311/v2/requests.json").json()}
+    for request in (client.get(f"/open311/v2/requests/{ids['public_order.dispute']}.json").json()[0],
+                    listed[ids["public_order.dispute"]]):  # fmt: skip
+        assert request["description"] == "" and request["media_url"] is None
+        assert (request["lat"], request["long"]) == (32.305, 120.506)  # 3 decimals: about 100 m
+        assert "302室" not in str(request)
+    ordinary = listed[ids["city_management.garbage"]]
+    assert ordinary["description"] == "302室与303室因漏水争执" and ordinary["lat"] == pytest.approx(32.3051234)
+    with empty_db.connect() as conn:  # staff still have the whole report
+        assert conn.execute(text("SELECT description FROM events WHERE id = :i"),
+                            {"i": int(ids["public_order.dispute"])}).scalar() == "302室与303室因漏水争执"  # fmt: skip
