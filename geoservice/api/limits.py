@@ -2,9 +2,11 @@
 
 The body limit is an ASGI middleware so that an oversized upload is refused before any handler
 reads it: a ``Content-Length`` over the limit is refused at once, a chunked body as soon as the
-bytes read pass the limit. The public rate limit applies to callers without a token — the
-endpoints the public may use (locate, reporting, following one's own report) — per client address,
-as a token bucket; signed-in staff are never throttled. Behind a
+bytes read pass the limit. The public rate limit applies to the public role — the anonymous per
+client address, signed-in citizens per account — on the endpoints the public may use (locate,
+reporting, following one's own report), and to every sign-in per address whatever token comes
+with it; a locate batch counts its points. Signed-in staff are never throttled. It is a token
+bucket per process (the sign-in throttle proper is kept in PostgreSQL). Behind a
 reverse proxy run uvicorn with ``--forwarded-allow-ips`` so the client address is the real one.
 """
 
@@ -89,23 +91,27 @@ class PublicRateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # client → (tokens left, when counted)
         self._lock = threading.Lock()
 
-    def check(self, client: str) -> None:
-        """Count one request of ``client``; a 429 problem with ``Retry-After`` when its bucket is empty."""
+    def check(self, client: str, cost: int = 1) -> None:
+        """Count ``cost`` units (a request, or a batch's points) of ``client``; a 429 with ``Retry-After`` when short.
+
+        A refused batch takes nothing from the bucket, so the client can send a smaller one.
+        """
         now = time.monotonic()
         with self._lock:
             tokens, at = self._buckets.get(client, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - at) / self.seconds_per_token)
-            if tokens >= 1:
-                self._buckets[client] = (tokens - 1, now)
+            if tokens >= cost:
+                self._buckets[client] = (tokens - cost, now)
                 if len(self._buckets) > self.MAX_CLIENTS:
                     self._forget_full(now)
                 return
             self._buckets[client] = (tokens, now)
-        wait = math.ceil((1 - tokens) * self.seconds_per_token)
+        wait = math.ceil((min(cost, self.capacity) - tokens) * self.seconds_per_token)
         raise ProblemError(
             429,
             "Too many requests",
-            f"at most {self.text} without signing in; try again in {wait} s (staff: sign in for no limit)",
+            f"at most {self.text} for the public (a locate batch counts its points); try again in {wait} s "
+            "(staff: sign in for no limit)",
             headers={"Retry-After": str(wait)},
         )
 

@@ -1,25 +1,30 @@
 """``/v1/locate``: which grid, community, town, station and posts serve a point ("which grid am I in").
 
 GET answers one point; POST up to ``max_batch`` points (``{"crs", "points": [[lon, lat], …]}`` or a
-GeoJSON FeatureCollection of Points), in order, each an answer or ``{"error": problem}``.
+GeoJSON FeatureCollection of Points), in order, each an answer or ``{"error": problem}``; the public
+up to ``public_max_batch``, each point counted by the public rate limit. Staff answers name the
+grid's team; the public's carry the service phone instead (docs/security.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from geoservice.api.problems import ProblemError, problem_error
-from geoservice.auth.policy import EVERYONE, policy
+from geoservice.auth.policy import EVERYONE, allow, charge_public, policy
+from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import NoVersionInForce
 from geoservice.routing.router import Location, Region, Router
 from layers.crs import InvalidCoordinates, on_earth, parse_crs, point_to_wgs84, to_wgs84
+from layers.models import Role
 
 router = APIRouter(prefix="/v1/locate", tags=["locate"])
 
@@ -40,10 +45,10 @@ class Named(BaseModel):
 
 
 class GridOut(Named):
-    """The grid with its team (一格一警)."""
+    """The grid, with its team (一格一警) for staff: the public gets no names, only the service phone."""
 
-    workers: list[str]
-    officer: str | None
+    workers: list[str] | None = Field(None, description="staff only")
+    officer: str | None = Field(None, description="staff only")
 
 
 class StationOut(Named):
@@ -79,16 +84,22 @@ class LocateAnswer(BaseModel):
     station: StationOut | None
     posts: dict[str, PostOut | None]
     snapped_m: float | None
+    service_phone: str = Field(description="whom the public calls about this place (GEOSERVICE_PUBLIC_SERVICE_PHONE)")
+
+
+ANYONE = allow(EVERYONE)
+Caller = Annotated[Principal, Depends(ANYONE)]
 
 
 @router.get(
     "",
     response_model=LocateAnswer,
     responses={404: {"description": "outside every grid"}},
-    **policy(EVERYONE),
+    **policy(ANYONE),
 )
 async def locate_one(
     request: Request,
+    who: Caller,
     lon: Annotated[float, Query(ge=-180, le=180, description="longitude in the given CRS")],
     lat: Annotated[float, Query(ge=-90, le=90, description="latitude in the given CRS")],
     crs: Annotated[str, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = "wgs84",
@@ -99,7 +110,7 @@ async def locate_one(
     # instant may need the database (to build that version's router) and goes to a thread.
     router_ = locate_router(request, None) if at is None else await run_in_threadpool(locate_router, request, at)
     location = router_.locate(*point_to_wgs84(lon, lat, crs))
-    answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs})
+    answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs}, _audience(request, who))
     if "error" in answer:
         raise ProblemError(**answer["error"])
     return JSONResponse(answer)  # built to the LocateAnswer shape already: no second validation pass
@@ -108,15 +119,24 @@ async def locate_one(
 @router.post(
     "",
     responses={200: {"description": "one answer or error per point, in order"}},
-    **policy(EVERYONE),
+    **policy(ANYONE),
 )
 def locate_many(
     request: Request,
+    who: Caller,
     body: Annotated[dict[str, Any], Body(examples=[{"crs": "gcj02", "points": [[120.574, 32.389]]}])],
     at: Annotated[datetime | None, Query(description="answer from the version in force then")] = None,
 ) -> JSONResponse:
-    """Up to 10,000 points in one request (``{"crs", "points"}`` or a GeoJSON FeatureCollection)."""
-    crs, points = _batch_points(body, request.app.state.routing_settings.max_batch)
+    """Many points in one request (``{"crs", "points"}`` or a GeoJSON FeatureCollection).
+
+    Staff send up to ``GEOSERVICE_MAX_BATCH`` points; the public up to ``GEOSERVICE_PUBLIC_MAX_BATCH``,
+    and each point counts against its rate limit (the request itself counted one already).
+    """
+    audience = _audience(request, who)
+    state = request.app.state
+    limit = state.routing_settings.max_batch if audience.staff else state.operations.public_max_batch
+    crs, points = _batch_points(body, limit)
+    charge_public(request, who, len(points) - 1)
     router_ = locate_router(request, at)
     xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     lon, lat = to_wgs84(xy[:, 0], xy[:, 1], parse_crs(crs))  # UnknownCRSError → 422 (geoservice.api.problems)
@@ -128,13 +148,24 @@ def locate_many(
         if not ok:
             results.append({"error": _bad_point(in_lon, in_lat)})
             continue
-        results.append(
-            answer_of(router_.locate(float(x), float(y)), router_, {"lon": in_lon, "lat": in_lat, "crs": crs})
-        )
+        point = {"lon": in_lon, "lat": in_lat, "crs": crs}
+        results.append(answer_of(router_.locate(float(x), float(y)), router_, point, audience))
     return JSONResponse({"results": results})
 
 
-def answer_of(location: Location, router_: Router, point: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Audience:
+    """Who an answer is for: staff see the grid's team by name; the public a service phone instead."""
+
+    staff: bool
+    service_phone: str
+
+
+def _audience(request: Request, who: Principal) -> Audience:
+    return Audience(who.role != Role.public, request.app.state.operations.public_service_phone)
+
+
+def answer_of(location: Location, router_: Router, point: dict[str, Any], audience: Audience) -> dict[str, Any]:
     """The design's JSON answer, or ``{"error": problem}`` when no grid is within tolerance."""
     if location.grid is None:
         nearest = location.nearest_grid
@@ -155,12 +186,8 @@ def answer_of(location: Location, router_: Router, point: dict[str, Any]) -> dic
     return {
         "point": point,
         "version": {"id": router_.version_id, "name": router_.version_name},
-        "grid": {
-            "code": grid.code,
-            "name": grid.name,
-            "workers": list(grid.workers),
-            "officer": grid.officer,
-        },
+        "grid": {"code": grid.code, "name": grid.name}
+        | ({"workers": list(grid.workers), "officer": grid.officer} if audience.staff else {}),
         "community": _named(location.community),
         "town": _named(location.town),
         "city": _named(location.city),
@@ -184,6 +211,7 @@ def answer_of(location: Location, router_: Router, point: dict[str, Any]) -> dic
             for level, post in location.posts.items()
         },
         "snapped_m": _round(location.snapped_m),
+        "service_phone": audience.service_phone,
     }
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from geoservice.api.locate import answer_of, locate_router
+from geoservice.api.locate import Audience, answer_of, locate_router
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, policy
 from layers.crs import point_to_wgs84
@@ -29,7 +29,8 @@ def explain_route(
         raise ProblemError(422, "Unknown category", f"no routing rule knows {category!r}; known: {', '.join(known)}")
     x, y = point_to_wgs84(lon, lat, crs)
     location, verdicts = router_.explain(x, y, category)
-    answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs})
+    phone = request.app.state.operations.public_service_phone
+    answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs}, Audience(True, phone))
     if "error" in answer:
         raise ProblemError(**answer["error"])
     winner = next((v for v in verdicts if v.won), None)

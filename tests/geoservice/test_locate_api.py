@@ -16,8 +16,10 @@ from geoservice.boundaries.publish import publish
 from geoservice.infra.database import transaction
 from geoservice.settings import RoutingSettings
 from layers.crs import wgs84_to_bd09, wgs84_to_gcj02
+from layers.models import Role
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
+from tests.geoservice.signin import sign_in
 from tests.settings import PUBLISHING
 
 GEOD = pyproj.Geod(ellps="WGS84")
@@ -41,8 +43,9 @@ def client(empty_db: Engine) -> Iterator[TestClient]:
         yield client
 
 
-def test_a_point_inside_a_grid(client: TestClient):
-    response = client.get("/v1/locate", params={"lon": X0 + 0.5 * D, "lat": Y0 + 0.5 * D})
+def test_a_point_inside_a_grid(client: TestClient, empty_db: Engine):
+    staff = sign_in(client, empty_db, Role.dispatcher)
+    response = client.get("/v1/locate", params={"lon": X0 + 0.5 * D, "lat": Y0 + 0.5 * D}, headers=staff)
     assert response.status_code == 200
     body = response.json()
     assert body["grid"] == {
@@ -51,6 +54,7 @@ def test_a_point_inside_a_grid(client: TestClient):
         "workers": ["张三", "李四"],
         "officer": "王警官",
     }
+    assert body["service_phone"] == "12345"
     assert body["community"] == {"code": WEST, "name": "西村"}
     assert body["town"] == {"code": TOWN, "name": "演示镇"}
     assert body["city"] == {"code": tiny_city.CITY, "name": "演示市"}
@@ -65,6 +69,21 @@ def test_a_point_inside_a_grid(client: TestClient):
     assert body["station"]["distance_m"] == pytest.approx(metres, rel=1e-3)
     assert body["posts"]["central_room"] is None
     LocateAnswer.model_validate(body)  # what the OpenAPI document promises
+
+
+def test_the_public_gets_a_service_phone_not_names_and_small_batches(client: TestClient, empty_db: Engine):
+    """Anonymous and signed-in citizens alike: the grid, community, station and 12345, never the team."""
+    citizen = sign_in(client, empty_db, Role.public, "citizen")
+    point = {"lon": X0 + 0.5 * D, "lat": Y0 + 0.5 * D}
+    for auth in ({}, citizen):
+        one = client.get("/v1/locate", params=point, headers=auth).json()
+        assert one["grid"] == {"code": WEST + "001", "name": "西村第1网格"} and one["service_phone"] == "12345"
+        assert one["community"]["code"] == WEST and one["station"]["code"] == "PS001"
+        batch = client.post("/v1/locate", json={"points": [[point["lon"], point["lat"]]] * 100}, headers=auth)
+        assert batch.status_code == 200 and len(batch.json()["results"]) == 100
+        assert "张三" not in batch.text and "王警官" not in batch.text
+        too_many = client.post("/v1/locate", json={"points": [[point["lon"], point["lat"]]] * 101}, headers=auth)
+        assert too_many.status_code == 413 and "at most 100" in too_many.json()["detail"]
 
 
 def test_shared_edge_goes_to_the_smaller_code(client: TestClient):
@@ -145,7 +164,8 @@ def test_batch_accepts_geojson_and_refuses_too_many(client: TestClient):
         ],
     }
     assert client.post("/v1/locate", json=collection).json()["results"][0]["grid"]["code"] == WEST + "002"
-    too_many = client.post("/v1/locate", json={"points": [[X0, Y0]] * 10_001})
+    staff = sign_in(client, client.app.state.engine, Role.dispatcher)
+    too_many = client.post("/v1/locate", json={"points": [[X0, Y0]] * 10_001}, headers=staff)
     assert too_many.status_code == 413 and "at most 10,000" in too_many.json()["detail"]
     malformed = client.post("/v1/locate", json={"points": [[X0, "north"]]})
     assert malformed.status_code == 422 and "point 0 is not a [lon, lat] pair" in malformed.json()["detail"]
