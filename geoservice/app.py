@@ -11,7 +11,19 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from geoservice.api import auth, boundary_versions, coverage, forces, health, locate, metrics, open311, route, stats
+from geoservice.api import (
+    auth,
+    boundary_versions,
+    coverage,
+    forces,
+    health,
+    locate,
+    metrics,
+    open311,
+    route,
+    stats,
+    users,
+)
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
@@ -98,6 +110,7 @@ def create_app(
     app.state.map_settings = map_settings or MapSettings()
     app.state.boundary_settings = boundary_settings or BoundarySettings()
     app.state.metrics = Metrics(app.state)
+    app.state.operations = operations
     app.state.public_rate = PublicRateLimiter(operations.public_rate)
     app.add_middleware(TileHits)  # cached tiles without the framework's ~0.3 ms
     app.add_middleware(BodySizeLimit, max_bytes=operations.max_body_bytes)
@@ -105,6 +118,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(users.router)
     app.include_router(boundary_versions.router)
     app.include_router(locate.router)
     app.include_router(route.router)

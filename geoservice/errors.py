@@ -54,3 +54,13 @@ class Unavailable(DomainError):
     """The service cannot answer yet (e.g. nothing loaded or published); retrying later may help."""
 
     title = "Unavailable"
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed attempts (sign-in): refused until ``retry_after_s`` seconds have passed."""
+
+    title = "Too many attempts"
+
+    def __init__(self, detail: str, *, retry_after_s: int, title: str | None = None) -> None:
+        super().__init__(detail, title=title, retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s

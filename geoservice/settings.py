@@ -74,7 +74,7 @@ class RoutingSettings(BaseSettings):
 
 
 class AuthSettings(BaseSettings):
-    """Signing of API tokens.
+    """Signing of API tokens, and the throttle on failed sign-ins.
 
     Outside development the secret must be set (``GEOSERVICE_SECRET_KEY``); in development, when it
     is not, one is generated once under ``GEOSERVICE_HOME`` so that every worker shares it.
@@ -89,6 +89,14 @@ class AuthSettings(BaseSettings):
         60.0, ge=0, description="longest a worker answers from its cache of users (0: read them on every request)"
     )
     home: Path = Path(".geoservice")
+    # The sign-in throttle (geoservice.auth.throttle): a growing delay, then a lock an admin can lift.
+    signin_free_failures: int = Field(3, ge=0, description="failed sign-ins (per account, per address) before a delay")
+    signin_delay_s: float = Field(1.0, ge=0, description="first delay after the free failures; doubles with each")
+    signin_max_delay_s: float = Field(60.0, ge=0, description="longest delay between two sign-in attempts")
+    signin_lock_after: int = Field(10, ge=1, description="failed sign-ins of one account before it is locked")
+    signin_address_lock_after: int = Field(30, ge=1, description="failed sign-ins from one address before a lock")
+    signin_lock_s: float = Field(15 * 60.0, gt=0, description="how long a lock lasts unless an admin lifts it")
+    signin_window_s: float = Field(15 * 60.0, gt=0, description="failures older than this (since the last) restart")
 
     @model_validator(mode="after")
     def _secret_outside_development(self) -> AuthSettings:
@@ -152,7 +160,15 @@ class OperationsSettings(BaseSettings):
 
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body; larger is a 413")
     public_rate: str = Field(
-        "120/minute", description="requests per client address for callers without a token (limits' notation)"
+        "120/minute",
+        description="requests (a locate batch: points) per address for the anonymous public, per account for "
+        "signed-in citizens, and per address for sign-in (limits' notation)",
+    )
+    public_max_batch: int = Field(
+        100, ge=1, le=1_000_000, description="most points in one POST /v1/locate from the public (staff: max_batch)"
+    )
+    public_service_phone: str = Field(
+        "12345", min_length=1, max_length=40, description="the phone number locate answers give the public"
     )
     log_format: str = Field("json", pattern="^(json|text)$", description="json: one JSON object per line")
     worker_threads: int = Field(

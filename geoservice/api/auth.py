@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from geoservice.api.deps import SessionDep
-from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
+from geoservice.auth.policy import EVERYONE, STAFF, Allow, allow, policy
+from geoservice.auth.throttle import sign_in
 from geoservice.auth.tokens import issue_token
-from geoservice.auth.users import Principal, authenticate
+from geoservice.auth.users import Principal
 from geoservice.errors import SignInRequired
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -34,10 +34,18 @@ class Me(BaseModel):
     department_code: str | None
 
 
-@router.post("/token", response_model=Token, **policy(EVERYONE))
-def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep) -> Token:
-    """Sign in (form fields ``username`` and ``password``)."""
-    principal = authenticate(session, form.username, form.password)
+SIGN_IN = Allow(EVERYONE, limit_everyone=True)  # any token sent along is ignored: limited per address
+
+
+@router.post("/token", response_model=Token, responses={429: {"description": "too many failures"}}, **policy(SIGN_IN))
+def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+    """Sign in (form fields ``username`` and ``password``); repeated failures are delayed, then locked.
+
+    Its own transaction, so that a failure is counted even though the answer is an error.
+    """
+    address = request.client.host if request.client else "unknown"
+    with request.app.state.sessions() as session, session.begin():
+        principal = sign_in(session, form.username, form.password, address, request.app.state.auth_settings)
     if principal is None:
         raise SignInRequired("wrong username or password, or the account is disabled", title="Sign-in failed")
     access, seconds = issue_token(principal.username, request.app.state.auth_settings)

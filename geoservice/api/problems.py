@@ -26,7 +26,15 @@ from geoservice.boundaries.drafts import EditRejected
 from geoservice.boundaries.publish import DraftInvalid
 from geoservice.boundaries.versions import VersionError, VersionNotFound
 from geoservice.coverage.service import NoDemandLayer
-from geoservice.errors import Conflict, Forbidden, InvalidInput, NotFound, SignInRequired, Unavailable
+from geoservice.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SignInRequired,
+    TooManyAttempts,
+    Unavailable,
+)
 from layers.crs import InvalidCoordinates, UnknownCRSError
 
 PROBLEM = "application/problem+json"
@@ -53,6 +61,12 @@ class ProblemKind:
     title: str | None = None
     members: Callable[[Exception], dict[str, object]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    headers_of: Callable[[Exception], dict[str, str]] | None = None
+
+
+def _retry_after(exc: Exception) -> dict[str, str]:
+    assert isinstance(exc, TooManyAttempts)
+    return {"Retry-After": str(exc.retry_after_s)}
 
 
 def _findings(exc: Exception) -> dict[str, object]:
@@ -72,6 +86,7 @@ PROBLEMS: dict[type[Exception], ProblemKind] = {
     SignInRequired: ProblemKind(401, headers=CHALLENGE),
     Forbidden: ProblemKind(403),
     Unavailable: ProblemKind(503),
+    TooManyAttempts: ProblemKind(429, headers_of=_retry_after),
     UnknownCRSError: ProblemKind(422, "Unknown coordinate reference system"),
     InvalidCoordinates: ProblemKind(422, "Invalid coordinates"),
     VersionError: ProblemKind(409, "Boundary version conflict"),
@@ -98,7 +113,8 @@ def problem_error(exc: Exception) -> ProblemError:
             members = dict(getattr(exc, "members", {}) or {})
             if found.members is not None:
                 members.update(found.members(exc))
-            return ProblemError(found.status, title, str(exc), dict(found.headers), **members)
+            headers = {**found.headers, **(found.headers_of(exc) if found.headers_of else {})}
+            return ProblemError(found.status, title, str(exc), headers, **members)
     raise TypeError(f"{type(exc).__name__} is not in api.problems.PROBLEMS") from exc
 
 

@@ -3,8 +3,8 @@
 Every route is declared with ``**policy(...)``, which adds both the enforcing dependency and an
 ``x-roles`` member to the route's OpenAPI operation — from the same object, so they cannot drift,
 and the role × route test reads the published document to know what to check. The dependency
-resolves the caller (a bearer token, or the anonymous public), holds the anonymous to the public
-rate limit (``geoservice.api.limits``), refuses a role the route does not admit (401 for the
+resolves the caller (a bearer token, or the anonymous public), holds the public role (anonymous
+or signed in) to the public rate limit (``geoservice.api.limits``), refuses a role the route does not admit (401 for the
 anonymous, 403 for others), and hands routes that ask for it a ``Principal``.
 """
 
@@ -33,16 +33,16 @@ bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 class Allow:
     """A route's policy: the roles it admits. Instances are what the role × route test looks for."""
 
-    def __init__(self, roles: Iterable[Role]) -> None:
+    def __init__(self, roles: Iterable[Role], *, limit_everyone: bool = False) -> None:
         self.roles = frozenset(roles)
+        self.limit_everyone = limit_everyone
 
     async def __call__(self, request: Request, token: Annotated[str | None, Depends(bearer)]) -> Principal:
         # Async so that anonymous calls (locate from the public) and callers this process already
         # knows stay on the event loop; only a lookup in the users table goes to a thread.
-        principal = await caller(request, token)
-        limiter = getattr(request.app.state, "public_rate", None)
-        if principal.anonymous and limiter is not None:
-            limiter.check(request.client.host if request.client else "unknown")
+        # Sign-in (``limit_everyone``) ignores any token that comes with it: counted per address.
+        principal = ANONYMOUS if self.limit_everyone else await caller(request, token)
+        charge_public(request, principal)
         if principal.role not in self.roles:
             if principal.anonymous:
                 detail = "this needs a signed-in user: get a token at /v1/auth/token"
@@ -50,6 +50,18 @@ class Allow:
             allowed = ", ".join(sorted(self.roles))
             raise Forbidden(f"a {principal.role} may not do this; it is for: {allowed}", title="Not allowed")
         return principal
+
+
+def charge_public(request: Request, principal: Principal, cost: int = 1) -> None:
+    """Count ``cost`` against the public rate limit: the anonymous per address, a signed-in citizen per account.
+
+    Staff are never limited. Raises the limiter's 429 problem when the bucket is short.
+    """
+    limiter = getattr(request.app.state, "public_rate", None)
+    if limiter is None or principal.role != Role.public:
+        return
+    address = request.client.host if request.client else "unknown"
+    limiter.check(address if principal.anonymous else f"user:{principal.username}", cost)
 
 
 def allow(*roles: Role) -> Allow:

@@ -54,6 +54,8 @@ def add_user(
         raise UserError(f"a {role} is scoped to a region: give its code (--region)")
     if role == Role.handler and not department_code:
         raise UserError("a handler belongs to a department: give its code (--department)")
+    if region_code is not None:
+        _check_region(session, region_code)
     if (
         department_code
         and not session.execute(text("SELECT 1 FROM departments WHERE code = :c"), {"c": department_code}).first()
@@ -78,6 +80,15 @@ def add_user(
     except IntegrityError as exc:
         raise UserError(f"a user called {username!r} exists already") from exc
     return Principal(username, role, region_code, department_code)
+
+
+def _check_region(session: Session, code: str) -> None:
+    """A scope is a region (12 digits) or one grid (15 digits) of some boundary version, past or draft too."""
+    if not (code.isascii() and code.isdigit() and len(code) in (12, 15)):
+        raise UserError(f"{code!r} is not a region code (12 digits) or a grid code (15 digits)")
+    layer = "regions" if len(code) == 12 else "grids"
+    if session.execute(text(f"SELECT 1 FROM {layer} WHERE code = :c LIMIT 1"), {"c": code}).first() is None:
+        raise UserError(f"no {'region' if layer == 'regions' else 'grid'} with code {code} in any boundary version")
 
 
 def authenticate(session: Session, username: str, password: str) -> Principal | None:

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from geoservice.auth.throttle import unlock
 from geoservice.auth.users import UserError, add_user, list_users, set_disabled
 from geoservice.cli.output import console, fail
+from geoservice.errors import NotFound
 from geoservice.infra.database import open_database, transaction
 from layers.models import Role
 
@@ -53,3 +55,14 @@ def users_disable(username: str) -> None:
     except UserError as exc:
         raise fail(str(exc)) from exc
     console.print(f"disabled {username}")
+
+
+@users_app.command("unlock")
+def users_unlock(username: str) -> None:
+    """Lift an account's sign-in delay or lock (after too many failed sign-ins) at once."""
+    try:
+        with transaction(open_database()) as session:
+            had = unlock(session, username)
+    except NotFound as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"unlocked {username}" if had else f"{username} was not locked")

@@ -1,5 +1,6 @@
 """Sign-in, tokens, and the role × route matrix generated from the app's own routes."""
 
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -105,3 +106,51 @@ def test_scoped_roles_need_their_scope(empty_db: Engine):
 def test_production_refuses_a_missing_secret():
     with pytest.raises(ValueError, match="GEOSERVICE_SECRET_KEY must be set"):
         AuthSettings(environment="production")
+
+
+THROTTLE = AuthSettings(
+    secret_key="x" * 40, signin_free_failures=2, signin_delay_s=1.0, signin_max_delay_s=1.0,
+    signin_lock_after=5, signin_address_lock_after=50, signin_lock_s=3600,
+)  # fmt: skip
+
+
+def test_failed_sign_ins_are_delayed_then_locked_across_workers_until_an_admin_unlocks(
+    empty_db: Engine, caplog: pytest.LogCaptureFixture
+):
+    """Two apps on one database stand for two API worker processes: the count is shared."""
+    load_tiny_city(empty_db)
+    with (
+        TestClient(create_app(engine=empty_db, auth_settings=THROTTLE)) as one,
+        TestClient(create_app(engine=empty_db, auth_settings=THROTTLE)) as two,
+    ):
+        admin = sign_in(one, empty_db, Role.admin, "boss")
+        sign_in(one, empty_db, Role.planner, "li")
+
+        def attempt(client: TestClient, password: str):
+            return client.post("/v1/auth/token", data={"username": "li", "password": password})
+
+        right = "correct horse battery"
+        with caplog.at_level(logging.WARNING, logger="geoservice.signin"):
+            assert [attempt(one, "guess one").status_code, attempt(two, "guess two").status_code] == [401, 401]
+            assert attempt(one, "guess three").status_code == 401  # the third earns a delay
+        delayed = attempt(two, right)  # even the right password waits: nothing is checked meanwhile
+        assert delayed.status_code == 429 and delayed.json()["title"] == "Sign-in delayed"
+        assert int(delayed.headers["retry-after"]) >= 1
+        failed = [r for r in caplog.records if r.getMessage() == "sign-in failed"]
+        assert len(failed) == 3 and {r.username for r in failed} == {"li"}
+        assert failed[-1].account_failures == 3 and "guess" not in caplog.text
+
+        for k in (4, 5):
+            time.sleep(1.05)
+            assert attempt(one if k % 2 else two, f"guess {k}").status_code == 401
+        time.sleep(1.05)
+        locked = attempt(one, right)
+        assert locked.status_code == 429 and locked.json()["title"] == "Sign-in locked"
+        assert int(locked.headers["retry-after"]) > 3000
+
+        lifted = two.post("/v1/users/li/unlock", headers=admin)
+        assert lifted.status_code == 200 and lifted.json() == {"username": "li", "was_throttled": True}
+        time.sleep(1.05)  # the address's own delay (its failures are not cleared by an unlock)
+        assert attempt(one, right).status_code == 200
+        assert two.post("/v1/users/nobody/unlock", headers=admin).status_code == 404
+

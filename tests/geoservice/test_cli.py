@@ -87,7 +87,8 @@ def test_publish_refuses_a_version_without_grids(use_database: str, tmp_path: Pa
     assert scalar(use_database, "SELECT status::text FROM boundary_versions") == "draft"
 
 
-def test_users_add_list_disable(use_database: str):
+def test_users_add_list_disable(use_database: str, tmp_path: Path):
+    run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1")
     result = run(
         "users", "add", "chen", "--role", "dispatcher", "--region", "320682000000", "--password", "long enough pw"
     )
@@ -98,3 +99,35 @@ def test_users_add_list_disable(use_database: str):
     assert run("users", "disable", "chen").exit_code == 0
     assert "disabled" in run("users", "list").output
     assert scalar(use_database, "SELECT password_hash LIKE '$argon2%' FROM users WHERE username = 'chen'") is True
+
+
+def test_users_add_checks_the_region_and_takes_a_grid(use_database: str, tmp_path: Path):
+    """A scope must exist; a grid worker may be scoped to one grid (its 15-digit code), without a traceback."""
+    run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1")
+    run("import", "grids", write(tiny_city.grids(), tmp_path / "g.geojson"), "--version", "v1")
+    pw = ("--password", "long enough pw")
+    result = run("users", "add", "gw", "--role", "grid_worker", "--region", WEST + "001", *pw)
+    assert result.exit_code == 0, result.output
+    assert scalar(use_database, "SELECT region_code FROM users WHERE username = 'gw'") == WEST + "001"
+    nowhere = run("users", "add", "d", "--role", "dispatcher", "--region", "110101001001", *pw)
+    assert nowhere.exit_code == 1 and "no region with code 110101001001" in nowhere.output
+    no_grid = run("users", "add", "g2", "--role", "grid_worker", "--region", WEST + "999", *pw)
+    assert no_grid.exit_code == 1 and f"no grid with code {WEST}999" in no_grid.output
+    garbage = run("users", "add", "g3", "--role", "grid_worker", "--region", "32068210020012345", *pw)
+    assert garbage.exit_code == 1 and "is not a region code" in garbage.output
+    assert scalar(use_database, "SELECT count(*) FROM users") == 1
+
+
+def test_users_unlock_lifts_a_sign_in_lock(use_database: str):
+    run("users", "add", "li", "--role", "planner", "--password", "long enough pw")
+    engine = create_engine(use_database)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO signin_throttle (kind, subject, failures, locked_until) "
+                          "VALUES ('account', 'li', 10, now() + interval '1 hour')"))  # fmt: skip
+    engine.dispose()
+    result = run("users", "unlock", "li")
+    assert result.exit_code == 0 and "unlocked li" in result.output
+    assert scalar(use_database, "SELECT count(*) FROM signin_throttle") == 0
+    assert "li was not locked" in run("users", "unlock", "li").output
+    missing = run("users", "unlock", "nobody")
+    assert missing.exit_code == 1 and "no user called 'nobody'" in missing.output

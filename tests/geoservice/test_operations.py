@@ -176,3 +176,35 @@ def test_a_failed_backup_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monk
     result = CliRunner().invoke(cli, ["db", "backup", str(tmp_path / "out.dump")])
     assert result.exit_code == 1 and "pg_dump failed" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_public_locate_batch_counts_its_points(empty_db: Engine):
+    load_tiny_city(empty_db)
+    with make_client(empty_db, public_rate="50/minute") as client:
+        batch = {"points": [[INSIDE["lon"], INSIDE["lat"]]] * 40}
+        assert client.post("/v1/locate", json=batch).status_code == 200
+        refused = client.post("/v1/locate", json=batch)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert client.get("/v1/locate", params=INSIDE).status_code == 200  # the 10 points left are still usable
+
+
+def test_signed_in_citizens_are_rate_limited_too(empty_db: Engine):
+    load_tiny_city(empty_db)
+    with make_client(empty_db, public_rate="4/minute") as client:
+        citizen = sign_in(client, empty_db, Role.public, "citizen")  # one from the address's bucket
+        staff = sign_in(client, empty_db, Role.dispatcher)  # and another
+        assert [client.get("/v1/locate", params=INSIDE, headers=citizen).status_code for _ in range(5)] == [200] * 4 + [
+            429
+        ]
+        assert client.get("/v1/locate", params=INSIDE, headers=staff).status_code == 200
+
+
+def test_a_bearer_token_does_not_lift_the_limit_on_sign_in(empty_db: Engine):
+    load_tiny_city(empty_db)
+    with make_client(empty_db, public_rate="3/minute") as client:
+        citizen = sign_in(client, empty_db, Role.public, "citizen")
+        guesses = [
+            client.post("/v1/auth/token", data={"username": "admin", "password": f"guess {k:04d}"}, headers=citizen)
+            for k in range(3)
+        ]
+        assert [g.status_code for g in guesses] == [401, 401, 429]
