@@ -16,6 +16,7 @@ from geoservice.auth.users import UserError, add_user, set_disabled
 from geoservice.infra.database import transaction
 from geoservice.settings import AuthSettings
 from layers.models import Role
+from tests.etl.tiny_city import WEST
 from tests.geoservice.signin import sign_in
 from tests.geoservice.test_locate_api import load_tiny_city
 
@@ -41,20 +42,29 @@ def test_every_operation_declares_its_roles(client: TestClient):
 
 
 def test_role_route_matrix(client: TestClient, empty_db: Engine):
-    headers = {role: sign_in(client, empty_db, role) for role in Role}
-    headers[None] = {}  # the anonymous public, no token at all
+    """Every role, and a narrowly scoped user of every scoped role, against every published operation."""
+    callers: list[tuple[Role | None, dict[str, str]]] = [(role, sign_in(client, empty_db, role)) for role in Role]
+    callers += [
+        (Role.dispatcher, sign_in(client, empty_db, Role.dispatcher, "community-disp", region_code=WEST)),
+        (Role.grid_worker, sign_in(client, empty_db, Role.grid_worker, "one-grid", region_code=WEST + "001")),
+        (Role.handler, sign_in(client, empty_db, Role.handler, "police-2", department_code="police")),
+        (Role.public, sign_in(client, empty_db, Role.public, "citizen")),
+        (None, {}),  # the anonymous public, no token at all
+    ]
     checked = 0
     for method, path, op in operations(client):
         allowed = set(op["x-roles"])
         concrete = re.sub(r"\{[^}]+\}", "1", path)
-        for role, auth in headers.items():
+        for role, auth in callers:
             status = client.request(method, concrete, headers=auth).status_code
+            assert status < 500, (method, path, role, status)
             if (role or Role.public) in allowed:
                 assert status not in (401, 403), (method, path, role, status)
             else:
                 assert status == (401 if role is None else 403), (method, path, role, status)
             checked += 1
-    assert checked == len(operations(client)) * (len(Role) + 1) >= 8 * 8
+    assert checked == len(operations(client)) * len(callers) >= 8 * 12
+    assert ("POST", "/v1/users/{username}/unlock") in {(m, p) for m, p, _ in operations(client)}
 
 
 def test_wrong_password_and_unknown_user_look_the_same(client: TestClient, empty_db: Engine):

@@ -6,6 +6,9 @@ reads by id, logs, GeoJSON, statistics and their CSV exports, the coverage repor
 Whatever comes back must be about town A (or the handler's department) only.
 """
 
+import json
+import math
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -14,8 +17,17 @@ from sqlalchemy import Engine, text
 
 from geoservice.infra.database import transaction
 from layers.models import Role
-from tests.geoservice.events_city import COMMUNITY_A, TOWN_A, TOWN_B, centre, events_client, load_events_city
+from tests.geoservice.events_city import (
+    COMMUNITY_A,
+    COMMUNITY_B,
+    TOWN_A,
+    TOWN_B,
+    centre,
+    events_client,
+    load_events_city,
+)
 from tests.geoservice.signin import sign_in
+from tiles.catalog import LAYERS
 
 
 @pytest.fixture
@@ -88,3 +100,97 @@ def test_coverage_outside_the_region_is_refused(city):
     assert client.get("/v1/coverage", params={"region": TOWN_B}, headers=people["dispatcher_a"]).status_code == 403
     mine = client.get("/v1/coverage", headers=people["dispatcher_a"])
     assert mine.status_code == 200 and mine.json()["region"]["code"] == TOWN_A
+
+
+# Town B's secrets: an event's description and reporter, a worker's position, and its grids' team
+# (a staff directory: city-wide staff such as a handler see every team, region-scoped staff their own).
+EVENTS_B = ("乙镇的秘密", "乙镇报告人", "worker-b")
+TEAM_B = ("乙镇网格员", "乙镇警官")
+SECRETS = {"community dispatcher": EVENTS_B + TEAM_B, "community grid worker": EVENTS_B + TEAM_B,
+           "water handler": EVENTS_B, "citizen": EVENTS_B + TEAM_B}  # fmt: skip
+
+
+@pytest.fixture
+def two_towns(empty_db: Engine):
+    """Town A and B with distinct teams; an event, a citizen's report and a worker's position in each town."""
+    load_events_city(empty_db)
+    with transaction(empty_db) as session:
+        session.execute(text("INSERT INTO departments (code, name) VALUES ('water', '水务局') ON CONFLICT DO NOTHING"))
+        session.execute(text("UPDATE grids SET workers = '{乙镇网格员}', officer = '乙镇警官' WHERE code LIKE :b"),
+                        {"b": COMMUNITY_B + "%"})  # fmt: skip
+    with events_client(empty_db) as client:
+        admin = sign_in(client, empty_db, Role.admin)
+        people = {
+            "community dispatcher": sign_in(client, empty_db, Role.dispatcher, "disp-c", region_code=COMMUNITY_A),
+            "community grid worker": sign_in(client, empty_db, Role.grid_worker, "worker-a", region_code=COMMUNITY_A),
+            "water handler": sign_in(client, empty_db, Role.handler, "water-1", department_code="water"),
+            "citizen": sign_in(client, empty_db, Role.public, "citizen"),
+        }
+        worker_b = sign_in(client, empty_db, Role.grid_worker, "worker-b", region_code=COMMUNITY_B)
+        for grid, who, words in ((0, people["citizen"], "甲镇的事"), (2, admin, "乙镇的秘密")):
+            lon, lat = centre(grid)
+            body = {"lon": lon, "lat": lat, "category": "city_management.garbage", "description": words,
+                    "reporter_name": "乙镇报告人" if grid == 2 else "甲", "reporter_phone": "13800000000",
+                    "source": "grid_worker" if grid == 2 else "public"}  # fmt: skip  (internal finds stay off Open311)
+            assert client.post("/v1/events", json=body, headers=who).status_code in (200, 201)
+        lon, lat = centre(3)
+        position = {"lon": lon, "lat": lat, "available": True}
+        assert client.post("/v1/forces/me/position", json=position, headers=worker_b).status_code in (200, 201)
+        draft = client.post("/v1/boundary-versions", json={"name": "draft"}, headers=admin).json()["id"]
+        yield client, admin, people, draft
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:
+    n = 2**z
+    y = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+    return z, int((lon + 180) / 360 * n), int(y)
+
+
+def concrete_paths(client: TestClient, admin: dict, draft: int, path: str, op: dict) -> list[str]:
+    """Every address worth asking of one published GET operation, its formats included."""
+    b_event = client.get("/v1/events", params={"q": "乙镇的秘密"}, headers=admin).json()["items"]
+    b_id = str(next(e["id"] for e in b_event if e["town_code"] == TOWN_B)) if b_event else "1"
+    z, x, y = tile_of(*centre(2), 14)
+    values = {"event_id": [b_id], "service_request_id": [b_id], "feature_id": [b_id, COMMUNITY_B + "001"],
+              "version_id": [str(draft)], "other_id": ["1"], "z": [str(z)], "x": [str(x)], "y": [str(y)],
+              "collection_id": [c["id"] for c in client.get("/collections", headers=admin).json()["collections"]],
+              "layer": list(LAYERS)}  # fmt: skip
+    paths = [path]
+    for name in re.findall(r"\{([^}]+)\}", path):
+        paths = [p.replace("{" + name + "}", v) for p in paths for v in values.get(name, ["1"])]
+    query = {"by": "grid", "month": "2026-12"}
+    formats = [None]
+    for parameter in op.get("parameters", []):
+        schema = parameter.get("schema", {})
+        enum = schema.get("enum") or next((a["enum"] for a in schema.get("anyOf", []) if "enum" in a), None)
+        if parameter["name"] == "format" and enum:
+            formats = [None, *enum]
+    needed = [p["name"] for p in op.get("parameters", []) if p.get("required") and p["in"] == "query"]
+    if any(n not in query for n in needed):
+        return []  # locate and the like: a point must be given, and staff may locate anywhere
+    params = "&".join(f"{n}={query[n]}" for n in needed)
+    return [p + "?" + "&".join(x for x in (params, f"format={f}" if f else "") if x) for p in paths for f in formats]
+
+
+def test_no_surface_shows_a_narrow_user_what_lies_outside_their_scope(two_towns):
+    """Generated from the published OpenAPI: every GET, every format, as each narrowly scoped user."""
+    client, admin, people, draft = two_towns
+    operations = [(path, op) for path, ops in client.get("/openapi.json").json()["paths"].items()
+                  for method, op in ops.items() if method == "get"]  # fmt: skip
+    asked = 0
+    for path, op in operations:
+        for address in concrete_paths(client, admin, draft, path, op):
+            for who, auth in people.items():
+                response = client.get(address, headers=auth)
+                assert response.status_code < 500, (who, address, response.text)
+                if response.status_code != 200:
+                    continue
+                asked += 1
+                for secret in SECRETS[who]:
+                    escaped = json.dumps(secret)[1:-1].encode()
+                    leaked = secret.encode() in response.content or escaped in response.content
+                    assert not leaked, f"{who} sees {secret!r} in {address}"
+    assert asked > 100
+    # The secrets are there to be found: an admin sees them.
+    assert "乙镇的秘密" in client.get("/v1/events", headers=admin).text
+    assert "乙镇网格员" in client.get(f"/v1/boundary-versions/{draft}/grids", headers=admin).text
