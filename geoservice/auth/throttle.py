@@ -36,7 +36,7 @@ def sign_in(session: Session, username: str, password: str, address: str, settin
     _refuse_while_throttled(session, username, address)
     principal = authenticate(session, username, password)
     if principal is not None:
-        session.execute(text("DELETE FROM signin_throttle WHERE kind = 'account' AND subject = :u"), {"u": username})
+        _clear_account(session, username)
         return principal
     counts = {
         kind: _count_failure(session, kind, subject, lock_after, settings)
@@ -58,11 +58,14 @@ def unlock(session: Session, username: str) -> bool:
     exists = session.execute(text("SELECT 1 FROM users WHERE username = :u"), {"u": username}).first()
     if exists is None:
         raise NotFound(f"no user called {username!r}", title="No such user")
-    removed = session.execute(
-        text("DELETE FROM signin_throttle WHERE kind = 'account' AND subject = :u"), {"u": username}
-    ).rowcount
+    removed = _clear_account(session, username)
     log.info("sign-in lock lifted", extra={"username": username, "had_lock": bool(removed)})
     return bool(removed)
+
+
+def _clear_account(session: Session, username: str) -> int:
+    query = text("DELETE FROM signin_throttle WHERE kind = 'account' AND subject = :u")
+    return session.execute(query, {"u": username}).rowcount
 
 
 def _refuse_while_throttled(session: Session, username: str, address: str) -> None:
