@@ -22,17 +22,21 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geoservice.auth.users import Principal, authenticate
-from geoservice.errors import NotFound, TooManyAttempts
+from geoservice.errors import InvalidInput, NotFound, TooManyAttempts
 from geoservice.settings import AuthSettings
 
 log = logging.getLogger("geoservice.signin")
+MAX_USERNAME = 100  # users.username is String(100)
 
 
 def sign_in(session: Session, username: str, password: str, address: str, settings: AuthSettings) -> Principal | None:
     """The user if the password is right, None if not (the failure counted and logged).
 
-    Raises ``TooManyAttempts`` while the account or the address waits out a delay or a lock.
+    Raises ``TooManyAttempts`` while the account or the address waits out a delay or a lock, and
+    ``InvalidInput`` for a name no account can have (PostgreSQL text holds no NUL; names are short).
     """
+    if len(username) > MAX_USERNAME or "\x00" in username:
+        raise InvalidInput(f"a username has at most {MAX_USERNAME} characters and no NUL byte")
     _refuse_while_throttled(session, username, address)
     principal = authenticate(session, username, password)
     if principal is not None:
@@ -55,8 +59,9 @@ def sign_in(session: Session, username: str, password: str, address: str, settin
 
 def unlock(session: Session, username: str) -> bool:
     """Lift an account's lock and delay (an admin's call); False when it had none."""
-    exists = session.execute(text("SELECT 1 FROM users WHERE username = :u"), {"u": username}).first()
-    if exists is None:
+    possible = len(username) <= MAX_USERNAME and "\x00" not in username
+    known = possible and session.execute(text("SELECT 1 FROM users WHERE username = :u"), {"u": username}).first()
+    if not known:
         raise NotFound(f"no user called {username!r}", title="No such user")
     removed = _clear_account(session, username)
     log.info("sign-in lock lifted", extra={"username": username, "had_lock": bool(removed)})

@@ -75,6 +75,12 @@ def test_wrong_password_and_unknown_user_look_the_same(client: TestClient, empty
     assert wrong.json()["detail"] == unknown.json()["detail"]
 
 
+def test_a_name_no_account_can_have_is_refused_without_a_server_error(client: TestClient):
+    for name in ("x" * 300, "a\x00b"):
+        response = client.post("/v1/auth/token", data={"username": name, "password": "not it at all"})
+        assert response.status_code == 422 and "at most 100 characters" in response.json()["detail"]
+
+
 def test_disabled_accounts_cannot_sign_in(client: TestClient, empty_db: Engine):
     """Tokens already issued stop too: tests/geoservice/test_principal_cache.py."""
     sign_in(client, empty_db, Role.supervisor, "zhao")
@@ -162,5 +168,6 @@ def test_failed_sign_ins_are_delayed_then_locked_across_workers_until_an_admin_u
         assert lifted.status_code == 200 and lifted.json() == {"username": "li", "was_throttled": True}
         time.sleep(1.05)  # the address's own delay (its failures are not cleared by an unlock)
         assert attempt(one, right).status_code == 200
-        assert two.post("/v1/users/nobody/unlock", headers=admin).status_code == 404
+        for nobody in ("nobody", "a%00b"):
+            assert two.post(f"/v1/users/{nobody}/unlock", headers=admin).status_code == 404
 

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, text
 from typer.testing import CliRunner
 
+from etl.reference import load_reference_data
 from geoservice.app import create_app
 from geoservice.cli import app as cli
 from geoservice.infra.database import transaction
@@ -188,15 +189,17 @@ def test_a_public_locate_batch_counts_its_points(empty_db: Engine):
         assert client.get("/v1/locate", params=INSIDE).status_code == 200  # the 10 points left are still usable
 
 
-def test_signed_in_citizens_are_rate_limited_too(empty_db: Engine):
+def test_signed_in_citizens_reports_are_rate_limited_too(empty_db: Engine):
     load_tiny_city(empty_db)
+    with transaction(empty_db) as session:
+        load_reference_data(session)
     with make_client(empty_db, public_rate="4/minute") as client:
         citizen = sign_in(client, empty_db, Role.public, "citizen")  # one from the address's bucket
         staff = sign_in(client, empty_db, Role.dispatcher)  # and another
-        assert [client.get("/v1/locate", params=INSIDE, headers=citizen).status_code for _ in range(5)] == [200] * 4 + [
-            429
-        ]
-        assert client.get("/v1/locate", params=INSIDE, headers=staff).status_code == 200
+        report = {**INSIDE, "category": "city_management.garbage", "description": "路口垃圾"}
+        statuses = [client.post("/v1/events", json=report, headers=citizen).status_code for _ in range(5)]
+        assert statuses == [201] * 4 + [429]
+        assert client.post("/v1/events", json=report, headers=staff).status_code == 201
 
 
 def test_a_bearer_token_does_not_lift_the_limit_on_sign_in(empty_db: Engine):
