@@ -101,7 +101,9 @@ def route_parquet(
         routed = frame.map_partitions(route_partition, key, input_crs, meta=meta)
         target.mkdir(parents=True, exist_ok=True)
         dask_geopandas.from_dask_dataframe(routed, geometry="geometry").to_parquet(target, write_index=False)
-        counts = routed[["grid_code", "reason"]].map_partitions(_counts, meta=_counts(meta)).compute()
+        # Counted from what was written: counting ``routed`` would route every partition a second time.
+        written = dd.read_parquet(str(target), columns=["grid_code", "reason"])
+        counts = written.map_partitions(_counts, meta=_counts(meta[["grid_code", "reason"]])).compute()
     finally:
         _ROUTERS.pop(key, None)
         client.unregister_worker_plugin(f"geoservice-router-{key}")
