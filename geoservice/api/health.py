@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
@@ -22,7 +24,9 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request, session: SessionDep) -> dict[str, object]:
     """The database answers; which boundary version is in force, and which one this worker's router answers from.
 
-    The two differ for up to ``GEOSERVICE_VERSION_CHECK_S`` seconds after a publish.
+    The two differ until this worker has heard the publish (NOTIFY; at the latest after
+    ``GEOSERVICE_VERSION_CHECK_S``) and built the new router. ``worker_pid`` tells the workers of
+    ``geoservice serve --workers N`` apart.
     """
     postgis = session.execute(text("SELECT postgis_lib_version()")).scalar()
     router = request.app.state.routers.loaded()
@@ -31,4 +35,5 @@ def readyz(request: Request, session: SessionDep) -> dict[str, object]:
         "postgis": postgis,
         "boundary_version": current_version_id(session),
         "router_version": None if router is None else router.version_id,
+        "worker_pid": os.getpid(),
     }

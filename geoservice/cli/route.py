@@ -2,34 +2,64 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from etl.readers import ReadError
-from geoservice.cli.output import console, err, fail
-from geoservice.infra.database import open_database
+from geoservice.cli.output import console, err, fail, spinner
+from geoservice.infra.database import open_database, transaction
 from geoservice.settings import RoutingSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from geoservice.routing.router import Router
+
+
+class RoutingEngine(enum.StrEnum):
+    """Where the points are routed: this process (chunked files) or a Dask cluster (partitioned Parquet)."""
+
+    local = "local"
+    dask = "dask"
 
 
 def route(
     source: Annotated[
-        Path, typer.Argument(metavar="IN", help="CSV (lon, lat columns), GeoJSON, GeoPackage or Shapefile")
+        Path,
+        typer.Argument(metavar="IN", help="CSV (lon, lat), GeoJSON, GeoPackage, Shapefile; with --engine dask: "
+                       "a Parquet file or a directory of them (GeoParquet, or lon/lat columns)"),
+    ],  # fmt: skip
+    target: Annotated[
+        Path, typer.Argument(metavar="OUT", help=".csv, .gpkg or .geojson; with --engine dask: a directory")
     ],
-    target: Annotated[Path, typer.Argument(metavar="OUT", help=".csv, .gpkg or .geojson")],
     crs: Annotated[str | None, typer.Option(help="CRS of IN when it declares none")] = None,
     rejects: Annotated[Path | None, typer.Option(help="where unusable rows go; default OUT.rejected.csv")] = None,
     chunk: Annotated[int, typer.Option(min=1000, help="rows per chunk")] = 200_000,
+    engine: Annotated[RoutingEngine, typer.Option(help="local: this process; dask: a Dask cluster")] = (
+        RoutingEngine.local
+    ),
+    scheduler: Annotated[str | None, typer.Option(help="dask: the scheduler's address; default a LocalCluster")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="dask: LocalCluster worker processes")] = 2,
+    load: Annotated[str | None, typer.Option(help="dask: also COPY the result into this new PostGIS table")] = None,
 ) -> None:
     """Add grid, community, town and station codes (and department) to every row of a file of points."""
     from geoservice.boundaries.versions import NoVersionInForce
-    from geoservice.routing.bulk_files import route_file
     from geoservice.routing.registry import RouterRegistry
 
+    if engine == RoutingEngine.local and (scheduler or load):
+        raise fail("--scheduler and --load go with --engine dask")
     try:
-        router = RouterRegistry(open_database(), RoutingSettings()).current()
+        database = open_database()
+        router = RouterRegistry(database, RoutingSettings()).current()
+        if engine == RoutingEngine.dask:
+            _route_on_dask(router, source, target, crs, scheduler, workers, load, database)
+            return
+        from geoservice.routing.bulk_files import route_file
+
         with Progress(
             TextColumn("routing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as bar:
@@ -44,3 +74,28 @@ def route(
     if summary.rejected:
         message += f", {summary.rejected:,} rejected (reasons in {summary.rejects_path})"
     console.print(message, highlight=False)
+
+
+def _route_on_dask(
+    router: Router, source: Path, target: Path, crs: str | None, scheduler: str | None, workers: int,
+    load: str | None, database: Engine,
+) -> None:  # fmt: skip
+    from geoservice.routing.distributed import dask_client, load_routed, route_parquet
+
+    try:
+        with spinner() as progress, dask_client(scheduler, workers) as client:
+            progress.add_task(f"routing {source} on {scheduler or f'{workers} local workers'}", total=None)
+            summary = route_parquet(client, router, source, target, crs=crs)
+    except OSError as exc:  # the scheduler cannot be reached
+        raise fail(f"dask scheduler {scheduler}: {exc}") from exc
+    message = (
+        f"{summary.rows:,} rows in {summary.partitions} partitions on {summary.workers} workers: "
+        f"{summary.routed:,} routed, {summary.outside:,} outside every grid"
+    )
+    if summary.rejected:
+        message += f", {summary.rejected:,} rejected (the reason is in their 'reason' column)"
+    console.print(message, highlight=False)
+    if load:
+        with transaction(database) as session:
+            rows = load_routed(session, target, load)
+        console.print(f"loaded {rows:,} rows into table {load}", highlight=False)

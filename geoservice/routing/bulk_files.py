@@ -120,7 +120,7 @@ def _csv_chunks(source: Path, crs: InputCRS, chunk_rows: int) -> Iterator[Chunk]
     for table in reader:
         x = pd.to_numeric(table["lon"].str.strip(), errors="coerce").to_numpy(float)
         y = pd.to_numeric(table["lat"].str.strip(), errors="coerce").to_numpy(float)
-        yield (table, *_checked(x, y, crs))
+        yield (table, *checked_wgs84(x, y, crs))
 
 
 def _vector_chunks(source: Path, crs: InputCRS, total: int, chunk_rows: int) -> Iterator[Chunk]:
@@ -131,13 +131,13 @@ def _vector_chunks(source: Path, crs: InputCRS, total: int, chunk_rows: int) -> 
         x = np.where(is_point, shapely.get_x(np.where(is_point, geoms, None)), np.nan)
         y = np.where(is_point, shapely.get_y(np.where(is_point, geoms, None)), np.nan)
         table = pd.DataFrame(frame.drop(columns=frame.geometry.name))
-        lon, lat, problems = _checked(x, y, crs)
+        lon, lat, problems = checked_wgs84(x, y, crs)
         problems = np.where(is_point, problems, "geometry is not a Point")
         yield table, lon, lat, problems
 
 
-def _checked(x: np.ndarray, y: np.ndarray, crs: InputCRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """WGS84 coordinates and, per row, '' or why the row cannot be routed."""
+def checked_wgs84(x: np.ndarray, y: np.ndarray, crs: InputCRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """WGS84 coordinates and, per row, '' or why the row cannot be routed (every bulk engine says the same)."""
     problems = np.full(x.shape, "", dtype=object)
     finite = np.isfinite(x) & np.isfinite(y)
     problems[~finite] = "lon/lat are missing or not numbers"

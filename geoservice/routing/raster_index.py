@@ -70,6 +70,12 @@ class RasterIndex:
         self.cell_m = cell_m
         self._build()
 
+    def __setstate__(self, state: dict) -> None:
+        # A pickled index (shipped to Dask workers) arrives with its polygons unprepared: prepare them
+        # again, or every boundary-cell test walks the polygon from scratch (locate_many measured 2.5× slower).
+        self.__dict__.update(state)
+        shapely.prepare(self.polygons)
+
     # --- queries ---------------------------------------------------------------------------------
     def locate(self, x: float, y: float) -> int:
         """The covering polygon's rank for one point (the single-request path: no numpy overhead)."""
