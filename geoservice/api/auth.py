@@ -13,6 +13,7 @@ from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.tokens import issue_token
 from geoservice.auth.users import Principal, authenticate
 from geoservice.errors import SignInRequired
+from geoservice.inputs import check_text
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -37,6 +38,7 @@ class Me(BaseModel):
 @router.post("/token", response_model=Token, **policy(EVERYONE))
 def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep) -> Token:
     """Sign in (form fields ``username`` and ``password``)."""
+    check_text("username", form.username)  # a NUL cannot even be looked up: 422, not a database error
     principal = authenticate(session, form.username, form.password)
     if principal is None:
         raise SignInRequired("wrong username or password, or the account is disabled", title="Sign-in failed")

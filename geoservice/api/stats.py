@@ -111,7 +111,9 @@ def get_hotspots(
     region: Region = None,
     alpha: Annotated[float, Query(gt=0, le=0.2, description="significance level of the pseudo p-value")] = 0.05,
     permutations: Annotated[int, Query(ge=99, le=9999)] = hotspots_module.PERMUTATIONS,
-    seed: Annotated[int, Query(ge=0, description="seed of the permutations: same data, same seed, same answer")] = 0,
+    seed: Annotated[
+        int, Query(ge=0, le=2**32 - 1, description="seed of the permutations: same data, same seed, same answer")
+    ] = 0,
     every: Annotated[bool, Query(description="list every grid with its z-score, not only hotspots")] = False,
     format: Format = "json",
 ) -> Response:
