@@ -11,28 +11,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from geoservice.app import create_app
 from geoservice.infra.database import transaction
 from geoservice.open311.clients import add_client
-from geoservice.settings import RoutingSettings
 from layers.models import Role
-from tests.geoservice.events_city import AUTH, COMMUNITY_A, EVENTS, centre, load_events_city
+from tests.geoservice.events_city import COMMUNITY_A, centre, events_city_client, events_client, load_events_city
 from tests.geoservice.signin import sign_in
 
 LON, LAT = centre(0)
 REPORT = {"lon": LON, "lat": LAT, "category": "city_management.garbage", "description": "垃圾乱堆"}
 
 
-def make_client(engine: Engine, address: str = "198.51.100.7") -> TestClient:
-    app = create_app(engine=engine, auth_settings=AUTH, routing=RoutingSettings(version_check_s=0.2))
-    app.state.event_settings = EVENTS
-    return TestClient(app, client=(address, 50000))
-
-
 @pytest.fixture
 def client(empty_db: Engine) -> Iterator[TestClient]:
-    load_events_city(empty_db)
-    with make_client(empty_db) as client:
+    with events_city_client(empty_db) as client:
         yield client
 
 
@@ -173,7 +164,7 @@ def test_an_idempotency_header_that_contradicts_the_body_is_a_422(client, empty_
 
 def test_two_anonymous_citizens_choosing_one_key_do_not_collide(empty_db):
     load_events_city(empty_db)
-    with make_client(empty_db, "198.51.100.7") as one, make_client(empty_db, "203.0.113.9") as two:
+    with events_client(empty_db, "198.51.100.7") as one, events_client(empty_db, "203.0.113.9") as two:
         first = one.post("/v1/events", json={**REPORT, "idempotency_key": "1"})
         second = two.post("/v1/events", json={**REPORT, "description": "路灯坏了", "idempotency_key": "1"})
         again = one.post("/v1/events", json={**REPORT, "idempotency_key": "1"})
