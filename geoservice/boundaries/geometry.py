@@ -25,14 +25,20 @@ def geometry_from_geojson(geometry: Mapping[str, Any], crs: str = "wgs84") -> Ba
     """A GeoJSON geometry in ``crs`` as WGS84 (ValueError when it cannot be read).
 
     A polygon's rings must be closed, as RFC 7946 says: shapely would close an open ring silently,
-    and an outline the planner did not draw is not one to store.
+    and an outline the planner did not draw is not one to store. Positions are 2-D and finite
+    (grids are stored in 2-D; a height would be refused by PostGIS instead, as a 500).
     """
     _require_closed_rings(geometry)
     try:
         geom = shapely.geometry.shape(dict(geometry))
     except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
         raise ValueError(f"not a GeoJSON geometry: {exc}") from exc
-    return geometries_to_wgs84([geom], parse_crs(crs))[0]
+    if shapely.has_z(geom):
+        raise ValueError("positions are [lon, lat] (or [x, y]); 3-D coordinates are not taken")
+    wgs84 = geometries_to_wgs84([geom], parse_crs(crs))[0]
+    if not np.isfinite(shapely.get_coordinates(wgs84)).all():
+        raise ValueError(f"the coordinates are not finite numbers in {crs}, or cannot be converted from it")
+    return wgs84
 
 
 def _require_closed_rings(geometry: Mapping[str, Any]) -> None:

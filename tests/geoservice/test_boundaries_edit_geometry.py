@@ -1,5 +1,5 @@
 """Issue 15: an outline a grid cannot have is refused at the edit (422), so a draft never becomes
-unvalidatable — checked case by case, then by hypothesis with random polygons through the real app."""
+unvalidatable — checked case by case, then by hypothesis with random polygons and cutting lines through the real app."""
 
 import itertools
 from collections.abc import Iterator
@@ -106,18 +106,27 @@ geometries = st.one_of(
 )  # fmt: skip
 
 
+lines = st.one_of(
+    st.builds(lambda points: {"type": "LineString", "coordinates": points}, st.lists(point, min_size=2, max_size=6)),
+    st.just({"type": "LineString", "coordinates": [[X0 + D / 2, Y0 - D], [X0 + D / 2, Y0 + 2 * D]]}),  # a clean cut
+)
+OPS = ["replace_geometry", "add", "move_boundary", "split"]
+CRSES = ["wgs84", "wgs84", "gcj02", "EPSG:4549"]  # mostly lon/lat, where the drawn shapes land on the grids
+
+
 def test_random_outlines_give_2xx_or_422_and_the_draft_still_answers(client, planner):
     calls: list[int] = []
 
-    @given(geometry=geometries, op=st.sampled_from(["replace_geometry", "add", "move_boundary"]))
+    @given(geometry=geometries, line=lines, op=st.sampled_from(OPS), crs=st.sampled_from(CRSES))
     @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    def check(geometry: dict, op: str) -> None:
+    def check(geometry: dict, line: dict, op: str, crs: str) -> None:
         draft = new_draft(client, planner)
         body = {
             "replace_geometry": {"op": op, "grid": GRID, "geometry": geometry},
             "add": {"op": op, "community_code": WEST, "name": "新格", "geometry": geometry},
             "move_boundary": {"op": op, "from_grid": WEST + "002", "to_grid": GRID, "area": geometry},
-        }[op]
+            "split": {"op": op, "grid": GRID, "line": line},
+        }[op] | {"crs": crs}
         edited = client.post(f"/v1/boundary-versions/{draft}/edits", json=body, headers=planner)
         assert edited.status_code in (200, 422), edited.text
         validation = client.get(f"/v1/boundary-versions/{draft}/validation", headers=planner)
