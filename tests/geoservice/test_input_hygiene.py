@@ -214,3 +214,15 @@ def test_a_username_with_a_nul_is_a_422(client):
     # found by the schema fuzz: the look-up reached PostgreSQL, which cannot hold a NUL in text
     body = problem(client.post("/v1/auth/token", data={"username": "ad\x00min", "password": "x"}))
     assert "username" in body["detail"]
+
+
+def test_a_rejected_upload_does_not_show_server_paths(client, empty_db):
+    planner = sign_in(client, empty_db, Role.planner)
+    feature = {"type": "Feature", "properties": {"name": "无编码"},
+               "geometry": {"type": "Polygon", "coordinates": [[[120.5, 32.3], [120.51, 32.3], [120.51, 32.31],
+                                                                [120.5, 32.3]]]}}  # fmt: skip
+    grids = json.dumps({"type": "FeatureCollection", "features": [feature]}).encode()
+    response = client.post("/v1/boundary-versions/imports", data={"name": "up"},
+                           files={"grids": ("grids.geojson", grids)}, headers=planner)  # fmt: skip
+    assert problem(response)["title"] == "File rejected"
+    assert tempfile.gettempdir() not in response.text and response.json()["detail"].startswith("grids.geojson: ")
