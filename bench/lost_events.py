@@ -138,11 +138,12 @@ class Restarter:
 
 
 def stored(database_url: str) -> dict[str, list[int]]:
-    """Event ids by the idempotency key the clients sent (stored as ``api:<user>:<key>``)."""
+    """Event ids by the idempotency key the clients sent (``api:<user>:<key>``, ``anon:<address>:<key>``)."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT idempotency_key, id FROM events WHERE idempotency_key LIKE 'api:%'"))
+            keys = "idempotency_key LIKE 'api:%' OR idempotency_key LIKE 'anon:%'"
+            rows = conn.execute(text(f"SELECT idempotency_key, id FROM events WHERE {keys}"))
             out: dict[str, list[int]] = {}
             for key, event_id in rows:
                 out.setdefault(key.rsplit(":", 1)[-1], []).append(event_id)

@@ -54,9 +54,13 @@ def import_layer(
     fix: bool = False,
     version: str | None = None,
 ) -> ImportReport:
-    """Read ``path`` as ``layer``, validate it, and load it in the session's transaction."""
+    """Read ``path`` as ``layer``, validate it, and load it in the session's transaction.
+
+    A rejection names the file by its own name (as ``ReadError`` does): an upload sits in a
+    temporary folder of the server, which is no business of the client's.
+    """
     read = read_features(path, crs)
-    return import_frame(session, layer, read.frame, fix=fix, version=version, source=str(path),
+    return import_frame(session, layer, read.frame, fix=fix, version=version, source=Path(path).name,
                         read_problems=read.problems)  # fmt: skip
 
 

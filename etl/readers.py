@@ -21,7 +21,18 @@ VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".zip"}
 
 
 class ReadError(ValueError):
-    """The file as a whole cannot be read (missing, unknown format, conflicting CRS)."""
+    """The file as a whole cannot be read (missing, unknown format, conflicting CRS).
+
+    The message names the file by its own name, never its directory: an uploaded file sits in a
+    temporary folder of the server, and where the server keeps things is nobody's business (the
+    reasons GDAL gives quote the full path, so it is taken out of them too).
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        path = Path(path)
+        for where in (str(path), str(path.parent) + "/"):
+            reason = reason.replace(where, path.name if where == str(path) else "")
+        super().__init__(f"{path.name}: {reason}")
 
 
 @dataclass
@@ -42,16 +53,16 @@ def read_features(path: Path, crs: str | None = None) -> ReadResult:
     """
     path = Path(path)
     if not path.exists():
-        raise ReadError(f"{path}: no such file")
+        raise ReadError(path, "no such file")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _read_csv(path, parse_crs(crs))
     if suffix not in VECTOR_SUFFIXES:
-        raise ReadError(f"{path}: unsupported format {suffix!r}; use GeoJSON, GeoPackage, Shapefile or CSV")
+        raise ReadError(path, f"unsupported format {suffix!r}; use GeoJSON, GeoPackage, Shapefile or CSV")
     try:
         frame = pyogrio.read_dataframe(path)
     except Exception as exc:  # pyogrio raises several DataSource errors; all mean "cannot read"
-        raise ReadError(f"{path}: cannot read: {exc}") from exc
+        raise ReadError(path, f"cannot read: {exc}") from exc
     declared = crs_from_file(frame.crs)
     source = choose_crs(path, declared, crs)
     frame = frame.reset_index(drop=True)
@@ -71,14 +82,17 @@ def choose_crs(path: Path, declared: InputCRS | None, asked: str | None) -> Inpu
         return wanted
     if declared.is_geographic_wgs84_like and (wanted.is_geographic_wgs84_like or wanted.epsg is None):
         return wanted  # lon/lat files carry no datum we could check GCJ-02/BD-09 against
-    raise ReadError(f"{path}: the file declares {declared.name} but --crs {wanted.name} was given")
+    raise ReadError(path, f"the file declares {declared.name} but --crs {wanted.name} was given")
 
 
 def _read_csv(path: Path, source: InputCRS) -> ReadResult:
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ReadError(path, f"cannot read as UTF-8 CSV: {exc}") from exc
     missing = {"lon", "lat"} - set(table.columns)
     if missing:
-        raise ReadError(f"{path}: a CSV needs 'lon' and 'lat' columns; missing {', '.join(sorted(missing))}")
+        raise ReadError(path, f"a CSV needs 'lon' and 'lat' columns; missing {', '.join(sorted(missing))}")
     lon = pd.to_numeric(table["lon"].str.strip(), errors="coerce").to_numpy(float)
     lat = pd.to_numeric(table["lat"].str.strip(), errors="coerce").to_numpy(float)
     problems = {
@@ -87,9 +101,7 @@ def _read_csv(path: Path, source: InputCRS) -> ReadResult:
     }
     points = shapely.points(lon, lat)
     points[list(problems)] = None  # reported above; validation names them once
-    frame = gpd.GeoDataFrame(
-        table.drop(columns=["lon", "lat"]), geometry=geometries_to_wgs84(points, source), crs=4326
-    )
+    frame = gpd.GeoDataFrame(table.drop(columns=["lon", "lat"]), geometry=geometries_to_wgs84(points, source), crs=4326)
     return ReadResult(frame, source, problems)
 
 

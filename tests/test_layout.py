@@ -26,7 +26,7 @@ TOP_LEVEL = {
 # ``boundaries.versions`` (which version is in force) sits below the router, which reads it; the
 # rest of ``boundaries`` (drafts, validation, impact, publishing) builds routers, so it sits above.
 ROOMS: list[tuple[str, ...]] = [
-    ("settings", "errors"),
+    ("settings", "errors", "inputs"),
     ("infra",),
     ("auth",),
     ("boundaries.versions", "boundaries.units", "boundaries.geometry", "boundaries.settings"),

@@ -44,6 +44,7 @@ from geoservice.boundaries.versions import (
     grid_features,
     list_versions,
 )
+from geoservice.inputs import FreeText, Name, RequestBody, ZonedTime
 from layers.models import Role
 
 router = APIRouter(prefix="/v1/boundary-versions", tags=["boundary versions"])
@@ -55,24 +56,24 @@ VersionId = Annotated[int, Field(ge=1)]
 GEOJSON = "application/geo+json"
 
 
-class DraftCreate(BaseModel):
+class DraftCreate(RequestBody):
     """A new draft: a copy of ``based_on`` (a version id; default the version in force)."""
 
-    name: str = Field(min_length=1, max_length=100, examples=["2026-12 新城社区调整"])
-    based_on: int | None = None
-    note: str = ""
+    name: Name = Field(min_length=1, max_length=100, examples=["2026-12 新城社区调整"])
+    based_on: int | None = Field(None, ge=1, le=2**31 - 1)
+    note: FreeText = Field("", max_length=2000)
 
 
-class PublishRequest(BaseModel):
+class PublishRequest(RequestBody):
     """When the version takes effect (default now); a time needs its zone."""
 
-    effective_from: datetime | None = None
+    effective_from: ZonedTime | None = None
 
 
 class RollbackRequest(PublishRequest):
     """Publish a copy of an old version; ``name`` defaults to "<old name> (rollback n)"."""
 
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = Field(None, min_length=1, max_length=100)
 
 
 class EditOutcome(BaseModel):
@@ -108,11 +109,11 @@ def post_draft(body: DraftCreate, session: SessionDep) -> VersionInfo:
 @router.post("/imports", status_code=201, response_model=VersionInfo, **policy(WRITERS))
 def post_draft_from_files(
     session: SessionDep,
-    name: Annotated[str, Form(min_length=1, max_length=100)],
+    name: Annotated[Name, Form(min_length=1, max_length=100)],
     grids: Annotated[UploadFile, File(description="grids: GeoJSON, GeoPackage or a zipped Shapefile")],
     regions: Annotated[UploadFile | None, File(description="regions (optional; default: those in force)")] = None,
-    crs: Annotated[str | None, Form(description="CRS of files that declare none")] = None,
-    note: Annotated[str, Form()] = "",
+    crs: Annotated[Name | None, Form(max_length=30, description="CRS of files that declare none")] = None,
+    note: Annotated[FreeText, Form(max_length=2000)] = "",
 ) -> VersionInfo:
     """Create a draft from uploaded files, validated as ``geoservice import`` validates them."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +126,7 @@ def post_draft_from_files(
 @router.get("/in-force", response_model=VersionInfo, **policy(STAFF))
 def get_in_force(
     session: SessionDep,
-    at: Annotated[datetime | None, Query(description="the instant (with a zone); default now")] = None,
+    at: Annotated[ZonedTime | None, Query(description="the instant (with a zone); default now")] = None,
 ) -> VersionInfo:
     """The version in force at an instant: its grids (``/{id}/grids``) are the layer as it was then."""
     version_id = current_version_id(session, _aware(at))
@@ -156,9 +157,10 @@ def get_grids(version_id: VersionId, session: SessionDep, who: Reader) -> JSONRe
 
 
 @router.post("/{version_id}/edits", response_model=EditOutcome, **policy(WRITERS))
-def post_edit(version_id: VersionId, edit: Edit, session: SessionDep) -> EditOutcome:
-    """Apply one edit to a draft (409 when the version is not a draft)."""
-    return EditOutcome(**vars(apply_edit(session, version_id, edit)))
+def post_edit(request: Request, version_id: VersionId, edit: Edit, session: SessionDep) -> EditOutcome:
+    """Apply one edit to a draft (409 when the version is not a draft; 422 for an outline a grid cannot have)."""
+    settings, metric_crs = request.app.state.boundary_settings, request.app.state.routing_settings.metric_crs
+    return EditOutcome(**vars(apply_edit(session, version_id, edit, settings, metric_crs=metric_crs)))
 
 
 @router.get(

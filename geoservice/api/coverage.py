@@ -28,6 +28,7 @@ from geoservice.coverage.html import render_html
 from geoservice.coverage.output import report_csv, report_geojson, report_json, suggestion_json
 from geoservice.coverage.service import coverage_report, suggest_sites
 from geoservice.coverage.siting import TIME_LIMIT_S
+from geoservice.inputs import ZonedTime
 from layers.models import PostLevel, Role
 
 router = APIRouter(prefix="/v1/coverage", tags=["coverage"])
@@ -67,7 +68,7 @@ def get_coverage(
     level: Annotated[PostLevel | None, Query(description="one post level; default: all three")] = None,
     format: Annotated[Literal["json", "geojson", "csv", "html"], Query(description="answer format")] = "json",
     as_of: Annotated[
-        datetime | None, Query(description="end of the 12 months of events counted (with a zone); default now")
+        ZonedTime | None, Query(description="end of the 12 months of events counted (with a zone); default now")
     ] = None,
 ) -> Response:
     """Share of area and people within each level's ring rule, key places and events outside it, and the gaps.
@@ -110,7 +111,7 @@ def suggest(
     ] = "population",
     full: Annotated[bool, Query(description="also answer how many posts would cover all of it (LSCP)")] = False,
     time_limit_s: Annotated[float, Query(gt=0, le=120, description="CBC time limit per model")] = TIME_LIMIT_S,
-    as_of: Annotated[datetime | None, Query(description="end of the 12 months of events (demand=events)")] = None,
+    as_of: Annotated[ZonedTime | None, Query(description="end of the 12 months of events (demand=events)")] = None,
 ) -> Response:
     """Where k new posts of a level would reach the most uncovered demand (spopt MCLP, straight-line distance).
 

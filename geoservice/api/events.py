@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from geoservice.api.deps import SessionDep
 from geoservice.api.locate import locate_router
@@ -29,6 +29,7 @@ from geoservice.events.report import report_event
 from geoservice.events.sweep import PeriodicSweep
 from geoservice.events.transitions import apply_transition
 from geoservice.events.workflow import ACTIONS, STATUSES, STEPS
+from geoservice.inputs import AwareTime, FreeText, HttpUrl, Name, RequestBody, ZonedTime
 from geoservice.settings import EventSettings
 from layers.crs import from_wgs84, parse_crs
 from layers.models import Role
@@ -54,42 +55,42 @@ READERS = allow(EVERYONE - {Role.planner})
 ACTORS = allow(*set().union(*(s.roles for s in STEPS.values())))
 
 
-class PhotoIn(BaseModel):
+class PhotoIn(RequestBody):
     """Metadata of a photo stored elsewhere (the mobile client uploads files to object storage)."""
 
-    url: str = Field(max_length=500)
-    caption: str | None = Field(None, max_length=500)
-    taken_at: str | None = Field(None, max_length=40)
+    url: HttpUrl = Field(max_length=500, description="an absolute http(s) link")
+    caption: Name | None = Field(None, max_length=500)
+    taken_at: AwareTime | None = Field(None, description="when it was taken, with its zone")
 
 
-class EventCreate(BaseModel):
+class EventCreate(RequestBody):
     """A report: where, what, who; the same ``idempotency_key`` twice stores one event."""
 
     lon: float = Field(description="longitude (or easting) in crs")
     lat: float = Field(description="latitude (or northing) in crs")
-    crs: str = Field("wgs84", max_length=30, description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
-    category: str = Field(min_length=1, max_length=80, examples=["city_management.garbage"])
-    description: str = Field("", max_length=2000)
-    source: str = Field("public", description="public, grid_worker, hotline_12345 or video")
-    priority: str = Field("normal", description="normal or urgent")
-    reporter_name: str | None = Field(None, max_length=100)
-    reporter_phone: str | None = Field(None, max_length=50)
+    crs: Name = Field("wgs84", max_length=30, description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+    category: Name = Field(min_length=1, max_length=80, examples=["city_management.garbage"])
+    description: FreeText = Field("", max_length=2000)
+    source: Name = Field("public", description="public, grid_worker, hotline_12345 or video")
+    priority: Name = Field("normal", description="normal or urgent")
+    reporter_name: Name | None = Field(None, max_length=100)
+    reporter_phone: Name | None = Field(None, max_length=50)
     photos: list[PhotoIn] = Field(default_factory=list, max_length=9)
-    occurred_at: datetime | None = None
-    idempotency_key: str | None = Field(None, min_length=1, max_length=120)
+    occurred_at: ZonedTime | None = None
+    idempotency_key: Name | None = Field(None, min_length=1, max_length=120)
 
 
-class TransitionIn(BaseModel):
+class TransitionIn(RequestBody):
     """One workflow step; ``expected_version`` is the ``row_version`` you read (optimistic lock)."""
 
-    action: str = Field(description=", ".join(ACTIONS))
-    expected_version: int = Field(ge=1)
-    note: str = Field("", max_length=2000)
-    department_code: str | None = Field(None, max_length=50, description="dispatch: the department")
-    handler_username: str | None = Field(None, max_length=100, description="dispatch: a handler of it")
+    action: Name = Field(description=", ".join(ACTIONS))
+    expected_version: int = Field(ge=1, le=2**31 - 1)
+    note: FreeText = Field("", max_length=2000)
+    department_code: Name | None = Field(None, max_length=50, description="dispatch: the department")
+    handler_username: Name | None = Field(None, max_length=100, description="dispatch: a handler of it")
     satisfaction: int | None = Field(None, ge=1, le=5, description="evaluate: 1 (poor) to 5 (good)")
-    comment: str | None = Field(None, max_length=2000, description="evaluate: the reporter's words")
-    reason: str | None = Field(None, max_length=2000, description="escalate/reject/return/reopen: why")
+    comment: FreeText | None = Field(None, max_length=2000, description="evaluate: the reporter's words")
+    reason: FreeText | None = Field(None, max_length=2000, description="escalate/reject/return/reopen: why")
 
 
 @router.post("", status_code=201, responses={200: {"description": "the same report again (idempotency key)"}},
@@ -98,17 +99,25 @@ def post_event(
     request: Request,
     body: EventCreate,
     principal: Annotated[Principal, Depends(REPORTERS)],
-    idempotency_key: Annotated[str | None, Header(max_length=120)] = None,
+    idempotency_key: Annotated[Name | None, Header(max_length=120)] = None,
 ) -> JSONResponse:
-    """Report an event; it is routed (grid, community, town, station, department) as it is stored."""
+    """Report an event; it is routed (grid, community, town, station, department) as it is stored.
+
+    The key may come in the body or the ``Idempotency-Key`` header; both, and different, is a 422
+    (which one was meant?). An anonymous caller's keys are kept apart per client address.
+    """
+    if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
+        raise ProblemError(422, "Invalid request", "the Idempotency-Key header and the body's idempotency_key differ; "
+                           "send one key, or the same in both")  # fmt: skip
     router_ = locate_router(request, None)
     with request.app.state.sessions() as session, session.begin():
         event, created = report_event(
             session, router_, lon=body.lon, lat=body.lat, crs=body.crs, category_code=body.category,
             description=body.description, source=body.source, priority=body.priority,
             reporter_name=body.reporter_name, reporter_phone=body.reporter_phone,
-            photos=[p.model_dump(exclude_none=True) for p in body.photos],
+            photos=[p.model_dump(mode="json", exclude_none=True) for p in body.photos],
             idempotency_key=body.idempotency_key or idempotency_key, actor=principal, occurred_at=body.occurred_at,
+            anonymous_client=request.client.host if request.client else None,
         )  # fmt: skip
     view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200,
@@ -120,21 +129,21 @@ def get_events(
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, Depends(READERS)],
-    status: Annotated[str | None, Query(description="comma-separated states", max_length=200)] = None,
-    warning: Annotated[str | None, Query(description="comma-separated: none, blue, yellow, red")] = None,
-    category: Annotated[str | None, Query(max_length=80, description="a class includes its subcategories")] = None,
-    department: Annotated[str | None, Query(max_length=50)] = None,
+    status: Annotated[Name | None, Query(description="comma-separated states", max_length=200)] = None,
+    warning: Annotated[Name | None, Query(description="comma-separated: none, blue, yellow, red")] = None,
+    category: Annotated[Name | None, Query(max_length=80, description="a class includes its subcategories")] = None,
+    department: Annotated[Name | None, Query(max_length=50)] = None,
     region: Annotated[str | None, Query(pattern=r"^[0-9]{12}([0-9]{3})?$", description="region or grid code")] = None,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")] = None,
-    reported_from: Annotated[datetime | None, Query(alias="from")] = None,
-    reported_to: Annotated[datetime | None, Query(alias="to")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in the description")] = None,
+    reported_from: Annotated[ZonedTime | None, Query(alias="from")] = None,
+    reported_to: Annotated[ZonedTime | None, Query(alias="to")] = None,
+    q: Annotated[FreeText | None, Query(max_length=200, description="text in the description")] = None,
     escalation_level: Annotated[Literal["grid", "community", "town", "city"] | None, Query()] = None,
-    sort: Annotated[str, Query(description="reported_at, occurred_at, updated_at or id; '-' descending")] = (
+    sort: Annotated[Name, Query(description="reported_at, occurred_at, updated_at or id; '-' descending")] = (
         "-reported_at"
     ),
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[Name | None, Query(max_length=500)] = None,
     format: Annotated[Literal["json", "geojson"] | None, Query(description="default: by Accept")] = None,
     crs: Annotated[str, Query(description="output coordinates: wgs84, gcj02 or bd09")] = "wgs84",
 ) -> JSONResponse:

@@ -26,6 +26,7 @@ from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import current_version_id
+from geoservice.inputs import text_problem
 
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
@@ -37,6 +38,7 @@ CONFORMANCE = [
 ]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+BIGINT_MAX = 2**63 - 1
 PAGING = {"limit", "offset", "bbox", "datetime", "f", "crs", "bbox-crs"}
 OPEN = allow(EVERYONE)
 VIEWERS = allow(STAFF)
@@ -96,6 +98,9 @@ def items(request: Request, session: SessionDep, principal: Viewer, collection_i
         known = ", ".join(sorted(PAGING | set(found.queryables)))
         raise ProblemError(400, "Unknown parameter", f"{', '.join(sorted(unknown))} is not a parameter of "
                            f"{collection_id!r} items; known: {known}")  # fmt: skip
+    for name, value in params.items():
+        if (why := text_problem(value)) is not None:
+            raise ProblemError(400, "Invalid parameter", f"{name} {why}")
     _check_crs(params)
     limit = min(_integer(params.get("limit"), "limit", DEFAULT_LIMIT, low=1), MAX_LIMIT)
     offset = _integer(params.get("offset"), "offset", 0, low=0)
@@ -242,6 +247,8 @@ def _integer(value: str | None, name: str, default: int, low: int) -> int:
         raise ProblemError(400, "Invalid parameter", f"{name} must be a whole number, got {value!r}") from exc
     if number < low:
         raise ProblemError(400, "Invalid parameter", f"{name} must be at least {low}")
+    if number > BIGINT_MAX:  # PostgreSQL counts rows in bigint; a larger offset could only be an error
+        raise ProblemError(400, "Invalid parameter", f"{name} must be at most {BIGINT_MAX}")
     return number
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from geoservice.api.deps import SessionDep
@@ -27,6 +27,7 @@ from geoservice.events.transitions import apply_transition
 from geoservice.forces.nearest import nearest_forces
 from geoservice.forces.positions import Fix, record_position
 from geoservice.forces.settings import ForceSettings
+from geoservice.inputs import FreeText, Name, RequestBody, ZonedTime
 from layers.crs import point_to_wgs84
 from layers.models import Role
 
@@ -37,23 +38,23 @@ DISPATCHERS = allow(Role.admin, Role.dispatcher)
 EVENT_ID = Path(ge=1, le=2**63 - 1, description="event id", examples=[1])
 
 
-class PositionIn(BaseModel):
+class PositionIn(RequestBody):
     """A fix from the mobile client; ``at`` is when it was taken (default: when it arrives)."""
 
     lon: float = Field(description="longitude (or easting) in crs")
     lat: float = Field(description="latitude (or northing) in crs")
-    crs: str = Field("wgs84", max_length=30, description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
-    at: datetime | None = None
+    crs: Name = Field("wgs84", max_length=30, description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+    at: ZonedTime | None = None
     available: bool = Field(True, description="free to take a job")
     accuracy_m: float | None = Field(None, ge=0, le=10_000)
 
 
-class ForceDispatchIn(BaseModel):
+class ForceDispatchIn(RequestBody):
     """Send one of the nearest forces; ``expected_version`` is the event's ``row_version`` you read."""
 
-    username: str = Field(min_length=1, max_length=100)
-    expected_version: int = Field(ge=1)
-    note: str = Field("", max_length=2000)
+    username: Name = Field(min_length=1, max_length=100)
+    expected_version: int = Field(ge=1, le=2**31 - 1)
+    note: FreeText = Field("", max_length=2000)
 
 
 @router.post("/v1/forces/me/position", status_code=201,

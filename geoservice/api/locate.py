@@ -8,6 +8,7 @@ grid's team; the public's carry the service phone instead (docs/security.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from geoservice.api.problems import ProblemError, problem_error
 from geoservice.auth.policy import EVERYONE, allow, charge_public, policy
 from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import NoVersionInForce
+from geoservice.inputs import Name, ZonedTime, text_problem
 from geoservice.routing.router import Location, Region, Router
 from layers.crs import InvalidCoordinates, on_earth, parse_crs, point_to_wgs84, to_wgs84
 from layers.models import Role
@@ -102,8 +104,8 @@ async def locate_one(
     who: Caller,
     lon: Annotated[float, Query(ge=-180, le=180, description="longitude in the given CRS")],
     lat: Annotated[float, Query(ge=-90, le=90, description="latitude in the given CRS")],
-    crs: Annotated[str, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = "wgs84",
-    at: Annotated[datetime | None, Query(description="answer from the version in force then")] = None,
+    crs: Annotated[Name, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = "wgs84",
+    at: Annotated[ZonedTime | None, Query(description="answer from the version in force then")] = None,
 ) -> JSONResponse:
     """Which grid (and community, town, station, posts) a point is in."""
     # The current router answers in ~20 µs without I/O, so it runs on the event loop; only a past
@@ -125,7 +127,7 @@ def locate_many(
     request: Request,
     who: Caller,
     body: Annotated[dict[str, Any], Body(examples=[{"crs": "gcj02", "points": [[120.574, 32.389]]}])],
-    at: Annotated[datetime | None, Query(description="answer from the version in force then")] = None,
+    at: Annotated[ZonedTime | None, Query(description="answer from the version in force then")] = None,
 ) -> JSONResponse:
     """Many points in one request (``{"crs", "points"}`` or a GeoJSON FeatureCollection).
 
@@ -239,14 +241,17 @@ def _bad_point(lon: float, lat: float) -> dict[str, Any]:
 
 
 def _batch_points(body: dict[str, Any], limit: int) -> tuple[str, list[tuple[float, float]]]:
-    """``{"crs", "points"}`` or a GeoJSON FeatureCollection of Points (``crs`` member optional)."""
+    """``{"crs", "points"}`` or a GeoJSON FeatureCollection of Points (``crs`` member optional).
+
+    The body is any JSON object, so every level is checked for its shape before it is used: a
+    feature that is not an object, a geometry without coordinates, a number JSON cannot hold
+    (``1e400`` reads as infinity) each get a 422 naming the feature or point.
+    """
     crs = body.get("crs", "wgs84")
-    if not isinstance(crs, str):
-        raise ProblemError(422, "Invalid request", "crs must be a string such as 'wgs84' or 'gcj02'")
+    if not isinstance(crs, str) or text_problem(crs) is not None:
+        raise ProblemError(422, "Invalid request", "crs must be a name such as 'wgs84' or 'gcj02'")
     if body.get("type") == "FeatureCollection":
-        raw = [(f.get("geometry") or {}).get("coordinates") for f in body.get("features") or []]
-        if any((f.get("geometry") or {}).get("type") != "Point" for f in body.get("features") or []):
-            raise ProblemError(422, "Invalid request", "every feature must be a Point")
+        raw = _feature_points(body.get("features"))
     elif "points" in body:
         raw = body["points"]
     else:
@@ -263,8 +268,21 @@ def _batch_points(body: dict[str, Any], limit: int) -> tuple[str, list[tuple[flo
     for k, pair in enumerate(raw):
         if (
             not isinstance(pair, list | tuple) or len(pair) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
         ):  # fmt: skip
-            raise ProblemError(422, "Invalid request", f"point {k} is not a [lon, lat] pair of numbers: {pair!r}")
+            raise ProblemError(422, "Invalid request", f"point {k} is not a [lon, lat] pair of finite numbers")
         points.append((float(pair[0]), float(pair[1])))
     return crs, points
+
+
+def _feature_points(features: Any) -> list[Any]:
+    """The coordinates of each Point feature, in order; a 422 for the first that is not one."""
+    if not isinstance(features, list):
+        raise ProblemError(422, "Invalid request", "a FeatureCollection's features must be a list of features")
+    raw = []
+    for k, feature in enumerate(features):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") != "Point":
+            raise ProblemError(422, "Invalid request", f"feature {k}: every feature must have a Point geometry")
+        raw.append(geometry.get("coordinates"))
+    return raw

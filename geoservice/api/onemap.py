@@ -24,6 +24,7 @@ from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import current_version_id
 from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, HANDLE_CLOCK_STATES
 from geoservice.events.workflow import OPEN_STATES
+from geoservice.inputs import Name, ZonedTime
 from tiles.catalog import LAYERS
 from webmap.page import onemap_page
 
@@ -79,9 +80,9 @@ def get_heat(
     request: Request,
     session: SessionDep,
     principal: Viewer,
-    status: Annotated[str | None, Query(max_length=300, description="comma-separated states")] = None,
-    reported_from: Annotated[datetime | None, Query(alias="from", description="reported at or after")] = None,
-    reported_to: Annotated[datetime | None, Query(alias="to", description="reported before")] = None,
+    status: Annotated[Name | None, Query(max_length=300, description="comma-separated states")] = None,
+    reported_from: Annotated[ZonedTime | None, Query(alias="from", description="reported at or after")] = None,
+    reported_to: Annotated[ZonedTime | None, Query(alias="to", description="reported before")] = None,
 ) -> JSONResponse:
     """Events counted on cells of 200 m in the city's metric CRS: ``[[lat, lon, weight 0..1], …]`` for the heat map."""
     given = {"status": status, "warning": None, "category": None, "from": reported_from, "to": reported_to,

@@ -21,6 +21,7 @@ from geoservice.api.problems import ANSWERED, problem_error
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.auth.users import Principal
 from geoservice.events.report import report_event
+from geoservice.inputs import text_problem
 from geoservice.open311 import mapping
 from geoservice.open311.clients import client_name
 from geoservice.open311.requests import find_requests, services
@@ -60,6 +61,9 @@ def get_requests(
 ) -> JSONResponse:
     """Service requests by id list, or by service, dates (default: the last 90 days) and open/closed."""
     try:
+        for name, value in (("service_code", service_code), ("start_date", start_date), ("end_date", end_date),
+                            ("status", status), ("jurisdiction_id", jurisdiction_id)):  # fmt: skip
+            _plain(value, name)
         ids = [_request_id(i) for i in _listed(service_request_id)] or None
         statuses = _listed(status)
         if set(statuses) - {"open", "closed"}:
@@ -111,6 +115,9 @@ def post_request(
     try:
         if not api_key:
             raise Open311Error(400, "api_key was not provided: ask the city for one (geoservice open311 add-client)")
+        _plain(api_key, "api_key")
+        if idempotency_key and idempotency_header and idempotency_key != idempotency_header:
+            raise Open311Error(400, "the Idempotency-Key header and the idempotency_key field differ; send one key")
         if not service_code:
             raise Open311Error(400, "service_code was not provided: see services.json")
         if lat is None or long is None:
@@ -146,12 +153,18 @@ def _client(session: Session, api_key: str) -> str:
     return name
 
 
+def _plain(value: str | None, name: str) -> None:
+    """An argument with a control character (a NUL cannot even be stored) is a 400 naming it."""
+    if value is not None and (why := text_problem(value)) is not None:
+        raise Open311Error(400, f"{name} {why}")
+
+
 def _listed(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def _request_id(value: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 2**63:
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 2**63:
         raise Open311Error(400, f"service_request_id must be a positive number, not {value!r}")
     return int(value)
 

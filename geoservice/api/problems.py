@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from etl.load import ImportRejected
@@ -150,6 +150,16 @@ def register_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable: %s", str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
         detail = "the database is not answering; nothing was stored. Retry in a few seconds (with the same key)."
         return problem(503, "Database unavailable", detail, {"Retry-After": "2"})
+
+    @app.exception_handler(DataError)
+    async def _value_refused(request: Request, exc: DataError) -> JSONResponse:
+        # The last line of defence: PostgreSQL's "data exception" class (a value out of range for its
+        # column, a malformed time) is about a value the request carried, and the transaction died
+        # with it, so nothing was written. Input checks name the field first; reaching this is a
+        # check missing, logged as such. The SQL is not shown, only PostgreSQL's one-line reason.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "value not accepted"
+        log.warning("a value reached the database unchecked (%s %s): %s", request.method, request.url.path, reason)
+        return problem(422, "Value not accepted", f"a value in the request cannot be used: {reason}")
 
     async def _domain(_: Request, exc: Exception) -> JSONResponse:
         mapped = problem_error(exc)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from geoservice.api.locate import Audience, answer_of, locate_router
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, policy
+from geoservice.inputs import Name
 from layers.crs import point_to_wgs84
 
 router = APIRouter(prefix="/v1/route", tags=["routing"])
@@ -19,8 +20,8 @@ def explain_route(
     request: Request,
     lon: Annotated[float, Query(ge=-180, le=180)],
     lat: Annotated[float, Query(ge=-90, le=90)],
-    category: Annotated[str, Query(min_length=1, max_length=80, description="category code, e.g. public_order.fight")],
-    crs: Annotated[str, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = "wgs84",
+    category: Annotated[Name, Query(min_length=1, max_length=80, description="category code, e.g. public_order.fight")],
+    crs: Annotated[Name, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")] = "wgs84",
 ) -> dict[str, Any]:
     """Every candidate rule for this category and place, the winner first."""
     router_ = locate_router(request, None)

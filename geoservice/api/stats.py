@@ -21,6 +21,7 @@ from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
 from geoservice.boundaries.versions import NoVersionInForce, current_version_id
+from geoservice.inputs import ZonedTime
 from geoservice.stats import counts as counts_module
 from geoservice.stats import hotspots as hotspots_module
 from geoservice.stats import performance as performance_module
@@ -35,8 +36,8 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 READERS = allow(Role.admin, Role.supervisor, Role.dispatcher, Role.handler, Role.grid_worker)
 Caller = Annotated[Principal, Depends(READERS)]
 Format = Annotated[Literal["json", "csv"], Query(description="json, or csv to export the table")]
-Since = Annotated[datetime | None, Query(alias="from", description="reported at or after (ISO 8601 with a zone)")]
-Until = Annotated[datetime | None, Query(alias="to", description="reported before (ISO 8601 with a zone)")]
+Since = Annotated[ZonedTime | None, Query(alias="from", description="reported at or after (ISO 8601 with a zone)")]
+Until = Annotated[ZonedTime | None, Query(alias="to", description="reported before (ISO 8601 with a zone)")]
 Region = Annotated[
     str | None,
     Query(min_length=12, max_length=15, pattern=r"^[0-9]{12}([0-9]{3})?$",
@@ -110,7 +111,9 @@ def get_hotspots(
     region: Region = None,
     alpha: Annotated[float, Query(gt=0, le=0.2, description="significance level of the pseudo p-value")] = 0.05,
     permutations: Annotated[int, Query(ge=99, le=9999)] = hotspots_module.PERMUTATIONS,
-    seed: Annotated[int, Query(ge=0, description="seed of the permutations: same data, same seed, same answer")] = 0,
+    seed: Annotated[
+        int, Query(ge=0, le=2**32 - 1, description="seed of the permutations: same data, same seed, same answer")
+    ] = 0,
     every: Annotated[bool, Query(description="list every grid with its z-score, not only hotspots")] = False,
     format: Format = "json",
 ) -> Response:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from etl.codes import grid_serial_order
 from etl.load import import_layer
-from geoservice.boundaries.geometry import as_multipolygon, conform, polygonal
+from geoservice.boundaries.geometry import OutlineLimits, as_multipolygon, conform, outline_problem, polygonal, union_of
 from geoservice.boundaries.publish import Published, Publisher, publish_version
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.versions import VersionError, VersionNotFound, current_version_id, get_version
@@ -171,11 +171,17 @@ def rollback(
 
 
 # --- edits ---------------------------------------------------------------------------------------
-def replace_geometry(session: Session, version_id: int, code: str, geom: BaseGeometry) -> EditResult:
-    """Give grid ``code`` a new outline, as drawn (validation reports whatever it breaks)."""
+def replace_geometry(
+    session: Session, version_id: int, code: str, geom: BaseGeometry, limits: OutlineLimits
+) -> EditResult:
+    """Give grid ``code`` a new outline, as drawn (validation reports whatever it breaks with its neighbours).
+
+    The outline itself must be one a grid can have (``outline_problem``), so the draft stays
+    validatable; overlaps and gaps with neighbours are the validation's to report.
+    """
     editable_draft(session, version_id)
     _grid(session, version_id, code)
-    _require_polygonal(geom, f"the new outline of grid {code}")
+    _require_outline(geom, f"the new outline of grid {code}", limits)
     _write_geom(session, version_id, code, geom)
     return EditResult(changed=[code])
 
@@ -223,9 +229,7 @@ def merge_grids(session: Session, version_id: int, codes: Sequence[str], name: s
             f"grids {', '.join(codes)} belong to communities {', '.join(sorted(communities))}; "
             "a grid belongs to exactly one community, so only grids of one community can be merged"
         )
-    merged = shapely.coverage_union_all([g.geom for g in grids])
-    if not merged.is_valid:
-        merged = shapely.union_all([g.geom for g in grids])  # overlapping inputs: a plain union
+    merged = union_of([g.geom for g in grids])
     if len(_polygons(merged)) != 1:
         raise EditRejected(f"grids {', '.join(codes)} do not form one connected area; merge neighbours only")
     keeper, rest = grids[0], grids[1:]
@@ -242,12 +246,14 @@ def merge_grids(session: Session, version_id: int, codes: Sequence[str], name: s
     return EditResult(changed=[keeper.code], removed=[g.code for g in rest])
 
 
-def move_boundary(session: Session, version_id: int, from_code: str, to_code: str, area: BaseGeometry) -> EditResult:
+def move_boundary(
+    session: Session, version_id: int, from_code: str, to_code: str, area: BaseGeometry, limits: OutlineLimits
+) -> EditResult:
     """Give the part of ``area`` inside grid ``from_code`` to its neighbour ``to_code``; both change together."""
     editable_draft(session, version_id)
     if from_code == to_code:
         raise EditRejected("a boundary is moved between two different grids")
-    _require_polygonal(area, "the area to move")
+    _require_outline(area, "the area to move", limits)
     giver, taker = _grid(session, version_id, from_code), _grid(session, version_id, to_code)
     moved = shapely.intersection(giver.geom, area)
     if not polygonal(moved) or moved.area < 1e-14:
@@ -304,6 +310,7 @@ def add_grid(
     *,
     community_code: str,
     geom: BaseGeometry,
+    limits: OutlineLimits,
     name: str,
     code: str | None = None,
     workers: Sequence[str] = (),
@@ -311,7 +318,7 @@ def add_grid(
 ) -> EditResult:
     """A new grid in a community of the draft (the next free serial unless ``code`` is given)."""
     editable_draft(session, version_id)
-    _require_polygonal(geom, "the new grid's outline")
+    _require_outline(geom, "the new grid's outline", limits)
     if code is None:
         _check_community(session, version_id, community_code)
         (code,) = _next_codes(session, community_code, 1)
@@ -345,12 +352,9 @@ def _grid(session: Session, version_id: int, code: str) -> GridRow:
     )
 
 
-def _require_polygonal(geom: BaseGeometry, what: str) -> None:
-    if not polygonal(geom):
-        raise EditRejected(f"{what} must be a Polygon or MultiPolygon, not a {geom.geom_type}")
-    minx, miny, maxx, maxy = geom.bounds
-    if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
-        raise EditRejected(f"{what} has coordinates out of range; give lon/lat (or name its crs)")
+def _require_outline(geom: BaseGeometry, what: str, limits: OutlineLimits) -> None:
+    if (why := outline_problem(geom, limits)) is not None:
+        raise EditRejected(f"{what} {why}")
 
 
 def _polygons(geom: BaseGeometry) -> list[shapely.Polygon]:

@@ -14,16 +14,21 @@ from sqlalchemy.orm import Session
 
 from geoservice.boundaries import drafts
 from geoservice.boundaries.drafts import EditRejected, EditResult
-from geoservice.boundaries.geometry import geometry_from_geojson
+from geoservice.boundaries.geometry import OutlineLimits, geometry_from_geojson
+from geoservice.boundaries.settings import BoundarySettings
+from geoservice.inputs import Name
+from layers.crs import city_metric_epsg
 
 GeoJSONGeometry = Annotated[dict[str, Any], Field(description="a GeoJSON geometry object")]
-GridCode = Annotated[str, Field(min_length=1, max_length=40, examples=["320682100200001"])]
+GridCode = Annotated[Name, Field(min_length=1, max_length=40, examples=["320682100200001"])]
+GridName = Annotated[Name, Field(min_length=1, max_length=200)]
+Person = Annotated[Name, Field(max_length=100)]
 
 
 class _Edit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    crs: str = Field("wgs84", description="CRS of the geometry: wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+    crs: Name = Field("wgs84", max_length=30, description="CRS of the geometry: wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
 
 
 class ReplaceGeometry(_Edit):
@@ -40,15 +45,17 @@ class Split(_Edit):
     op: Literal["split"]
     grid: GridCode
     line: GeoJSONGeometry
-    names: list[str] = Field(default_factory=list, description="names of the new grids, in code order")
+    names: list[GridName] = Field(
+        default_factory=list, max_length=100, description="names of the new grids, in code order"
+    )
 
 
 class Merge(_Edit):
     """Join neighbouring grids of one community into the one with the smallest code."""
 
     op: Literal["merge"]
-    grids: list[GridCode] = Field(min_length=2)
-    name: str | None = None
+    grids: list[GridCode] = Field(min_length=2, max_length=1000)
+    name: GridName | None = None
 
 
 class MoveBoundary(_Edit):
@@ -66,9 +73,9 @@ class Update(_Edit):
     op: Literal["update"]
     grid: GridCode
     code: GridCode | None = None
-    name: str | None = Field(None, min_length=1, max_length=200)
-    workers: list[str] | None = None
-    officer: str | None = None
+    name: GridName | None = None
+    workers: list[Person] | None = Field(None, max_length=100)
+    officer: Person | None = None
 
 
 class Add(_Edit):
@@ -76,11 +83,11 @@ class Add(_Edit):
 
     op: Literal["add"]
     community_code: str = Field(pattern=r"^\d{12}$")
-    name: str = Field(min_length=1, max_length=200)
+    name: GridName
     geometry: GeoJSONGeometry
     code: GridCode | None = None
-    workers: list[str] = Field(default_factory=list)
-    officer: str | None = None
+    workers: list[Person] = Field(default_factory=list, max_length=100)
+    officer: Person | None = None
 
 
 class Remove(_Edit):
@@ -94,11 +101,19 @@ Edit = Annotated[ReplaceGeometry | Split | Merge | MoveBoundary | Update | Add |
 EDIT = TypeAdapter(Edit)
 
 
-def apply_edit(session: Session, version_id: int, edit: Edit) -> EditResult:
-    """Apply one edit to draft ``version_id`` in the session's transaction."""
+def apply_edit(
+    session: Session, version_id: int, edit: Edit, settings: BoundarySettings, *, metric_crs: str | None
+) -> EditResult:
+    """Apply one edit to draft ``version_id`` in the session's transaction.
+
+    Outlines are held to ``settings``' limits, measured in the city's metric CRS (``metric_crs``
+    when configured, else the one fixed at the first load), as the validation measures them.
+    """
+    limits = OutlineLimits.of(settings, city_metric_epsg(session, metric_crs))
     match edit:
         case ReplaceGeometry():
-            return drafts.replace_geometry(session, version_id, edit.grid, _geometry(edit.geometry, edit.crs))
+            geom = _geometry(edit.geometry, edit.crs)
+            return drafts.replace_geometry(session, version_id, edit.grid, geom, limits)
         case Split():
             line = _geometry(edit.line, edit.crs)
             return drafts.split_grid(session, version_id, edit.grid, line, edit.names)
@@ -106,7 +121,7 @@ def apply_edit(session: Session, version_id: int, edit: Edit) -> EditResult:
             return drafts.merge_grids(session, version_id, edit.grids, edit.name)
         case MoveBoundary():
             area = _geometry(edit.area, edit.crs)
-            return drafts.move_boundary(session, version_id, edit.from_grid, edit.to_grid, area)
+            return drafts.move_boundary(session, version_id, edit.from_grid, edit.to_grid, area, limits)
         case Update():
             return drafts.update_grid(
                 session, version_id, edit.grid, new_code=edit.code, name=edit.name,
@@ -115,7 +130,7 @@ def apply_edit(session: Session, version_id: int, edit: Edit) -> EditResult:
         case Add():
             return drafts.add_grid(
                 session, version_id, community_code=edit.community_code, geom=_geometry(edit.geometry, edit.crs),
-                name=edit.name, code=edit.code, workers=edit.workers, officer=edit.officer,
+                limits=limits, name=edit.name, code=edit.code, workers=edit.workers, officer=edit.officer,
             )  # fmt: skip
         case Remove():
             return drafts.remove_grid(session, version_id, edit.grid)

@@ -1,4 +1,4 @@
-"""Tolerances of boundary validation (``GEOSERVICE_SLIVER_TOLERANCE_M2``, ``GEOSERVICE_TINY_GRID_M2``)."""
+"""Tolerances of boundary validation and the limits of a grid's outline (``GEOSERVICE_SLIVER_TOLERANCE_M2`` …)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,12 @@ class BoundarySettings(BaseSettings):
         1.0, ge=0, description="overlaps and gaps smaller than this are digitising slivers and accepted"
     )
     tiny_grid_m2: float = Field(100.0, ge=0, description="a grid smaller than this is reported as tiny")
+    # An edit refuses an outline beyond these, so a draft can always be validated and published:
+    # a city's grid is a few hundred metres to a few kilometres across and drawn with at most a few
+    # hundred vertices; the limits are generous multiples of that, not a judgement of the drawing.
+    max_grid_vertices: int = Field(
+        10_000, ge=4, description="an edited outline (a grid's, or an area moved) has at most this many vertices"
+    )
+    max_grid_extent_m: float = Field(
+        100_000.0, gt=0, description="an edited outline fits in a box this many metres wide and high (metric CRS)"
+    )

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.topology import TopologyProblem, coverage_problems
-from geoservice.boundaries.geometry import geojson_of, polygonal
+from geoservice.boundaries.geometry import geojson_of, polygonal, union_of
 from geoservice.boundaries.settings import BoundarySettings
 from layers.crs import M2_PER_SQUARE_DEGREE_AT_MOST, AreaFunction, city_metric_epsg, metric_area
 
@@ -299,7 +299,7 @@ def _coverage_findings(
                 ))  # fmt: skip
     if outline is not None:
         overlapping = any(p.kind == "overlap" for p in everywhere)
-        union = shapely.union_all(geoms) if overlapping else shapely.coverage_union_all(geoms)
+        union = shapely.union_all(geoms) if overlapping else union_of(geoms)
         missing = [shapely.difference(outline, union)]
     else:
         missing = [p.location for p in everywhere if p.kind == "gap"]

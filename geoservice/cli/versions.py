@@ -111,7 +111,8 @@ def versions_edit(
     except (json.JSONDecodeError, ValidationError) as exc:
         raise fail(f"not a valid edit: {exc}") from exc
     with _session() as session:
-        result = apply_edit(session, resolve_version(session, name), parsed)
+        draft = resolve_version(session, name)
+        result = apply_edit(session, draft, parsed, BoundarySettings(), metric_crs=_metric_crs())
     parts = [f"{what} {', '.join(codes)}" for what, codes in vars(result).items() if codes]
     console.print(f"edited {name}: " + "; ".join(parts), highlight=False)
 

@@ -3,7 +3,7 @@
 Scope (the design's "who may do what"): dispatchers and grid workers see their region subtree,
 handlers their department, the public their own reports, supervisors and admins everything. A
 single read outside the scope answers "not found", never "forbidden", so existence does not leak.
-Reporter name and phone are masked for everyone but those who act on the report.
+Reporter name, phone and username are masked for everyone but those who act on the report.
 """
 
 from __future__ import annotations
@@ -134,9 +134,10 @@ def event_view(event: dict[str, Any], principal: Principal, now: datetime, setti
     view["overdue"] = is_overdue(clock, now)
     view["due_at"] = clock.due_at if clock else None
     view["allowed_actions"] = actions_for(event["status"], principal.role)
-    if not sees_reporter(principal, event):
+    if not sees_reporter(principal, event):  # the account name identifies as well as the name does
         view["reporter_name"] = mask_name(event.get("reporter_name"))
         view["reporter_phone"] = mask_phone(event.get("reporter_phone"))
+        view["reporter_username"] = mask_name(event.get("reporter_username"))
     return view
 
 
@@ -225,11 +226,34 @@ def _make_cursor(last: dict[str, Any], column: str, sort: str) -> str:
 
 
 def _read_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    """The keyset position a cursor holds, checked as strictly as the query will use it.
+
+    A cursor comes back from the client, so it is input: its id must be an integer PostgreSQL's
+    bigint holds, and its value an integer (sort by id) or a zoned time — anything else (1e400, a
+    word where a time goes) would otherwise fail inside the database as a 500.
+    """
+    forged = InvalidInput("the cursor is not one this service handed out", title="Invalid cursor")
     try:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value, event_id, cursor_sort = payload["v"], int(payload["id"]), payload["s"]
+        value, event_id, cursor_sort = payload["v"], payload["id"], payload["s"]
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise InvalidInput("the cursor is not one this service handed out", title="Invalid cursor") from exc
+        raise forged from exc
+    if not _bigint(event_id):
+        raise forged
     if cursor_sort != sort:
         raise InvalidInput(f"the cursor belongs to sort={cursor_sort}, not sort={sort}", title="Invalid cursor")
+    column, _ = _parse_sort(sort)
+    if column == "id" and not _bigint(value):
+        raise forged
+    if column != "id":
+        try:
+            moment = datetime.fromisoformat(value)
+        except (TypeError, ValueError) as exc:
+            raise forged from exc
+        if moment.tzinfo is None:
+            raise forged
     return value, event_id
+
+
+def _bigint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63

@@ -23,6 +23,7 @@ from geoservice.auth.users import Principal
 from geoservice.errors import Conflict, InvalidInput
 from geoservice.events.deadlines import deadline_hours
 from geoservice.events.queries import COLUMNS, fetch_event
+from geoservice.inputs import check_http_url, check_text
 from geoservice.routing.router import Router
 from layers.crs import point_to_wgs84
 from layers.models import Role
@@ -84,13 +85,15 @@ def report_event(
     idempotency_key: str | None = None,
     actor: Principal,
     client_id: str | None = None,
+    anonymous_client: str | None = None,
     occurred_at: datetime | None = None,
     now: datetime | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store (or find again) a report; returns the event row and whether this call created it.
 
     Idempotency keys are the caller's own: they are stored under the Open311 client or the user who
-    sent them, so two clients choosing the same key never see each other's events.
+    sent them — or, for the anonymous public, under ``anonymous_client`` (the client's address) — so
+    two clients choosing the same key never see each other's events.
     """
     now = now or datetime.now(UTC)
     request = _validated(
@@ -115,7 +118,7 @@ def report_event(
             title="Outside every grid",
         )
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
-    key = _namespaced_key(idempotency_key, actor, client_id)
+    key = _namespaced_key(idempotency_key, actor, client_id, anonymous_client)
     params = {
         "key": key, "lon": x, "lat": y, "category": category_code, "description": description, "source": source,
         "priority": priority, "reporter_name": reporter_name, "reporter_phone": reporter_phone,
@@ -147,17 +150,26 @@ def _the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[st
     assert event is not None
     if (event["properties"] or {}).get(REQUEST_HASH) != fingerprint:
         raise Conflict(
-            f"this idempotency key was used for a different report (event {event_id}); "
-            "use a new key for a new report",
+            f"this idempotency key was used for a different report (event {event_id}); use a new key for a new report",
             title="Idempotency key reused",
         )
     return event
 
 
-def _namespaced_key(key: str | None, actor: Principal, client_id: str | None) -> str:
+def _namespaced_key(key: str | None, actor: Principal, client_id: str | None, anonymous_client: str | None) -> str:
+    """The key as stored: the caller's own key under who the caller is.
+
+    Open311 clients by their name, users by their username, and the anonymous public — who have no
+    name — by their address (what the public rate limit also counts by): two citizens behind
+    different addresses who both pick key "1" report two events.
+    """
     if key is None:
         return f"auto:{uuid.uuid4()}"
-    return f"open311:{client_id}:{key}" if client_id else f"api:{actor.username}:{key}"
+    if client_id:
+        return f"open311:{client_id}:{key}"
+    if actor.anonymous:
+        return f"anon:{anonymous_client or 'unknown'}:{key}"
+    return f"api:{actor.username}:{key}"
 
 
 def _validated(**fields: Any) -> dict[str, Any]:
@@ -176,6 +188,9 @@ def _validated(**fields: Any) -> dict[str, Any]:
     _short("description", fields["description"], MAX_DESCRIPTION)
     _short("reporter_name", fields["reporter_name"], MAX_NAME)
     _short("idempotency_key", fields["idempotency_key"], MAX_KEY)
+    check_text("description", fields["description"], multiline=True)
+    for name in ("category_code", "reporter_name", "reporter_phone", "idempotency_key", "crs"):
+        check_text(name, fields[name])
     phone = fields["reporter_phone"]
     if phone is not None and not PHONE.match(phone):
         raise InvalidInput(f"{phone!r} is not a phone number (digits, spaces, '-', '+')", title="Invalid phone number")
@@ -200,6 +215,8 @@ def _check_photos(photos: list[dict[str, Any]]) -> None:
     for k, photo in enumerate(photos):
         if not isinstance(photo, dict) or not isinstance(photo.get("url"), str):
             raise InvalidInput(f"photo {k} needs a 'url' (photos are metadata, not files)", title="Invalid photo")
+        check_http_url(f"photo {k}: url", photo["url"])
         for field, value in photo.items():
             if not isinstance(value, str | int | float | None) or len(str(value)) > MAX_PHOTO_FIELD:
                 raise InvalidInput(f"photo {k}: {field!r} must be a short text or number", title="Invalid photo")
+            check_text(f"photo {k}: {field}", value if isinstance(value, str) else None)

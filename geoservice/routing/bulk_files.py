@@ -50,7 +50,7 @@ def route_file(
 ) -> RouteSummary:
     """Route every row of ``source`` into ``target``; bad rows into ``rejects``."""
     if target.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ReadError(f"{target}: write .csv, .gpkg or .geojson")
+        raise ReadError(target, "write .csv, .gpkg or .geojson")
     rejects = rejects or target.with_name(target.stem + ".rejected.csv")
     for path in (target, rejects):
         path.unlink(missing_ok=True)
@@ -97,17 +97,17 @@ Chunk = tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]
 
 def _chunks(source: Path, crs: str | None, chunk_rows: int) -> tuple[int, Iterator[Chunk]]:
     if not source.exists():
-        raise ReadError(f"{source}: no such file")
+        raise ReadError(source, "no such file")
     suffix = source.suffix.lower()
     if suffix == ".csv":
         header = pd.read_csv(source, nrows=0, encoding="utf-8-sig").columns
         if not {"lon", "lat"} <= set(header):
-            raise ReadError(f"{source}: a CSV needs 'lon' and 'lat' columns")
+            raise ReadError(source, "a CSV needs 'lon' and 'lat' columns")
         with source.open("rb") as handle:
             total = max(sum(1 for _ in handle) - 1, 0)
         return total, _csv_chunks(source, parse_crs(crs), chunk_rows)
     if suffix not in VECTOR_SUFFIXES:
-        raise ReadError(f"{source}: unsupported format {suffix!r}; use CSV, GeoJSON, GeoPackage or Shapefile")
+        raise ReadError(source, f"unsupported format {suffix!r}; use CSV, GeoJSON, GeoPackage or Shapefile")
     info = pyogrio.read_info(source)
     declared = crs_from_file(info["crs"])
     return int(info["features"]), _vector_chunks(

@@ -71,9 +71,17 @@ def load_events_city(engine: Engine) -> None:
 
 
 @contextmanager
-def events_client(engine: Engine) -> Iterator[TestClient]:
-    """The real app on this city, the periodic sweep off."""
+def events_client(engine: Engine, address: str = "testclient") -> Iterator[TestClient]:
+    """The real app on this city, the periodic sweep off; requests come from client ``address``."""
     app = create_app(engine=engine, auth_settings=AUTH, routing=RoutingSettings(version_check_s=0.2))
     app.state.event_settings = EVENTS
-    with TestClient(app) as client:
+    with TestClient(app, client=(address, 50000)) as client:
+        yield client
+
+
+@contextmanager
+def events_city_client(engine: Engine, address: str = "testclient") -> Iterator[TestClient]:
+    """This city loaded into ``engine``, and the real app on it (``events_client``)."""
+    load_events_city(engine)
+    with events_client(engine, address) as client:
         yield client

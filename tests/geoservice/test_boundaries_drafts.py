@@ -176,10 +176,18 @@ def test_edits_are_refused_on_published_versions_and_unknown_ones(client: TestCl
     assert len(grids_of(client, planner, draft)) == 4
 
 
-def test_an_invalid_outline_is_stored_and_reported_with_where(client: TestClient, planner: dict[str, str]):
+def test_an_invalid_outline_is_refused_and_one_stored_earlier_is_reported_with_where(
+    client: TestClient, planner: dict[str, str], empty_db: Engine
+):
     draft = new_draft(client, planner)
     bowtie = shapely.Polygon([(X0 + D, Y0), (X0 + 2 * D, Y0 + D), (X0 + 2 * D, Y0), (X0 + D, Y0 + D)])
-    edit(client, planner, draft, {"op": "replace_geometry", "grid": WEST + "002", "geometry": geojson(bowtie)})
+    refused = edit(client, planner, draft, {"op": "replace_geometry", "grid": WEST + "002",
+                                            "geometry": geojson(bowtie)}, status=422)  # fmt: skip
+    assert "Self-intersection" in refused["detail"]  # shapely's reason, with where
+    assert validation(client, planner, draft)["valid"] is True
+    with empty_db.begin() as conn:  # a draft edited before edits were checked (issue 15) may hold one
+        conn.execute(text("UPDATE grids SET geom = ST_Multi(ST_GeomFromText(:wkt, 4326)) "
+                          "WHERE version_id = :v AND code = :c"), {"wkt": bowtie.wkt, "v": draft, "c": WEST + "002"})
     report = validation(client, planner, draft)
     invalid = [e for e in report["errors"] if e["kind"] == "invalid_geometry"]
     assert len(invalid) == 1 and invalid[0]["codes"] == [WEST + "002"]

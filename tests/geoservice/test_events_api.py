@@ -15,16 +15,14 @@ from tests.geoservice.events_city import (
     TOWN_A,
     TOWN_B,
     centre,
-    events_client,
-    load_events_city,
+    events_city_client,
 )
 from tests.geoservice.signin import sign_in
 
 
 @pytest.fixture
 def client(empty_db: Engine) -> Iterator[TestClient]:
-    load_events_city(empty_db)
-    with events_client(empty_db) as client:
+    with events_city_client(empty_db) as client:
         yield client
 
 
