@@ -15,4 +15,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# ``scope="function"``: the commit happens before the answer is sent, so a commit that fails is
+# answered as a failure; FastAPI's default ends the dependency after the response (a 201 for
+# nothing stored, and a read right after the 201 that may not see the write yet).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
