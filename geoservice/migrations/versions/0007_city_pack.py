@@ -1,0 +1,69 @@
+"""city pack: places' owner/phone/risk/inspection, departments' parent and duty phone, categories'
+grid-worker closing, users' phone and first-sign-in password change, the grids a grid worker serves
+
+Revision ID: 0007
+Revises: 0005
+Create Date: 2026-12-04 15:40:00
+
+Written against 0005 only (0006 adds sign-in throttling in parallel); nothing here touches what
+0006 adds, so the merge re-chains it after 0006 without changes.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("key_places", sa.Column("owner", sa.String(length=200), server_default="", nullable=False))
+    op.add_column("key_places", sa.Column("phone", sa.String(length=50), server_default="", nullable=False))
+    op.add_column("key_places", sa.Column("risk_level", sa.String(length=20), nullable=True))
+    op.add_column("key_places", sa.Column("inspection_cycle_days", sa.Integer(), nullable=True))
+    op.create_check_constraint(
+        op.f("ck_key_places_risk_level_known"), "key_places", "risk_level IS NULL OR risk_level IN ('low', 'medium', 'high')"
+    )
+    op.create_check_constraint(
+        op.f("ck_key_places_inspection_cycle_positive"), "key_places", "inspection_cycle_days IS NULL OR inspection_cycle_days > 0"
+    )
+    op.add_column("departments", sa.Column("parent_code", sa.String(length=50), nullable=True))
+    op.add_column("departments", sa.Column("duty_phone", sa.String(length=50), server_default="", nullable=False))
+    op.add_column(
+        "categories",
+        sa.Column("grid_worker_closes", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
+    op.add_column("users", sa.Column("phone", sa.String(length=50), server_default="", nullable=False))
+    op.add_column(
+        "users", sa.Column("must_change_password", sa.Boolean(), server_default=sa.text("false"), nullable=False)
+    )
+    op.create_table(
+        "user_grids",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("grid_code", sa.String(length=15), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_user_grids_user_id"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", "grid_code", name=op.f("pk_user_grids")),
+    )
+    op.create_index("ix_user_grids_grid", "user_grids", ["grid_code"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_user_grids_grid", table_name="user_grids")
+    op.drop_table("user_grids")
+    op.drop_column("users", "must_change_password")
+    op.drop_column("users", "phone")
+    op.drop_column("categories", "grid_worker_closes")
+    op.drop_column("departments", "duty_phone")
+    op.drop_column("departments", "parent_code")
+    op.drop_constraint(op.f("ck_key_places_inspection_cycle_positive"), "key_places", type_="check")
+    op.drop_constraint(op.f("ck_key_places_risk_level_known"), "key_places", type_="check")
+    op.drop_column("key_places", "inspection_cycle_days")
+    op.drop_column("key_places", "risk_level")
+    op.drop_column("key_places", "phone")
+    op.drop_column("key_places", "owner")
