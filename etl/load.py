@@ -224,15 +224,15 @@ def _write_places(session: Session, checked: Validation, version_id: int | None)
     frame = checked.frame
     rows = list(
         zip(
-            frame["code"],
-            frame["name"],
-            frame["type"],
-            _ewkb(frame),
-            _extra(frame, contract("places")),
+            frame["code"], frame["name"], frame["type"], _ewkb(frame), _extra(frame, contract("places")),
+            [str(v).strip() for v in frame["owner"]], [str(v).strip() for v in frame["phone"]],
+            [r.strip() or None for r in frame["risk_level"]],
+            [int(c) if str(c).strip() else None for c in frame["inspection_cycle_days"]],
             strict=True,
         )
-    )
-    _upsert(session, "key_places", ["code", "name", "type", "geom", "properties"], rows)
+    )  # fmt: skip
+    columns = ["code", "name", "type", "geom", "properties", "owner", "phone", "risk_level", "inspection_cycle_days"]
+    _upsert(session, "key_places", columns, rows)
     return len(rows)
 
 

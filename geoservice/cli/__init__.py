@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from geoservice.cli.city import city_app
 from geoservice.cli.coverage import coverage_app
 from geoservice.cli.db import db_app
 from geoservice.cli.demo import demo
@@ -17,6 +18,7 @@ from geoservice.cli.versions import versions_app
 
 app = typer.Typer(help="Spatial governance service: grids, police posts, events on PostGIS.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(city_app, name="city")
 app.command()(demo)
 app.command("import")(import_)
 app.command("export")(export)

@@ -26,10 +26,14 @@ def upgrade() -> None:
     op.add_column("key_places", sa.Column("risk_level", sa.String(length=20), nullable=True))
     op.add_column("key_places", sa.Column("inspection_cycle_days", sa.Integer(), nullable=True))
     op.create_check_constraint(
-        op.f("ck_key_places_risk_level_known"), "key_places", "risk_level IS NULL OR risk_level IN ('low', 'medium', 'high')"
+        op.f("ck_key_places_risk_level_known"),
+        "key_places",
+        "risk_level IS NULL OR risk_level IN ('low', 'medium', 'high')",
     )
     op.create_check_constraint(
-        op.f("ck_key_places_inspection_cycle_positive"), "key_places", "inspection_cycle_days IS NULL OR inspection_cycle_days > 0"
+        op.f("ck_key_places_inspection_cycle_positive"),
+        "key_places",
+        "inspection_cycle_days IS NULL OR inspection_cycle_days > 0",
     )
     op.add_column("departments", sa.Column("parent_code", sa.String(length=50), nullable=True))
     op.add_column("departments", sa.Column("duty_phone", sa.String(length=50), server_default="", nullable=False))
@@ -45,9 +49,7 @@ def upgrade() -> None:
         "user_grids",
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("grid_code", sa.String(length=15), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_user_grids_user_id"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_user_grids_user_id"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("user_id", "grid_code", name=op.f("pk_user_grids")),
     )
     op.create_index("ix_user_grids_grid", "user_grids", ["grid_code"])
