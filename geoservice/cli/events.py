@@ -35,7 +35,6 @@ LOG_IMPORTED = text(
 )
 
 
-
 @events_app.command("sweep")
 def sweep(
     now: Annotated[datetime | None, typer.Option(help="sweep as of this instant (with a zone); default now")] = None,

@@ -52,7 +52,6 @@ def _session() -> Iterator[Session]:
         raise fail(str(exc)) from exc
 
 
-
 def _metric_crs() -> str | None:
     """``GEOSERVICE_METRIC_CRS``, read at the command's edge: validation and diffs measure areas in it."""
     return RoutingSettings().metric_crs
