@@ -83,9 +83,7 @@ def import_frame(
 
 
 # --- references: what the file may point at ------------------------------------------------------
-def references(
-    session: Session, rules: LayerContract, frame: gpd.GeoDataFrame, version_id: int | None
-) -> References:
+def references(session: Session, rules: LayerContract, frame: gpd.GeoDataFrame, version_id: int | None) -> References:
     """Collect from the database only what this layer's checks need."""
     refs = References(metric_epsg=dataset_metric_epsg(session, frame.geometry.values))
     if version_id is not None:
@@ -113,9 +111,7 @@ def _draft_version(session: Session, name: str | None) -> int:
     """The draft called ``name`` (created if new); published versions are never rewritten."""
     if name is None:
         name = datetime.now(UTC).astimezone().strftime("%Y-%m-%d")
-    row = session.execute(
-        text("SELECT id, status::text FROM boundary_versions WHERE name = :n"), {"n": name}
-    ).first()
+    row = session.execute(text("SELECT id, status::text FROM boundary_versions WHERE name = :n"), {"n": name}).first()
     if row is None:
         return session.execute(
             text("INSERT INTO boundary_versions (name, status, note) VALUES (:n, 'draft', '') RETURNING id"),
@@ -137,9 +133,7 @@ def _draft_version(session: Session, name: str | None) -> int:
 
 
 def _version_name(session: Session, version_id: int) -> str:
-    return session.execute(
-        text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}
-    ).scalar_one()
+    return session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()
 
 
 # --- writers ---------------------------------------------------------------------------------------
@@ -171,9 +165,7 @@ def _write_regions(session: Session, checked: Validation, version_id: int | None
         [p.strip() or None for p in frame["parent_code"]], _ewkb(frame), _extra(frame, contract("regions")),
         strict=True,
     )  # fmt: skip
-    copy_rows(
-        session, "regions", ["version_id", "code", "name", "level", "parent_code", "geom", "properties"], rows
-    )
+    copy_rows(session, "regions", ["version_id", "code", "name", "level", "parent_code", "geom", "properties"], rows)
     return len(frame)
 
 
@@ -290,7 +282,30 @@ def _write_events(session: Session, checked: Validation, version_id: int | None)
         .all()
     )
     session.execute(text("DROP TABLE staging_events"))
+    session.execute(HISTORY_LOG, {"ids": inserted})
     return len(inserted)
+
+
+# An imported event's log: its report, then one row per step its history columns record, each at
+# its own time and from the status before it (the event log is what 全程可追踪 shows). A rejected
+# event records no time of its rejection; its last known time stands in.
+HISTORY_LOG = text(
+    """
+    INSERT INTO event_log (event_id, at, actor, role, action, from_status, to_status, note)
+    SELECT id, at, 'import', 'system', action,
+           lag(to_status) OVER (PARTITION BY id ORDER BY ord), to_status, 'imported history'
+      FROM events e
+     CROSS JOIN LATERAL (VALUES
+           (0, e.reported_at, 'report', 'reported'), (1, e.accepted_at, 'accept', 'accepted'),
+           (2, e.dispatched_at, 'dispatch', 'dispatched'), (3, e.handling_at, 'start', 'handling'),
+           (4, e.handled_at, 'feedback', 'handled'), (5, e.verified_at, 'verify', 'verified'),
+           (6, e.archived_at, 'archive', 'archived'), (7, e.evaluated_at, 'evaluate', 'evaluated'),
+           (8, CASE WHEN e.status = 'rejected' THEN e.updated_at END, 'reject', 'rejected')
+     ) AS step (ord, at, action, to_status)
+     WHERE e.id = ANY(CAST(:ids AS bigint[])) AND step.at IS NOT NULL
+     ORDER BY id, ord
+    """
+)
 
 
 WRITERS = {
