@@ -172,3 +172,20 @@ def test_a_faulty_pack_is_reported_whole_and_loads_nothing(use_database: str, tm
     assert not (tmp_path / "otp.tsv").exists()
     tables = ("boundary_versions", "regions", "grids", "police_posts", "key_places", "users", "departments")
     assert rows(use_database, " UNION ALL ".join(f"SELECT count(*) FROM {t}" for t in tables)) == [(0,)] * len(tables)
+
+
+def test_the_demo_is_a_pack_loaded_through_city_load(demo_url: str, demo_pack: Path):
+    """The session's demo city was written as a pack and loaded by ``city load``; its history has its log."""
+    assert {p.name for p in demo_pack.iterdir()} >= {
+        "city.toml", "regions.gpkg", "grids.gpkg", "events.gpkg", "users.csv", "population.csv", "departments.csv"
+    }  # fmt: skip
+    assert run("city", "check", demo_pack).exit_code == 0
+    archived_without_full_log, logged_events, events = rows(
+        demo_url,
+        "SELECT count(*) FILTER (WHERE e.status = 'archived' AND NOT EXISTS (SELECT 1 FROM event_log l "
+        "WHERE l.event_id = e.id GROUP BY l.event_id HAVING count(*) FILTER (WHERE l.note = 'imported history') = 7)), "
+        "(SELECT count(DISTINCT event_id) FROM event_log), count(*) FROM events e",
+    )[0]
+    # every archived event: report, accept, dispatch, start, feedback, verify, archive
+    assert archived_without_full_log == 0
+    assert logged_events == events == 50_000
