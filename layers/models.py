@@ -186,9 +186,7 @@ class KeyPlace(Base):
         Index("ix_key_places_type", "type"),
         CheckConstraint("GeometryType(geom) IN ('POINT', 'POLYGON', 'MULTIPOLYGON')", name="point_or_polygon"),
         CheckConstraint("risk_level IS NULL OR risk_level IN ('low', 'medium', 'high')", name="risk_level_known"),
-        CheckConstraint(
-            "inspection_cycle_days IS NULL OR inspection_cycle_days > 0", name="inspection_cycle_positive"
-        ),
+        CheckConstraint("inspection_cycle_days IS NULL OR inspection_cycle_days > 0", name="inspection_cycle_positive"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -14,4 +14,9 @@ class BoundarySettings(BaseSettings):
     sliver_tolerance_m2: float = Field(
         1.0, ge=0, description="overlaps and gaps smaller than this are digitising slivers and accepted"
     )
+    sliver_fix_max_m2: float = Field(
+        100.0,
+        ge=0,
+        description="--fix gives gaps and overlaps smaller than this to the neighbour with the longest shared edge",
+    )
     tiny_grid_m2: float = Field(100.0, ge=0, description="a grid smaller than this is reported as tiny")

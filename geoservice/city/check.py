@@ -13,14 +13,16 @@ import re
 from dataclasses import dataclass, field
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
 
 from etl.contracts import contract
 from etl.reference import TRUE
+from etl.topology import SliverRepair, repair_slivers
 from etl.validate import FeatureError, References, Validation, validate
 from geoservice.city.pack import Pack, PackFault
-from layers.crs import metric_epsg_for
+from layers.crs import metric_area, metric_epsg_for, metric_length
 from layers.models import Role
 
 FALSE = ("false", "no", "0", "否", "")
@@ -42,15 +44,26 @@ class PackCheck:
         return not self.faults
 
 
-def check_pack(pack: Pack, *, fix: bool = False) -> PackCheck:
-    """Check every file of ``pack`` against the contracts and against each other."""
+def check_pack(
+    pack: Pack, *, fix: bool = False, sliver_max_m2: float = 0.0, sliver_tolerance_m2: float = 1.0
+) -> PackCheck:
+    """Check every file of ``pack`` against the contracts and against each other.
+
+    With ``fix``, invalid geometries are repaired (make_valid) and every gap or overlap between a
+    community's grids (and against the community) smaller than ``sliver_max_m2`` is given to the
+    grid with the longest shared edge; each change is listed in ``repairs``.
+    """
     result = PackCheck(faults=list(pack.faults))
     refs = _pack_references(pack)
     for layer in ("regions", "grids", "posts", "station_areas", "places", "events"):
         read = pack.layers.get(layer)
         if read is None:
             continue
-        checked = validate(contract(layer), read.frame, refs, fix=fix, read_problems=read.problems)
+        frame = read.frame
+        if layer == "grids" and fix and sliver_max_m2 > 0 and refs.community_geoms:
+            frame, repaired = _repair_slivers(frame, refs, sliver_max_m2, sliver_tolerance_m2)
+            result.repairs += [PackFault(pack.file_name(layer), str(r), None, "geometry", r.code) for r in repaired]
+        checked = validate(contract(layer), frame, refs, fix=fix, read_problems=read.problems)
         result.validated[layer] = checked
         name = pack.file_name(layer)
         result.faults += [_fault(name, e, checked.frame) for e in checked.errors]
@@ -62,6 +75,32 @@ def check_pack(pack: Pack, *, fix: bool = False) -> PackCheck:
         result.faults += _check_population(pack.file_name("population"), pack.layers["population"].frame)
     result.faults += _check_tables(pack)
     return result
+
+
+def _repair_slivers(
+    frame: gpd.GeoDataFrame, refs: References, max_m2: float, tolerance_m2: float
+) -> tuple[gpd.GeoDataFrame, list[SliverRepair]]:
+    """Slivers of each community whose grids are all valid polygons (others are reported, not guessed at)."""
+    if not {"code", "community_code"} <= set(frame.columns):
+        return frame, []
+    geoms = np.array(frame.geometry.values, dtype=object)
+    area_m2, length_m = metric_area(refs.metric_epsg), metric_length(refs.metric_epsg)
+    repairs: list[SliverRepair] = []
+    for community, members in frame.groupby(frame["community_code"].astype(str).str.strip()):
+        parent = refs.community_geoms.get(str(community))
+        part = geoms[members.index.to_numpy()]
+        usable = all(g is not None and g.geom_type in ("Polygon", "MultiPolygon") and g.is_valid for g in part)
+        if parent is None or not usable:
+            continue
+        codes = members["code"].astype(str).str.strip().tolist()
+        fixed, found = repair_slivers(
+            part, codes, area_m2=area_m2, length_m=length_m, parent=parent, tolerance_m2=tolerance_m2, max_m2=max_m2
+        )
+        geoms[members.index.to_numpy()] = fixed
+        repairs += found
+    if not repairs:
+        return frame, []
+    return frame.set_geometry(gpd.GeoSeries(geoms, crs=frame.crs, index=frame.index)), repairs
 
 
 def _pack_references(pack: Pack) -> References:

@@ -62,10 +62,13 @@ class PackLoad:
     passwords_file: Path | None = None
 
 
-def check_directory(directory: Path, *, fix: bool = False) -> tuple[Pack, PackCheck]:
-    """Read and check a pack; nothing is written."""
+def check_directory(directory: Path, boundaries: BoundarySettings, *, fix: bool = False) -> tuple[Pack, PackCheck]:
+    """Read and check a pack; nothing is written. ``fix`` repairs geometries and slivers (listed)."""
     pack = read_pack(directory)
-    return pack, check_pack(pack, fix=fix)
+    checked = check_pack(
+        pack, fix=fix, sliver_max_m2=boundaries.sliver_fix_max_m2, sliver_tolerance_m2=boundaries.sliver_tolerance_m2
+    )
+    return pack, checked
 
 
 def load_pack(
@@ -82,7 +85,7 @@ def load_pack(
 ) -> PackLoad:
     """Check the pack in ``directory`` and load all of it in one transaction; PackRejected if faulty."""
     step("checking the pack")
-    pack, checked = check_directory(directory, fix=fix)
+    pack, checked = check_directory(directory, boundaries, fix=fix)
     if not checked.ok or pack.city is None:
         raise PackRejected(checked.faults)
     city = pack.city

@@ -20,7 +20,13 @@ from geoservice.settings import DatabaseSettings, RoutingSettings
 
 city_app = typer.Typer(help="A city's own data as one pack: check it, load it, export it.", no_args_is_help=True)
 PackDir = Annotated[Path, typer.Argument(help="the pack's directory (see docs/city-pack.md)")]
-FixOption = Annotated[bool, typer.Option(help="repair invalid geometries with make_valid and list each repair")]
+FixOption = Annotated[
+    bool,
+    typer.Option(
+        help="repair invalid geometries (make_valid) and give gaps/overlaps under GEOSERVICE_SLIVER_FIX_MAX_M2 "
+        "to the neighbour with the longest shared edge; every change is listed"
+    ),
+]
 
 
 @city_app.command()
@@ -28,7 +34,7 @@ def check(directory: PackDir, fix: FixOption = False) -> None:
     """Report every fault of every file of the pack; write nothing."""
     from geoservice.city.load import check_directory
 
-    pack, checked = check_directory(directory, fix=fix)
+    pack, checked = check_directory(directory, BoundarySettings(), fix=fix)
     for repair in checked.repairs:
         console.print(f"  repaired {repair}", highlight=False, markup=False)
     for fault in checked.faults:

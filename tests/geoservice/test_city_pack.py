@@ -189,3 +189,50 @@ def test_the_demo_is_a_pack_loaded_through_city_load(demo_url: str, demo_pack: P
     # every archived event: report, accept, dispatch, start, feedback, verify, archive
     assert archived_without_full_log == 0
     assert logged_events == events == 50_000
+
+
+def _sliver_pack(tmp_path: Path, *, big_gap: bool) -> Path:
+    """The example with digitising slivers in community 320999001001: a 13 m² gap, a 21 m² overlap (and a 5,200 m² gap)."""
+    pack = tmp_path / ("slivers-big" if big_gap else "slivers")
+    shutil.copytree(EXAMPLE, pack)
+    grids = json.loads((pack / "grids.geojson").read_text())
+    ring = [[120.5, 32.31], [120.51, 32.31], [120.51, 32.314], [120.51002, 32.3141], [120.51, 32.3142],
+            [120.51, 32.32], [120.50005, 32.32], [120.5, 32.31995], [120.5, 32.31]]  # fmt: skip
+    grids["features"][0]["geometry"]["coordinates"] = [[ring]]
+    if big_gap:
+        grids["features"][3]["geometry"]["coordinates"] = [
+            [[[120.51, 32.3], [120.519, 32.3], [120.52, 32.301], [120.52, 32.31], [120.51, 32.31], [120.51, 32.3]]]
+        ]
+    (pack / "grids.geojson").write_text(json.dumps(grids))
+    return pack
+
+
+def test_slivers_are_reported_and_fix_gives_each_to_the_longest_shared_edge(use_database: str, tmp_path: Path):
+    pack = _sliver_pack(tmp_path, big_gap=True)
+    checked = run("city", "check", pack)
+    assert checked.exit_code == 1
+    assert "overlaps grid 320999001001002 by 2" in checked.output
+    assert "grids of community 320999001001 leave a gap of 13." in checked.output
+    assert "grids of community 320999001001 leave a gap of 5,2" in checked.output
+    fixed = run("city", "check", pack, "--fix")
+    assert fixed.exit_code == 1  # the large gap still stops it, located
+    assert "repaired grids.geojson: code 320999001001001: field geometry: overlap of 2" in fixed.output
+    assert "given to 320999001001001 (longest shared edge" in fixed.output
+    assert "taken from 320999001001002" in fixed.output
+    assert "gap of 13." in fixed.output and "leave a gap of 13." not in fixed.output
+    assert "leave a gap of 5,2" in fixed.output and "near lon 120.51" in fixed.output
+    assert rows(use_database, "SELECT count(*) FROM grids") == [(0,)]
+
+    small = _sliver_pack(tmp_path, big_gap=False)
+    assert run("city", "load", small, "--passwords", tmp_path / "otp.tsv").exit_code == 1
+    loaded = run("city", "load", small, "--fix", "--passwords", tmp_path / "otp.tsv")
+    assert loaded.exit_code == 0, loaded.output
+    assert loaded.output.count("repaired grids.geojson") == 2
+    # The community is now covered exactly by its grids: no gap and no overlap left.
+    gap, overlap = rows(
+        use_database,
+        "SELECT ST_Area(ST_Difference(c.geom, ST_Union(g.geom))::geography), "
+        "sum(ST_Area(g.geom::geography)) - ST_Area(ST_Union(g.geom)::geography) FROM regions c "
+        "JOIN grids g ON g.community_code = c.code WHERE c.code = '320999001001' GROUP BY c.geom",
+    )[0]
+    assert gap < 0.01 and abs(overlap) < 0.01
