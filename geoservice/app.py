@@ -15,6 +15,7 @@ from geoservice.api import auth, boundary_versions, coverage, forces, health, lo
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
+from geoservice.api import reference as reference_api
 from geoservice.api import tiles as tiles_api
 from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
 from geoservice.api.openapi import install_openapi
@@ -108,6 +109,7 @@ def create_app(
     app.include_router(boundary_versions.router)
     app.include_router(locate.router)
     app.include_router(route.router)
+    app.include_router(reference_api.router)
     app.include_router(coverage.router)
     app.include_router(events_api.router)
     app.include_router(stats.router)

@@ -423,6 +423,21 @@ class UserGrid(Base):
     grid_code: Mapped[str] = mapped_column(String(15), primary_key=True)
 
 
+class ReferenceChange(Base):
+    """Audit trail of reference data (departments, categories, deadlines, routing rules) edited through the API."""
+
+    __tablename__ = "reference_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(100))
+    table_name: Mapped[str] = mapped_column(String(30))
+    key: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(20))
+    before: Mapped[dict | None] = mapped_column(JSONB)
+    after: Mapped[dict | None] = mapped_column(JSONB)
+
+
 class Setting(Base):
     """Small persisted facts about the dataset (its metric CRS, the demo's seed)."""
 
@@ -448,6 +463,7 @@ __all__ = [
     "PolicePost",
     "PostLevel",
     "Population",
+    "ReferenceChange",
     "Region",
     "RegionLevel",
     "Role",

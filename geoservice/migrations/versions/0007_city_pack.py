@@ -1,5 +1,6 @@
 """city pack: places' owner/phone/risk/inspection, departments' parent and duty phone, categories'
-grid-worker closing, users' phone and first-sign-in password change, the grids a grid worker serves
+grid-worker closing, users' phone and first-sign-in password change, the grids a grid worker serves,
+the audit trail of reference data edited through the API
 
 Revision ID: 0007
 Revises: 0005
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0007"
 down_revision: str | None = "0005"
@@ -53,9 +55,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "grid_code", name=op.f("pk_user_grids")),
     )
     op.create_index("ix_user_grids_grid", "user_grids", ["grid_code"])
+    op.create_table(
+        "reference_changes",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("actor", sa.String(length=100), nullable=False),
+        sa.Column("table_name", sa.String(length=30), nullable=False),
+        sa.Column("key", sa.String(length=80), nullable=False),
+        sa.Column("action", sa.String(length=20), nullable=False),
+        sa.Column("before", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("after", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reference_changes")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("reference_changes")
     op.drop_index("ix_user_grids_grid", table_name="user_grids")
     op.drop_table("user_grids")
     op.drop_column("users", "must_change_password")
