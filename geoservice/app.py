@@ -11,7 +11,19 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from geoservice.api import auth, boundary_versions, coverage, forces, health, locate, metrics, open311, route, stats
+from geoservice.api import (
+    auth,
+    boundary_versions,
+    city_packs,
+    coverage,
+    forces,
+    health,
+    locate,
+    metrics,
+    open311,
+    route,
+    stats,
+)
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
@@ -110,6 +122,7 @@ def create_app(
     app.include_router(locate.router)
     app.include_router(route.router)
     app.include_router(reference_api.router)
+    app.include_router(city_packs.router)
     app.include_router(coverage.router)
     app.include_router(events_api.router)
     app.include_router(stats.router)

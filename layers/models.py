@@ -438,6 +438,23 @@ class ReferenceChange(Base):
     after: Mapped[dict | None] = mapped_column(JSONB)
 
 
+class PackJob(Base):
+    """A city pack uploaded over HTTP and being loaded: its progress, then what it loaded or why it failed."""
+
+    __tablename__ = "pack_jobs"
+    __table_args__ = (CheckConstraint("status IN ('running', 'done', 'failed')", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), server_default="running")
+    step: Mapped[str] = mapped_column(Text, server_default="")
+    steps_done: Mapped[int] = mapped_column(Integer, server_default="0")
+    result: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 class Setting(Base):
     """Small persisted facts about the dataset (its metric CRS, the demo's seed)."""
 
@@ -461,6 +478,7 @@ __all__ = [
     "Grid",
     "KeyPlace",
     "PolicePost",
+    "PackJob",
     "PostLevel",
     "Population",
     "ReferenceChange",

@@ -68,8 +68,26 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reference_changes")),
     )
 
+    op.create_table(
+        "pack_jobs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("actor", sa.String(length=100), nullable=False),
+        sa.Column("status", sa.String(length=20), server_default="running", nullable=False),
+        sa.Column("step", sa.Text(), server_default="", nullable=False),
+        sa.Column("steps_done", sa.Integer(), server_default="0", nullable=False),
+        sa.Column(
+            "result", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False
+        ),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.CheckConstraint("status IN ('running', 'done', 'failed')", name=op.f("ck_pack_jobs_status_known")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pack_jobs")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("pack_jobs")
     op.drop_table("reference_changes")
     op.drop_index("ix_user_grids_grid", table_name="user_grids")
     op.drop_table("user_grids")
