@@ -11,7 +11,6 @@ the demo version is already there, so a second start takes seconds.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,15 +19,13 @@ from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
-import pyogrio
 import shapely
 from sqlalchemy import Engine, text
 
 from etl.demo import DemoCity, build_demo_city
-from etl.reference import DATA as REFERENCE_DATA
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.city.load import HASHER, load_pack
-from geoservice.city.pack import CITY_FILE
+from geoservice.city.pack import CityInfo, write_pack
 from geoservice.settings import RoutingSettings
 from layers.crs import geometries_to_wgs84, parse_crs
 from layers.models import Role
@@ -118,21 +115,6 @@ def load_demo(
 
 def write_demo_pack(city: DemoCity, directory: Path, adcode: str) -> None:
     """The demo city as a city pack: GeoPackages for the layers, CSVs for the tables, city.toml."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for layer in ("regions", "grids", "posts", "station_areas", "places", "events"):
-        frame = getattr(city, layer).copy()
-        for column in frame.columns:
-            if pd.api.types.is_datetime64_any_dtype(frame[column]):  # ISO 8601 with its zone: never ambiguous
-                frame[column] = [None if pd.isna(t) else t.isoformat() for t in frame[column]]
-        path = directory / f"{layer}.gpkg"
-        path.unlink(missing_ok=True)
-        pyogrio.write_dataframe(frame, path, driver="GPKG")
-    population = city.population
-    pd.DataFrame({"lon": population.geometry.x, "lat": population.geometry.y, "count": population["count"]}).to_csv(
-        directory / "population.csv", index=False
-    )
-    for table in ("departments", "categories", "routing_rules"):
-        shutil.copyfile(REFERENCE_DATA / f"{table}.csv", directory / f"{table}.csv")
     users = pd.DataFrame(
         [
             {"username": u.username, "name": u.username, "role": u.role.value, "region_code": u.region_code or "",
@@ -141,13 +123,9 @@ def write_demo_pack(city: DemoCity, directory: Path, adcode: str) -> None:
             for u in demo_users(adcode)
         ]
     )  # fmt: skip
-    users.to_csv(directory / "users.csv", index=False)
-    (directory / CITY_FILE).write_text(
-        '# the demo city (synthetic, on a real county boundary; README "Licence notes")\n'
-        f'name = "demo {adcode}"\nadcode = "{adcode}"\ncrs = "wgs84"\ntimezone = "Asia/Shanghai"\n'
-        f'version = "{DEMO_VERSION}"\n',
-        encoding="utf-8",
-    )
+    layers = ("regions", "grids", "posts", "station_areas", "places", "population", "events")
+    write_pack(directory, CityInfo(f"demo {adcode}", adcode, version=DEMO_VERSION),
+               {layer: getattr(city, layer) for layer in layers}, {"users": users})  # fmt: skip
 
 
 def read_boundary(path: Path, crs: str) -> shapely.MultiPolygon | shapely.Polygon:

@@ -8,7 +8,6 @@ not part of the city's set-up, and are not exported (``geoservice export events`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 from etl.writers import read_layer, write_layer
 from geoservice.boundaries.versions import resolve_version
 from geoservice.city.load import CITY_KEYS
-from geoservice.city.pack import CITY_FILE
+from geoservice.city.pack import CITY_FILE, CityInfo, write_city
 
 TABLE_QUERIES = {
     "departments": "SELECT code, name, kind, coalesce(parent_code, '') AS parent_code, duty_phone "
@@ -67,9 +66,9 @@ def export_pack(session: Session, directory: Path, version: str | None = None) -
 
 
 def _write_city(session: Session, path: Path, version: str) -> None:
-    """city.toml from the facts ``city load`` kept; TOML basic strings read JSON's escapes."""
+    """city.toml from the facts ``city load`` kept."""
     stored = dict(session.execute(text("SELECT key, value FROM dataset_settings")).all())
     values = {attr: stored.get(key, "") for key, attr in CITY_KEYS.items()}
-    values.update(crs="wgs84", version=version)
-    path.write_text("".join(f"{key} = {json.dumps(value, ensure_ascii=False)}\n" for key, value in values.items()),
-                    encoding="utf-8")  # fmt: skip
+    write_city(
+        path, CityInfo(values["name"], values["adcode"], "wgs84", values["timezone"] or "Asia/Shanghai", version)
+    )

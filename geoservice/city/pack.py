@@ -9,16 +9,21 @@ is still read, so ``city check`` can name every fault of every file in one run.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import geopandas as gpd
 import pandas as pd
+import pyogrio
 
 from etl.readers import ReadError, ReadResult, read_features
+from etl.reference import DATA as REFERENCE_DATA
 from etl.reference import OPTIONAL as REFERENCE_OPTIONAL
 from etl.reference import REQUIRED as REFERENCE_REQUIRED
 from layers.crs import parse_crs
@@ -186,3 +191,45 @@ def _read_table(path: Path, table: str, faults: list[PackFault]) -> pd.DataFrame
         if column not in frame.columns:
             frame[column] = ""
     return frame.apply(lambda s: s.str.strip())
+
+
+def write_pack(
+    directory: Path,
+    city: CityInfo,
+    layers: dict[str, gpd.GeoDataFrame],
+    tables: dict[str, pd.DataFrame] | None = None,
+) -> None:
+    """Write a pack that ``city load`` reads: layers as GeoPackages (population as CSV), tables as CSV.
+
+    Times become ISO 8601 text with their zone, so no reader can take them for local times. Tables
+    not given are the shipped defaults (``etl/data``) where there is one.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for layer, frame in layers.items():
+        if layer == "population":
+            points = frame.geometry
+            pd.DataFrame({"lon": points.x, "lat": points.y, "count": frame["count"]}).to_csv(
+                directory / "population.csv", index=False
+            )
+            continue
+        frame = frame.copy()
+        for column in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[column]):
+                frame[column] = [None if pd.isna(t) else t.isoformat() for t in frame[column]]
+        path = directory / f"{layer}.gpkg"
+        path.unlink(missing_ok=True)
+        pyogrio.write_dataframe(frame, path, driver="GPKG")
+    tables = tables or {}
+    for table in ("departments", "categories", "routing_rules"):
+        if table not in tables:
+            shutil.copyfile(REFERENCE_DATA / f"{table}.csv", directory / f"{table}.csv")
+    for table, frame in tables.items():
+        frame.to_csv(directory / f"{table}.csv", index=False)
+    write_city(directory / CITY_FILE, city)
+
+
+def write_city(path: Path, city: CityInfo) -> None:
+    """city.toml; TOML's basic strings read JSON's escapes, so json.dumps quotes each value."""
+    values = {"name": city.name, "adcode": city.adcode, "crs": city.crs, "timezone": city.timezone,
+              "version": city.version}  # fmt: skip
+    path.write_text("".join(f"{k} = {json.dumps(v, ensure_ascii=False)}\n" for k, v in values.items()), "utf-8")
