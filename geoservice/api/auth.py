@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from geoservice.api.deps import SessionDep
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.tokens import issue_token
-from geoservice.auth.users import Principal, authenticate
+from geoservice.auth.users import Principal, authenticate, change_password
 from geoservice.errors import SignInRequired
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -42,6 +42,21 @@ def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
         raise SignInRequired("wrong username or password, or the account is disabled", title="Sign-in failed")
     access, seconds = issue_token(principal.username, request.app.state.auth_settings)
     return Token(access_token=access, expires_in=seconds)
+
+
+class PasswordChange(BaseModel):
+    """A new password for an account, proven by its current (or one-time) password."""
+
+    username: str = Field(min_length=1, max_length=100)
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=8, max_length=200)
+
+
+@router.post("/password", status_code=204, **policy(EVERYONE))
+def password(body: PasswordChange, session: SessionDep) -> Response:
+    """Set your own password; an account loaded with a one-time password must do this before signing in."""
+    change_password(session, body.username, body.current_password, body.new_password)
+    return Response(status_code=204)
 
 
 SIGNED_IN = allow(STAFF)

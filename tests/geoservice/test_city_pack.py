@@ -236,3 +236,33 @@ def test_slivers_are_reported_and_fix_gives_each_to_the_longest_shared_edge(use_
         "JOIN grids g ON g.community_code = c.code WHERE c.code = '320999001001' GROUP BY c.geom",
     )[0]
     assert gap < 0.01 and abs(overlap) < 0.01
+
+
+def test_a_one_time_password_must_be_changed_before_signing_in(use_database: str, tmp_path: Path):
+    from fastapi.testclient import TestClient
+
+    from geoservice.app import create_app
+    from geoservice.infra.database import make_engine
+
+    passwords = tmp_path / "otp.tsv"
+    assert run("city", "load", EXAMPLE, "--passwords", passwords).exit_code == 0
+    issued = dict(line.split("\t") for line in passwords.read_text().splitlines()[2:])
+    engine = make_engine(use_database)
+    try:
+        with TestClient(create_app(engine=engine)) as client:
+            first = client.post("/v1/auth/token", data={"username": "grid0011", "password": issued["grid0011"]})
+            assert first.status_code == 403 and "POST /v1/auth/password" in first.json()["detail"]
+            wrong = client.post("/v1/auth/password", json={"username": "grid0011", "current_password": "guess-123",
+                                                            "new_password": "my own secret 1"})  # fmt: skip
+            assert wrong.status_code == 422
+            changed = client.post("/v1/auth/password", json={"username": "grid0011", "current_password":
+                                  issued["grid0011"], "new_password": "my own secret 1"})  # fmt: skip
+            assert changed.status_code == 204
+            assert client.post("/v1/auth/token", data={"username": "grid0011", "password": issued["grid0011"]}
+                               ).status_code == 401  # fmt: skip
+            token = client.post("/v1/auth/token", data={"username": "grid0011", "password": "my own secret 1"})
+            assert token.status_code == 200
+            me = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+            assert me.json()["role"] == "grid_worker" and me.json()["region_code"] == "320999001001"
+    finally:
+        engine.dispose()
