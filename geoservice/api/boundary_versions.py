@@ -78,6 +78,7 @@ class EditOutcome(BaseModel):
     changed: list[str]
     removed: list[str]
     conformed: list[str]
+    repairs: list[str] = Field(default_factory=list, description="what a repair edit moved, one sentence each")
 
 
 class PublishOutcome(BaseModel):
@@ -152,9 +153,12 @@ def get_grids(version_id: VersionId, session: SessionDep) -> JSONResponse:
 
 
 @router.post("/{version_id}/edits", response_model=EditOutcome, **policy(WRITERS))
-def post_edit(version_id: VersionId, edit: Edit, session: SessionDep) -> EditOutcome:
+def post_edit(request: Request, version_id: VersionId, edit: Edit, session: SessionDep) -> EditOutcome:
     """Apply one edit to a draft (409 when the version is not a draft)."""
-    return EditOutcome(**vars(apply_edit(session, version_id, edit)))
+    state = request.app.state
+    result = apply_edit(session, version_id, edit, boundaries=state.boundary_settings,
+                        metric_crs=state.routing_settings.metric_crs)  # fmt: skip
+    return EditOutcome(**vars(result))
 
 
 @router.get(

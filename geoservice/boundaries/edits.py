@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from geoservice.boundaries import drafts
 from geoservice.boundaries.drafts import EditRejected, EditResult
 from geoservice.boundaries.geometry import geometry_from_geojson
+from geoservice.boundaries.settings import BoundarySettings
+from layers.crs import city_metric_epsg
 
 GeoJSONGeometry = Annotated[dict[str, Any], Field(description="a GeoJSON geometry object")]
 GridCode = Annotated[str, Field(min_length=1, max_length=40, examples=["320682100200001"])]
@@ -90,13 +92,37 @@ class Remove(_Edit):
     grid: GridCode
 
 
-Edit = Annotated[ReplaceGeometry | Split | Merge | MoveBoundary | Update | Add | Remove, Field(discriminator="op")]
+class Repair(_Edit):
+    """Give each digitising sliver (gap or overlap) to the grid with the longest shared edge."""
+
+    op: Literal["repair"]
+    community_code: str | None = Field(None, pattern=r"^\d{12}$", description="one community; default all")
+    max_m2: float | None = Field(
+        None, gt=0, description="largest gap or overlap to move; default GEOSERVICE_SLIVER_FIX_MAX_M2 (100 m²)"
+    )
+
+
+Edit = Annotated[
+    ReplaceGeometry | Split | Merge | MoveBoundary | Update | Add | Remove | Repair, Field(discriminator="op")
+]
 EDIT = TypeAdapter(Edit)
 
 
-def apply_edit(session: Session, version_id: int, edit: Edit) -> EditResult:
-    """Apply one edit to draft ``version_id`` in the session's transaction."""
+def apply_edit(
+    session: Session, version_id: int, edit: Edit, *, boundaries: BoundarySettings, metric_crs: str | None
+) -> EditResult:
+    """Apply one edit to draft ``version_id`` in the session's transaction (settings from the caller's edge)."""
     match edit:
+        case Repair():
+            try:
+                epsg = city_metric_epsg(session, metric_crs)
+            except ValueError as exc:
+                raise EditRejected(str(exc)) from exc
+            return drafts.repair_draft_slivers(
+                session, version_id, community_code=edit.community_code,
+                max_m2=edit.max_m2 or boundaries.sliver_fix_max_m2, tolerance_m2=boundaries.sliver_tolerance_m2,
+                epsg=epsg,
+            )  # fmt: skip
         case ReplaceGeometry():
             return drafts.replace_geometry(session, version_id, edit.grid, _geometry(edit.geometry, edit.crs))
         case Split():

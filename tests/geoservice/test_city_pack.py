@@ -266,3 +266,17 @@ def test_a_one_time_password_must_be_changed_before_signing_in(use_database: str
             assert me.json()["role"] == "grid_worker" and me.json()["region_code"] == "320999001001"
     finally:
         engine.dispose()
+
+
+def test_a_repair_edit_gives_a_drafts_slivers_to_their_neighbours(use_database: str, tmp_path: Path):
+    assert run("city", "load", EXAMPLE, "--draft", "--passwords", tmp_path / "otp.tsv").exit_code == 0
+    slivered = json.loads((_sliver_pack(tmp_path, big_gap=False) / "grids.geojson").read_text())["features"][0]
+    edit = {"op": "replace_geometry", "grid": "320999001001001", "geometry": slivered["geometry"]}
+    assert run("versions", "edit", "example-2026", json.dumps(edit)).exit_code == 0
+    assert run("versions", "validate", "example-2026").exit_code == 1  # a gap and an overlap
+    repaired = run("versions", "edit", "example-2026", json.dumps({"op": "repair", "community_code": "320999001001"}))
+    assert repaired.exit_code == 0, repaired.output
+    assert "changed 320999001001002" in repaired.output or "changed 320999001001001" in repaired.output
+    assert repaired.output.count("given to 320999001001001 (longest shared edge") == 2
+    validated = run("versions", "validate", "example-2026")
+    assert validated.exit_code == 0, validated.output
