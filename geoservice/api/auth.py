@@ -44,12 +44,15 @@ def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
     return Token(access_token=access, expires_in=seconds)
 
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refuse it as a 422, not a 500
+
+
 class PasswordChange(BaseModel):
     """A new password for an account, proven by its current (or one-time) password."""
 
-    username: str = Field(min_length=1, max_length=100)
-    current_password: str = Field(min_length=1, max_length=200)
-    new_password: str = Field(min_length=8, max_length=200)
+    username: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    current_password: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    new_password: str = Field(min_length=8, max_length=200, pattern=NO_NUL)
 
 
 @router.post("/password", status_code=204, **policy(EVERYONE))

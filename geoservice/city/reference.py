@@ -20,22 +20,23 @@ from geoservice.boundaries.versions import notify_layers_changed
 from geoservice.errors import InvalidInput, NotFound
 
 KEYS = {"departments": "code", "categories": "code", "routing_rules": "id"}
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: a 422, never a 500
 
 
 class DepartmentIn(BaseModel):
     """A department as an admin sets it."""
 
-    name: str = Field(min_length=1, max_length=200)
-    kind: str = Field("bureau", min_length=1, max_length=50)
-    parent_code: str | None = Field(None, max_length=50, description="the department above, if any")
-    duty_phone: str = Field("", max_length=50)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    kind: str = Field("bureau", min_length=1, max_length=50, pattern=NO_NUL)
+    parent_code: str | None = Field(None, max_length=50, description="the department above, if any", pattern=NO_NUL)
+    duty_phone: str = Field("", max_length=50, pattern=NO_NUL)
 
 
 class CategoryIn(BaseModel):
     """A category (class or subcategory) with its deadlines per priority."""
 
-    name: str = Field(min_length=1, max_length=200)
-    parent_code: str | None = Field(None, max_length=80, description="its class; none for a class")
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    parent_code: str | None = Field(None, max_length=80, description="its class; none for a class", pattern=NO_NUL)
     accept_hours: PositiveFloat
     handle_hours: PositiveFloat
     grid_worker_closes: bool = False
@@ -52,14 +53,14 @@ class CategoryIn(BaseModel):
 class RuleIn(BaseModel):
     """A routing rule: (category, region, key place within a distance, zone) → department."""
 
-    category_code: str = Field(min_length=1, max_length=80)
-    department_code: str = Field(min_length=1, max_length=50)
-    region_code: str | None = Field(None, max_length=12)
-    place_type: str | None = Field(None, max_length=50)
+    category_code: str = Field(min_length=1, max_length=80, pattern=NO_NUL)
+    department_code: str = Field(min_length=1, max_length=50, pattern=NO_NUL)
+    region_code: str | None = Field(None, max_length=12, pattern=NO_NUL)
+    place_type: str | None = Field(None, max_length=50, pattern=NO_NUL)
     place_distance_m: PositiveFloat | None = None
-    zone_layer: str | None = Field(None, max_length=50)
+    zone_layer: str | None = Field(None, max_length=50, pattern=NO_NUL)
     priority: int = 0
-    description: str = ""
+    description: str = Field("", pattern=NO_NUL)
     enabled: bool = True
 
     @model_validator(mode="after")
