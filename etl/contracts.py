@@ -33,7 +33,9 @@ CONTRACTS: dict[str, LayerContract] = {
     c.name: c
     for c in (
         LayerContract("regions", POLYGONAL, ("code", "name", "level"), ("parent_code",), versioned=True),
-        LayerContract("grids", POLYGONAL, ("code", "name", "community_code"), ("workers", "officer"), versioned=True),
+        LayerContract(
+            "grids", POLYGONAL, ("code", "name", "community_code"), ("workers", "officer"), versioned=True
+        ),
         LayerContract("posts", frozenset({"Point"}), ("code", "name", "level")),
         LayerContract("station_areas", POLYGONAL, ("code",)),
         LayerContract(

@@ -83,7 +83,9 @@ def import_frame(
 
 
 # --- references: what the file may point at ------------------------------------------------------
-def references(session: Session, rules: LayerContract, frame: gpd.GeoDataFrame, version_id: int | None) -> References:
+def references(
+    session: Session, rules: LayerContract, frame: gpd.GeoDataFrame, version_id: int | None
+) -> References:
     """Collect from the database only what this layer's checks need."""
     refs = References(metric_epsg=dataset_metric_epsg(session, frame.geometry.values))
     if version_id is not None:
@@ -111,7 +113,9 @@ def _draft_version(session: Session, name: str | None) -> int:
     """The draft called ``name`` (created if new); published versions are never rewritten."""
     if name is None:
         name = datetime.now(UTC).astimezone().strftime("%Y-%m-%d")
-    row = session.execute(text("SELECT id, status::text FROM boundary_versions WHERE name = :n"), {"n": name}).first()
+    row = session.execute(
+        text("SELECT id, status::text FROM boundary_versions WHERE name = :n"), {"n": name}
+    ).first()
     if row is None:
         return session.execute(
             text("INSERT INTO boundary_versions (name, status, note) VALUES (:n, 'draft', '') RETURNING id"),
@@ -133,7 +137,9 @@ def _draft_version(session: Session, name: str | None) -> int:
 
 
 def _version_name(session: Session, version_id: int) -> str:
-    return session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()
+    return session.execute(
+        text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}
+    ).scalar_one()
 
 
 # --- writers ---------------------------------------------------------------------------------------
@@ -165,7 +171,9 @@ def _write_regions(session: Session, checked: Validation, version_id: int | None
         [p.strip() or None for p in frame["parent_code"]], _ewkb(frame), _extra(frame, contract("regions")),
         strict=True,
     )  # fmt: skip
-    copy_rows(session, "regions", ["version_id", "code", "name", "level", "parent_code", "geom", "properties"], rows)
+    copy_rows(
+        session, "regions", ["version_id", "code", "name", "level", "parent_code", "geom", "properties"], rows
+    )
     return len(frame)
 
 

@@ -87,7 +87,9 @@ def _read_csv(path: Path, source: InputCRS) -> ReadResult:
     }
     points = shapely.points(lon, lat)
     points[list(problems)] = None  # reported above; validation names them once
-    frame = gpd.GeoDataFrame(table.drop(columns=["lon", "lat"]), geometry=geometries_to_wgs84(points, source), crs=4326)
+    frame = gpd.GeoDataFrame(
+        table.drop(columns=["lon", "lat"]), geometry=geometries_to_wgs84(points, source), crs=4326
+    )
     return ReadResult(frame, source, problems)
 
 

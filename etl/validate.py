@@ -87,7 +87,9 @@ def validate(
     if missing:
         present = ", ".join(c for c in frame.columns if c != frame.geometry.name) or "none"
         result.errors.append(
-            FeatureError(None, None, f"required field(s) missing: {', '.join(missing)} (the file has: {present})")
+            FeatureError(
+                None, None, f"required field(s) missing: {', '.join(missing)} (the file has: {present})"
+            )
         )
         return result
     for column in contract.optional:
@@ -139,7 +141,9 @@ def _check_geometry(contract: LayerContract, result: Validation, codes: list[str
         if geom.geom_type not in contract.geometry_types:
             allowed = " or ".join(sorted(contract.geometry_types))
             result.errors.append(
-                FeatureError(index, codes[index], f"geometry is a {geom.geom_type}; this layer takes {allowed}")
+                FeatureError(
+                    index, codes[index], f"geometry is a {geom.geom_type}; this layer takes {allowed}"
+                )
             )
             continue
         out_of_range = _coordinate_problem(geom)
@@ -150,17 +154,23 @@ def _check_geometry(contract: LayerContract, result: Validation, codes: list[str
             reason = shapely.is_valid_reason(geom)
             if not fix:
                 result.errors.append(
-                    FeatureError(index, codes[index], f"invalid geometry: {reason}; --fix repairs it with make_valid")
+                    FeatureError(
+                        index, codes[index], f"invalid geometry: {reason}; --fix repairs it with make_valid"
+                    )
                 )
                 continue
             repaired = _repair(geom, contract)
             if repaired is None:
                 result.errors.append(
-                    FeatureError(index, codes[index], f"invalid geometry ({reason}) that make_valid cannot repair")
+                    FeatureError(
+                        index, codes[index], f"invalid geometry ({reason}) that make_valid cannot repair"
+                    )
                 )
                 continue
             geoms[index] = repaired
-            result.repairs.append(FeatureError(index, codes[index], f"repaired {reason}: {_change(geom, repaired)}"))
+            result.repairs.append(
+                FeatureError(index, codes[index], f"repaired {reason}: {_change(geom, repaired)}")
+            )
     if contract.geometry_types >= {"Polygon", "MultiPolygon"} and "Point" not in contract.geometry_types:
         geoms = np.array([_as_multipolygon(g) for g in geoms], dtype=object)
     result.frame = result.frame.set_geometry(gpd.GeoSeries(geoms, crs=4326, index=result.frame.index))
@@ -205,7 +215,9 @@ def _check_unique_codes(result: Validation, codes: list[str | None]) -> None:
         if code is None:
             continue
         if code in first:
-            result.errors.append(FeatureError(index, code, f"duplicate code: also used by feature {first[code]}"))
+            result.errors.append(
+                FeatureError(index, code, f"duplicate code: also used by feature {first[code]}")
+            )
         else:
             first[code] = index
 
@@ -220,7 +232,9 @@ def _check_regions(result: Validation, codes: list[str | None], refs: References
         if code and not re.fullmatch(r"\d{12}", code):
             result.errors.append(FeatureError(index, code, "region codes have 12 digits (统计用区划代码)"))
         if level not in REGION_LEVELS:
-            result.errors.append(FeatureError(index, code, f"level {level!r} is not one of {', '.join(REGION_LEVELS)}"))
+            result.errors.append(
+                FeatureError(index, code, f"level {level!r} is not one of {', '.join(REGION_LEVELS)}")
+            )
             continue
         if level == "city":
             if parent:
@@ -229,7 +243,9 @@ def _check_regions(result: Validation, codes: list[str | None], refs: References
         if not parent:
             result.errors.append(FeatureError(index, code, f"a {level} needs a parent_code"))
         elif parent not in known:
-            result.errors.append(FeatureError(index, code, f"parent_code {parent} is neither in the file nor loaded"))
+            result.errors.append(
+                FeatureError(index, code, f"parent_code {parent} is neither in the file nor loaded")
+            )
         elif known[parent] != PARENT_LEVEL[level]:
             result.errors.append(
                 FeatureError(
@@ -246,14 +262,18 @@ def _check_grids(result: Validation, codes: list[str | None], refs: References) 
     for index, row in enumerate(frame.itertuples()):
         code, community = row.code, row.community_code
         if code and not re.fullmatch(r"\d{15}", code):
-            result.errors.append(FeatureError(index, code, "grid codes have 15 digits (community code + serial)"))
+            result.errors.append(
+                FeatureError(index, code, "grid codes have 15 digits (community code + serial)")
+            )
         elif code and community and not code.startswith(community):
             result.errors.append(
                 FeatureError(index, code, f"grid code does not start with its community_code {community}")
             )
         if community and community not in communities:
             result.errors.append(
-                FeatureError(index, code, f"community_code {community} is not a community of this boundary version")
+                FeatureError(
+                    index, code, f"community_code {community} is not a community of this boundary version"
+                )
             )
     if result.errors:
         return  # coverage checks need valid, well-coded polygons to say anything useful
@@ -271,13 +291,17 @@ def _check_grid_coverage(result: Validation, refs: References) -> None:
             result.errors.append(_topology_error(problem, index_of))
     for community, members in frame.groupby("community_code"):
         parent = refs.community_geoms.get(str(community))
-        found = coverage_problems(members.geometry.values, members["code"].tolist(), area_m2=area_m2, parent=parent)
+        found = coverage_problems(
+            members.geometry.values, members["code"].tolist(), area_m2=area_m2, parent=parent
+        )
         for problem in found:
             if problem.kind == "gap":
                 result.errors.append(_topology_error(problem, index_of, community=str(community)))
 
 
-def _topology_error(problem: TopologyProblem, index_of: dict[str, int], community: str | None = None) -> FeatureError:
+def _topology_error(
+    problem: TopologyProblem, index_of: dict[str, int], community: str | None = None
+) -> FeatureError:
     where = problem.location.representative_point()
     near = f"near lon {where.x:.6f}, lat {where.y:.6f}"
     first = problem.codes[0] if problem.codes else None

@@ -45,7 +45,9 @@ class ExportError(ValueError):
 def read_layer(session: Session, layer: str, version_id: int | None) -> gpd.GeoDataFrame:
     """The layer as a GeoDataFrame in WGS84, with extra properties spread into columns."""
     contract(layer)  # unknown layer → ValueError naming the layers
-    frame = gpd.read_postgis(text(QUERIES[layer]), session.connection(), geom_col="geom", params={"v": version_id})
+    frame = gpd.read_postgis(
+        text(QUERIES[layer]), session.connection(), geom_col="geom", params={"v": version_id}
+    )
     extra = gpd.pd.json_normalize(frame.pop("properties").tolist()) if len(frame) else None
     if extra is not None and len(extra.columns):
         extra.index = frame.index

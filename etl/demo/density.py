@@ -147,7 +147,9 @@ def nearest_index(points: np.ndarray, centres: np.ndarray, chunk: int = 4096) ->
     out = np.empty(len(points), dtype=np.intp)
     for start in range(0, len(points), chunk):
         block = points[start : start + chunk]
-        out[start : start + chunk] = ((block[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        out[start : start + chunk] = (
+            ((block[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        )
     return out
 
 

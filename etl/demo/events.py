@@ -179,7 +179,11 @@ def _times(
     out = np.empty(n, dtype=np.int64)
     night = np.isin(codes, NIGHT_CATEGORIES)
     for key in np.unique(classes).tolist() + ["night"]:
-        members = np.flatnonzero(night[cat]) if key == "night" else np.flatnonzero((classes[cat] == key) & ~night[cat])
+        members = (
+            np.flatnonzero(night[cat])
+            if key == "night"
+            else np.flatnonzero((classes[cat] == key) & ~night[cat])
+        )
         if len(members) == 0:
             continue
         swing = 0.30 if key == "environment" else 0.12
@@ -238,7 +242,9 @@ def _status(age_h: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _sources(codes: np.ndarray, classes: np.ndarray, cat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Who reports what: cameras see stalls and traffic, residents phone 12345 about livelihood."""
     default = SOURCE_MIX["default"]
-    mix = np.array([SOURCE_MIX.get(c, SOURCE_MIX.get(k, default)) for c, k in zip(codes, classes, strict=True)])
+    mix = np.array(
+        [SOURCE_MIX.get(c, SOURCE_MIX.get(k, default)) for c, k in zip(codes, classes, strict=True)]
+    )
     cum = np.cumsum(mix / mix.sum(axis=1, keepdims=True), axis=1)
     pick = (rng.random(len(cat))[:, None] > cum[cat]).sum(axis=1)
     return np.array(SOURCES)[np.minimum(pick, len(SOURCES) - 1)]
@@ -259,7 +265,9 @@ def _descriptions(
         "hotline_12345": "12345热线转办：{w}{c}",
         "video": "视频巡查发现{w}疑似{c}",
     }
-    return [templates[s].format(w=w, c=c) for s, w, c in zip(source.tolist(), where, names.tolist(), strict=True)]
+    return [
+        templates[s].format(w=w, c=c) for s, w, c in zip(source.tolist(), where, names.tolist(), strict=True)
+    ]
 
 
 STAGES = ("reported", "accepted", "dispatched", "handling", "handled", "verified", "archived", "evaluated")

@@ -40,7 +40,9 @@ class Adjacency:
     def neighbours(self, unit: int) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of ``unit`` and the length shared with each."""
         left, right = self.i == unit, self.j == unit
-        return np.concatenate([self.j[left], self.i[right]]), np.concatenate([self.length[left], self.length[right]])
+        return np.concatenate([self.j[left], self.i[right]]), np.concatenate(
+            [self.length[left], self.length[right]]
+        )
 
 
 def shared_boundaries(polygons: np.ndarray) -> Adjacency:
@@ -134,7 +136,9 @@ def make_contiguous(
     return labels
 
 
-def _best_neighbour_group(piece: np.ndarray, labels: np.ndarray, adjacency: Adjacency, own: int) -> int | None:
+def _best_neighbour_group(
+    piece: np.ndarray, labels: np.ndarray, adjacency: Adjacency, own: int
+) -> int | None:
     inside = np.zeros(adjacency.n, dtype=bool)
     inside[piece] = True
     out_j = inside[adjacency.i] & ~inside[adjacency.j]

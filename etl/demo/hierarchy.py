@@ -62,7 +62,9 @@ def build_hierarchy(
     comm_polygons = dissolve(grids, community, n_comm)
     comm_adjacency = adjacency.between(community, n_comm)
     comm_points = shapely.get_coordinates(shapely.point_on_surface(comm_polygons))
-    town, seats, anchors = _towns(grids, community, comm_points, comm_adjacency, shapely.area(comm_polygons), model)
+    town, seats, anchors = _towns(
+        grids, community, comm_points, comm_adjacency, shapely.area(comm_polygons), model
+    )
     n_towns = len(seats)
     town_polygons = dissolve(comm_polygons, town, n_towns)
     city = shapely.coverage_union_all(town_polygons)
@@ -217,7 +219,9 @@ def _community_codes_and_names(
             for k, c in enumerate(order.tolist()):
                 codes[c] = f"{town_code[:9]}{first + k:03d}"
     stems = two_char_stems(n, rng, taken={short_name(x) for x in town_names_})
-    names = [stem + ("社区" if is_urban else "村") for stem, is_urban in zip(stems, urban.tolist(), strict=True)]
+    names = [
+        stem + ("社区" if is_urban else "村") for stem, is_urban in zip(stems, urban.tolist(), strict=True)
+    ]
     return codes, names
 
 

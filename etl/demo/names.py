@@ -27,7 +27,9 @@ SURNAMES = (
     "吕丁任沈姚卢姜崔钟谭陆汪范金石贾夏付方白邹孟秦邱江薛顾毛钱严戴冒缪季仲葛殷"
 )
 # The surnames above are listed roughly by frequency; weights fall off accordingly.
-GIVEN = "建国华明丽军红伟芳英平勇敏静磊强洁燕杰娟涛峰霞超秀兰玉海波宁刚云辉斌鹏飞丹慧琳晨浩宇子轩欣怡梓涵俊博文"
+GIVEN = (
+    "建国华明丽军红伟芳英平勇敏静磊强洁燕杰娟涛峰霞超秀兰玉海波宁刚云辉斌鹏飞丹慧琳晨浩宇子轩欣怡梓涵俊博文"
+)
 
 CHINESE_DIGITS = "零一二三四五六七八九"
 
@@ -68,7 +70,9 @@ def two_char_stems(n: int, rng: np.random.Generator, *, taken: set[str] | None =
     raise ValueError(f"cannot make {n} distinct place names")
 
 
-def town_names(n_streets: int, n_towns: int, adcode: str, rng: np.random.Generator) -> tuple[list[str], list[str]]:
+def town_names(
+    n_streets: int, n_towns: int, adcode: str, rng: np.random.Generator
+) -> tuple[list[str], list[str]]:
     """Names of the streets (街道) and towns (镇): 如皋's real ones for 320682, generated otherwise."""
     streets, towns = [], []
     if adcode.startswith(RUGAO_ADCODE):

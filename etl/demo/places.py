@@ -161,7 +161,9 @@ def _name(kind: str, nth: int, town: str, comm: str, road: str, number: int, bra
             return f"{town}人民医院" if pick < 0.5 else f"{town}中心卫生院"
         return f"{comm}卫生室" if pick < 0.6 else f"{town}第{chinese_number(nth)}医院"
     if kind == "mall":
-        return brand + ("购物中心" if pick < 0.3 else "商厦" if pick < 0.55 else "超市" if pick < 0.8 else "广场")
+        return brand + (
+            "购物中心" if pick < 0.3 else "商厦" if pick < 0.55 else "超市" if pick < 0.8 else "广场"
+        )
     if kind == "market":
         return f"{comm}农贸市场" if nth == 1 else f"{comm}{chinese_number(nth)}号农贸市场"
     if kind == "rental_housing":

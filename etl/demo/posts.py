@@ -69,7 +69,9 @@ def build_posts(h: Hierarchy, model: UrbanModel, n_posts: int, rng: np.random.Ge
             if level == "station":
                 station_codes.append(code)
                 areas.append(st_areas[i])
-    return Posts(codes, names, levels, np.array(points).reshape(-1, 2), station_codes, np.array(areas, dtype=object))
+    return Posts(
+        codes, names, levels, np.array(points).reshape(-1, 2), station_codes, np.array(areas, dtype=object)
+    )
 
 
 def _stations(h: Hierarchy, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[shapely.Geometry]]:

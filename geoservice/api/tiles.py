@@ -67,7 +67,9 @@ async def get_tile(
     y: Annotated[int, Path(ge=0, examples=[1661])],
     status: Annotated[str | None, _text_filter("status", "events: comma-separated states")] = None,
     warning: Annotated[str | None, _text_filter("warning", "events: none, blue, yellow, red")] = None,
-    category: Annotated[str | None, _text_filter("category", "events: a class includes its subcategories")] = (None),
+    category: Annotated[str | None, _text_filter("category", "events: a class includes its subcategories")] = (
+        None
+    ),
     reported_from: Annotated[datetime | None, Query(alias="from", description="events: reported at or after")] = None,
     reported_to: Annotated[datetime | None, Query(alias="to", description="events: reported before")] = None,
     level: Annotated[str | None, _text_filter("level", "posts and rings: comma-separated levels")] = None,

@@ -48,6 +48,7 @@ class Demand(enum.StrEnum):
     events = "events"
 
 
+
 def _zoned(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         raise fail("--as-of needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
@@ -165,3 +166,4 @@ def write_all(directory: Path, files: dict[str, str]) -> None:
     finally:
         for temp, _ in staged:
             Path(temp).unlink(missing_ok=True)
+

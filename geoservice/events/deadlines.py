@@ -109,7 +109,10 @@ def warning_sql(settings: EventSettings, alias: str = "e") -> str:
     start = f"(CASE WHEN {accept} THEN {alias}.reported_at WHEN {handle} THEN {alias}.dispatched_at END)"
     due = f"(CASE WHEN {accept} THEN {alias}.accept_due_at WHEN {handle} THEN {alias}.handle_due_at END)"
     # date_part is float8 (extract is numeric since PostgreSQL 14): cheaper, and it divides as Python does.
-    used = f"(date_part('epoch', CAST(:now AS timestamptz) - {start}) / nullif(date_part('epoch', {due} - {start}), 0))"
+    used = (
+        f"(date_part('epoch', CAST(:now AS timestamptz) - {start}) "
+        f"/ nullif(date_part('epoch', {due} - {start}), 0))"
+    )
     blue, yellow, red = float(settings.warning_blue), float(settings.warning_yellow), float(settings.warning_red)
     # The first branch only saves work: most events are closed, and for them it decides at once.
     return (

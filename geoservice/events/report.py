@@ -147,7 +147,8 @@ def _the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[st
     assert event is not None
     if (event["properties"] or {}).get(REQUEST_HASH) != fingerprint:
         raise Conflict(
-            f"this idempotency key was used for a different report (event {event_id}); use a new key for a new report",
+            f"this idempotency key was used for a different report (event {event_id}); "
+            "use a new key for a new report",
             title="Idempotency key reused",
         )
     return event

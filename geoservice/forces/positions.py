@@ -74,15 +74,8 @@ def record_position(
             "INSERT INTO force_positions (username, kind, geom, at, available, accuracy_m) "
             "VALUES (:u, :k, ST_SetSRID(ST_MakePoint(:x, :y), 4326), :at, :available, :acc)"
         ),
-        {
-            "u": principal.username,
-            "k": kind,
-            "x": fix.lon,
-            "y": fix.lat,
-            "at": fix.at,
-            "available": fix.available,
-            "acc": fix.accuracy_m,
-        },  # fmt: skip
+        {"u": principal.username, "k": kind, "x": fix.lon, "y": fix.lat, "at": fix.at, "available": fix.available,
+         "acc": fix.accuracy_m},  # fmt: skip
     )
     session.execute(
         text("DELETE FROM force_positions WHERE username = :u AND at < :oldest"),

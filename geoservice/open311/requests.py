@@ -66,7 +66,7 @@ def find_requests(
         params["codes"] = service_codes
         binds.append(bindparam("codes", expanding=True))
     if statuses and set(statuses) != {"open", "closed"}:
-        sql += " AND e.status IN :closed" if statuses == ["closed"] else " AND e.status NOT IN :closed"
+        sql += (" AND e.status IN :closed" if statuses == ["closed"] else " AND e.status NOT IN :closed")
         params["closed"] = sorted(CLOSED)
         binds.append(bindparam("closed", expanding=True))
     sql += f" ORDER BY e.reported_at DESC, e.id DESC LIMIT {MAX_REQUESTS}"

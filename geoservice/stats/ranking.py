@@ -77,20 +77,10 @@ def monthly_ranking(
 def ranking_rows(ranked: list[Ranked], units: dict[str, dict], per: str) -> list[dict]:
     """Flat rows for JSON and CSV."""
     return [
-        {
-            "rank": r.rank,
-            "code": r.unit.code,
-            "name": r.unit.name,
-            "index": r.index,
-            "events": r.unit.events,
-            "on_time_rate": r.unit.on_time_rate,
-            "mean_satisfaction": r.unit.mean_satisfaction,
-            "reopen_rate": r.unit.reopen_rate,
-            "incidence": round(r.unit.incidence, 4),
-            "incidence_per": per,
-            "population": float(units[r.unit.code]["population"]),
-            "area_km2": round(units[r.unit.code]["area_km2"], 4),
-            "components": r.components,
-        }  # fmt: skip
+        {"rank": r.rank, "code": r.unit.code, "name": r.unit.name, "index": r.index, "events": r.unit.events,
+         "on_time_rate": r.unit.on_time_rate, "mean_satisfaction": r.unit.mean_satisfaction,
+         "reopen_rate": r.unit.reopen_rate, "incidence": round(r.unit.incidence, 4), "incidence_per": per,
+         "population": float(units[r.unit.code]["population"]), "area_km2": round(units[r.unit.code]["area_km2"], 4),
+         "components": r.components}  # fmt: skip
         for r in ranked
     ]

@@ -206,3 +206,4 @@ def geometries_from_wgs84(geoms: Geometries, crs: InputCRS) -> NDArray[np.object
     if crs.is_geographic_wgs84_like:
         return np.asarray(geoms, dtype=object).copy()
     return _transform_geometries(geoms, lambda lon, lat: from_wgs84(lon, lat, crs))
+

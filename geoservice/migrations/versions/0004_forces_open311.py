@@ -23,17 +23,15 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("username", sa.String(length=100), nullable=False),
         sa.Column("kind", sa.String(length=20), nullable=False),
-        sa.Column(
-            "geom", geoalchemy2.types.Geometry(geometry_type="POINT", srid=4326, spatial_index=False), nullable=False
-        ),  # fmt: skip
+        sa.Column("geom", geoalchemy2.types.Geometry(geometry_type="POINT", srid=4326, spatial_index=False),
+                  nullable=False),  # fmt: skip
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("available", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("accuracy_m", sa.Float(), nullable=True),
         sa.CheckConstraint("kind IN ('grid_worker', 'patrol')", name=op.f("ck_force_positions_kind_known")),
-        sa.ForeignKeyConstraint(
-            ["username"], ["users.username"], name=op.f("fk_force_positions_username"), ondelete="CASCADE"
-        ),  # fmt: skip
+        sa.ForeignKeyConstraint(["username"], ["users.username"], name=op.f("fk_force_positions_username"),
+                                ondelete="CASCADE"),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_force_positions")),
     )
     op.create_index("ix_force_positions_geom", "force_positions", ["geom"], postgresql_using="gist")
