@@ -166,7 +166,9 @@ def county_boundary() -> shapely.Geometry:
     return read_boundary(DEMO_BOUNDARY, "gcj02")
 
 
-def synthetic_layers(seed: int = SEED, n_grids: int = N_GRIDS) -> dict[str, _Layers]:
+def synthetic_layers(
+    seed: int = SEED, n_grids: int = N_GRIDS, n_communities: int = N_COMMUNITIES
+) -> dict[str, _Layers]:
     """Both variants of the synthetic city: same cells, codes, posts; only the edges' vertices differ."""
     rng = np.random.default_rng(seed)
     boundary = county_boundary()
@@ -184,7 +186,7 @@ def synthetic_layers(seed: int = SEED, n_grids: int = N_GRIDS) -> dict[str, _Lay
     keep = (simple != None) & (dense != None)  # noqa: E711 (elementwise on an object array)
     simple, dense = simple[keep], dense[keep]
     tess = Tessellation(simple, shared_boundaries(simple), 0, len(edges))
-    h = build_hierarchy(tess, model, N_COMMUNITIES, ADCODE, rng)
+    h = build_hierarchy(tess, model, n_communities, ADCODE, rng)
     posts = build_posts(h, model, N_POSTS, rng)
     h_dense = _redissolve(h, dense)
     return {

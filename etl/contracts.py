@@ -27,6 +27,7 @@ class LayerContract:
 
 POLYGONAL = frozenset({"Polygon", "MultiPolygon"})
 REGION_LEVELS = ("city", "town", "community")
+RISK_LEVELS = ("low", "medium", "high")
 
 CONTRACTS: dict[str, LayerContract] = {
     c.name: c
@@ -37,7 +38,12 @@ CONTRACTS: dict[str, LayerContract] = {
         ),
         LayerContract("posts", frozenset({"Point"}), ("code", "name", "level")),
         LayerContract("station_areas", POLYGONAL, ("code",)),
-        LayerContract("places", frozenset({"Point"}) | POLYGONAL, ("code", "name", "type")),
+        LayerContract(
+            "places",
+            frozenset({"Point"}) | POLYGONAL,
+            ("code", "name", "type"),
+            ("owner", "phone", "risk_level", "inspection_cycle_days"),
+        ),
         LayerContract(
             "events",
             frozenset({"Point"}),

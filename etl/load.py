@@ -228,15 +228,15 @@ def _write_places(session: Session, checked: Validation, version_id: int | None)
     frame = checked.frame
     rows = list(
         zip(
-            frame["code"],
-            frame["name"],
-            frame["type"],
-            _ewkb(frame),
-            _extra(frame, contract("places")),
+            frame["code"], frame["name"], frame["type"], _ewkb(frame), _extra(frame, contract("places")),
+            [str(v).strip() for v in frame["owner"]], [str(v).strip() for v in frame["phone"]],
+            [r.strip() or None for r in frame["risk_level"]],
+            [int(c) if str(c).strip() else None for c in frame["inspection_cycle_days"]],
             strict=True,
         )
-    )
-    _upsert(session, "key_places", ["code", "name", "type", "geom", "properties"], rows)
+    )  # fmt: skip
+    columns = ["code", "name", "type", "geom", "properties", "owner", "phone", "risk_level", "inspection_cycle_days"]
+    _upsert(session, "key_places", columns, rows)
     return len(rows)
 
 
@@ -294,7 +294,42 @@ def _write_events(session: Session, checked: Validation, version_id: int | None)
         .all()
     )
     session.execute(text("DROP TABLE staging_events"))
+    session.execute(HISTORY_LOG, {"ids": inserted})
     return len(inserted)
+
+
+# An imported event's log: its report, then one row per step its history columns record, each at
+# its own time and from the status before it (the event log is what 全程可追踪 shows). A rejected
+# event records no time of its rejection: its last known time stands in. An event whose recorded
+# steps do not reach its status (a file with a status but no step times) gets one ``import`` row
+# to it, at its last known time.
+HISTORY_LOG = text(
+    """
+    WITH steps AS (
+        SELECT e.id, step.ord, step.at, step.action, step.to_status, e.status::text AS final, e.updated_at
+          FROM events e
+         CROSS JOIN LATERAL (VALUES
+               (0, e.reported_at, 'report', 'reported'), (1, e.accepted_at, 'accept', 'accepted'),
+               (2, e.dispatched_at, 'dispatch', 'dispatched'), (3, e.handling_at, 'start', 'handling'),
+               (4, e.handled_at, 'feedback', 'handled'), (5, e.verified_at, 'verify', 'verified'),
+               (6, e.archived_at, 'archive', 'archived'), (7, e.evaluated_at, 'evaluate', 'evaluated'),
+               (8, CASE WHEN e.status = 'rejected' THEN e.updated_at END, 'reject', 'rejected')
+         ) AS step (ord, at, action, to_status)
+         WHERE e.id = ANY(CAST(:ids AS bigint[])) AND step.at IS NOT NULL
+    ), last AS (
+        SELECT DISTINCT ON (id) id, at, to_status, final, updated_at FROM steps ORDER BY id, ord DESC
+    ), logged AS (
+        SELECT id, ord, at, action, to_status FROM steps
+        UNION ALL
+        SELECT id, 9, greatest(at, updated_at), 'import', final FROM last WHERE to_status <> final
+    )
+    INSERT INTO event_log (event_id, at, actor, role, action, from_status, to_status, note)
+    SELECT id, at, 'import', 'system', action, lag(to_status) OVER (PARTITION BY id ORDER BY ord), to_status,
+           'imported history'
+      FROM logged
+     ORDER BY id, ord
+    """
+)
 
 
 WRITERS = {

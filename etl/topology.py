@@ -96,3 +96,65 @@ def _gaps(
 
 def _polygons(geom: BaseGeometry) -> list[shapely.Polygon]:
     return [p for p in shapely.get_parts(geom) if isinstance(p, shapely.Polygon) and not p.is_empty]
+
+
+@dataclass(frozen=True)
+class SliverRepair:
+    """A gap or overlap that was given to one neighbour: the one with the longest shared edge."""
+
+    kind: str  # "gap" | "overlap"
+    code: str  # the polygon that now holds the piece
+    others: tuple[str, ...]  # the other neighbours (for an overlap: the one that gave it up)
+    location: BaseGeometry
+    area_m2: float
+    shared_m: float
+
+    def __str__(self) -> str:
+        where = self.location.representative_point()
+        taken = f", taken from {', '.join(self.others)}" if self.kind == "overlap" else ""
+        return (
+            f"{self.kind} of {self.area_m2:,.1f} m² near lon {where.x:.6f}, lat {where.y:.6f} given to {self.code} "
+            f"(longest shared edge, {self.shared_m:,.1f} m){taken}"
+        )
+
+
+def repair_slivers(
+    geoms: Sequence[BaseGeometry] | np.ndarray,
+    codes: Sequence[str],
+    *,
+    area_m2: AreaFunction,
+    length_m: AreaFunction,
+    parent: BaseGeometry | None = None,
+    tolerance_m2: float = 1.0,
+    max_m2: float,
+) -> tuple[np.ndarray, list[SliverRepair]]:
+    """Give each overlap and gap from ``tolerance_m2`` up to ``max_m2`` to the neighbour sharing the longest edge.
+
+    Digitised layers never meet exactly; a person fixing them by hand would hand each sliver to the
+    grid it mostly borders, and so does this. Larger pieces are left alone (validation still
+    reports them, located). An overlap stays with the winner and is cut from the other polygon.
+    """
+    geoms = np.array(geoms, dtype=object)
+    repairs: list[SliverRepair] = []
+    index_of = {code: i for i, code in enumerate(codes)}
+    for problem in _overlaps(geoms, codes, area_m2, tolerance_m2):
+        if problem.area_m2 >= max_m2:
+            continue
+        i, j = (index_of[c] for c in problem.codes)
+        shared = {k: length_m(shapely.intersection(problem.location.boundary, geoms[k].boundary)) for k in (i, j)}
+        winner, loser = (i, j) if shared[i] >= shared[j] else (j, i)
+        geoms[loser] = shapely.difference(geoms[loser], geoms[winner])
+        repairs.append(SliverRepair("overlap", codes[winner], (codes[loser],), problem.location, problem.area_m2,
+                                    shared[winner]))  # fmt: skip
+    for problem in _gaps(geoms, codes, parent, area_m2, tolerance_m2):
+        if problem.area_m2 >= max_m2 or not problem.codes:
+            continue
+        shared = {
+            index_of[c]: length_m(shapely.intersection(problem.location.boundary, geoms[index_of[c]].boundary))
+            for c in problem.codes
+        }
+        winner = max(shared, key=lambda k: (shared[k], -k))
+        geoms[winner] = shapely.union(geoms[winner], problem.location)
+        others = tuple(codes[k] for k in shared if k != winner)
+        repairs.append(SliverRepair("gap", codes[winner], others, problem.location, problem.area_m2, shared[winner]))
+    return geoms, repairs

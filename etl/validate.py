@@ -16,7 +16,7 @@ import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from etl.contracts import REGION_LEVELS, LayerContract
+from etl.contracts import REGION_LEVELS, RISK_LEVELS, LayerContract
 from etl.topology import TopologyProblem, coverage_problems
 from layers.crs import metric_area
 from layers.models import POST_LEVELS
@@ -334,7 +334,18 @@ def _check_station_areas(result: Validation, codes: list[str | None], refs: Refe
 
 
 def _check_places(result: Validation, codes: list[str | None], refs: References) -> None:
-    """Places need nothing beyond the contract's required fields and geometry types."""
+    """A risk level from the known ones; an inspection cycle in whole days (both optional)."""
+    frame = result.frame
+    for index, (risk, cycle) in enumerate(zip(frame["risk_level"], frame["inspection_cycle_days"], strict=True)):
+        risk, cycle = str(risk).strip(), str(cycle).strip()
+        if risk and risk not in RISK_LEVELS:
+            result.errors.append(
+                FeatureError(index, codes[index], f"risk_level {risk!r} is not one of {', '.join(RISK_LEVELS)}")
+            )
+        if cycle and not (cycle.isdigit() and int(cycle) > 0):
+            result.errors.append(
+                FeatureError(index, codes[index], f"inspection_cycle_days {cycle!r} is not a whole number of days")
+            )
 
 
 def _check_events(result: Validation, codes: list[str | None], refs: References) -> None:

@@ -27,7 +27,9 @@ QUERIES = {
     "posts": "SELECT code, name, level::text AS level, properties, geom FROM police_posts ORDER BY code",
     "station_areas": "SELECT code, '{}'::jsonb AS properties, jurisdiction AS geom FROM police_posts "
     "WHERE jurisdiction IS NOT NULL ORDER BY code",
-    "places": "SELECT code, name, type, properties, geom FROM key_places ORDER BY code",
+    "places": "SELECT code, name, type, owner, phone, coalesce(risk_level, '') AS risk_level, "
+    "coalesce(inspection_cycle_days::text, '') AS inspection_cycle_days, properties, geom "
+    "FROM key_places ORDER BY code",
     "events": "SELECT id::text AS id, category_code AS category, "
     "to_char(occurred_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+08:00\"') "
     "AS occurred_at, "

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from geoservice.api import (
     auth,
     boundary_versions,
+    city_packs,
     coverage,
     forces,
     health,
@@ -27,6 +28,7 @@ from geoservice.api import (
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
+from geoservice.api import reference as reference_api
 from geoservice.api import tiles as tiles_api
 from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
 from geoservice.api.openapi import install_openapi
@@ -122,6 +124,8 @@ def create_app(
     app.include_router(boundary_versions.router)
     app.include_router(locate.router)
     app.include_router(route.router)
+    app.include_router(reference_api.router)
+    app.include_router(city_packs.router)
     app.include_router(coverage.router)
     app.include_router(events_api.router)
     app.include_router(stats.router)

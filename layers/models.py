@@ -185,6 +185,8 @@ class KeyPlace(Base):
         Index("ix_key_places_geom", "geom", postgresql_using="gist"),
         Index("ix_key_places_type", "type"),
         CheckConstraint("GeometryType(geom) IN ('POINT', 'POLYGON', 'MULTIPOLYGON')", name="point_or_polygon"),
+        CheckConstraint("risk_level IS NULL OR risk_level IN ('low', 'medium', 'high')", name="risk_level_known"),
+        CheckConstraint("inspection_cycle_days IS NULL OR inspection_cycle_days > 0", name="inspection_cycle_positive"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -193,6 +195,10 @@ class KeyPlace(Base):
     type: Mapped[str] = mapped_column(String(50))
     geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=False))
     properties: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    owner: Mapped[str] = mapped_column(String(200), server_default="")  # 责任人 / operator
+    phone: Mapped[str] = mapped_column(String(50), server_default="")
+    risk_level: Mapped[str | None] = mapped_column(String(20))  # low / medium / high
+    inspection_cycle_days: Mapped[int | None] = mapped_column(Integer)  # 巡查周期
 
 
 class Department(Base):
@@ -204,6 +210,10 @@ class Department(Base):
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(50), server_default="bureau")
     region_code: Mapped[str | None] = mapped_column(String(12))
+    # The department above (a bureau's 派出所 under 公安局); checked by ``city check``, not a foreign
+    # key, so a pack's departments load in any order.
+    parent_code: Mapped[str | None] = mapped_column(String(50))
+    duty_phone: Mapped[str] = mapped_column(String(50), server_default="")
 
 
 class Category(Base):
@@ -218,6 +228,7 @@ class Category(Base):
     handle_hours: Mapped[float] = mapped_column(Float)
     # Disputes, petitions and the like: public Open311 records show no description and a coarse place.
     sensitive: Mapped[bool] = mapped_column(server_default=text("false"))
+    grid_worker_closes: Mapped[bool] = mapped_column(server_default=text("false"))  # 网格员可自行办结
 
 
 class RoutingRule(Base):
@@ -397,6 +408,53 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(100), server_default="")
     disabled: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    phone: Mapped[str] = mapped_column(String(50), server_default="")
+    must_change_password: Mapped[bool] = mapped_column(server_default=text("false"))  # a one-time password
+
+
+class UserGrid(Base):
+    """The grids a grid worker serves (a grid's workers are accounts, not names).
+
+    Keyed by grid code, not grid id, so an assignment outlives a boundary version that keeps the code.
+    """
+
+    __tablename__ = "user_grids"
+    __table_args__ = (Index("ix_user_grids_grid", "grid_code"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    grid_code: Mapped[str] = mapped_column(String(15), primary_key=True)
+
+
+class ReferenceChange(Base):
+    """Audit trail of reference data (departments, categories, deadlines, routing rules) edited through the API."""
+
+    __tablename__ = "reference_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(100))
+    table_name: Mapped[str] = mapped_column(String(30))
+    key: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(20))
+    before: Mapped[dict | None] = mapped_column(JSONB)
+    after: Mapped[dict | None] = mapped_column(JSONB)
+
+
+class PackJob(Base):
+    """A city pack uploaded over HTTP and being loaded: its progress, then what it loaded or why it failed."""
+
+    __tablename__ = "pack_jobs"
+    __table_args__ = (CheckConstraint("status IN ('running', 'done', 'failed')", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), server_default="running")
+    step: Mapped[str] = mapped_column(Text, server_default="")
+    steps_done: Mapped[int] = mapped_column(Integer, server_default="0")
+    result: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Setting(Base):
@@ -422,14 +480,17 @@ __all__ = [
     "Grid",
     "KeyPlace",
     "PolicePost",
+    "PackJob",
     "PostLevel",
     "Population",
+    "ReferenceChange",
     "Region",
     "RegionLevel",
     "Role",
     "RoutingRule",
     "Setting",
     "User",
+    "UserGrid",
     "VersionStatus",
 ]
 

@@ -78,13 +78,19 @@ def use_database(empty_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_url(cluster: EmbeddedCluster) -> str:
+def demo_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's demo city was written as a city pack before ``city load`` read it."""
+    return tmp_path_factory.mktemp("demo-pack")
+
+
+@pytest.fixture(scope="session")
+def demo_url(cluster: EmbeddedCluster, demo_pack: Path) -> str:
     """A database holding the full demo city, loaded once per session; tests only read it."""
     from geoservice.city.demo import load_demo
 
     url = clone_template(cluster, "geoservice_demo")
     engine = make_engine(url)
-    load_demo(engine, **PUBLISHING)
+    load_demo(engine, pack_dir=demo_pack, **PUBLISHING)
     engine.dispose()
     return url
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from geoservice.auth.policy import EVERYONE, STAFF, Allow, allow, policy
-from geoservice.auth.throttle import sign_in
+from geoservice.auth.throttle import change_own_password, sign_in
 from geoservice.auth.tokens import issue_token
 from geoservice.auth.users import Principal
-from geoservice.errors import SignInRequired
+from geoservice.errors import InvalidInput, SignInRequired
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -50,6 +50,34 @@ def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
         raise SignInRequired("wrong username or password, or the account is disabled", title="Sign-in failed")
     access, seconds = issue_token(principal.username, request.app.state.auth_settings)
     return Token(access_token=access, expires_in=seconds)
+
+
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refuse it as a 422, not a 500
+
+
+class PasswordChange(BaseModel):
+    """A new password for an account, proven by its current (or one-time) password."""
+
+    username: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    current_password: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    new_password: str = Field(min_length=8, max_length=200, pattern=NO_NUL)
+
+
+@router.post("/password", status_code=204, responses={429: {"description": "too many failures"}}, **policy(SIGN_IN))
+def password(request: Request, body: PasswordChange) -> Response:
+    """Set your own password; an account loaded with a one-time password must do this before signing in.
+
+    Throttled as signing in is (the current password is checked), in a transaction of its own so that
+    a failure is counted even though the answer is an error.
+    """
+    address = request.client.host if request.client else "unknown"
+    with request.app.state.sessions() as session, session.begin():
+        changed = change_own_password(
+            session, body.username, body.current_password, body.new_password, address, request.app.state.auth_settings
+        )
+    if not changed:
+        raise InvalidInput("wrong username or password, or the account is disabled", title="Sign-in failed")
+    return Response(status_code=204)
 
 
 SIGNED_IN = allow(STAFF)

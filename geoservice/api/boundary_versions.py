@@ -83,6 +83,7 @@ class EditOutcome(BaseModel):
     changed: list[str]
     removed: list[str]
     conformed: list[str]
+    repairs: list[str] = Field(default_factory=list, description="what a repair edit moved, one sentence each")
 
 
 class PublishOutcome(BaseModel):
@@ -159,8 +160,10 @@ def get_grids(version_id: VersionId, session: SessionDep, who: Reader) -> JSONRe
 @router.post("/{version_id}/edits", response_model=EditOutcome, **policy(WRITERS))
 def post_edit(request: Request, version_id: VersionId, edit: Edit, session: SessionDep) -> EditOutcome:
     """Apply one edit to a draft (409 when the version is not a draft; 422 for an outline a grid cannot have)."""
-    settings, metric_crs = request.app.state.boundary_settings, request.app.state.routing_settings.metric_crs
-    return EditOutcome(**vars(apply_edit(session, version_id, edit, settings, metric_crs=metric_crs)))
+    state = request.app.state
+    result = apply_edit(session, version_id, edit, boundaries=state.boundary_settings,
+                        metric_crs=state.routing_settings.metric_crs)  # fmt: skip
+    return EditOutcome(**vars(result))
 
 
 @router.get(

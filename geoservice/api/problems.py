@@ -25,6 +25,7 @@ from etl.readers import ReadError
 from geoservice.boundaries.drafts import EditRejected
 from geoservice.boundaries.publish import DraftInvalid
 from geoservice.boundaries.versions import VersionError, VersionNotFound
+from geoservice.city.load import PackRejected
 from geoservice.coverage.service import NoDemandLayer
 from geoservice.errors import (
     Conflict,
@@ -95,6 +96,7 @@ PROBLEMS: dict[type[Exception], ProblemKind] = {
     EditRejected: ProblemKind(422, "Edit refused"),
     ImportRejected: ProblemKind(422, "File rejected", _rejected_features),
     ReadError: ProblemKind(422, "File cannot be read"),
+    PackRejected: ProblemKind(422, "City pack rejected"),
     NoDemandLayer: ProblemKind(409, "No demand layer"),
 }
 

@@ -21,7 +21,7 @@ import math
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.auth.users import Principal, authenticate
+from geoservice.auth.users import Principal, authenticate, password_matches, set_password
 from geoservice.errors import InvalidInput, NotFound, TooManyAttempts
 from geoservice.settings import AuthSettings
 
@@ -35,13 +35,23 @@ def sign_in(session: Session, username: str, password: str, address: str, settin
     Raises ``TooManyAttempts`` while the account or the address waits out a delay or a lock, and
     ``InvalidInput`` for a name no account can have (PostgreSQL text holds no NUL; names are short).
     """
-    if len(username) > MAX_USERNAME or "\x00" in username:
-        raise InvalidInput(f"a username has at most {MAX_USERNAME} characters and no NUL byte")
+    _check_name(username)
     _refuse_while_throttled(session, username, address)
     principal = authenticate(session, username, password)
     if principal is not None:
         _clear_account(session, username)
         return principal
+    _failed(session, username, address, settings)
+    return None
+
+
+def _check_name(username: str) -> None:
+    if len(username) > MAX_USERNAME or "\x00" in username:
+        raise InvalidInput(f"a username has at most {MAX_USERNAME} characters and no NUL byte")
+
+
+def _failed(session: Session, username: str, address: str, settings: AuthSettings) -> None:
+    """Count a failed password check against the account and the address, and log it (never the password)."""
     counts = {
         kind: _count_failure(session, kind, subject, lock_after, settings)
         for kind, subject, lock_after in (
@@ -54,7 +64,25 @@ def sign_in(session: Session, username: str, password: str, address: str, settin
         extra={"username": username, "address": address, "account_failures": counts["account"],
                "address_failures": counts["address"]},
     )  # fmt: skip
-    return None
+
+
+def change_own_password(
+    session: Session, username: str, current: str, new: str, address: str, settings: AuthSettings
+) -> bool:
+    """Set a new password after checking the current one, under the same throttle as signing in.
+
+    Checking a password is checking a password: without the throttle this route would let a guesser
+    try passwords (one-time ones included) as fast as it can send them. False when the current
+    password is wrong (the failure counted): the caller answers after committing, so the count stays.
+    """
+    _check_name(username)
+    _refuse_while_throttled(session, username, address)
+    if not password_matches(session, username, current):
+        _failed(session, username, address, settings)
+        return False
+    set_password(session, username, current, new)
+    _clear_account(session, username)
+    return True
 
 
 def unlock(session: Session, username: str) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from geoservice.errors import Forbidden, InvalidInput
 from layers.models import Role
 
 HASHER = PasswordHasher()
@@ -18,6 +19,12 @@ SCOPED_BY_REGION = {Role.dispatcher, Role.grid_worker}
 
 class UserError(ValueError):
     """A user cannot be created or changed as asked; the message says why."""
+
+
+class PasswordChangeRequired(Forbidden):
+    """The right one-time password, which must be replaced before the account signs in."""
+
+    title = "Password change required"
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,10 @@ def _check_region(session: Session, code: str) -> None:
 def authenticate(session: Session, username: str, password: str) -> Principal | None:
     """The user if the password is right and the account enabled; None otherwise (no hint which)."""
     row = session.execute(
-        text("SELECT password_hash, role, region_code, department_code, disabled FROM users WHERE username = :u"),
+        text(
+            "SELECT password_hash, role, region_code, department_code, disabled, must_change_password "
+            "FROM users WHERE username = :u"
+        ),
         {"u": username},
     ).first()
     if row is None:
@@ -106,7 +116,35 @@ def authenticate(session: Session, username: str, password: str) -> Principal | 
         return None
     if row.disabled:
         return None
+    if row.must_change_password:  # said only to whoever knows the one-time password
+        raise PasswordChangeRequired(
+            "this account still has its one-time password: set your own first (POST /v1/auth/password)"
+        )
     return Principal(username, Role(row.role), row.region_code, row.department_code)
+
+
+def password_matches(session: Session, username: str, password: str) -> bool:
+    """Whether an enabled account has this password (a one-time one included); no hint which part failed."""
+    row = session.execute(
+        text("SELECT password_hash FROM users WHERE username = :u AND NOT disabled"), {"u": username}
+    ).first()
+    if row is None:
+        HASHER.hash(password)  # same work as a real check
+        return False
+    try:
+        return bool(HASHER.verify(row.password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def set_password(session: Session, username: str, current: str, new: str) -> None:
+    """Replace a password whose current value the caller has checked (``auth.throttle.change_own_password``)."""
+    if len(new) < 8 or new == current:
+        raise InvalidInput("the new password has at least 8 characters and differs from the current one")
+    session.execute(
+        text("UPDATE users SET password_hash = :h, must_change_password = false WHERE username = :u"),
+        {"h": HASHER.hash(new), "u": username},
+    )
 
 
 def active_principal(session: Session, username: str) -> Principal | None:

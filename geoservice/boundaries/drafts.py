@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 
 from etl.codes import grid_serial_order
 from etl.load import import_layer
+from etl.topology import repair_slivers
 from geoservice.boundaries.geometry import OutlineLimits, as_multipolygon, conform, outline_problem, polygonal, union_of
 from geoservice.boundaries.publish import Published, Publisher, publish_version
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.versions import VersionError, VersionNotFound, current_version_id, get_version
 from geoservice.settings import RoutingSettings
+from layers.crs import metric_area, metric_length
 
 GRID_CODE = re.compile(r"\d{15}")
 MAX_SERIAL = 999
@@ -47,6 +49,7 @@ class EditResult:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     conformed: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # what a ``repair`` edit moved, one sentence each
 
 
 @dataclass
@@ -337,6 +340,50 @@ def remove_grid(session: Session, version_id: int, code: str) -> EditResult:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+def repair_draft_slivers(
+    session: Session, version_id: int, *, community_code: str | None, max_m2: float, tolerance_m2: float, epsg: int
+) -> EditResult:
+    """Give each sliver of a community's grids to the grid with the longest shared edge, as ``city load --fix`` does.
+
+    Slivers are gaps (against the community) and overlaps from ``tolerance_m2`` up to ``max_m2``.
+    """
+    editable_draft(session, version_id)
+    communities = session.execute(
+        text(
+            "SELECT code, ST_AsBinary(geom) AS wkb FROM regions WHERE version_id = :v AND level = 'community' "
+            "AND (CAST(:c AS text) IS NULL OR code = :c) ORDER BY code"
+        ),
+        {"v": version_id, "c": community_code},
+    ).all()
+    if community_code is not None and not communities:
+        raise EditRejected(f"the draft has no community {community_code}")
+    area_m2, length_m = metric_area(epsg), metric_length(epsg)
+    result = EditResult()
+    for community in communities:
+        rows = session.execute(
+            text(
+                "SELECT code, ST_AsBinary(geom) AS wkb FROM grids WHERE version_id = :v AND community_code = :c "
+                "ORDER BY code FOR UPDATE"
+            ),
+            {"v": version_id, "c": community.code},
+        ).all()
+        if not rows:
+            continue
+        geoms = shapely.from_wkb([bytes(r.wkb) for r in rows])
+        if not shapely.is_valid(geoms).all():
+            continue  # validation reports invalid outlines; slivers are judged on valid ones only
+        codes = [r.code for r in rows]
+        parent = shapely.from_wkb(bytes(community.wkb))
+        fixed, repairs = repair_slivers(geoms, codes, area_m2=area_m2, length_m=length_m, parent=parent,
+                                        tolerance_m2=tolerance_m2, max_m2=max_m2)  # fmt: skip
+        for code, before, after in zip(codes, geoms, fixed, strict=True):
+            if not shapely.equals_exact(before, after, 0.0):
+                _write_geom(session, version_id, code, after)
+                result.changed.append(code)
+        result.repairs += [str(r) for r in repairs]
+    return result
+
+
 def _grid(session: Session, version_id: int, code: str) -> GridRow:
     row = session.execute(
         text(

@@ -97,20 +97,43 @@ class Remove(_Edit):
     grid: GridCode
 
 
-Edit = Annotated[ReplaceGeometry | Split | Merge | MoveBoundary | Update | Add | Remove, Field(discriminator="op")]
+class Repair(_Edit):
+    """Give each digitising sliver (gap or overlap) to the grid with the longest shared edge."""
+
+    op: Literal["repair"]
+    community_code: str | None = Field(None, pattern=r"^\d{12}$", description="one community; default all")
+    max_m2: float | None = Field(
+        None, gt=0, description="largest gap or overlap to move; default GEOSERVICE_SLIVER_FIX_MAX_M2 (100 m²)"
+    )
+
+
+Edit = Annotated[
+    ReplaceGeometry | Split | Merge | MoveBoundary | Update | Add | Remove | Repair, Field(discriminator="op")
+]
 EDIT = TypeAdapter(Edit)
 
 
 def apply_edit(
-    session: Session, version_id: int, edit: Edit, settings: BoundarySettings, *, metric_crs: str | None
+    session: Session, version_id: int, edit: Edit, *, boundaries: BoundarySettings, metric_crs: str | None
 ) -> EditResult:
-    """Apply one edit to draft ``version_id`` in the session's transaction.
+    """Apply one edit to draft ``version_id`` in the session's transaction (settings from the caller's edge).
 
-    Outlines are held to ``settings``' limits, measured in the city's metric CRS (``metric_crs``
-    when configured, else the one fixed at the first load), as the validation measures them.
+    Outlines are held to the boundary settings' limits and slivers repaired under them, measured in the
+    city's metric CRS (``metric_crs`` when configured, else the one fixed at the first load), as the
+    validation measures them.
     """
-    limits = OutlineLimits.of(settings, city_metric_epsg(session, metric_crs))
+    try:
+        epsg = city_metric_epsg(session, metric_crs)
+    except ValueError as exc:  # nothing loaded yet, so no metric CRS to measure in
+        raise EditRejected(str(exc)) from exc
+    limits = OutlineLimits.of(boundaries, epsg)
     match edit:
+        case Repair():
+            return drafts.repair_draft_slivers(
+                session, version_id, community_code=edit.community_code,
+                max_m2=edit.max_m2 or boundaries.sliver_fix_max_m2, tolerance_m2=boundaries.sliver_tolerance_m2,
+                epsg=epsg,
+            )  # fmt: skip
         case ReplaceGeometry():
             geom = _geometry(edit.geometry, edit.crs)
             return drafts.replace_geometry(session, version_id, edit.grid, geom, limits)

@@ -14,6 +14,11 @@ class BoundarySettings(BaseSettings):
     sliver_tolerance_m2: float = Field(
         1.0, ge=0, description="overlaps and gaps smaller than this are digitising slivers and accepted"
     )
+    sliver_fix_max_m2: float = Field(
+        100.0,
+        ge=0,
+        description="--fix gives gaps and overlaps smaller than this to the neighbour with the longest shared edge",
+    )
     tiny_grid_m2: float = Field(100.0, ge=0, description="a grid smaller than this is reported as tiny")
     # An edit refuses an outline beyond these, so a draft can always be validated and published:
     # a city's grid is a few hundred metres to a few kilometres across and drawn with at most a few

@@ -1,7 +1,8 @@
-"""The demo city, loaded through the same validation as any import.
+"""The demo city: built, written as a city pack, and loaded through ``city load`` like any city.
 
 如皋市's real boundary is cut into towns, communities and grids, with posts, key places, reference
-data, a year of events and a population grid (people per 100 m cell, for coverage reports).
+data, a year of events (with their whole history in the event log) and a population grid (people
+per 100 m cell, for coverage reports).
 
 Loading is one transaction, so an interrupted demo leaves nothing behind, and it is skipped when
 the demo version is already there, so a second start takes seconds.
@@ -10,28 +11,23 @@ the demo version is already there, so a second start takes seconds.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import shapely
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 
 from etl.demo import DemoCity, build_demo_city
-from etl.load import copy_rows, import_frame
-from etl.reference import load_reference_data
-from geoservice.auth.users import add_user
-from geoservice.boundaries.publish import publish
 from geoservice.boundaries.settings import BoundarySettings
-from geoservice.boundaries.versions import current_version_id
-from geoservice.infra.database import transaction
-from geoservice.routing.bulk_events import assign_departments, assign_places
-from geoservice.routing.loader import load_router
+from geoservice.city.load import HASHER, load_pack
+from geoservice.city.pack import CityInfo, write_pack
 from geoservice.settings import RoutingSettings
-from layers.crs import geometries_to_wgs84, parse_crs, remember_metric_epsg
+from layers.crs import geometries_to_wgs84, parse_crs
 from layers.models import Role
 
 DEMO_BOUNDARY = Path(__file__).parents[2] / "etl" / "data" / "320682.geojson"
@@ -91,8 +87,14 @@ def load_demo(
     *,
     routing: RoutingSettings,
     boundaries: BoundarySettings,
+    pack_dir: Path | None = None,
 ) -> dict[str, int]:
-    """Build the city and load every layer in one transaction; return the row counts."""
+    """Build the city, write it as a city pack and load that through ``city load``; return the row counts.
+
+    The pack lands in ``pack_dir`` (kept, so a city can see what a full pack looks like) or in a
+    temporary directory. No loading path exists only for the demo: the same ``load_pack`` as
+    ``geoservice city load`` checks and loads it, in one transaction.
+    """
     step("building the city")
     city = build_demo_city(
         read_boundary(options.boundary, options.boundary_crs),
@@ -100,34 +102,30 @@ def load_demo(
         n_communities=options.n_communities, n_grids=options.n_grids, n_posts=options.n_posts,
         n_places=options.n_places, n_events=options.n_events,
     )  # fmt: skip
-    counts: dict[str, int] = {}
-    with transaction(engine) as session:
-        remember_metric_epsg(session, city.metric_epsg)
-        step("loading reference data")
-        counts.update(load_reference_data(session))
-        for layer in ("regions", "grids", "posts", "station_areas", "places", "events"):
-            step(f"loading {layer}")
-            report = import_frame(session, layer, _frame(city, layer), version=DEMO_VERSION, source=f"demo {layer}")
-            counts[layer] = report.count
-            if layer == "grids":
-                publish(session, DEMO_VERSION, _effective_from(city), routing=routing, boundaries=boundaries)
-        step("loading population")
-        counts["population"] = _load_population(session, city.population)
-        step("creating demo users")
-        for user in demo_users(options.adcode):
-            add_user(session, user.username, user.password, user.role,
-                     region_code=user.region_code, department_code=user.department_code)  # fmt: skip
-        step("routing events")
-        assign_places(session)
-        assign_departments(session, load_router(session, current_version_id(session), routing))
-    return counts
+    with tempfile.TemporaryDirectory(prefix="demo-pack-") as scratch:
+        directory = Path(pack_dir or scratch)
+        step(f"writing the demo pack to {directory}")
+        write_demo_pack(city, directory, options.adcode)
+        report = load_pack(
+            engine, directory, routing=routing, boundaries=boundaries, step=step,
+            passwords_file=Path(scratch) / "one-time-passwords.tsv", effective_from=_effective_from(city),
+        )  # fmt: skip
+    return report.counts
 
 
-def _load_population(session: Session, frame: gpd.GeoDataFrame) -> int:
-    """Population cells as they are: no import contract covers them (a census grid has no codes)."""
-    geoms = shapely.to_wkb(shapely.set_srid(frame.geometry.values, 4326), hex=True, include_srid=True)
-    copy_rows(session, "population", ["count", "geom"], zip(frame["count"].tolist(), geoms, strict=True))
-    return len(frame)
+def write_demo_pack(city: DemoCity, directory: Path, adcode: str) -> None:
+    """The demo city as a city pack: GeoPackages for the layers, CSVs for the tables, city.toml."""
+    users = pd.DataFrame(
+        [
+            {"username": u.username, "name": u.username, "role": u.role.value, "region_code": u.region_code or "",
+             "department_code": u.department_code or "", "password_hash": HASHER.hash(u.password),
+             "must_change_password": "false"}
+            for u in demo_users(adcode)
+        ]
+    )  # fmt: skip
+    layers = ("regions", "grids", "posts", "station_areas", "places", "population", "events")
+    write_pack(directory, CityInfo(f"demo {adcode}", adcode, version=DEMO_VERSION),
+               {layer: getattr(city, layer) for layer in layers}, {"users": users})  # fmt: skip
 
 
 def read_boundary(path: Path, crs: str) -> shapely.MultiPolygon | shapely.Polygon:
@@ -138,14 +136,6 @@ def read_boundary(path: Path, crs: str) -> shapely.MultiPolygon | shapely.Polygo
     else:
         geom = shapely.union_all(gpd.GeoDataFrame.from_features(raw).geometry.values)
     return geometries_to_wgs84([geom], parse_crs(crs))[0]
-
-
-def _frame(city: DemoCity, layer: str) -> gpd.GeoDataFrame:
-    frame = getattr(city, layer).copy()
-    if layer == "events":
-        frame["occurred_at"] = [t.isoformat() for t in frame["occurred_at"]]
-        frame["id"] = frame["id"].astype(str)
-    return frame
 
 
 def _effective_from(city: DemoCity) -> datetime:

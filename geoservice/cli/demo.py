@@ -11,7 +11,7 @@ from rich.table import Table
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.cli.output import console, spinner
 from geoservice.infra.database import open_database
-from geoservice.settings import RoutingSettings
+from geoservice.settings import DatabaseSettings, RoutingSettings
 
 
 def demo(
@@ -37,8 +37,9 @@ def demo(
         task = progress.add_task("demo city", total=None)
         counts = load_demo(
             engine, options, step=lambda s: progress.update(task, description=s),
-            routing=RoutingSettings(), boundaries=BoundarySettings(),
+            routing=RoutingSettings(), boundaries=BoundarySettings(), pack_dir=DatabaseSettings().home / "demo-pack",
         )  # fmt: skip
+    console.print(f"the demo city's pack is in {DatabaseSettings().home / 'demo-pack'} (geoservice city load reads it)")
     table = Table("layer", "rows", title="demo city loaded")
     for layer, count in counts.items():
         table.add_row(layer, f"{count:,}")

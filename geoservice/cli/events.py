@@ -3,7 +3,8 @@
 ``sweep`` is what the server runs every ``GEOSERVICE_EVENT_SWEEP_S`` seconds; run from cron it does
 the same, and running it twice changes nothing the second time. ``import`` validates a file, loads
 all of it or nothing, places each event in the boundaries in force when it occurred, decides its
-department by the routing rules, and writes one ``import`` row per new event to its log.
+department by the routing rules; each new event's log gets its report and every step its history
+columns record (``etl.load``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import text
 
 from etl.load import ImportRejected, import_layer
 from etl.readers import ReadError
@@ -24,17 +24,6 @@ from geoservice.routing.bulk_events import route_imported_events
 from geoservice.settings import RoutingSettings
 
 events_app = typer.Typer(help="The event closed loop: deadline sweep, historic imports.", no_args_is_help=True)
-
-LOG_IMPORTED = text(
-    """
-    INSERT INTO event_log (event_id, actor, role, action, from_status, to_status, note, details)
-    SELECT e.id, 'import', 'system', 'import', NULL, e.status, :note, jsonb_build_object('file', CAST(:file AS text))
-      FROM events e
-     WHERE e.id > :before AND NOT EXISTS (SELECT 1 FROM event_log l WHERE l.event_id = e.id)
-    """
-)
-
-
 
 @events_app.command("sweep")
 def sweep(
@@ -62,10 +51,8 @@ def import_events(
     engine = open_database()
     try:
         with transaction(engine) as session:
-            before = session.execute(text("SELECT coalesce(max(id), 0) FROM events")).scalar_one()
             report = import_layer(session, "events", path, crs=crs, fix=fix)
             placed, routed = route_imported_events(session, RoutingSettings())
-            session.execute(LOG_IMPORTED, {"before": before, "note": f"imported from {path.name}", "file": str(path)})
     except ImportRejected as exc:
         print_rejected(exc)
         raise fail(str(exc)) from exc

@@ -48,6 +48,9 @@ def import_(
         console.print(f"  {repair}", highlight=False, markup=False)
     where = f" (boundary version {report.version})" if report.version else ""
     console.print(f"loaded {report.count:,} {layer}{where}")
+    if CONTRACTS[layer].versioned:
+        console.print(f"version {report.version} is a draft: nothing changes until it is published with: "
+                      f"geoservice versions publish {report.version}", highlight=False)  # fmt: skip
 
 
 def export(

@@ -52,7 +52,6 @@ def _session() -> Iterator[Session]:
         raise fail(str(exc)) from exc
 
 
-
 def _metric_crs() -> str | None:
     """``GEOSERVICE_METRIC_CRS``, read at the command's edge: validation and diffs measure areas in it."""
     return RoutingSettings().metric_crs
@@ -104,17 +103,19 @@ def versions_edit(
     name: str,
     edit: Annotated[str, typer.Argument(help='the edit as JSON, e.g. {"op": "remove", "grid": "…"}, or @file.json')],
 ) -> None:
-    """Apply one edit to a draft (ops: replace_geometry, split, merge, move_boundary, update, add, remove)."""
+    """Apply one edit to a draft (ops: replace_geometry, split, merge, move_boundary, update, add, remove, repair)."""
     raw = Path(edit[1:]).read_text() if edit.startswith("@") else edit
     try:
         parsed = EDIT.validate_python(json.loads(raw))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise fail(f"not a valid edit: {exc}") from exc
     with _session() as session:
-        draft = resolve_version(session, name)
-        result = apply_edit(session, draft, parsed, BoundarySettings(), metric_crs=_metric_crs())
-    parts = [f"{what} {', '.join(codes)}" for what, codes in vars(result).items() if codes]
-    console.print(f"edited {name}: " + "; ".join(parts), highlight=False)
+        result = apply_edit(session, resolve_version(session, name), parsed, boundaries=BoundarySettings(),
+                            metric_crs=_metric_crs())  # fmt: skip
+    parts = [f"{what} {', '.join(codes)}" for what, codes in vars(result).items() if codes and what != "repairs"]
+    console.print(f"edited {name}: " + ("; ".join(parts) or "nothing to change"), highlight=False)
+    for repair in result.repairs:
+        console.print(f"  {repair}", highlight=False, markup=False)
 
 
 @versions_app.command("validate")

@@ -14,9 +14,11 @@ from pathlib import Path
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from geoservice.errors import Unavailable
 from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import DatabaseSettings
 
@@ -97,10 +99,34 @@ def fill_pool(engine: Engine, connections: int) -> None:
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` inside one transaction (PostgreSQL has transactional DDL)."""
     with engine.begin() as connection:
+        ensure_postgis(connection)
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def ensure_postgis(connection: Connection) -> None:
+    """Create the PostGIS extension where this role may; otherwise say in one line what a DBA must run.
+
+    A new database on a managed server usually lacks PostGIS, and creating it needs a superuser
+    (PostGIS is not a trusted extension). The migrations cannot run without it, so this is checked
+    first, before Alembic meets a missing ``geometry`` type and answers with a traceback.
+    """
+    if connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")).first():
+        return
+    try:
+        with connection.begin_nested():
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    except DBAPIError as exc:
+        database = connection.execute(text("SELECT current_database()")).scalar_one()
+        role = connection.execute(text("SELECT current_user")).scalar_one()
+        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+        raise Unavailable(
+            f"database {database!r} has no PostGIS and role {role!r} may not create it ({reason}); "
+            f'a DBA must run: psql -d {database} -c "CREATE EXTENSION postgis"',
+            title="PostGIS missing",
+        ) from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

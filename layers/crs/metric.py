@@ -137,3 +137,15 @@ def metric_area(epsg: int) -> AreaFunction:
         return float(shapely.area(_projected(shapely.segmentize(geom, LONLAT_SEGMENT), to_metric)))
 
     return area_m2
+
+
+def metric_length(epsg: int) -> AreaFunction:
+    """Length in metres of a lon/lat geometry's lines (0 for None or empty), measured in the metric CRS ``epsg``."""
+    to_metric = metric_transformer(epsg)
+
+    def length_m(geom: BaseGeometry | None) -> float:
+        if geom is None or geom.is_empty:
+            return 0.0
+        return float(shapely.length(_projected(shapely.segmentize(geom, LONLAT_SEGMENT), to_metric)))
+
+    return length_m

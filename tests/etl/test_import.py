@@ -113,6 +113,39 @@ def test_events_import_is_idempotent_and_places_events(with_regions: Engine, tmp
     assert rows[1].occurred_at.hour == 2  # … and the naive 10:00 was read as China time (UTC+8)
 
 
+def test_historic_events_get_one_log_row_per_step_at_its_time(empty_db: Engine, tmp_path: Path):
+    with transaction(empty_db) as session:
+        load_reference_data(session)
+    pd.DataFrame(
+        {"id": ["h1", "h2", "h3"], "lon": [120.505] * 3, "lat": [32.305] * 3,
+         "category": ["city_management.stall"] * 3, "status": ["archived", "reported", "rejected"],
+         "occurred_at": ["2026-03-01T09:00:00+08:00", "2026-03-02T09:00:00+08:00", "2026-03-03T09:00:00+08:00"],
+         "accepted_at": ["2026-03-01T09:20:00+08:00", "", ""], "dispatched_at": ["2026-03-01T09:40:00+08:00", "", ""],
+         "handling_at": ["2026-03-01T10:00:00+08:00", "", ""], "handled_at": ["2026-03-01T15:00:00+08:00", "", ""],
+         "verified_at": ["2026-03-02T08:00:00+08:00", "", ""], "archived_at": ["2026-03-02T12:00:00+08:00", "", ""]}
+    ).to_csv(tmp_path / "history.csv", index=False)  # fmt: skip
+    load(empty_db, "events", tmp_path / "history.csv")
+    load(empty_db, "events", tmp_path / "history.csv")  # stored once, logged once
+    with empty_db.connect() as conn:
+        log = conn.execute(
+            text("SELECT substr(e.idempotency_key, 8), l.action, l.from_status, l.to_status, "
+                 "to_char(l.at AT TIME ZONE 'Asia/Shanghai', 'MM-DD HH24:MI') FROM event_log l "
+                 "JOIN events e ON e.id = l.event_id ORDER BY l.id")
+        ).all()  # fmt: skip
+    assert [tuple(r) for r in log] == [
+        ("h1", "report", None, "reported", "03-01 09:00"),
+        ("h1", "accept", "reported", "accepted", "03-01 09:20"),
+        ("h1", "dispatch", "accepted", "dispatched", "03-01 09:40"),
+        ("h1", "start", "dispatched", "handling", "03-01 10:00"),
+        ("h1", "feedback", "handling", "handled", "03-01 15:00"),
+        ("h1", "verify", "handled", "verified", "03-02 08:00"),
+        ("h1", "archive", "verified", "archived", "03-02 12:00"),
+        ("h2", "report", None, "reported", "03-02 09:00"),
+        ("h3", "report", None, "reported", "03-03 09:00"),
+        ("h3", "reject", "reported", "rejected", "03-03 09:00"),
+    ]
+
+
 # --- CRS ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("crs", "forward"), [("gcj02", wgs84_to_gcj02), ("bd09", wgs84_to_bd09)])
 def test_chinese_sdk_coordinates_are_stored_as_wgs84(empty_db: Engine, tmp_path: Path, crs, forward):

@@ -48,6 +48,8 @@ def test_import_publish_export_round(use_database: str, tmp_path: Path):
     run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "2026-11")
     result = run("import", "grids", write(tiny_city.grids(), tmp_path / "g.gpkg"), "--version", "2026-11")
     assert result.exit_code == 0 and "loaded 4 grids (boundary version 2026-11)" in result.output
+    assert "version 2026-11 is a draft" in result.output  # and how to put it in force:
+    assert "geoservice versions publish 2026-11" in result.output
     result = run("versions", "publish", "2026-11", "--at", "2026-11-01T00:00:00+08:00")
     assert result.exit_code == 0, result.output
     assert "published 2026-11: 4 grids in force from 2026-10-31T16:00:00+00:00" in result.output
