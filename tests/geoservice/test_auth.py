@@ -171,3 +171,25 @@ def test_failed_sign_ins_are_delayed_then_locked_across_workers_until_an_admin_u
         for nobody in ("nobody", "a%00b"):
             assert two.post(f"/v1/users/{nobody}/unlock", headers=admin).status_code == 404
 
+
+
+def test_changing_a_password_is_throttled_like_signing_in(empty_db: Engine):
+    """The password-change route checks the current password: guessing through it meets the same count."""
+    load_tiny_city(empty_db)
+    with TestClient(create_app(engine=empty_db, auth_settings=THROTTLE)) as client:
+        sign_in(client, empty_db, Role.planner, "li")
+
+        def change(current: str):
+            body = {"username": "li", "current_password": current, "new_password": "a brand new secret"}
+            return client.post("/v1/auth/password", json=body)
+
+        assert [change(f"guess {k}").status_code for k in range(3)] == [422, 422, 422]
+        delayed = change("correct horse battery")  # the third failure earned a delay: nothing is checked
+        assert delayed.status_code == 429 and int(delayed.headers["retry-after"]) >= 1
+        time.sleep(1.05)
+        assert client.post("/v1/auth/token", data={"username": "li", "password": "guess 4"}).status_code == 401
+        assert change("correct horse battery").status_code == 429  # one count for both routes
+        time.sleep(1.05)
+        assert change("correct horse battery").status_code == 204
+        token = client.post("/v1/auth/token", data={"username": "li", "password": "a brand new secret"})
+        assert token.status_code == 200
