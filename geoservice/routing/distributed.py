@@ -147,7 +147,7 @@ def load_routed(session: Session, source: Path, table: str) -> int:
         raise ValueError(f"table {table!r} exists already; name a new one")
     files = sorted(source.glob("*.parquet"))
     if not files:
-        raise ReadError(f"{source}: no .parquet files to load")
+        raise ReadError(source, "no .parquet files to load")
     columns = [c for c in gpd.read_parquet(files[0]).columns if c != "geometry"]
     ddl = ", ".join(f'"{c}" text' for c in columns)
     session.execute(text(f'CREATE TABLE "{table}" ({ddl}, geom geometry(Point, 4326))'))
@@ -166,10 +166,10 @@ def load_routed(session: Session, source: Path, table: str) -> int:
 def _read(source: Path, crs: str | None) -> tuple[dd.DataFrame, InputCRS]:
     """The partitions and the CRS of their coordinates (a GeoParquet's own, or ``--crs`` for lon/lat)."""
     if not source.exists():
-        raise ReadError(f"{source}: no such file or directory")
+        raise ReadError(source, "no such file or directory")
     files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
     if not files or any(f.suffix.lower() != ".parquet" for f in files):
-        raise ReadError(f"{source}: the dask engine reads Parquet (a .parquet file or a directory of them)")
+        raise ReadError(source, "the dask engine reads Parquet (a .parquet file or a directory of them)")
     try:
         frame = dask_geopandas.read_parquet([str(f) for f in files])
         declared = crs_from_file(frame.crs)
@@ -177,7 +177,7 @@ def _read(source: Path, crs: str | None) -> tuple[dd.DataFrame, InputCRS]:
     except (ValueError, TypeError):  # no geometry column: lon/lat columns
         frame = dd.read_parquet([str(f) for f in files])
         if not {"lon", "lat"} <= set(frame.columns):
-            raise ReadError(f"{source}: Parquet needs a geometry column (GeoParquet) or 'lon' and 'lat'") from None
+            raise ReadError(source, "Parquet needs a geometry column (GeoParquet) or 'lon' and 'lat'") from None
         return frame, parse_crs(crs)
 
 
@@ -186,7 +186,7 @@ def _chosen(declared: InputCRS | None, given: str | None, source: Path) -> Input
         return declared or parse_crs(None)
     wanted = parse_crs(given)
     if declared is not None and not declared.is_geographic_wgs84_like and declared != wanted:
-        raise ReadError(f"{source}: the file declares {declared.name}, not {wanted.name}")
+        raise ReadError(source, f"the file declares {declared.name}, not {wanted.name}")
     return wanted
 
 
