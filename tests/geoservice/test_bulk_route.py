@@ -9,22 +9,9 @@ from shapely import Point
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from etl.reference import load_reference_data
-from geoservice.boundaries.versions import notify_layers_changed
 from geoservice.cli import app
-from geoservice.infra.database import transaction
 from layers.crs import wgs84_to_gcj02
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
-from tests.geoservice.test_locate_api import load_tiny_city
-
-
-@pytest.fixture
-def city(use_database: str, empty_db: Engine) -> Engine:
-    load_tiny_city(empty_db)
-    with transaction(empty_db) as session:
-        load_reference_data(session)
-        notify_layers_changed(session)
-    return empty_db
 
 
 def route(*args) -> str:
@@ -33,7 +20,7 @@ def route(*args) -> str:
     return " ".join(result.output.split())
 
 
-def test_csv_rows_keep_their_columns_and_gain_codes(city: Engine, tmp_path: Path):
+def test_csv_rows_keep_their_columns_and_gain_codes(routing_city: Engine, tmp_path: Path):
     pd.DataFrame(
         {"id": ["a", "b", "c", "d", "e"],
          "lon": [X0 + 0.5 * D, X0 + 3.5 * D, "x", X0 + 20 * D, "95"],
@@ -57,7 +44,7 @@ def test_csv_rows_keep_their_columns_and_gain_codes(city: Engine, tmp_path: Path
     assert rejected["reason"].iloc[1].startswith("coordinates out of range")
 
 
-def test_geopackage_in_gcj02_to_geojson(city: Engine, tmp_path: Path):
+def test_geopackage_in_gcj02_to_geojson(routing_city: Engine, tmp_path: Path):
     lon, lat = wgs84_to_gcj02([X0 + 0.5 * D, X0 + 2.5 * D], [Y0 + 0.5 * D] * 2)
     gpd.GeoDataFrame({"name": ["p", "q"]}, geometry=[Point(x, y) for x, y in zip(lon, lat, strict=True)], crs=4326
                      ).to_file(tmp_path / "in.gpkg")  # fmt: skip

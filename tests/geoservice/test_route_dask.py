@@ -10,27 +10,16 @@ import shapely
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from etl.reference import load_reference_data
-from geoservice.boundaries.versions import current_version_id, notify_layers_changed
+from geoservice.boundaries.versions import current_version_id
 from geoservice.cli import app
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk import route_points
 from geoservice.routing.loader import load_router
 from layers.crs import wgs84_to_gcj02
 from tests.etl.tiny_city import X0, Y0, D
-from tests.geoservice.test_locate_api import load_tiny_city
 from tests.settings import ROUTING
 
 CATEGORIES = np.array(["public_order.fight", "environment.noise", "livelihood", "city_management"], dtype=object)
-
-
-@pytest.fixture
-def city(use_database: str, empty_db: Engine) -> Engine:
-    load_tiny_city(empty_db)
-    with transaction(empty_db) as session:
-        load_reference_data(session)
-        notify_layers_changed(session)
-    return empty_db
 
 
 def points(n: int, seed: int = 7) -> pd.DataFrame:
@@ -66,7 +55,7 @@ def expected(city: Engine, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([usable[["id"]], routed], axis=1)
 
 
-def test_every_point_as_the_single_process_routes_it(city: Engine, tmp_path: Path):
+def test_every_point_as_the_single_process_routes_it(routing_city: Engine, tmp_path: Path):
     frame = points(6_000)
     source = write_partitions(frame, tmp_path / "in", 5)
     message = run(source, tmp_path / "out", "--engine", "dask", "--workers", "2", "--load", "routed_points")
@@ -78,7 +67,7 @@ def test_every_point_as_the_single_process_routes_it(city: Engine, tmp_path: Pat
     out = gpd.read_parquet(tmp_path / "out").sort_values("id").reset_index(drop=True)
     assert len(out) == 6_000 and out.crs.to_epsg() == 4326
     good = out[out["reason"] == ""].reset_index(drop=True)
-    want = expected(city, frame).sort_values("id").reset_index(drop=True)
+    want = expected(routing_city, frame).sort_values("id").reset_index(drop=True)
     assert list(good["id"]) == list(want["id"])
     for column in ("grid_code", "community_code", "town_code", "station_code", "department"):
         assert list(good[column]) == list(want[column]), column
@@ -90,7 +79,7 @@ def test_every_point_as_the_single_process_routes_it(city: Engine, tmp_path: Pat
     }
     assert np.allclose(shapely.get_x(good.geometry.values), frame.set_index("id").loc[good["id"], "lon"])
 
-    with city.connect() as conn:
+    with routing_city.connect() as conn:
         stored = conn.execute(text(
             "SELECT count(*), count(*) FILTER (WHERE grid_code <> ''), "
             "count(*) FILTER (WHERE ST_DWithin((SELECT geom FROM grids WHERE code = r.grid_code)::geography, "
@@ -101,7 +90,7 @@ def test_every_point_as_the_single_process_routes_it(city: Engine, tmp_path: Pat
     assert stored[1] == stored[2] == (good["grid_code"] != "").sum()
 
 
-def test_geoparquet_in_gcj02(city: Engine, tmp_path: Path):
+def test_geoparquet_in_gcj02(routing_city: Engine, tmp_path: Path):
     frame = points(800, seed=3).dropna()
     frame = frame[frame["lat"] <= 90]
     gx, gy = wgs84_to_gcj02(frame["lon"].to_numpy(), frame["lat"].to_numpy())
@@ -112,7 +101,7 @@ def test_geoparquet_in_gcj02(city: Engine, tmp_path: Path):
     )
     run(folder, tmp_path / "out", "--engine", "dask", "--workers", "1", "--crs", "gcj02")
     out = gpd.read_parquet(tmp_path / "out").sort_values("id").reset_index(drop=True)
-    want = expected(city, frame).sort_values("id").reset_index(drop=True)
+    want = expected(routing_city, frame).sort_values("id").reset_index(drop=True)
     assert list(out["grid_code"]) == list(want["grid_code"])
     assert np.allclose(shapely.get_x(out.geometry.values), want.merge(frame, on="id")["lon"], atol=1e-7)
 
@@ -125,7 +114,7 @@ def test_geoparquet_in_gcj02(city: Engine, tmp_path: Path):
         (["--engine", "dask", "--load", "Bad-Name"], "is not a table name"),
     ],
 )
-def test_refusals_are_one_line(city: Engine, tmp_path: Path, args: list[str], message: str):
+def test_refusals_are_one_line(routing_city: Engine, tmp_path: Path, args: list[str], message: str):
     source = tmp_path / "in.csv"
     pd.DataFrame({"lon": [X0], "lat": [Y0]}).to_csv(source, index=False)
     if "Bad-Name" in args:
