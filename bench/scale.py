@@ -132,9 +132,10 @@ def _table(
     per_worker = n / dask_s[2] / 2
     scaling = dask_s[1] / dask_s[2]
     for machines in MACHINES:
-        hours = HISTORY / (per_worker * 2 * machines) / 3600
+        seconds = HISTORY / (per_worker * 2 * machines)
+        shown = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
         table.add("extrapolated" if machines == MACHINES[0] else "", f"10^8 points, {machines} machine(s) × 2 workers",
-                  f"{hours * 60:.0f} min", "")  # fmt: skip
+                  shown, "")  # fmt: skip
     table.notes.append(
         f"Per worker {per_worker / 1e6:.2f} M points/s in the 2-worker run; 1 → 2 workers ran {scaling:.2f}× as fast "
         "(2.00 would be linear). The extrapolation assumes each further worker adds the same rate: true while the "
