@@ -358,15 +358,19 @@ def repair_draft_slivers(
     if community_code is not None and not communities:
         raise EditRejected(f"the draft has no community {community_code}")
     area_m2, length_m = metric_area(epsg), metric_length(epsg)
+    grids = session.execute(  # every grid concerned at once, not one query per community
+        text(
+            "SELECT community_code, code, ST_AsBinary(geom) AS wkb FROM grids WHERE version_id = :v "
+            "AND (CAST(:c AS text) IS NULL OR community_code = :c) ORDER BY code FOR UPDATE"
+        ),
+        {"v": version_id, "c": community_code},
+    ).all()
+    by_community: dict[str, list] = {}
+    for grid in grids:
+        by_community.setdefault(grid.community_code, []).append(grid)
     result = EditResult()
     for community in communities:
-        rows = session.execute(
-            text(
-                "SELECT code, ST_AsBinary(geom) AS wkb FROM grids WHERE version_id = :v AND community_code = :c "
-                "ORDER BY code FOR UPDATE"
-            ),
-            {"v": version_id, "c": community.code},
-        ).all()
+        rows = by_community.get(community.code)
         if not rows:
             continue
         geoms = shapely.from_wkb([bytes(r.wkb) for r in rows])

@@ -18,6 +18,7 @@ from etl.writers import read_layer, write_layer
 from geoservice.boundaries.versions import resolve_version
 from geoservice.city.load import CITY_KEYS
 from geoservice.city.pack import CITY_FILE, CityInfo, write_city
+from layers.dataset import dataset_settings
 
 TABLE_QUERIES = {
     "departments": "SELECT code, name, kind, coalesce(parent_code, '') AS parent_code, duty_phone "
@@ -68,7 +69,7 @@ def export_pack(session: Session, directory: Path, version: str | None = None) -
 
 def _write_city(session: Session, path: Path, version: str) -> None:
     """city.toml from the facts ``city load`` kept."""
-    stored = dict(session.execute(text("SELECT key, value FROM dataset_settings")).all())
+    stored = dataset_settings(session)
     values = {attr: stored.get(key, "") for key, attr in CITY_KEYS.items()}
     write_city(
         path, CityInfo(values["name"], values["adcode"], "wgs84", values["timezone"] or "Asia/Shanghai", version)

@@ -34,6 +34,7 @@ from geoservice.errors import InvalidInput
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk_events import route_imported_events
 from geoservice.settings import RoutingSettings
+from layers.dataset import remember_dataset_settings
 
 HASHER = PasswordHasher()
 CITY_KEYS = {"city_name": "name", "city_adcode": "adcode", "city_timezone": "timezone"}
@@ -131,13 +132,7 @@ def load_pack(
 
 def _remember_city(session: Session, city: CityInfo) -> None:
     """The city's name, adcode and time zone, so ``city export`` can write city.toml again."""
-    session.execute(
-        text(
-            "INSERT INTO dataset_settings (key, value) VALUES (:k, :v) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-        ),
-        [{"k": key, "v": getattr(city, attr)} for key, attr in CITY_KEYS.items()],
-    )
+    remember_dataset_settings(session, {key: getattr(city, attr) for key, attr in CITY_KEYS.items()})
 
 
 def load_population(session: Session, frame: gpd.GeoDataFrame) -> int:

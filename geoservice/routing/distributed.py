@@ -29,6 +29,7 @@ import dask_geopandas
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import shapely
 from distributed import Client, LocalCluster, WorkerPlugin
 from sqlalchemy import text
@@ -148,7 +149,7 @@ def load_routed(session: Session, source: Path, table: str) -> int:
     files = sorted(source.glob("*.parquet"))
     if not files:
         raise ReadError(source, "no .parquet files to load")
-    columns = [c for c in gpd.read_parquet(files[0]).columns if c != "geometry"]
+    columns = [c for c in pq.read_schema(files[0]).names if c != "geometry"]  # the schema, not the rows
     ddl = ", ".join(f'"{c}" text' for c in columns)
     session.execute(text(f'CREATE TABLE "{table}" ({ddl}, geom geometry(Point, 4326))'))
     rows = 0
@@ -170,15 +171,13 @@ def _read(source: Path, crs: str | None) -> tuple[dd.DataFrame, InputCRS]:
     files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
     if not files or any(f.suffix.lower() != ".parquet" for f in files):
         raise ReadError(source, "the dask engine reads Parquet (a .parquet file or a directory of them)")
-    try:
+    schema = pq.read_schema(files[0])
+    if b"geo" in (schema.metadata or {}):  # GeoParquet: its geometry column and CRS are in the metadata
         frame = dask_geopandas.read_parquet([str(f) for f in files])
-        declared = crs_from_file(frame.crs)
-        return frame, _chosen(declared, crs, source)
-    except (ValueError, TypeError):  # no geometry column: lon/lat columns
-        frame = dd.read_parquet([str(f) for f in files])
-        if not {"lon", "lat"} <= set(frame.columns):
-            raise ReadError(source, "Parquet needs a geometry column (GeoParquet) or 'lon' and 'lat'") from None
-        return frame, parse_crs(crs)
+        return frame, _chosen(crs_from_file(frame.crs), crs, source)
+    if not {"lon", "lat"} <= set(schema.names):
+        raise ReadError(source, "Parquet needs a geometry column (GeoParquet) or 'lon' and 'lat'")
+    return dd.read_parquet([str(f) for f in files]), parse_crs(crs)
 
 
 def _chosen(declared: InputCRS | None, given: str | None, source: Path) -> InputCRS:

@@ -18,10 +18,10 @@ import pyproj
 import shapely
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers.crs.convert import _transformer
+from layers.dataset import dataset_setting, remember_dataset_settings
 
 # Central meridians of the CGCS2000 3-degree zones that cover China; EPSG:4534 is the CM 75E one.
 FIRST_ZONE_CM, LAST_ZONE_CM, FIRST_ZONE_EPSG = 75, 135, 4534
@@ -85,17 +85,11 @@ def dataset_metric_epsg(session: Session, geoms: Sequence[BaseGeometry | None] |
 
 def remember_metric_epsg(session: Session, epsg: int) -> None:
     """Persist the metric CRS (an explicit setting, or the one derived at the first load)."""
-    session.execute(
-        text(
-            "INSERT INTO dataset_settings (key, value) VALUES ('metric_epsg', :v) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-        ),
-        {"v": str(epsg)},
-    )
+    remember_dataset_settings(session, {"metric_epsg": str(epsg)})
 
 
 def _stored_metric_epsg(session: Session) -> int | None:
-    stored = session.execute(text("SELECT value FROM dataset_settings WHERE key = 'metric_epsg'")).scalar()
+    stored = dataset_setting(session, "metric_epsg")
     return int(stored) if stored else None
 
 
