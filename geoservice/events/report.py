@@ -39,10 +39,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 PHONE = re.compile(r"^\+?[0-9][0-9 -]{2,30}$")
 REQUEST_HASH = "request_sha256"
 
-LOG = text(
-    "INSERT INTO event_log (event_id, at, actor, role, action, from_status, to_status, note, details) "
-    "VALUES (:id, :at, :actor, :role, :action, :from_status, :to_status, :note, CAST(:details AS jsonb))"
-)
 # The event and its ``report`` log row in one statement (one round trip, and the answer comes back
 # from RETURNING): nothing comes back when another submission with the key got in first.
 INSERT_WITH_LOG = text(

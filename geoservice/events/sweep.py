@@ -9,7 +9,6 @@ A new deadline (a re-dispatch) is a new breach. Rows a person is changing right 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from geoservice.events.report import LOG
+from geoservice.events.log import log_step
 from geoservice.events.workflow import next_level
 from geoservice.infra.database import transaction
 
@@ -80,14 +79,11 @@ def sweep_deadlines(session: Session, now: datetime | None = None) -> SweepResul
             escalated += 1
             session.execute(ESCALATE, {"to_level": to_level, "now": now, "id": row.id})
             action, note = "escalate", f"{what}: escalated from {row.escalation_level} to {to_level}"
-        session.execute(
-            LOG,
-            {
-                "id": row.id, "at": now, "actor": SWEEP_ACTOR, "role": SWEEP_ROLE, "action": action,
-                "from_status": row.status, "to_status": row.status, "note": note,
-                "details": json.dumps({"timeout": row.kind, "due_at": row.due_at.isoformat(),
-                                       "from_level": row.escalation_level, "to_level": to_level}),
-            },
+        log_step(
+            session, row.id, at=now, actor=SWEEP_ACTOR, role=SWEEP_ROLE, action=action, from_status=row.status,
+            to_status=row.status, note=note,
+            details={"timeout": row.kind, "due_at": row.due_at, "from_level": row.escalation_level,
+                     "to_level": to_level},
         )  # fmt: skip
     return SweepResult(breaches, escalated, at_top)
 

@@ -7,7 +7,6 @@ saying the event changed. The log row goes in the same transaction: no step with
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +17,8 @@ from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
 from geoservice.errors import Conflict, InvalidInput, NotFound
 from geoservice.events.deadlines import deadline_hours
+from geoservice.events.log import log_step
 from geoservice.events.queries import fetch_event
-from geoservice.events.report import LOG
 from geoservice.events.workflow import ACTIONS_NEEDING_A_NOTE, Step, check_step, next_level
 
 MAX_NOTE = 2000
@@ -72,13 +71,9 @@ def apply_transition(
     if updated is None:
         current = session.execute(text("SELECT row_version FROM events WHERE id = :id"), {"id": event_id}).scalar()
         raise _changed(event_id, current)
-    session.execute(
-        LOG,
-        {
-            "id": event_id, "at": now, "actor": actor.username, "role": str(actor.role), "action": action,
-            "from_status": event["status"], "to_status": changes.get("status", event["status"]), "note": note,
-            "details": json.dumps(details, ensure_ascii=False, default=str),
-        },
+    log_step(
+        session, event_id, at=now, actor=actor.username, role=str(actor.role), action=action,
+        from_status=event["status"], to_status=changes.get("status", event["status"]), note=note, details=details,
     )  # fmt: skip
     after = fetch_event(session, event_id)
     assert after is not None
