@@ -185,6 +185,7 @@ class EmbeddedCluster:
         _ensure_os_user(self.os_user)
         if not self._os_user_can_reach(self.home):
             target = FALLBACK_ROOT / hashlib.sha1(str(self.home).encode()).hexdigest()[:12]
+            _clear_orphan(target, self.os_user)
             for name in ("pgdata", "pglog"):
                 (target / name).mkdir(parents=True, exist_ok=True)
                 link = self.home / name
@@ -205,6 +206,19 @@ class EmbeddedCluster:
         if os.geteuid() == 0:
             entry = pwd.getpwnam(self.os_user)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _clear_orphan(target: Path, os_user: str) -> None:
+    """Empty a fallback directory left by an earlier home of the same path (e.g. a reused temp dir).
+
+    Only called while initialising, i.e. when the home holds no cluster: whatever the directory
+    holds belongs to no home any more, and initdb refuses a non-empty data directory.
+    """
+    if not (target / "pgdata" / "PG_VERSION").exists():
+        return
+    stop = [str(pg_bindir() / "pg_ctl"), "-D", str(target / "pgdata"), "stop", "-m", "immediate"]
+    subprocess.run(["runuser", "-u", os_user, "--", *stop], capture_output=True, cwd="/")
+    shutil.rmtree(target)
 
 
 def _ensure_os_user(name: str) -> None:
