@@ -1,7 +1,8 @@
 """The collections served as OGC API - Features: where each one's rows come from, and who sees which.
 
 A collection is data, not code: its table, the SQL of its id, geometry and properties, the
-properties a client may filter on by equality, its time property (if any), its order (stable, so
+properties a client may filter on by equality (with their JSON Schema type when not a string, for
+``/queryables``), its geometry type, its time property (if any), its order (stable, so
 that offset paging never skips or repeats a feature) and the caller's scope as a SQL condition,
 built from the same rules as the rest of the service (``geoservice.events.queries``).
 """
@@ -36,6 +37,8 @@ class Collection:
     scope: Callable[[Principal], Condition]
     time_sql: str | None = None
     versioned: bool = False  # rows of the boundary version in force only
+    geometry: str = "MultiPolygon"  # the GeoJSON type of its features, or "Geometry" when they mix
+    types: dict[str, str] = field(default_factory=dict)  # queryable → JSON Schema type, when not "string"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,14 +100,14 @@ COLLECTIONS: dict[str, Collection] = {
             "police_posts t", "t.code", str,
             {"code": "t.code", "name": "t.name", "level": "t.level::text"},
             {"code": "t.code", "level": "t.level::text", "name": "t.name"},
-            "t.code", _inside_region,
+            "t.code", _inside_region, geometry="Point",
         ),
         Collection(
             "places", "Key places", "Schools, hospitals, malls, markets, rental housing, risk sources…",
             "key_places t", "t.code", str,
             {"code": "t.code", "name": "t.name", "type": "t.type"},
             {"code": "t.code", "type": "t.type", "name": "t.name"},
-            "t.code", _inside_region,
+            "t.code", _inside_region, geometry="Geometry",
         ),
         Collection(
             "events", "Events", "Reported events with their routing and state (reporter details are not served)",
@@ -117,7 +120,7 @@ COLLECTIONS: dict[str, Collection] = {
             {"status": "t.status", "category": "t.category_code", "priority": "t.priority",
              "grid_code": "t.grid_code", "community_code": "t.community_code", "town_code": "t.town_code",
              "department": "t.department_code", "source": "t.source"},
-            "t.id", _events, time_sql="t.reported_at",
+            "t.id", _events, time_sql="t.reported_at", geometry="Point",
         ),
         Collection(
             "forces", "Forces", "Last reported position of each grid worker and patrol (治理力量)",
@@ -125,7 +128,7 @@ COLLECTIONS: dict[str, Collection] = {
             {"username": "t.username", "display_name": "t.display_name", "kind": "t.kind", "at": "t.at",
              "available": "t.available", "accuracy_m": "t.accuracy_m"},
             {"kind": "t.kind", "username": "t.username", "available": "t.available::text"},
-            "t.username", _forces, time_sql="t.at",
+            "t.username", _forces, time_sql="t.at", geometry="Point", types={"available": "boolean"},
         ),
     )
 }  # fmt: skip

@@ -5,7 +5,9 @@ signed-in staff (QGIS sends the bearer token as a connection header) and, like e
 hold only what the caller's scope allows. Parameter errors are 400 problems, as the standard
 requires; a ``limit`` above the maximum is lowered to it, also as the standard requires. Paging
 is by offset over a stable order, with ``next`` / ``prev`` links. Coordinates are CRS84 (WGS84
-lon/lat); grids and regions are those of the boundary version in force.
+lon/lat) unless ``crs`` asks for another (Part 2, ``feature_crs``); ``bbox`` keeps the features whose
+shape intersects the box (not merely their envelope); ``/queryables`` (Part 3) lists the properties
+filtered by ``?name=value``. Grids and regions are those of the boundary version in force.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from sqlalchemy.orm import Session
 
 from geoservice.api.deps import SessionDep
 from geoservice.api.feature_collections import COLLECTIONS, Collection
+from geoservice.api.feature_crs import CRS84, SERVED, STORAGE, FeatureCrs, crs_named
+from geoservice.api.feature_queryables import SCHEMA, queryables_links, queryables_schema
+from geoservice.api.feature_time import city_zone, time_window
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.users import Principal
@@ -30,16 +35,19 @@ from geoservice.inputs import text_problem
 
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
 ]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 BIGINT_MAX = 2**63 - 1
 PAGING = {"limit", "offset", "bbox", "datetime", "f", "crs", "bbox-crs"}
+ONE_FEATURE = {"f", "crs"}
 OPEN = allow(EVERYONE)
 VIEWERS = allow(STAFF)
 Viewer = Annotated[Principal, Depends(VIEWERS)]
@@ -88,6 +96,13 @@ def collection(request: Request, session: SessionDep, principal: Viewer, collect
     return JSONResponse(_describe(_collection(collection_id), _base(request), session))
 
 
+@router.get("/collections/{collection_id}/queryables", responses={200: {"content": {SCHEMA: {}}}},
+            **policy(VIEWERS))  # fmt: skip
+def queryables(request: Request, principal: Viewer, collection_id: CollectionId) -> JSONResponse:
+    """What the collection's items can be filtered on (Part 3): a JSON Schema of the queryable properties."""
+    return JSONResponse(queryables_schema(_collection(collection_id), _base(request)), media_type=SCHEMA)
+
+
 @router.get("/collections/{collection_id}/items", responses={200: {"content": {GEOJSON: {}}}}, **policy(VIEWERS))
 def items(request: Request, session: SessionDep, principal: Viewer, collection_id: CollectionId) -> JSONResponse:
     """Features of the collection in the caller's scope: ``bbox``, ``datetime``, ``limit``, ``offset``, properties."""
@@ -101,14 +116,14 @@ def items(request: Request, session: SessionDep, principal: Viewer, collection_i
     for name, value in params.items():
         if (why := text_problem(value)) is not None:
             raise ProblemError(400, "Invalid parameter", f"{name} {why}")
-    _check_crs(params)
+    output = _output(params)
     limit = min(_integer(params.get("limit"), "limit", DEFAULT_LIMIT, low=1), MAX_LIMIT)
     offset = _integer(params.get("offset"), "offset", 0, low=0)
     where, values = _conditions(session, found, principal, params)
     columns = ", ".join(f"{sql} AS {name}" for name, sql in found.properties.items())
     rows = session.execute(
         text(
-            f"SELECT {found.id_sql} AS fid, ST_AsGeoJSON(t.geom, 7) AS geometry, {columns} FROM {found.source} "
+            f"SELECT {found.id_sql} AS fid, {_geojson(output)} AS geometry, {columns} FROM {found.source} "
             f"WHERE {where} ORDER BY {found.order} LIMIT :limit OFFSET :offset"
         ),
         {**values, "limit": limit, "offset": offset},
@@ -122,7 +137,7 @@ def items(request: Request, session: SessionDep, principal: Viewer, collection_i
         "timeStamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "links": _page_links(request, offset, limit, len(rows), matched),
     }
-    return JSONResponse(jsonable_encoder(body), media_type=GEOJSON)
+    return JSONResponse(jsonable_encoder(body), media_type=GEOJSON, headers={"Content-Crs": output.header})
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}", responses={200: {"content": {GEOJSON: {}}}},
@@ -136,6 +151,11 @@ def item(
 ) -> JSONResponse:
     """One feature, if it is in your scope (otherwise it does not exist for you: 404)."""
     found = _collection(collection_id)
+    params = dict(request.query_params)
+    if unknown := set(params) - ONE_FEATURE:
+        raise ProblemError(400, "Unknown parameter", f"{', '.join(sorted(unknown))} is not a parameter of one "
+                           f"feature; known: {', '.join(sorted(ONE_FEATURE))}")  # fmt: skip
+    output = _output(params)
     where, values = _conditions(session, found, principal, {})
     key: Any = feature_id
     if found.id_type is int:
@@ -145,7 +165,7 @@ def item(
     columns = ", ".join(f"{sql} AS {name}" for name, sql in found.properties.items())
     row = session.execute(
         text(
-            f"SELECT {found.id_sql} AS fid, ST_AsGeoJSON(t.geom, 7) AS geometry, {columns} FROM {found.source} "
+            f"SELECT {found.id_sql} AS fid, {_geojson(output)} AS geometry, {columns} FROM {found.source} "
             f"WHERE {where} AND {found.id_sql} = :fid"
         ),
         {**values, "fid": key},
@@ -158,7 +178,7 @@ def item(
         {"href": f"{base}/collections/{found.id}/items/{feature_id}", "rel": "self", "type": GEOJSON},
         {"href": f"{base}/collections/{found.id}", "rel": "collection", "type": "application/json"},
     ]
-    return JSONResponse(jsonable_encoder(feature), media_type=GEOJSON)
+    return JSONResponse(jsonable_encoder(feature), media_type=GEOJSON, headers={"Content-Crs": output.header})
 
 
 def _conditions(
@@ -170,19 +190,24 @@ def _conditions(
     if found.versioned:
         clauses.append("t.version_id = :version")
     if "bbox" in params:
-        clauses.append("t.geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)")
-        values.update(zip(("minx", "miny", "maxx", "maxy"), _bbox(params["bbox"]), strict=True))
+        # The shape, not its envelope, must meet the box; ST_Intersects still uses the GiST index first.
+        given = crs_named(params.get("bbox-crs"), "bbox-crs")
+        box = f"ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, {given.srid})"
+        clauses.append(f"ST_Intersects(t.geom, {box if given.srid == STORAGE.srid else f'ST_Transform({box}, 4326)'})")
+        values.update(zip(("minx", "miny", "maxx", "maxy"), _bbox(params["bbox"], given), strict=True))
+    elif "bbox-crs" in params:
+        crs_named(params["bbox-crs"], "bbox-crs")
     if "datetime" in params:
         if found.time_sql is None:
             raise ProblemError(400, "No time in this collection", f"{found.id!r} features have no time; "
                                "drop the datetime parameter")  # fmt: skip
-        start, end = _interval(params["datetime"])
-        if start is not None:
+        window = time_window(params["datetime"], city_zone(session))
+        if window.start is not None:
             clauses.append(f"{found.time_sql} >= :dt_start")
-            values["dt_start"] = start
-        if end is not None:
-            clauses.append(f"{found.time_sql} <= :dt_end")
-            values["dt_end"] = end
+            values["dt_start"] = window.start
+        if window.end is not None:
+            clauses.append(f"{found.time_sql} {'<=' if window.end_inclusive else '<'} :dt_end")
+            values["dt_end"] = window.end
     for i, (name, sql) in enumerate(sorted(found.queryables.items())):
         if name in params:
             clauses.append(f"{sql} = :q{i}")
@@ -204,7 +229,7 @@ def _describe(found: Collection, base: str, session: Session) -> dict[str, Any]:
         text(f"SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ({extent_sql}) s"),
         {"version": current_version_id(session)},
     ).one()
-    extent: dict[str, Any] = {"spatial": {"bbox": [list(box)] if box[0] is not None else [], "crs": CRS84}}
+    extent: dict[str, Any] = {"spatial": {"bbox": [list(box)] if box[0] is not None else [], "crs": CRS84.uri}}
     if found.time_sql:
         span = session.execute(text(f"SELECT min({found.time_sql}), max({found.time_sql}) FROM {found.source}")).one()
         extent["temporal"] = {"interval": [[_iso(span[0]), _iso(span[1])]]}
@@ -213,10 +238,12 @@ def _describe(found: Collection, base: str, session: Session) -> dict[str, Any]:
         {"href": f"{base}/collections/{found.id}", "rel": "self", "type": "application/json"},
         {"href": items_href, "rel": "items", "type": GEOJSON, "title": found.title},
     ]
+    links += queryables_links(found, base)
     if found.id != "forces":
         links.append({"href": f"{base}/tiles/{found.id}.json", "rel": "tiles", "type": "application/json"})
     return {"id": found.id, "title": found.title, "description": found.description, "itemType": "feature",
-            "crs": [CRS84], "extent": extent, "queryables": sorted(found.queryables), "links": links}  # fmt: skip
+            "crs": list(SERVED), "storageCrs": STORAGE.uri, "extent": extent,
+            "queryables": sorted(found.queryables), "links": links}  # fmt: skip
 
 
 def _page_links(request: Request, offset: int, limit: int, returned: int, matched: int) -> list[dict[str, Any]]:
@@ -252,58 +279,35 @@ def _integer(value: str | None, name: str, default: int, low: int) -> int:
     return number
 
 
-def _bbox(value: str) -> tuple[float, float, float, float]:
+def _bbox(value: str, given: FeatureCrs) -> list[float]:
+    """The box as lon/lat bounds: four numbers (or six, with heights) in ``given``'s axis order."""
+    order = "minlat,minlon,maxlat,maxlon" if given.latitude_first else "minlon,minlat,maxlon,maxlat"
     try:
         numbers = [float(v) for v in value.split(",")]
     except ValueError as exc:
-        raise ProblemError(400, "Invalid bbox", "bbox is minlon,minlat,maxlon,maxlat in CRS84") from exc
-    if len(numbers) == 6:  # with heights: minlon,minlat,minh,maxlon,maxlat,maxh
+        raise ProblemError(400, "Invalid bbox", f"bbox is {order} in {given.uri}") from exc
+    if len(numbers) == 6:  # with heights: the two corners' first two axes
         numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
     if len(numbers) != 4:
-        raise ProblemError(400, "Invalid bbox", "bbox is four numbers: minlon,minlat,maxlon,maxlat (CRS84)")
-    minx, miny, maxx, maxy = numbers
+        raise ProblemError(400, "Invalid bbox", f"bbox is four numbers: {order} ({given.uri})")
+    minx, miny, maxx, maxy = given.lon_lat(numbers)
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= maxy <= 90):
         raise ProblemError(400, "Invalid bbox", "bbox needs lon within ±180, lat within ±90 and min lat ≤ max lat")
     if minx > maxx:
         raise ProblemError(400, "Invalid bbox", "bbox across the antimeridian is not served; split it in two")
-    return minx, miny, maxx, maxy
+    return [minx, miny, maxx, maxy]
 
 
-def _interval(value: str) -> tuple[datetime | None, datetime | None]:
-    """An instant or ``start/end`` with ``..`` (or nothing) for an open end, each with a zone."""
-    parts = value.split("/")
-    if len(parts) > 2:
-        raise ProblemError(400, "Invalid datetime", "datetime is an instant or start/end (.. for an open end)")
-    moments = [None if p in ("", "..") else _moment(p) for p in parts]
-    if len(moments) == 1:
-        if moments[0] is None:
-            raise ProblemError(400, "Invalid datetime", "datetime needs at least one time")
-        return moments[0], moments[0]
-    start, end = moments
-    if start and end and start > end:
-        raise ProblemError(400, "Invalid datetime", "the interval's start is after its end")
-    return start, end
-
-
-def _moment(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ProblemError(400, "Invalid datetime", f"{value!r} is not an RFC 3339 time") from exc
-    if moment.tzinfo is None:
-        raise ProblemError(400, "Invalid datetime", f"{value!r} needs a zone, e.g. 2026-11-01T00:00:00Z")
-    try:
-        return moment.astimezone(UTC)  # PostgreSQL refuses offsets beyond ±15:59 that Python accepts
-    except (OverflowError, ValueError) as exc:
-        raise ProblemError(400, "Invalid datetime", f"{value!r} is outside the range of times kept") from exc
-
-
-def _check_crs(params: dict[str, str]) -> None:
-    for name in ("crs", "bbox-crs"):
-        if name in params and params[name] != CRS84:
-            raise ProblemError(400, "Unsupported CRS", f"{name}: only {CRS84} (WGS84 lon/lat) is served")
+def _output(params: dict[str, str]) -> FeatureCrs:
+    """The CRS of the answer's coordinates (``crs``); checks ``f`` too, the other output parameter."""
     if params.get("f", "json") not in ("json", "geojson"):
         raise ProblemError(400, "Unsupported format", "f: json or geojson")
+    return crs_named(params.get("crs"), "crs")
+
+
+def _geojson(output: FeatureCrs) -> str:
+    """SQL of the GeoJSON geometry in ``output`` (options 0: no ``crs`` member, Content-Crs says it)."""
+    return f"ST_AsGeoJSON({output.geometry_sql('t.geom')}, 7, 0)"
 
 
 def _base(request: Request) -> str:

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -86,13 +87,33 @@ async def get_tile(
 
 
 @router.get("/tiles/{layer}.json", **policy(VIEWERS))
-def get_tilejson(request: Request, principal: Viewer, layer: LayerName) -> JSONResponse:
-    """TileJSON 3.0.0: the tile URL, bounds and centre of the data, zooms and the fields of each feature."""
+def get_tilejson(
+    request: Request,
+    principal: Viewer,
+    layer: LayerName,
+    status: Annotated[str | None, _text_filter("status", "events: comma-separated states")] = None,
+    warning: Annotated[str | None, _text_filter("warning", "events: none, blue, yellow, red")] = None,
+    category: Annotated[str | None, _text_filter("category", "events: a class includes its subcategories")] = (
+        None
+    ),
+    reported_from: Annotated[datetime | None, Query(alias="from", description="events: reported at or after")] = None,
+    reported_to: Annotated[datetime | None, Query(alias="to", description="events: reported before")] = None,
+    level: Annotated[str | None, _text_filter("level", "posts and rings: comma-separated levels")] = None,
+) -> JSONResponse:
+    """TileJSON 3.0.0: the tile URL, bounds and centre of the data, zooms and the fields of each feature.
+
+    It takes the tiles' filters and checks them as the tiles do; the ``tiles`` URL carries them, so a
+    map client that only reads the TileJSON draws what was asked for.
+    """
     found = _layer(layer)
+    given = {"status": status, "warning": warning, "category": category, "from": reported_from,
+             "to": reported_to, "level": level}  # fmt: skip
+    not_filters = {name: "" for name in request.query_params if name not in given}
+    tile_filters(found, {**given, **not_filters}, event_settings(request.app))
     service, rules = service_and_rules(request.app)
     extent = service.extent(found, service.versions.current(), rules)
     base = str(request.base_url).rstrip("/")
-    return JSONResponse(tilejson(found, base, extent))
+    return JSONResponse(tilejson(found, base, extent, urlencode(request.query_params.multi_items(), safe=",:")))
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,8 @@ def tile_scope(principal: Principal) -> TileScope:
 
 def tile_filters(layer: TileLayer, given: dict[str, object], settings: EventSettings) -> TileFilters:
     """Check the query string against the layer: filters it does not know are a 422, not silently ignored.
+
+    ``given`` holds every filter of the route (None when not asked); any other name in it is refused too.
 
     The events filters go to the tile query as SQL written by the event lists' own builder.
     """

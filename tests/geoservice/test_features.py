@@ -128,7 +128,7 @@ def test_a_dispatcher_lists_only_their_region(client: TestClient, empty_db: Engi
         ("/collections/grids/items", {"datetime": "2026-01-01T00:00:00Z"}, 400, "have no time"),
         ("/collections/events/items", {"datetime": "2026-01-01T00:00:00"}, 400, "needs a zone"),
         ("/collections/events/items", {"datetime": "2026-02-01T00:00:00Z/2026-01-01T00:00:00Z"}, 400, "after its end"),
-        ("/collections/grids/items", {"crs": "http://www.opengis.net/def/crs/EPSG/0/3857"}, 400, "only"),
+        ("/collections/grids/items", {"crs": "http://www.opengis.net/def/crs/EPSG/0/3857"}, 400, "not served"),
         ("/collections/events/items/abc", {}, 404, "whole numbers"),
     ],
 )
