@@ -93,7 +93,6 @@ def post_read(
 async def get_live(
     request: Request,
     principal: Annotated[Principal, Depends(OWNERS)],
-    accept: Annotated[str, Header(max_length=500)] = "*/*",
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=60)] = None,
 ) -> Any:
     """The caller's new notifications and, for dispatchers, supervisors and admins, event changes in scope.
@@ -102,7 +101,7 @@ async def get_live(
     and misses nothing (ids are ``<notification id>-<log id>`` positions).
     """
     position = await run_in_threadpool(_position, request, principal, last_event_id)
-    if "text/event-stream" not in accept:
+    if "text/event-stream" not in request.headers.get("accept", ""):
         batch, position = await run_in_threadpool(_read_new, request, principal, position)
         return {**jsonable_encoder(batch), "last_event_id": _format(position)}
     settings: NotifySettings = request.app.state.notify_settings

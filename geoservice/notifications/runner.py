@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from geoservice.notifications import fanout, outbox
 from geoservice.notifications.settings import NotifySettings
@@ -55,7 +56,10 @@ class NotifyLoops:
         while not self._stop.is_set():
             try:
                 busy = work() > 0
-            except Exception:  # the database away or restarting: the rows wait, the next round retries
+            except OperationalError as exc:  # the database away or restarting: the rows wait for the next round
+                log.warning("%s: database unavailable, retrying: %s", name, str(exc).splitlines()[0])
+                busy = False
+            except Exception:  # a bug must not end the loop either; it is logged in full
                 log.exception("%s round failed; retrying", name)
                 busy = False
             if not busy:
