@@ -124,6 +124,8 @@ async def _stream(
                 yield ServerSentEvent(event="notification", id=_format(position), data=_json(item))
             for change in batch["changes"]:
                 yield ServerSentEvent(event="event_change", id=_format(position), data=_json(change))
+            if batch["notifications"] or batch["changes"]:
+                continue  # a full batch may have left more: read again before waiting
             try:  # a missed NOTIFY (the hub reconnecting) costs at most ten seconds
                 await asyncio.wait_for(woken.wait(), timeout=max(0.0, min(10.0, ends - loop.time())))
             except TimeoutError:
