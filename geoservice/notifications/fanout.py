@@ -70,7 +70,8 @@ def fan_out_one(session: Session, settings: NotifySettings) -> FanOut | None:
         return None
     inbox = deliveries = 0
     rule = rule_for(step["action"])
-    event = session.execute(EVENT, {"id": step["event_id"]}).mappings().first()
+    found = session.execute(EVENT, {"id": step["event_id"]}).mappings().first()
+    event = as_of_step(found, step["details"] or {}) if found is not None else None
     if rule is not None and event is not None:
         people = recipients(session, event, rule.audiences, actor=step["actor"])
         title = rule.title.format(id=event["id"])
@@ -90,6 +91,20 @@ def fan_out_one(session: Session, settings: NotifySettings) -> FanOut | None:
     session.execute(DONE, {"log_id": step["log_id"]})
     session.execute(WAKE, {"message": f"inbox:{step['event_id']}"})
     return FanOut(step["log_id"], inbox, deliveries)
+
+
+def as_of_step(event: Any, details: dict[str, Any]) -> dict[str, Any]:
+    """The event with the department, handler and level the step itself set (its log ``details``).
+
+    The fan-out may run after later steps changed the event: a dispatch is told to the department it
+    went to, an escalation to the dispatchers of the level it reached, whatever happened since.
+    """
+    event = dict(event)
+    for column, key in (("department_code", "department"), ("handler_username", "handler"),
+                        ("escalation_level", "to_level")):  # fmt: skip
+        if details.get(key) or (key == "handler" and key in details):  # a dispatch to no one named names no one
+            event[column] = details[key]
+    return event
 
 
 def drain(engine: Engine, settings: NotifySettings, limit: int = 1000) -> int:

@@ -30,7 +30,7 @@ from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.notifications import fanout, gateways, outbox
 from geoservice.notifications.settings import NotifySettings
 from layers.models import Role
-from tests.geoservice.events_city import AUTH, COMMUNITY_A, EVENTS, GRIDS, TOWN_B, centre, load_events_city
+from tests.geoservice.events_city import AUTH, COMMUNITY_A, EVENTS, GRIDS, TOWN_A, TOWN_B, centre, load_events_city
 from tests.geoservice.signin import sign_in
 
 ROOT = Path(__file__).parents[2]
@@ -239,6 +239,17 @@ def test_a_walk_tells_the_right_people_in_their_inbox_live_and_by_sms(empty_db: 
         assert polled["changes"] == [] and polled["last_event_id"].startswith(f"{polled['notifications'][-1]['id']}-")
         warned = client.get("/v1/inbox", params={"limit": 1}, headers=handler).json()["items"][0]
         assert warned["title"] == f"事件 #{event['id']} 时限预警" and "黄色预警" in warned["body"]
+
+        # Each escalation is told to the dispatchers of the level it reached, however late the fan-out runs.
+        sign_in(client, empty_db, Role.dispatcher, "disp-town-a", region_code=TOWN_A)
+        sign_in(client, empty_db, Role.supervisor, "supervisor")
+        event = step(client, handler, event, "escalate", note="需要社区协调")
+        event = step(client, handler, event, "escalate", note="需要镇街协调")
+        assert event["escalation_level"] == "town" and fanout.drain(empty_db, settings) == 2
+        told = inbox_of(empty_db)
+        assert told["disp-a"] == ["report", "warning", "feedback", "escalate"]  # to the community
+        assert told["disp-town-a"] == ["escalate"] and told["supervisor"] == ["escalate", "escalate"]
+        assert "disp-b" not in told
 
 
 def test_webhooks_are_signed_retried_with_backoff_dead_lettered_and_retried(
