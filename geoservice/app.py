@@ -27,6 +27,7 @@ from geoservice.api import (
 )
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
+from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import reference as reference_api
 from geoservice.api import tiles as tiles_api
@@ -39,6 +40,7 @@ from geoservice.boundaries.settings import BoundarySettings
 from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
+from geoservice.notifications.settings import NotifySettings
 from geoservice.routing.registry import RouterRegistry
 from geoservice.settings import AuthSettings, DatabaseSettings, EventSettings, OperationsSettings, RoutingSettings
 from tiles.settings import TileSettings
@@ -111,6 +113,7 @@ def create_app(
     app.state.tile_settings = tile_settings or TileSettings()
     app.state.map_settings = map_settings or MapSettings()
     app.state.boundary_settings = boundary_settings or BoundarySettings()
+    app.state.notify_settings = NotifySettings()  # a test may replace it before the lifespan starts
     app.state.metrics = Metrics(app.state)
     app.state.operations = operations
     app.state.public_rate = PublicRateLimiter(operations.public_rate)
@@ -128,6 +131,7 @@ def create_app(
     app.include_router(city_packs.router)
     app.include_router(coverage.router)
     app.include_router(events_api.router)
+    app.include_router(notifications_api.router)
     app.include_router(stats.router)
     app.include_router(forces.router)
     app.include_router(open311.router)

@@ -512,3 +512,81 @@ class SigninThrottle(Base):
     last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- notifications (issue 17, migration 0010): queue of logged steps, inbox, outbox, warnings seen ---
+
+
+class NotificationQueue(Base):
+    """One row per logged step, written by a trigger on ``event_log`` in the step's transaction."""
+
+    __tablename__ = "notification_queue"
+    __table_args__ = (Index("ix_notification_queue_pending", "log_id", postgresql_where=text("done_at IS NULL")),)
+
+    log_id: Mapped[int] = mapped_column(ForeignKey("event_log.id"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Notification(Base):
+    """A person's inbox entry for one step; (step, person) is unique so a fan-out repeated writes nothing."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("log_id", "user_id"),
+        Index("ix_notifications_user", "user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    log_id: Mapped[int] = mapped_column(ForeignKey("event_log.id"))
+    action: Mapped[str] = mapped_column(String(30))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """An outbound message (SMS, webhook) in the transactional outbox: retried with backoff, then dead."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint("channel IN ('sms', 'webhook')", name="channel_known"),
+        Index(
+            "ix_deliveries_due", "next_attempt_at", postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    log_id: Mapped[int] = mapped_column(ForeignKey("event_log.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict] = mapped_column(JSONB)
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EventWarning(Base):
+    """A warning colour the sweep saw on a running clock, recorded once so it is logged (and notified) once."""
+
+    __tablename__ = "event_warnings"
+    __table_args__ = (
+        CheckConstraint("clock IN ('accept', 'handle')", name="clock_known"),
+        CheckConstraint("colour IN ('blue', 'yellow', 'red')", name="colour_known"),
+    )
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    clock: Mapped[str] = mapped_column(String(20), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    colour: Mapped[str] = mapped_column(String(10), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

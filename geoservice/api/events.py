@@ -42,7 +42,7 @@ EVENT_ID = Path(ge=1, le=2**63 - 1, description="event id", examples=[1])
 async def sweep_alongside(app: FastAPI) -> AsyncIterator[None]:
     """Run the deadline sweep for as long as the app runs, as often as the app's event settings say."""
     settings: EventSettings = app.state.event_settings
-    sweep = PeriodicSweep(app.state.engine, settings.event_sweep_s)
+    sweep = PeriodicSweep(app.state.engine, settings.event_sweep_s, settings)
     sweep.start()
     yield
     sweep.stop()

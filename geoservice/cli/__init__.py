@@ -14,6 +14,7 @@ from geoservice.cli.db import db_app
 from geoservice.cli.demo import demo
 from geoservice.cli.events import events_app
 from geoservice.cli.layers import export, import_
+from geoservice.cli.notify import notify_app
 from geoservice.cli.open311 import open311_app
 from geoservice.cli.output import fail
 from geoservice.cli.route import route
@@ -67,4 +68,5 @@ app.add_typer(users_app, name="users")
 app.add_typer(events_app, name="events")
 app.add_typer(coverage_app, name="coverage")
 app.add_typer(open311_app, name="open311")
+app.add_typer(notify_app, name="notify")
 app.command()(serve)

@@ -21,7 +21,7 @@ from geoservice.cli.output import console, fail, print_rejected
 from geoservice.events.sweep import sweep_deadlines
 from geoservice.infra.database import open_database, transaction
 from geoservice.routing.bulk_events import route_imported_events
-from geoservice.settings import RoutingSettings
+from geoservice.settings import EventSettings, RoutingSettings
 
 events_app = typer.Typer(help="The event closed loop: deadline sweep, historic imports.", no_args_is_help=True)
 
@@ -33,10 +33,10 @@ def sweep(
     if now is not None and now.tzinfo is None:
         raise fail("--now needs a time zone, e.g. 2026-11-24T09:00:00+08:00")
     with transaction(open_database()) as session:
-        result = sweep_deadlines(session, now)
+        result = sweep_deadlines(session, now, EventSettings())
     console.print(
         f"{result.breaches} new deadline breaches: {result.escalated} escalated, "
-        f"{result.at_city_level} already at city level",
+        f"{result.at_city_level} already at city level; {result.warnings} new warning colours",
         highlight=False,
     )
 

@@ -18,8 +18,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from geoservice.events.log import log_step
+from geoservice.events.warnings import record_warnings
 from geoservice.events.workflow import next_level
 from geoservice.infra.database import transaction
+from geoservice.settings import EventSettings
 
 SWEEP_ACTOR = "deadline-sweep"
 SWEEP_ROLE = "system"
@@ -57,12 +59,19 @@ class SweepResult:
     breaches: int
     escalated: int
     at_city_level: int
+    warnings: int = 0
 
 
-def sweep_deadlines(session: Session, now: datetime | None = None) -> SweepResult:
-    """Record every new breach, escalate its event one level (if there is one), log it."""
+def sweep_deadlines(
+    session: Session, now: datetime | None = None, settings: EventSettings | None = None
+) -> SweepResult:
+    """Record every new breach, escalate its event one level (if there is one), log it.
+
+    With ``settings`` (the warning thresholds), new warning colours are logged first (``events.warnings``).
+    """
     now = now or datetime.now(UTC)
     breaches = escalated = at_top = 0
+    warnings = record_warnings(session, now, settings, actor=SWEEP_ACTOR, role=SWEEP_ROLE) if settings else 0
     for row in session.execute(OVERDUE, {"now": now}).all():
         to_level = next_level(row.escalation_level)
         recorded = session.execute(
@@ -85,14 +94,14 @@ def sweep_deadlines(session: Session, now: datetime | None = None) -> SweepResul
             details={"timeout": row.kind, "due_at": row.due_at, "from_level": row.escalation_level,
                      "to_level": to_level},
         )  # fmt: skip
-    return SweepResult(breaches, escalated, at_top)
+    return SweepResult(breaches, escalated, at_top, warnings)
 
 
 class PeriodicSweep:
     """Runs the sweep every ``interval_s`` seconds in a daemon thread, for the life of the server."""
 
-    def __init__(self, engine: Engine, interval_s: float) -> None:
-        self.engine, self.interval_s = engine, interval_s
+    def __init__(self, engine: Engine, interval_s: float, settings: EventSettings | None = None) -> None:
+        self.engine, self.interval_s, self.settings = engine, interval_s, settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -110,8 +119,8 @@ class PeriodicSweep:
         while not self._stop.wait(self.interval_s):
             try:
                 with transaction(self.engine) as session:
-                    result = sweep_deadlines(session)
-                if result.breaches:
+                    result = sweep_deadlines(session, settings=self.settings)
+                if result.breaches or result.warnings:
                     log.info("deadline sweep: %s", result)
             except Exception:  # a failed sweep must not end the loop: the next one retries
                 log.exception("deadline sweep failed")

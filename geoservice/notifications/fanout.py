@@ -1,0 +1,149 @@
+"""Fan-out: turn one queued step into inbox rows and outbox deliveries, in one transaction with its ``done``.
+
+The queue row is claimed ``FOR UPDATE SKIP LOCKED`` (two workers never take the same step, neither
+waits on the other) and marked done in the same transaction that writes what it fans out to; every
+insert is ``ON CONFLICT DO NOTHING`` on a key per (step, person[, channel]), so a step fanned out twice
+(a crash after the commit was sent but before it was seen) writes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from geoservice.infra.database import transaction
+from geoservice.notifications.recipients import Recipient, recipients
+from geoservice.notifications.rules import rule_for
+from geoservice.notifications.settings import NotifySettings
+
+CLAIM = text(
+    """
+    SELECT q.log_id, l.event_id, l.at, l.actor, l.role, l.action, l.from_status, l.to_status, l.note, l.details
+      FROM notification_queue q JOIN event_log l ON l.id = q.log_id
+     WHERE q.done_at IS NULL
+     ORDER BY q.log_id LIMIT 1
+       FOR UPDATE OF q SKIP LOCKED
+    """
+)
+EVENT = text(
+    "SELECT e.id, e.status, e.escalation_level, e.grid_code, e.community_code, e.town_code, e.department_code, "
+    "e.handler_username, e.reporter_username, e.description, e.category_code, c.name AS category_name "
+    "FROM events e LEFT JOIN categories c ON c.code = e.category_code WHERE e.id = :id"
+)
+INBOX = text(
+    "INSERT INTO notifications (user_id, event_id, log_id, action, title, body, created_at) "
+    "VALUES (:user_id, :event_id, :log_id, :action, :title, :body, now()) ON CONFLICT DO NOTHING RETURNING id"
+)
+OUTBOX = text(
+    "INSERT INTO deliveries (log_id, event_id, user_id, channel, target, payload, idempotency_key) "
+    "VALUES (:log_id, :event_id, :user_id, :channel, :target, CAST(:payload AS jsonb), :key) ON CONFLICT DO NOTHING"
+)
+DONE = text("UPDATE notification_queue SET done_at = now() WHERE log_id = :log_id")
+# Delivered at commit, so a live stream never wakes for an inbox row that then rolls back.
+WAKE = text("SELECT pg_notify('geoservice_live', :message)")
+STATUS_ZH = {
+    "reported": "已上报", "accepted": "已受理", "rejected": "不予受理", "dispatched": "已派遣", "returned": "已退回",
+    "handling": "处置中", "handled": "已处置", "verified": "已核查", "reopened": "重新打开", "archived": "已办结",
+    "evaluated": "已评价",
+}  # fmt: skip
+COLOUR_ZH = {"blue": "蓝色预警", "yellow": "黄色预警", "red": "红色预警"}
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """What one step became."""
+
+    log_id: int
+    inbox: int
+    deliveries: int
+
+
+def fan_out_one(session: Session, settings: NotifySettings) -> FanOut | None:
+    """Claim one queued step and fan it out (in the caller's transaction); None when the queue is empty."""
+    step = session.execute(CLAIM).mappings().first()
+    if step is None:
+        return None
+    inbox = deliveries = 0
+    rule = rule_for(step["action"])
+    found = session.execute(EVENT, {"id": step["event_id"]}).mappings().first()
+    event = as_of_step(found, step["details"] or {}) if found is not None else None
+    if rule is not None and event is not None:
+        people = recipients(session, event, rule.audiences, actor=step["actor"])
+        title = rule.title.format(id=event["id"])
+        body = _body(step, event)
+        if "inbox" in rule.channels:
+            for person in people:
+                row = {"user_id": person.user_id, "event_id": event["id"], "log_id": step["log_id"],
+                       "action": step["action"], "title": title, "body": body}  # fmt: skip
+                inbox += session.execute(INBOX, row).first() is not None
+        payload = _payload(step, event, title, body, people)
+        if "sms" in rule.channels:
+            for person in (p for p in people if p.phone):
+                deliveries += _queue(session, step, "sms", person.phone, {"text": f"{title}：{body}"}, person)
+        if "webhook" in rule.channels:
+            for url in settings.webhooks:
+                deliveries += _queue(session, step, "webhook", url, payload, None)
+    session.execute(DONE, {"log_id": step["log_id"]})
+    session.execute(WAKE, {"message": f"inbox:{step['event_id']}"})
+    return FanOut(step["log_id"], inbox, deliveries)
+
+
+def as_of_step(event: Any, details: dict[str, Any]) -> dict[str, Any]:
+    """The event with the department, handler and level the step itself set (its log ``details``).
+
+    The fan-out may run after later steps changed the event: a dispatch is told to the department it
+    went to, an escalation to the dispatchers of the level it reached, whatever happened since.
+    """
+    event = dict(event)
+    for column, key in (("department_code", "department"), ("handler_username", "handler"),
+                        ("escalation_level", "to_level")):  # fmt: skip
+        if details.get(key) or (key == "handler" and key in details):  # a dispatch to no one named names no one
+            event[column] = details[key]
+    return event
+
+
+def drain(engine: Engine, settings: NotifySettings, limit: int = 1000) -> int:
+    """Fan out queued steps, one transaction each, until the queue is empty (or ``limit``); how many."""
+    done = 0
+    while done < limit:
+        with transaction(engine) as session:
+            if fan_out_one(session, settings) is None:
+                return done
+        done += 1
+    return done
+
+
+def _queue(session: Session, step: Any, channel: str, target: str, payload: dict, person: Recipient | None) -> int:
+    who = str(person.user_id) if person is not None else hashlib.sha256(target.encode()).hexdigest()[:16]
+    key = f"{step['log_id']}:{channel}:{who}"
+    row = {"log_id": step["log_id"], "event_id": step["event_id"], "user_id": person.user_id if person else None,
+           "channel": channel, "target": target, "payload": json.dumps(payload, ensure_ascii=False),
+           "key": key}  # fmt: skip
+    return session.execute(OUTBOX, row).rowcount
+
+
+def _body(step: Any, event: Any) -> str:
+    parts = [event["category_name"] or event["category_code"], STATUS_ZH.get(event["status"], event["status"])]
+    if step["action"] == "warning":
+        parts.append(COLOUR_ZH.get((step["details"] or {}).get("colour", ""), ""))
+    if event["description"]:
+        parts.append(event["description"][:60])
+    if step["note"]:
+        parts.append(step["note"][:200])
+    return " · ".join(p for p in parts if p)
+
+
+def _payload(step: Any, event: Any, title: str, body: str, people: list[Recipient]) -> dict[str, Any]:
+    """The webhook body: the step as the audit log shows it, and whom the service told."""
+    return {
+        "event_id": event["id"], "log_id": step["log_id"], "action": step["action"], "at": step["at"].isoformat(),
+        "actor": step["actor"], "from_status": step["from_status"], "to_status": step["to_status"],
+        "status": event["status"], "escalation_level": event["escalation_level"],
+        "department_code": event["department_code"], "title": title, "body": body,
+        "recipients": [p.username for p in people],
+    }  # fmt: skip

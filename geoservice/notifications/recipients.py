@@ -1,0 +1,112 @@
+"""The people behind each audience of ``rules.RULES``: one function per audience, all of the same shape.
+
+Each takes the session and the event (a mapping of its columns) and returns the active accounts it
+names. A new audience (an event's ``owner``) is one more function and one more entry in ``AUDIENCES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from geoservice.auth.scope import region_prefix
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An account to notify, with the phone the SMS channel uses ('' when it has none)."""
+
+    user_id: int
+    username: str
+    phone: str
+
+
+Event = Mapping[str, Any]
+Audience = Callable[[Session, Event], list[Recipient]]
+ACTIVE = "SELECT id, username, phone FROM users u WHERE NOT u.disabled AND "
+
+
+def _people(session: Session, where: str, params: dict[str, Any]) -> list[Recipient]:
+    rows = session.execute(text(ACTIVE + where + " ORDER BY u.id"), params).all()
+    return [Recipient(r.id, r.username, r.phone or "") for r in rows]
+
+
+def handler(session: Session, event: Event) -> list[Recipient]:
+    """The handler named on the event by its dispatch."""
+    if not event.get("handler_username"):
+        return []
+    return _people(session, "u.username = :name", {"name": event["handler_username"]})
+
+
+def department(session: Session, event: Event) -> list[Recipient]:
+    """Every active handler of the event's department."""
+    if not event.get("department_code"):
+        return []
+    return _people(session, "u.role = 'handler' AND u.department_code = :d", {"d": event["department_code"]})
+
+
+def grid_workers(session: Session, event: Event) -> list[Recipient]:
+    """The grid workers who serve the event's grid (``user_grids``)."""
+    if not event.get("grid_code"):
+        return []
+    where = "u.role = 'grid_worker' AND u.id IN (SELECT user_id FROM user_grids WHERE grid_code = :g)"
+    return _people(session, where, {"g": event["grid_code"]})
+
+
+# The depth of a region prefix (``auth.scope.region_prefix``) at each escalation level. At grid level the
+# unit that dispatches is the grid's community workstation (a grid has workers, not dispatchers), so a
+# dispatcher scoped to the grid itself or to its community hears; at city level any county-or-wider one.
+LEVEL_DEPTHS = {"grid": (12, 15), "community": (12,), "town": (9,), "city": (2, 4, 6)}
+
+
+def unit_dispatchers(session: Session, event: Event) -> list[Recipient]:
+    """The dispatchers of the unit at the event's escalation level whose region holds the event."""
+    place = event.get("grid_code") or event.get("community_code") or event.get("town_code")
+    if not place:
+        return []
+    depths = LEVEL_DEPTHS.get(event.get("escalation_level") or "grid", ())
+    found = []
+    for row in session.execute(
+        text("SELECT id, username, phone, region_code FROM users u WHERE NOT u.disabled "
+             "AND u.role = 'dispatcher' AND u.region_code IS NOT NULL ORDER BY u.id")
+    ).all():  # fmt: skip
+        prefix = region_prefix(row.region_code)
+        if len(prefix) in depths and place.startswith(prefix):
+            found.append(Recipient(row.id, row.username, row.phone or ""))
+    return found
+
+
+def reporter(session: Session, event: Event) -> list[Recipient]:
+    """The signed-in citizen who reported the event (anonymous and hotline reporters have no account)."""
+    if not event.get("reporter_username"):
+        return []
+    return _people(session, "u.username = :name", {"name": event["reporter_username"]})
+
+
+def supervisors(session: Session, event: Event) -> list[Recipient]:
+    """Every active supervisor (督办 is city-wide)."""
+    return _people(session, "u.role = 'supervisor'", {})
+
+
+AUDIENCES: dict[str, Audience] = {
+    "handler": handler,
+    "department": department,
+    "grid_workers": grid_workers,
+    "unit_dispatchers": unit_dispatchers,
+    "reporter": reporter,
+    "supervisors": supervisors,
+}
+
+
+def recipients(session: Session, event: Event, audiences: Iterable[str], *, actor: str) -> list[Recipient]:
+    """Everyone in any of ``audiences``, once each, in a stable order; not whoever took the step."""
+    people: dict[int, Recipient] = {}
+    for name in audiences:
+        for person in AUDIENCES[name](session, event):
+            if person.username != actor:
+                people.setdefault(person.user_id, person)
+    return sorted(people.values(), key=lambda p: p.user_id)
