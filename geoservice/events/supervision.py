@@ -23,7 +23,7 @@ from geoservice.errors import Conflict, Forbidden, InvalidInput, NotFound
 from geoservice.events.deadlines import is_overdue, running_clock
 from geoservice.events.escalation import escalate_one_level
 from geoservice.events.log import log_step
-from geoservice.events.queries import fetch_event
+from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.events.workflow import OPEN_STATES
 from layers.models import Role
 
@@ -125,15 +125,16 @@ def issue_unit_orders(
         raise InvalidInput(f"no region or grid {unit!r}", title="Unknown unit")
     candidates = session.execute(
         text(
-            "SELECT e.id FROM events e WHERE coalesce(e.grid_code, e.community_code, e.town_code, '') LIKE :prefix "
+            f"SELECT {COLUMNS} FROM events e "
+            "WHERE coalesce(e.grid_code, e.community_code, e.town_code, '') LIKE :prefix "
             "AND e.status IN ('reported', 'dispatched', 'handling', 'reopened') ORDER BY e.id"
         ),
         {"prefix": region_prefix(unit) + "%"},
-    ).scalars()
+    )
     issued, waiting = [], []
-    for event_id in candidates:
-        event = fetch_event(session, event_id)
-        if event is None or not is_overdue(running_clock(event), now):
+    for row in candidates.all():  # one read of the subtree; overdue is the deadlines module's rule
+        event = dict(row._mapping)
+        if not is_overdue(running_clock(event), now):
             continue
         order, created = _issue(session, event, issuer, instruction, due, now, unit=unit)
         (issued if created else waiting).append(order if created else order["id"])
