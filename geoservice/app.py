@@ -25,11 +25,13 @@ from geoservice.api import (
     stats,
     users,
 )
+from geoservice.api import event_tasks as event_tasks_api
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import reference as reference_api
+from geoservice.api import supervision as supervision_api
 from geoservice.api import tiles as tiles_api
 from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
 from geoservice.api.openapi import install_openapi
@@ -132,6 +134,8 @@ def create_app(
     app.include_router(coverage.router)
     app.include_router(events_api.router)
     app.include_router(notifications_api.router)
+    app.include_router(event_tasks_api.router)
+    app.include_router(supervision_api.router)
     app.include_router(stats.router)
     app.include_router(forces.router)
     app.include_router(open311.router)

@@ -466,6 +466,74 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+# --- supervision (督办) and co-handling (联合处置): migration 0009 -------------------------------
+
+
+class SupervisionOrder(Base):
+    """A supervision order (督办) on one event: an instruction, a reply deadline, the reply, the escalation.
+
+    ``escalated_at`` is set once, by the sweep that escalates the event when the reply is late
+    (``UPDATE … WHERE escalated_at IS NULL``), so two sweeps at once escalate it once.
+    """
+
+    __tablename__ = "supervision_orders"
+    __table_args__ = (
+        Index("ix_supervision_orders_event", "event_id"),
+        Index("ix_supervision_orders_waiting", "reply_due_at", postgresql_where=text("replied_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    issued_by: Mapped[str] = mapped_column(String(100))
+    issuer_role: Mapped[str] = mapped_column(String(30))
+    unit_code: Mapped[str | None] = mapped_column(String(15))  # set when issued on a unit's overdue work
+    instruction: Mapped[str] = mapped_column(Text)
+    reply_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    replied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replied_by: Mapped[str | None] = mapped_column(String(100))
+    reply: Mapped[str | None] = mapped_column(Text)
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalated_to: Mapped[str | None] = mapped_column(String(20))
+
+
+class EventTask(Base):
+    """A co-department's own task on a jointly handled event (联合处置): deadline, status, feedback.
+
+    At most one live (open or handling) task per event and department; a re-dispatch marks the live
+    ones ``replaced`` and opens new ones, fed-back tasks stay as history.
+    """
+
+    __tablename__ = "event_tasks"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'handling', 'fed_back', 'replaced')", name="status_known"),
+        Index("ix_event_tasks_event", "event_id"),
+        Index(
+            "uq_event_tasks_live",
+            "event_id",
+            "department_code",
+            unique=True,
+            postgresql_where=text("status IN ('open', 'handling')"),
+        ),
+        Index(
+            "ix_event_tasks_department_live", "department_code", postgresql_where=text("status IN ('open', 'handling')")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"))
+    status: Mapped[str] = mapped_column(String(20), server_default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_by: Mapped[str | None] = mapped_column(String(100))
+    fed_back_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fed_back_by: Mapped[str | None] = mapped_column(String(100))
+    feedback: Mapped[str | None] = mapped_column(Text)
+
+
 __all__ = [
     "Base",
     "ESCALATION_LEVELS",
@@ -477,6 +545,7 @@ __all__ = [
     "Department",
     "Event",
     "EventLog",
+    "EventTask",
     "Grid",
     "KeyPlace",
     "PolicePost",
@@ -489,6 +558,7 @@ __all__ = [
     "Role",
     "RoutingRule",
     "Setting",
+    "SupervisionOrder",
     "User",
     "UserGrid",
     "VersionStatus",

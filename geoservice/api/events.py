@@ -86,7 +86,10 @@ class TransitionIn(RequestBody):
     action: Name = Field(description=", ".join(ACTIONS))
     expected_version: int = Field(ge=1, le=2**31 - 1)
     note: FreeText = Field("", max_length=2000)
-    department_code: Name | None = Field(None, max_length=50, description="dispatch: the department")
+    department_code: Name | None = Field(None, max_length=50, description="dispatch: the (lead) department")
+    co_departments: list[Annotated[Name, Field(max_length=50)]] | None = Field(
+        None, max_length=10, description="dispatch: co-handling departments, each gets its own task"
+    )
     handler_username: Name | None = Field(None, max_length=100, description="dispatch: a handler of it")
     satisfaction: int | None = Field(None, ge=1, le=5, description="evaluate: 1 (poor) to 5 (good)")
     comment: FreeText | None = Field(None, max_length=2000, description="evaluate: the reporter's words")
@@ -197,6 +200,7 @@ def post_transition(
             session, event_id, body.action, principal, body.note, body.expected_version,
             department_code=body.department_code, handler_username=body.handler_username,
             satisfaction=body.satisfaction, comment=body.comment, reason=body.reason,
+            co_departments=body.co_departments,
         )  # fmt: skip
     view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
     return JSONResponse(jsonable_encoder(view))

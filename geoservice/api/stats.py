@@ -27,7 +27,7 @@ from geoservice.stats import hotspots as hotspots_module
 from geoservice.stats import performance as performance_module
 from geoservice.stats import ranking as ranking_module
 from geoservice.stats.filters import Condition, grid_subtree, region_subtree, time_window
-from geoservice.stats.index import WEIGHTS
+from geoservice.stats.index import SUPERVISION_PENALTY, WEIGHTS
 from geoservice.stats.scope import grid_scope_condition, scope_condition
 from geoservice.stats.tables import rows_csv
 from layers.models import Role
@@ -98,7 +98,8 @@ def get_ranking(
         session, _version(session), month, level, where, [r for r in regions if len(r) == 12]
     )
     rows = ranking_module.ranking_rows(ranked, units, per)
-    body = {"month": month, "level": level, "region": region, "incidence_per": per, "weights": WEIGHTS, "rows": rows}
+    body = {"month": month, "level": level, "region": region, "incidence_per": per, "weights": WEIGHTS,
+            "supervision_penalty": SUPERVISION_PENALTY, "rows": rows}  # fmt: skip
     return _answer(body, rows, ranking_module.COLUMNS, format, f"ranking-{level}-{month}")
 
 

@@ -54,10 +54,19 @@ def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
         place = f"coalesce({alias}.grid_code, {alias}.community_code, {alias}.town_code, '')"
         return f"{place} LIKE :scope_prefix", {"scope_prefix": scope.region_prefix + "%"}
     if scope.department_code is not None:
-        return f"{alias}.department_code = :scope_department", {"scope_department": scope.department_code}
+        return department_scope_sql(alias), {"scope_department": scope.department_code}
     if scope.reporter_username is not None:
         return f"{alias}.reporter_username = :scope_reporter", {"scope_reporter": scope.reporter_username}
     return "FALSE", {}
+
+
+def department_scope_sql(alias: str = "e") -> str:
+    """A department's events: those it leads, and those it co-handles while its task is live (联合处置)."""
+    return (
+        f"({alias}.department_code = :scope_department OR EXISTS (SELECT 1 FROM event_tasks co_task "
+        f"WHERE co_task.event_id = {alias}.id AND co_task.department_code = :scope_department "
+        "AND co_task.status IN ('open', 'handling')))"
+    )
 
 
 @dataclass(frozen=True)

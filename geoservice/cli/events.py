@@ -9,7 +9,7 @@ columns record (``etl.load``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +18,7 @@ import typer
 from etl.load import ImportRejected, import_layer
 from etl.readers import ReadError
 from geoservice.cli.output import console, fail, print_rejected
+from geoservice.events.supervision import sweep_supervision
 from geoservice.events.sweep import sweep_deadlines
 from geoservice.infra.database import open_database, transaction
 from geoservice.routing.bulk_events import route_imported_events
@@ -29,14 +30,18 @@ events_app = typer.Typer(help="The event closed loop: deadline sweep, historic i
 def sweep(
     now: Annotated[datetime | None, typer.Option(help="sweep as of this instant (with a zone); default now")] = None,
 ) -> None:
-    """Escalate events whose accept or handling deadline passed; each breach once."""
+    """Escalate events whose accept or handling deadline passed, or whose supervision order went unanswered; once."""
     if now is not None and now.tzinfo is None:
         raise fail("--now needs a time zone, e.g. 2026-11-24T09:00:00+08:00")
-    with transaction(open_database()) as session:
+    engine = open_database()
+    with transaction(engine) as session:
         result = sweep_deadlines(session, now, EventSettings())
+    with transaction(engine) as session:  # its own transaction, as in the server's periodic sweep
+        late = sweep_supervision(session, now or datetime.now(UTC))
     console.print(
         f"{result.breaches} new deadline breaches: {result.escalated} escalated, "
-        f"{result.at_city_level} already at city level; {result.warnings} new warning colours",
+        f"{result.at_city_level} already at city level; {result.warnings} new warning colours; "
+        f"{len(late)} late supervision orders escalated",
         highlight=False,
     )
 

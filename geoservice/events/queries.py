@@ -36,6 +36,11 @@ COLUMNS = """
     e.dispatched_at, e.handling_at, e.handled_at, e.verified_at, e.archived_at, e.evaluated_at,
     e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties
 """
+# Supervision (督办): the reply deadline of the order awaiting a reply, if any (``events.supervision``).
+SUPERVISION = (
+    "(SELECT min(so.reply_due_at) FROM supervision_orders so "
+    "WHERE so.event_id = e.id AND so.replied_at IS NULL) AS supervision_due_at"
+)
 SORTS = {"reported_at", "occurred_at", "updated_at", "id"}
 MAX_LIMIT = 500
 MAX_TEXT_QUERY = 200
@@ -45,7 +50,7 @@ def fetch_event(session: Session, event_id: int, scope: Scope | None = None) -> 
     """The event as a dict, or None when it does not exist or is outside ``scope`` (None: no limit)."""
     where, params = scope_sql(scope or Scope(everything=True))
     row = session.execute(
-        text(f"SELECT {COLUMNS} FROM events e WHERE e.id = :id AND {where}"),
+        text(f"SELECT {COLUMNS}, {SUPERVISION} FROM events e WHERE e.id = :id AND {where}"),
         {"id": event_id, **params},
     ).first()
     return None if row is None else dict(row._mapping)
@@ -115,7 +120,7 @@ def list_events(
     direction = "DESC" if descending else "ASC"
     rows = session.execute(
         text(
-            f"SELECT {COLUMNS} FROM events e WHERE {' AND '.join(clauses)} "
+            f"SELECT {COLUMNS}, {SUPERVISION} FROM events e WHERE {' AND '.join(clauses)} "
             f"ORDER BY e.{column} {direction}, e.id {direction} LIMIT :limit"
         ),
         {**params, "limit": limit + 1},
@@ -134,6 +139,10 @@ def event_view(event: dict[str, Any], principal: Principal, now: datetime, setti
     view["overdue"] = is_overdue(clock, now)
     view["due_at"] = clock.due_at if clock else None
     view["allowed_actions"] = actions_for(event["status"], principal.role)
+    if principal.role == Role.handler and principal.department_code != event.get("department_code"):
+        view["allowed_actions"] = []  # a co-department works on its task (events.cotasks), not the event
+    view["supervision_due_at"] = event.get("supervision_due_at")
+    view["supervised"] = view["supervision_due_at"] is not None
     if not sees_reporter(principal, event):  # the account name identifies as well as the name does
         view["reporter_name"] = mask_name(event.get("reporter_name"))
         view["reporter_phone"] = mask_phone(event.get("reporter_phone"))

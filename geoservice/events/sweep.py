@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from geoservice.events.log import log_step
+from geoservice.events.supervision import sweep_supervision
 from geoservice.events.warnings import record_warnings
 from geoservice.events.workflow import next_level
 from geoservice.infra.database import transaction
@@ -124,3 +125,10 @@ class PeriodicSweep:
                     log.info("deadline sweep: %s", result)
             except Exception:  # a failed sweep must not end the loop: the next one retries
                 log.exception("deadline sweep failed")
+            try:  # its own transaction: a failure here does not undo the deadline escalations
+                with transaction(self.engine) as session:
+                    late = sweep_supervision(session, datetime.now(UTC))
+                if late:
+                    log.info("supervision sweep escalated orders %s", late)
+            except Exception:
+                log.exception("supervision sweep failed")

@@ -16,6 +16,12 @@ from sqlalchemy.orm import Session
 from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
 from geoservice.errors import Conflict, InvalidInput, NotFound
+from geoservice.events.cotasks import (
+    check_co_departments,
+    refuse_co_department_step,
+    refuse_feedback_with_open_tasks,
+    replace_tasks,
+)
 from geoservice.events.deadlines import deadline_hours
 from geoservice.events.log import log_step
 from geoservice.events.queries import fetch_event
@@ -38,6 +44,7 @@ def apply_transition(
     comment: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    co_departments: list[str] | None = None,
 ) -> dict[str, Any]:
     """Take ``action`` on the event as ``actor``; returns the event as it is afterwards.
 
@@ -52,12 +59,16 @@ def apply_transition(
     event = fetch_event(session, event_id, scope_of(actor))
     if event is None:
         raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
+    refuse_co_department_step(actor, event)
     step = check_step(event["status"], action, actor.role, event["escalation_level"])
     if not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 1:
         raise InvalidInput("expected_version (the row_version you read) is required", title="Invalid request")
     if action in ACTIONS_NEEDING_A_NOTE and not note:
         raise InvalidInput(f"say why you {action} the event (note or reason)", title="A note is required")
     changes, details = _changes(session, event, step, now, department_code, handler_username, satisfaction, comment)
+    co_tasks = _co_handling(session, event, step, changes, co_departments)
+    if co_tasks is not None:
+        details["co_departments"] = co_tasks
     if expected_version != event["row_version"]:
         raise _changed(event_id, event["row_version"])
     assignments = ", ".join(f"{column} = :set_{column}" for column in changes)
@@ -71,6 +82,8 @@ def apply_transition(
     if updated is None:
         current = session.execute(text("SELECT row_version FROM events WHERE id = :id"), {"id": event_id}).scalar()
         raise _changed(event_id, current)
+    if co_tasks is not None:
+        replace_tasks(session, event_id, co_tasks, changes["handle_due_at"], actor.username, now)
     log_step(
         session, event_id, at=now, actor=actor.username, role=str(actor.role), action=action,
         from_status=event["status"], to_status=changes.get("status", event["status"]), note=note, details=details,
@@ -127,6 +140,23 @@ def _changes(
         changes.update(escalation_level=level, escalation_count=event["escalation_count"] + 1)
         details.update(from_level=event["escalation_level"], to_level=level)
     return changes, details
+
+
+def _co_handling(
+    session: Session, event: dict[str, Any], step: Step, changes: dict[str, Any], co_departments: list[str] | None
+) -> list[str] | None:
+    """Co-handling's part of a step (``events.cotasks``): the checked co-departments of a dispatch (None: not one).
+
+    A dispatch without co-departments still replaces the live co-tasks (with none); the lead's
+    feedback waits for every co-task.
+    """
+    if step.action == "dispatch":
+        return check_co_departments(session, changes["department_code"], co_departments or [])
+    if co_departments:
+        raise InvalidInput("co_departments go with a dispatch only", title="Invalid request")
+    if step.action == "feedback":
+        refuse_feedback_with_open_tasks(session, event["id"])
+    return None
 
 
 def _is_handler_of(session: Session, username: str, department: str) -> bool:

@@ -8,7 +8,9 @@ Definitions (docs/stats.md says the same):
 * handling time — ``handled_at − dispatched_at`` in hours (from the last dispatch to the last
   feedback: the time the department had the event in hand), over handled events dispatched first;
 * reopen rate — handled events reopened at least once, among handled events;
-* satisfaction — mean of the 1–5 evaluations given.
+* satisfaction — mean of the 1–5 evaluations given;
+* supervision (督办) — orders received on the group's events, answered on time (replied by the
+  reply deadline), and overdue (answered late, or unanswered past the deadline now).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ GROUP_KEYS = {
     "category": "e.category_code",
 }
 COLUMNS = ("key", "events", "handled", "on_time", "on_time_rate", "mean_handling_h", "p90_handling_h",
-           "reopened", "reopen_rate", "evaluated", "mean_satisfaction")  # fmt: skip
+           "reopened", "reopen_rate", "evaluated", "mean_satisfaction", "supervision_orders",
+           "supervision_on_time", "supervision_overdue")  # fmt: skip
 
 _HANDLING_H = "extract(epoch FROM e.handled_at - e.dispatched_at) / 3600.0"
 _TIMED = "e.handled_at IS NOT NULL AND e.dispatched_at IS NOT NULL AND e.handled_at >= e.dispatched_at"
@@ -43,8 +46,16 @@ FIGURES_SQL = f"""
            percentile_cont(0.9) WITHIN GROUP (ORDER BY {_HANDLING_H}) FILTER (WHERE {_TIMED}) AS p90_handling_h,
            count(*) FILTER (WHERE e.handled_at IS NOT NULL AND e.reopen_count > 0) AS reopened,
            count(e.satisfaction) AS evaluated,
-           avg(e.satisfaction)::float8 AS mean_satisfaction
+           avg(e.satisfaction)::float8 AS mean_satisfaction,
+           coalesce(sum(so.orders), 0)::int AS supervision_orders,
+           coalesce(sum(so.on_time), 0)::int AS supervision_on_time,
+           coalesce(sum(so.overdue), 0)::int AS supervision_overdue
       FROM events e
+      LEFT JOIN LATERAL (
+           SELECT count(*) AS orders,
+                  count(*) FILTER (WHERE o.replied_at <= o.reply_due_at) AS on_time,
+                  count(*) FILTER (WHERE coalesce(o.replied_at, now()) > o.reply_due_at) AS overdue
+             FROM supervision_orders o WHERE o.event_id = e.id) AS so ON TRUE
      WHERE {{where}}
      GROUP BY 1
      ORDER BY 1 NULLS LAST
@@ -58,7 +69,8 @@ def performance(session: Session, where: Condition, by: GroupBy = "none") -> lis
     if by == "none" and not rows:
         rows = [with_rates({"key": None, "events": 0, "handled": 0, "with_deadline": 0, "on_time": 0,
                             "mean_handling_h": None, "p90_handling_h": None, "reopened": 0, "evaluated": 0,
-                            "mean_satisfaction": None})]  # fmt: skip
+                            "mean_satisfaction": None, "supervision_orders": 0, "supervision_on_time": 0,
+                            "supervision_overdue": 0})]  # fmt: skip
     return rows
 
 

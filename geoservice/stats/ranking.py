@@ -21,7 +21,8 @@ from geoservice.stats.performance import performance
 
 Level = Literal["town", "community"]
 COLUMNS = ("rank", "code", "name", "index", "events", "on_time_rate", "mean_satisfaction", "reopen_rate",
-           "incidence", "incidence_per", "population", "area_km2")  # fmt: skip
+           "incidence", "incidence_per", "population", "area_km2", "supervision_orders",
+           "supervision_overdue")  # fmt: skip
 
 # Units whose events the region :r (null: the whole city) may count: its own subtree, and the
 # ancestors that contain it (a community's town is ranked on that community's events alone).
@@ -70,7 +71,8 @@ def monthly_ranking(
         incidence = events / unit["population"] * 10_000 if with_people and unit["population"] else (
             events / unit["area_km2"] if unit["area_km2"] else 0.0)  # fmt: skip
         ranked_input.append(UnitFigures(code, unit["name"], events, f.get("on_time_rate"),
-                                        f.get("mean_satisfaction"), f.get("reopen_rate"), incidence))  # fmt: skip
+                                        f.get("mean_satisfaction"), f.get("reopen_rate"), incidence,
+                                        f.get("supervision_orders", 0), f.get("supervision_overdue", 0)))  # fmt: skip
     return rank_units(ranked_input), units, per
 
 
@@ -81,6 +83,7 @@ def ranking_rows(ranked: list[Ranked], units: dict[str, dict], per: str) -> list
          "on_time_rate": r.unit.on_time_rate, "mean_satisfaction": r.unit.mean_satisfaction,
          "reopen_rate": r.unit.reopen_rate, "incidence": round(r.unit.incidence, 4), "incidence_per": per,
          "population": float(units[r.unit.code]["population"]), "area_km2": round(units[r.unit.code]["area_km2"], 4),
+         "supervision_orders": r.unit.supervision_orders, "supervision_overdue": r.unit.supervision_overdue,
          "components": r.components}  # fmt: skip
         for r in ranked
     ]

@@ -158,6 +158,7 @@ def test_cli_sweep_and_import(empty_db: Engine, use_database: str, tmp_path: Pat
     assert first.exit_code == second.exit_code == 0, first.output
     assert "1 new deadline breaches: 1 escalated" in first.output
     assert "0 new deadline breaches" in second.output
+    assert "0 late supervision orders escalated" in second.output
     bad = runner.invoke(cli, ["events", "sweep", "--now", "2026-11-24T09:00:00"])
     assert bad.exit_code == 1 and "time zone" in bad.output
     broken = tmp_path / "broken.geojson"
