@@ -28,6 +28,7 @@ from geoservice.api import (
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import onemap as onemap_api
+from geoservice.api import queue as queue_api
 from geoservice.api import reference as reference_api
 from geoservice.api import tiles as tiles_api
 from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(city_packs.router)
     app.include_router(coverage.router)
     app.include_router(events_api.router)
+    app.include_router(queue_api.router)
     app.include_router(stats.router)
     app.include_router(forces.router)
     app.include_router(open311.router)

@@ -24,7 +24,7 @@ TABLE_QUERIES = {
     "departments": "SELECT code, name, kind, coalesce(parent_code, '') AS parent_code, duty_phone "
     "FROM departments ORDER BY code",
     "categories": "SELECT c.code, c.name, coalesce(c.parent_code, '') AS parent_code, c.accept_hours, "
-    "c.handle_hours, CASE WHEN c.grid_worker_closes THEN 'true' ELSE 'false' END AS grid_worker_closes, "
+    "c.handle_hours, CASE WHEN c.small_matter THEN 'true' ELSE 'false' END AS small_matter, "
     "CASE WHEN c.sensitive THEN 'true' ELSE 'false' END AS sensitive, "
     "coalesce(d.accept_hours::text, '') AS urgent_accept_hours, coalesce(d.handle_hours::text, '') "
     "AS urgent_handle_hours FROM categories c LEFT JOIN deadlines d ON d.category_code = c.code "

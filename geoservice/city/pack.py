@@ -173,6 +173,8 @@ def _read_table(path: Path, table: str, faults: list[PackFault]) -> pd.DataFrame
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         faults.append(PackFault(path.name, f"cannot read: {exc}"))
         return None
+    if table == "categories" and "grid_worker_closes" in frame.columns and "small_matter" not in frame.columns:
+        frame = frame.rename(columns={"grid_worker_closes": "small_matter"})  # its name before release 0008
     required, optional = TABLE_COLUMNS[table]
     if "password" in frame.columns:
         faults.append(
