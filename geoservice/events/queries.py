@@ -138,7 +138,9 @@ def event_view(event: dict[str, Any], principal: Principal, now: datetime, setti
     view["warning"] = warning_colour(clock, now, settings)
     view["overdue"] = is_overdue(clock, now)
     view["due_at"] = clock.due_at if clock else None
-    view["allowed_actions"] = actions_for(event["status"], principal.role, bool(event.get("small_matter")))
+    view["allowed_actions"] = actions_for(
+        event["status"], principal.role, bool(event.get("small_matter")), event.get("escalation_level")
+    )
     if not sees_reporter(principal, event):  # the account name identifies as well as the name does
         view["reporter_name"] = mask_name(event.get("reporter_name"))
         view["reporter_phone"] = mask_phone(event.get("reporter_phone"))

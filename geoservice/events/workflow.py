@@ -77,11 +77,11 @@ def check_step(status: str, action: str, role: Role, level: str = "grid", small_
             allowed_actions=list(ACTIONS),
         )
     if role not in step.roles:
-        mine = actions_for(status, role)
+        mine = actions_for(status, role, small_matter, level)
         who = ", ".join(sorted(step.roles))
         raise Forbidden(f"a {role} may not {action} an event; {action} is for: {who}", allowed_actions=mine)
     if status not in step.sources and not (small_matter and _small_matter_start(status, action, role)):
-        mine = actions_for(status, role, small_matter)
+        mine = actions_for(status, role, small_matter, level)
         options = ", ".join(mine) if mine else "none"
         raise Conflict(
             f"an event that is {status} cannot be {action}ed (allowed from: {', '.join(sorted(step.sources))}); "
@@ -99,12 +99,17 @@ def check_step(status: str, action: str, role: Role, level: str = "grid", small_
     return step
 
 
-def actions_for(status: str, role: Role, small_matter: bool = False) -> list[str]:
-    """What ``role`` may do to an event in ``status``, in workflow order (small matters: start from accepted)."""
+def actions_for(status: str, role: Role, small_matter: bool = False, level: str | None = None) -> list[str]:
+    """What ``role`` may do to an event in ``status``, in workflow order (small matters: start from accepted).
+
+    Given the event's ``level``, the ladder's ends drop out: no escalate at city, no return_down at grid.
+    """
+    off = {"city": "escalate", "grid": "return_down"}.get(level or "")
     return [
         s.action
         for s in STEPS.values()
-        if (status in s.sources and role in s.roles) or (small_matter and _small_matter_start(status, s.action, role))
+        if s.action != off
+        and (status in s.sources and role in s.roles or small_matter and _small_matter_start(status, s.action, role))
     ]
 
 
