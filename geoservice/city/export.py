@@ -71,6 +71,7 @@ def _write_city(session: Session, path: Path, version: str) -> None:
     """city.toml from the facts ``city load`` kept."""
     stored = dataset_settings(session)
     values = {attr: stored.get(key, "") for key, attr in CITY_KEYS.items()}
-    write_city(
-        path, CityInfo(values["name"], values["adcode"], "wgs84", values["timezone"] or "Asia/Shanghai", version)
-    )
+    levels = session.execute(text("SELECT level, accept_hours, handle_hours FROM escalation_levels")).all()
+    escalation = {r.level: (float(r.accept_hours), float(r.handle_hours)) for r in levels}
+    timezone = values["timezone"] or "Asia/Shanghai"
+    write_city(path, CityInfo(values["name"], values["adcode"], "wgs84", timezone, version, escalation))
