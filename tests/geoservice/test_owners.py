@@ -181,3 +181,26 @@ def test_queue_counts_the_callers_open_events_by_warning_colour(city):
     town_queue = client.get("/v1/queue", headers=people["town"]).json()
     assert {fresh["id"], late["id"]} <= {e["id"] for e in town_queue["items"]}  # the town may step in below
     assert client.get("/v1/queue", headers=people["public"]).status_code == 403
+    counts = client.get("/v1/stats/counts", params={"by": "owner"}, headers=people["town"]).json()["rows"]
+    by_owner = {r["key"]: (r["name"], r["events"]) for r in counts}
+    assert by_owner[f"unit:{GRIDS[0]}"] == ("网格1", queue["counts"]["total"] + 1)  # and the verified small matter
+    assert by_owner[f"unit:{TOWN_A}"] == ("甲镇", 1)
+
+
+def test_an_event_placed_after_it_was_stored_gets_the_unit_of_its_place(city):
+    _, engine, _ = city
+    with transaction(engine) as session:  # as a historic import is stored, then placed by bulk routing
+        event_id = session.execute(
+            text("INSERT INTO events (geom, category_code, occurred_at) "
+                 "VALUES (ST_SetSRID(ST_MakePoint(:x, :y), 4326), 'city_management', now()) RETURNING id"),
+            {"x": centre(1)[0], "y": centre(1)[1]},
+        ).scalar_one()  # fmt: skip
+        assert session.execute(text("SELECT owner_code FROM events WHERE id = :id"), {"id": event_id}).scalar() is None
+        session.execute(
+            text("UPDATE events SET grid_code = :g, community_code = :c, town_code = :t WHERE id = :id"),
+            {"g": GRIDS[1], "c": COMMUNITY_A, "t": TOWN_A, "id": event_id},
+        )
+        owner = session.execute(text("SELECT owner_kind, owner_code FROM events WHERE id = :id"), {"id": event_id})
+        assert tuple(owner.one()) == ("unit", GRIDS[1])
+        history = session.execute(text("SELECT owner_code FROM event_owners WHERE event_id = :id"), {"id": event_id})
+        assert history.scalars().all() == [GRIDS[1]]

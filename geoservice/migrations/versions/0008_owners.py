@@ -64,6 +64,31 @@ $$;
 CREATE TRIGGER events_first_owner_history AFTER INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION events_first_owner_history();
 """
+# An event placed (or moved by a re-route) after it was stored follows its place, unless someone
+# else holds it: a department, or a unit other than the one its old place gave it.
+FOLLOW_PLACE = """
+CREATE FUNCTION events_owner_follows_place() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    unit text := event_unit_code(NEW.escalation_level, NEW.grid_code, NEW.community_code, NEW.town_code,
+                                 NEW.boundary_version_id);
+BEGIN
+    IF NEW.owner_kind IS DISTINCT FROM 'department' AND unit IS DISTINCT FROM NEW.owner_code
+       AND (NEW.owner_code IS NULL OR NEW.owner_code IS NOT DISTINCT FROM event_unit_code(
+            OLD.escalation_level, OLD.grid_code, OLD.community_code, OLD.town_code, OLD.boundary_version_id)) THEN
+        UPDATE event_owners SET until = now() WHERE event_id = NEW.id AND until IS NULL;
+        IF unit IS NOT NULL THEN
+            INSERT INTO event_owners (event_id, owner_kind, owner_code, since, reason)
+            VALUES (NEW.id, 'unit', unit, now(), 'placed or re-routed');
+        END IF;
+        NEW.owner_kind := CASE WHEN unit IS NULL THEN NULL ELSE 'unit' END;
+        NEW.owner_code := unit;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER events_owner_follows_place BEFORE UPDATE OF grid_code, community_code, town_code, boundary_version_id
+    ON events FOR EACH ROW EXECUTE FUNCTION events_owner_follows_place();
+"""
 # Existing rows: department-held states belong to their department, everything else to the unit
 # at the event's level; one history row each, since the event's last change.
 BACKFILL = """
@@ -113,10 +138,13 @@ def upgrade() -> None:
     op.alter_column("categories", "grid_worker_closes", new_column_name="small_matter")
     op.execute(UNIT_FUNCTION)
     op.execute(FIRST_OWNER)
+    op.execute(FOLLOW_PLACE)
     op.execute(BACKFILL)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER events_owner_follows_place ON events")
+    op.execute("DROP FUNCTION events_owner_follows_place()")
     op.execute("DROP TRIGGER events_first_owner_history ON events")
     op.execute("DROP FUNCTION events_first_owner_history()")
     op.execute("DROP TRIGGER events_first_owner ON events")
