@@ -11,7 +11,7 @@ from geoservice.events.sweep import sweep_deadlines
 from geoservice.infra.database import make_engine, transaction
 from layers.models import Role
 from tests.conftest import clone_template, drop_database
-from tests.geoservice.events_city import COMMUNITY_A, GRIDS, TOWN_A, centre, events_city_client
+from tests.geoservice.events_city import CITY, COMMUNITY_A, GRIDS, TOWN_A, centre, events_city_client
 from tests.geoservice.signin import sign_in
 
 SMALL = "city_management.stall"  # marked a small matter for this city
@@ -195,7 +195,8 @@ def test_an_event_placed_after_it_was_stored_gets_the_unit_of_its_place(city):
                  "VALUES (ST_SetSRID(ST_MakePoint(:x, :y), 4326), 'city_management', now()) RETURNING id"),
             {"x": centre(1)[0], "y": centre(1)[1]},
         ).scalar_one()  # fmt: skip
-        assert session.execute(text("SELECT owner_code FROM events WHERE id = :id"), {"id": event_id}).scalar() is None
+        # no place yet: the next level up that exists, the city centre
+        assert session.execute(text("SELECT owner_code FROM events WHERE id = :id"), {"id": event_id}).scalar() == CITY
         session.execute(
             text("UPDATE events SET grid_code = :g, community_code = :c, town_code = :t WHERE id = :id"),
             {"g": GRIDS[1], "c": COMMUNITY_A, "t": TOWN_A, "id": event_id},
@@ -203,4 +204,4 @@ def test_an_event_placed_after_it_was_stored_gets_the_unit_of_its_place(city):
         owner = session.execute(text("SELECT owner_kind, owner_code FROM events WHERE id = :id"), {"id": event_id})
         assert tuple(owner.one()) == ("unit", GRIDS[1])
         history = session.execute(text("SELECT owner_code FROM event_owners WHERE event_id = :id"), {"id": event_id})
-        assert history.scalars().all() == [GRIDS[1]]
+        assert history.scalars().all() == [CITY, GRIDS[1]]
