@@ -20,23 +20,27 @@ depends_on: str | Sequence[str] | None = None
 # The city is the root of the event's own tree: its town's parent in the event's boundary version,
 # else the city region of that version (else of the newest version, for rows without one).
 UNIT_FUNCTION = """
+CREATE FUNCTION event_city_code(community text, town text, version_id integer)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT r.parent_code FROM regions r
+          WHERE r.version_id = $3 AND r.code = coalesce($2, left($1, 9) || '000')
+            AND r.parent_code IS NOT NULL AND r.parent_code <> ''),
+        (SELECT r.code FROM regions r WHERE r.level = 'city'
+          ORDER BY (r.version_id = $3) DESC NULLS LAST, r.version_id DESC, r.code LIMIT 1))
+$$;
 CREATE FUNCTION event_unit_code(level text, grid text, community text, town text, version_id integer)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT CASE level
-        WHEN 'grid' THEN coalesce(grid, community, town, city.code)
-        WHEN 'community' THEN coalesce(community, town, city.code)
-        WHEN 'town' THEN coalesce(town, city.code)
-        ELSE city.code
+        WHEN 'grid' THEN coalesce(grid, community, town, event_city_code(community, town, version_id))
+        WHEN 'community' THEN coalesce(community, town, event_city_code(community, town, version_id))
+        WHEN 'town' THEN coalesce(town, event_city_code(community, town, version_id))
+        ELSE event_city_code(community, town, version_id)
     END
-    FROM (SELECT coalesce(
-            (SELECT r.parent_code FROM regions r
-              WHERE r.version_id = $5 AND r.code = coalesce($4, left($3, 9) || '000')
-                AND r.parent_code IS NOT NULL AND r.parent_code <> ''),
-            (SELECT r.code FROM regions r WHERE r.level = 'city'
-              ORDER BY (r.version_id = $5) DESC NULLS LAST, r.version_id DESC, r.code LIMIT 1)
-          ) AS code) AS city
 $$
 """
+# The first owner per row, before it is stored; its history row once per statement (a bulk import's
+# COPY or INSERT … SELECT writes all of them in one go).
 FIRST_OWNER = """
 CREATE FUNCTION events_first_owner() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -54,15 +58,14 @@ $$;
 CREATE TRIGGER events_first_owner BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_first_owner();
 CREATE FUNCTION events_first_owner_history() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.owner_code IS NOT NULL THEN
-        INSERT INTO event_owners (event_id, owner_kind, owner_code, since, reason)
-        VALUES (NEW.id, NEW.owner_kind, NEW.owner_code, coalesce(NEW.reported_at, now()), 'first owner');
-    END IF;
+    INSERT INTO event_owners (event_id, owner_kind, owner_code, since, reason)
+    SELECT id, owner_kind, owner_code, coalesce(reported_at, now()), 'first owner'
+      FROM inserted WHERE owner_code IS NOT NULL ORDER BY id;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER events_first_owner_history AFTER INSERT ON events
-    FOR EACH ROW EXECUTE FUNCTION events_first_owner_history();
+CREATE TRIGGER events_first_owner_history AFTER INSERT ON events REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION events_first_owner_history();
 """
 # An event placed (or moved by a re-route) after it was stored follows its place, unless someone
 # else holds it: a department, or a unit other than the one its old place gave it.
@@ -150,6 +153,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER events_first_owner ON events")
     op.execute("DROP FUNCTION events_first_owner()")
     op.execute("DROP FUNCTION event_unit_code(text, text, text, text, integer)")
+    op.execute("DROP FUNCTION event_city_code(text, text, integer)")
     op.alter_column("categories", "small_matter", new_column_name="grid_worker_closes")
     op.drop_table("escalation_levels")
     op.drop_index("ix_event_owners_event", table_name="event_owners")
