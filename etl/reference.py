@@ -4,7 +4,7 @@ The defaults ship in ``etl/data/*.csv`` (five classes from practice — 社会�
 环境保护, 民生服务 — with subcategories and deadlines; the city's departments; default routing rules).
 A city replaces them by loading its own CSVs with the same columns; rows are upserted by key.
 Columns added later are optional (``OPTIONAL``), so the CSVs of earlier releases still load:
-departments' ``parent_code`` and ``duty_phone``; categories' ``grid_worker_closes`` (true/false)
+departments' ``parent_code`` and ``duty_phone``; categories' ``small_matter`` (true/false)
 and ``urgent_accept_hours``/``urgent_handle_hours`` (the urgent priority's own deadlines, stored in
 ``deadlines``; without them urgent events get the priority factor).
 """
@@ -26,7 +26,7 @@ REQUIRED = {
 }  # fmt: skip
 OPTIONAL = {
     "departments": ("parent_code", "duty_phone"),
-    "categories": ("grid_worker_closes", "urgent_accept_hours", "urgent_handle_hours", "sensitive"),
+    "categories": ("small_matter", "urgent_accept_hours", "urgent_handle_hours", "sensitive"),
     "routing_rules": (),
 }
 TRUE = ("true", "yes", "1", "是")
@@ -39,19 +39,19 @@ def load_reference_data(session: Session, directory: Path = DATA) -> dict[str, i
     rules_file = directory / "routing_rules.csv"  # optional in a city pack: rules may be added later
     rules = read_table(rules_file, "routing_rules") if rules_file.exists() else pd.DataFrame()
     # Flags: true/yes/1/是. ``sensitive`` marks disputes, petitions and the like, whose public Open311
-    # records carry no description and a coarse place; grid workers close ``grid_worker_closes`` alone.
-    for flag in ("grid_worker_closes", "sensitive"):
+    # records carry no description and a coarse place; grid workers close ``small_matter`` alone.
+    for flag in ("small_matter", "sensitive"):
         categories[flag] = categories[flag].str.strip().str.lower().isin(TRUE)
     # Classes before subcategories, so each parent exists when its children arrive.
     categories = categories.sort_values("parent_code", key=lambda s: s.ne(""), kind="stable")
     session.execute(
         text(
-            "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, grid_worker_closes, "
+            "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, small_matter, "
             "sensitive) VALUES (:code, :name, NULLIF(:parent_code, ''), CAST(:accept_hours AS float8), "
-            "CAST(:handle_hours AS float8), :grid_worker_closes, :sensitive) "
+            "CAST(:handle_hours AS float8), :small_matter, :sensitive) "
             "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, parent_code = EXCLUDED.parent_code, "
             "accept_hours = EXCLUDED.accept_hours, handle_hours = EXCLUDED.handle_hours, "
-            "grid_worker_closes = EXCLUDED.grid_worker_closes, sensitive = EXCLUDED.sensitive"
+            "small_matter = EXCLUDED.small_matter, sensitive = EXCLUDED.sensitive"
         ),
         categories.to_dict("records"),
     )
@@ -102,6 +102,8 @@ def _upsert_rules(session: Session, rules: pd.DataFrame) -> None:
 def read_table(path: Path, table: str) -> pd.DataFrame:
     """A reference CSV as text, with every optional column present (empty where the file has none)."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if table == "categories" and "grid_worker_closes" in frame.columns and "small_matter" not in frame.columns:
+        frame = frame.rename(columns={"grid_worker_closes": "small_matter"})  # its name before release 0008
     for column in OPTIONAL[table]:
         if column not in frame.columns:
             frame[column] = ""

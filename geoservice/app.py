@@ -30,6 +30,7 @@ from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
+from geoservice.api import queue as queue_api
 from geoservice.api import reference as reference_api
 from geoservice.api import supervision as supervision_api
 from geoservice.api import tiles as tiles_api
@@ -136,6 +137,7 @@ def create_app(
     app.include_router(notifications_api.router)
     app.include_router(event_tasks_api.router)
     app.include_router(supervision_api.router)
+    app.include_router(queue_api.router)
     app.include_router(stats.router)
     app.include_router(forces.router)
     app.include_router(open311.router)

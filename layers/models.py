@@ -228,7 +228,7 @@ class Category(Base):
     handle_hours: Mapped[float] = mapped_column(Float)
     # Disputes, petitions and the like: public Open311 records show no description and a coarse place.
     sensitive: Mapped[bool] = mapped_column(server_default=text("false"))
-    grid_worker_closes: Mapped[bool] = mapped_column(server_default=text("false"))  # 网格员可自行办结
+    small_matter: Mapped[bool] = mapped_column(server_default=text("false"))  # 网格员可自行办结
 
 
 class RoutingRule(Base):
@@ -268,6 +268,9 @@ class Event(Base):
         CheckConstraint("satisfaction BETWEEN 1 AND 5", name="satisfaction_1_to_5"),
         CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status_known"),
         CheckConstraint(f"escalation_level IN {ESCALATION_LEVELS!r}", name="escalation_level_known"),
+        # owners (migration 0008)
+        CheckConstraint("owner_kind IS NULL OR owner_kind IN ('unit', 'department')", name="owner_kind_known"),
+        Index("ix_events_owner", "owner_kind", "owner_code"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -311,6 +314,42 @@ class Event(Base):
     escalation_count: Mapped[int] = mapped_column(Integer, server_default="0")
     satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
     evaluation_comment: Mapped[str | None] = mapped_column(Text)
+    # owners (migration 0008): who holds the event now — a unit of the region tree or a department;
+    # the first owner is set by a BEFORE INSERT trigger, the history is ``event_owners``.
+    owner_kind: Mapped[str | None] = mapped_column(String(20))
+    owner_code: Mapped[str | None] = mapped_column(String(50))
+
+
+class EventOwner(Base):
+    """One owner of an event over [since, until): the trail of who held the work (migration 0008)."""
+
+    __tablename__ = "event_owners"
+    __table_args__ = (
+        CheckConstraint("owner_kind IN ('unit', 'department')", name="owner_kind_known"),
+        Index("ix_event_owners_event", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    owner_kind: Mapped[str] = mapped_column(String(20))
+    owner_code: Mapped[str] = mapped_column(String(50))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class EscalationLevel(Base):
+    """A level's own deadlines once an event is escalated to it (city pack ``[escalation.<level>]``)."""
+
+    __tablename__ = "escalation_levels"
+    __table_args__ = (
+        CheckConstraint("level IN ('community', 'town', 'city')", name="level_known"),
+        CheckConstraint("accept_hours > 0 AND handle_hours > 0", name="positive"),
+    )
+
+    level: Mapped[str] = mapped_column(String(20), primary_key=True)
+    accept_hours: Mapped[float] = mapped_column(Float)
+    handle_hours: Mapped[float] = mapped_column(Float)
 
 
 class Deadline(Base):

@@ -94,6 +94,7 @@ class TransitionIn(RequestBody):
     satisfaction: int | None = Field(None, ge=1, le=5, description="evaluate: 1 (poor) to 5 (good)")
     comment: FreeText | None = Field(None, max_length=2000, description="evaluate: the reporter's words")
     reason: FreeText | None = Field(None, max_length=2000, description="escalate/reject/return/reopen: why")
+    photos: list[PhotoIn] = Field(default_factory=list, max_length=9, description="feedback: evidence of the work")
 
 
 @router.post("", status_code=201, responses={200: {"description": "the same report again (idempotency key)"}},
@@ -142,6 +143,9 @@ def get_events(
     reported_to: Annotated[ZonedTime | None, Query(alias="to")] = None,
     q: Annotated[FreeText | None, Query(max_length=200, description="text in the description")] = None,
     escalation_level: Annotated[Literal["grid", "community", "town", "city"] | None, Query()] = None,
+    owner_kind: Annotated[Literal["unit", "department"] | None, Query(description="who holds it now")] = None,
+    owner_code: Annotated[Name | None, Query(max_length=50, description="a region/grid or department code")] = None,
+    owner: Annotated[Literal["mine"] | None, Query(description="mine: the events you act for now")] = None,
     sort: Annotated[Name, Query(description="reported_at, occurred_at, updated_at or id; '-' descending")] = (
         "-reported_at"
     ),
@@ -156,7 +160,8 @@ def get_events(
         status=_listed(status, STATUSES, "status"), warning=_listed(warning, COLOURS, "warning"),
         category=category, department=department, region=region, bbox=_bbox(bbox),
         reported_from=_zoned(reported_from, "from"), reported_to=_zoned(reported_to, "to"), text=q,
-        escalation_level=escalation_level,
+        escalation_level=escalation_level, owner_kind=owner_kind, owner_code=owner_code,
+        owner_of=principal if owner == "mine" else None,
     )  # fmt: skip
     now = datetime.now(UTC)
     page = list_events(session, scope_of(principal), filters, now=now, settings=settings, sort=sort, limit=limit,
@@ -201,6 +206,7 @@ def post_transition(
             department_code=body.department_code, handler_username=body.handler_username,
             satisfaction=body.satisfaction, comment=body.comment, reason=body.reason,
             co_departments=body.co_departments,
+            photos=[p.model_dump(mode="json", exclude_none=True) for p in body.photos],
         )  # fmt: skip
     view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
     return JSONResponse(jsonable_encoder(view))

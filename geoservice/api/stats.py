@@ -56,7 +56,10 @@ def get_counts(
     region: Region = None,
     format: Format = "json",
 ) -> Response:
-    """Number of events per town, community, grid, category, status, or local day / ISO week / month."""
+    """Number of events per town, community, grid, category, status, owner, or local day / ISO week / month.
+
+    ``owner`` keys are ``unit:<region or grid code>`` and ``department:<code>``: who holds the events now.
+    """
     where = _events_where(session, principal, since, until, region)
     rows = counts_module.event_counts(session, by, where)
     body = {"by": by, **_window(since, until, region), "total": sum(r["events"] for r in rows), "rows": rows}

@@ -128,3 +128,66 @@ def region_prefix(code: str) -> str:
         if set(code[length:]) <= {"0"}:
             return code[:length]
     return code
+
+
+# Owners (issue 17): reading follows the scope above; *acting* follows who holds the event now.
+# An event is held by a unit of the region tree ('unit', a region or grid code) or a department
+# ('department', its code). Escalation moves it up, dispatch to a department, return back down: the
+# previous holder keeps its read-only view through the scope above but may no longer act.
+
+
+def acts_for_owner(
+    principal: Principal, owner_kind: str | None, owner_code: str | None, grids: frozenset[str] | None = None
+) -> bool:
+    """Whether ``principal`` may act for the holder (``owner_kind``, ``owner_code``) of an event.
+
+    Admins always. A handler for their department. A dispatcher for the units of their subtree —
+    their own level and below, never above: once an event goes up past them it is no longer theirs.
+    A grid worker for grid units only (15-digit codes): the grids they serve (``grids``, from
+    ``user_grids``) when they have any, else the grids of their region subtree (a region_code that
+    is a grid is that one grid). Everyone else acts for no one.
+    """
+    if principal.role == Role.admin:
+        return True
+    if not owner_kind or not owner_code:
+        return False
+    if principal.role == Role.handler:
+        return owner_kind == "department" and owner_code == principal.department_code
+    if owner_kind != "unit" or not principal.region_code:
+        return False
+    if principal.role == Role.dispatcher:
+        return owner_code.startswith(region_prefix(principal.region_code))
+    if principal.role == Role.grid_worker:
+        if len(owner_code) != 15:
+            return False
+        if grids:
+            return owner_code in grids
+        return owner_code.startswith(region_prefix(principal.region_code))
+    return False
+
+
+def owner_sql(principal: Principal, alias: str = "e") -> tuple[str, dict[str, Any]]:
+    """``acts_for_owner`` as a WHERE fragment over ``events {alias}``, for queues (``owner=mine``).
+
+    The grid worker's served grids are read from ``user_grids`` in the same statement.
+    """
+    kind, code = f"{alias}.owner_kind", f"{alias}.owner_code"
+    if principal.role == Role.admin:
+        return f"{code} IS NOT NULL", {}
+    if principal.role == Role.handler and principal.department_code:
+        return f"({kind} = 'department' AND {code} = :owner_department)", {
+            "owner_department": principal.department_code
+        }
+    if principal.role not in SCOPED_BY_REGION or not principal.region_code:
+        return "FALSE", {}
+    subtree = f"{code} LIKE :owner_prefix"
+    params: dict[str, Any] = {"owner_prefix": region_prefix(principal.region_code) + "%"}
+    if principal.role == Role.dispatcher:
+        return f"({kind} = 'unit' AND {subtree})", params
+    served = "SELECT ug.grid_code FROM user_grids ug JOIN users u ON u.id = ug.user_id WHERE u.username = :owner_user"
+    params["owner_user"] = principal.username
+    return (
+        f"({kind} = 'unit' AND length({code}) = 15 AND CASE WHEN EXISTS ({served}) "
+        f"THEN {code} IN ({served}) ELSE {subtree} END)",
+        params,
+    )

@@ -250,7 +250,7 @@ def _check_categories(pack: Pack, frame: pd.DataFrame) -> list[PackFault]:
                 rows.add(index, column, f"{column} must be more than 0", code)
         if bool(row["urgent_accept_hours"]) != bool(row["urgent_handle_hours"]):
             rows.add(index, "urgent_handle_hours", "give both urgent deadlines or neither", code)
-        for flag in ("grid_worker_closes", "sensitive"):
+        for flag in ("small_matter", "sensitive"):
             if row[flag].strip().lower() not in TRUE + FALSE:
                 rows.add(index, flag, f"{row[flag]!r} is not true or false", code)
     return rows.faults

@@ -26,6 +26,7 @@ from etl.demo import DemoCity, build_demo_city
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.city.load import HASHER, load_pack
 from geoservice.city.pack import CityInfo, write_pack
+from geoservice.events.levels import DEFAULT_LEVEL_HOURS
 from geoservice.settings import RoutingSettings
 from layers.crs import geometries_to_wgs84, parse_crs
 from layers.models import Role
@@ -124,7 +125,8 @@ def write_demo_pack(city: DemoCity, directory: Path, adcode: str) -> None:
         ]
     )  # fmt: skip
     layers = ("regions", "grids", "posts", "station_areas", "places", "population", "events")
-    write_pack(directory, CityInfo(f"demo {adcode}", adcode, version=DEMO_VERSION),
+    ladder = {level: (h.accept_hours, h.handle_hours) for level, h in DEFAULT_LEVEL_HOURS.items()}
+    write_pack(directory, CityInfo(f"demo {adcode}", adcode, version=DEMO_VERSION, escalation=ladder),
                {layer: getattr(city, layer) for layer in layers}, {"users": users})  # fmt: skip
 
 

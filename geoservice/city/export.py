@@ -24,7 +24,7 @@ TABLE_QUERIES = {
     "departments": "SELECT code, name, kind, coalesce(parent_code, '') AS parent_code, duty_phone "
     "FROM departments ORDER BY code",
     "categories": "SELECT c.code, c.name, coalesce(c.parent_code, '') AS parent_code, c.accept_hours, "
-    "c.handle_hours, CASE WHEN c.grid_worker_closes THEN 'true' ELSE 'false' END AS grid_worker_closes, "
+    "c.handle_hours, CASE WHEN c.small_matter THEN 'true' ELSE 'false' END AS small_matter, "
     "CASE WHEN c.sensitive THEN 'true' ELSE 'false' END AS sensitive, "
     "coalesce(d.accept_hours::text, '') AS urgent_accept_hours, coalesce(d.handle_hours::text, '') "
     "AS urgent_handle_hours FROM categories c LEFT JOIN deadlines d ON d.category_code = c.code "
@@ -71,6 +71,7 @@ def _write_city(session: Session, path: Path, version: str) -> None:
     """city.toml from the facts ``city load`` kept."""
     stored = dataset_settings(session)
     values = {attr: stored.get(key, "") for key, attr in CITY_KEYS.items()}
-    write_city(
-        path, CityInfo(values["name"], values["adcode"], "wgs84", values["timezone"] or "Asia/Shanghai", version)
-    )
+    levels = session.execute(text("SELECT level, accept_hours, handle_hours FROM escalation_levels")).all()
+    escalation = {r.level: (float(r.accept_hours), float(r.handle_hours)) for r in levels}
+    timezone = values["timezone"] or "Asia/Shanghai"
+    write_city(path, CityInfo(values["name"], values["adcode"], "wgs84", timezone, version, escalation))

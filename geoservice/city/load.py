@@ -31,6 +31,8 @@ from geoservice.boundaries.versions import notify_layers_changed
 from geoservice.city.check import PackCheck, check_pack
 from geoservice.city.pack import CityInfo, Pack, PackFault, read_pack
 from geoservice.errors import InvalidInput
+from geoservice.events.deadlines import DeadlineHours
+from geoservice.events.levels import save_level_hours
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk_events import route_imported_events
 from geoservice.settings import RoutingSettings
@@ -94,6 +96,7 @@ def load_pack(
     try:
         with transaction(engine) as session:
             _remember_city(session, city)
+            save_level_hours(session, {level: DeadlineHours(*h) for level, h in city.escalation.items()})
             step("loading reference data")
             report.counts.update(load_reference_data(session, pack.directory))
             for layer in ("regions", "grids", "posts", "station_areas", "places"):

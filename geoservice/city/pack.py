@@ -75,6 +75,8 @@ class CityInfo:
     crs: str = "wgs84"
     timezone: str = "Asia/Shanghai"
     version: str = ""  # the boundary version the pack's regions and grids become
+    # [escalation.<level>]: (accept_hours, handle_hours) once an event is escalated to the level
+    escalation: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def version_name(self) -> str:
@@ -159,12 +161,40 @@ def _read_city(path: Path, faults: list[PackFault]) -> CityInfo | None:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         faults.append(PackFault(CITY_FILE, f"unknown time zone {timezone!r}", field="timezone"))
-    unknown = set(raw) - {"name", "adcode", "crs", "timezone", "version"}
+    unknown = set(raw) - {"name", "adcode", "crs", "timezone", "version", "escalation"}
     if unknown:
         faults.append(PackFault(CITY_FILE, f"unknown key(s): {', '.join(sorted(unknown))}"))
+    escalation = _read_escalation(raw.get("escalation", {}), faults)
     if len(faults) > before:
         return None
-    return CityInfo(str(raw["name"]), adcode, crs, timezone, str(raw.get("version", "")))
+    return CityInfo(str(raw["name"]), adcode, crs, timezone, str(raw.get("version", "")), escalation)
+
+
+ESCALATION_LEVELS = ("community", "town", "city")
+ESCALATION_HOURS = ("accept_hours", "handle_hours")
+
+
+def _read_escalation(raw: object, faults: list[PackFault]) -> dict[str, tuple[float, float]]:
+    """``[escalation.community]`` … ``[escalation.city]``: both hours, positive numbers; every fault named."""
+    if not isinstance(raw, dict):
+        faults.append(PackFault(CITY_FILE, "escalation must be tables: [escalation.community] …", field="escalation"))
+        return {}
+    levels: dict[str, tuple[float, float]] = {}
+    for level, table in raw.items():
+        where = f"escalation.{level}"
+        if level not in ESCALATION_LEVELS:
+            known = ", ".join(ESCALATION_LEVELS)
+            faults.append(PackFault(CITY_FILE, f"unknown level; levels are {known}", field=where))
+            continue
+        if not isinstance(table, dict) or set(table) != set(ESCALATION_HOURS):
+            faults.append(PackFault(CITY_FILE, "give accept_hours and handle_hours, nothing else", field=where))
+            continue
+        hours = [table[k] for k in ESCALATION_HOURS]
+        if not all(isinstance(h, int | float) and not isinstance(h, bool) and 0 < h < 100_000 for h in hours):
+            faults.append(PackFault(CITY_FILE, "hours are positive numbers (below 100,000)", field=where))
+            continue
+        levels[level] = (float(hours[0]), float(hours[1]))
+    return levels
 
 
 def _read_table(path: Path, table: str, faults: list[PackFault]) -> pd.DataFrame | None:
@@ -173,6 +203,8 @@ def _read_table(path: Path, table: str, faults: list[PackFault]) -> pd.DataFrame
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         faults.append(PackFault(path.name, f"cannot read: {exc}"))
         return None
+    if table == "categories" and "grid_worker_closes" in frame.columns and "small_matter" not in frame.columns:
+        frame = frame.rename(columns={"grid_worker_closes": "small_matter"})  # its name before release 0008
     required, optional = TABLE_COLUMNS[table]
     if "password" in frame.columns:
         faults.append(
@@ -232,4 +264,9 @@ def write_city(path: Path, city: CityInfo) -> None:
     """city.toml; TOML's basic strings read JSON's escapes, so json.dumps quotes each value."""
     values = {"name": city.name, "adcode": city.adcode, "crs": city.crs, "timezone": city.timezone,
               "version": city.version}  # fmt: skip
-    path.write_text("".join(f"{k} = {json.dumps(v, ensure_ascii=False)}\n" for k, v in values.items()), "utf-8")
+    lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}\n" for k, v in values.items()]
+    for level in ESCALATION_LEVELS:
+        if level in city.escalation:
+            accept, handle = city.escalation[level]
+            lines.append(f"\n[escalation.{level}]\naccept_hours = {accept:g}\nhandle_hours = {handle:g}\n")
+    path.write_text("".join(lines), "utf-8")

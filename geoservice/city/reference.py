@@ -39,7 +39,7 @@ class CategoryIn(BaseModel):
     parent_code: str | None = Field(None, max_length=80, description="its class; none for a class", pattern=NO_NUL)
     accept_hours: PositiveFloat
     handle_hours: PositiveFloat
-    grid_worker_closes: bool = False
+    small_matter: bool = False
     sensitive: bool = Field(False, description="public Open311 records carry no description and a coarse place")
     urgent_accept_hours: PositiveFloat | None = None
     urgent_handle_hours: PositiveFloat | None = None
@@ -112,11 +112,11 @@ def put_category(session: Session, code: str, body: CategoryIn, actor: str) -> d
     fields = body.model_dump()
     session.execute(
         text(
-            "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, grid_worker_closes, "
-            "sensitive) VALUES (:code, :name, :parent_code, :accept_hours, :handle_hours, :grid_worker_closes, "
+            "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, small_matter, "
+            "sensitive) VALUES (:code, :name, :parent_code, :accept_hours, :handle_hours, :small_matter, "
             ":sensitive) ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, parent_code = EXCLUDED.parent_code, "
             "accept_hours = EXCLUDED.accept_hours, handle_hours = EXCLUDED.handle_hours, "
-            "grid_worker_closes = EXCLUDED.grid_worker_closes, sensitive = EXCLUDED.sensitive"
+            "small_matter = EXCLUDED.small_matter, sensitive = EXCLUDED.sensitive"
         ),
         {"code": code, **fields},
     )

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.auth.scope import Scope, region_prefix, scope_sql
+from geoservice.auth.scope import Scope, owner_sql, region_prefix, scope_sql
 from geoservice.auth.users import Principal
 from geoservice.errors import InvalidInput
 from geoservice.events.deadlines import is_overdue, running_clock, warning_colour, warning_sql
@@ -34,7 +34,9 @@ COLUMNS = """
     e.boundary_version_id, e.row_version, e.handler_username, e.reporter_username, e.client_id,
     e.reporter_name, e.reporter_phone, e.photos, e.accept_due_at, e.handle_due_at, e.accepted_at,
     e.dispatched_at, e.handling_at, e.handled_at, e.verified_at, e.archived_at, e.evaluated_at,
-    e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties
+    e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties,
+    e.owner_kind, e.owner_code,
+    coalesce((SELECT c.small_matter FROM categories c WHERE c.code = e.category_code), false) AS small_matter
 """
 # Supervision (督办): the reply deadline of the order awaiting a reply, if any (``events.supervision``).
 SUPERVISION = (
@@ -82,6 +84,9 @@ class EventFilters:
     reported_to: datetime | None = None
     text: str | None = None
     escalation_level: str | None = None
+    owner_kind: str | None = None
+    owner_code: str | None = None
+    owner_of: Principal | None = None  # ``owner=mine``: the events this caller acts for now
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,9 @@ def event_view(event: dict[str, Any], principal: Principal, now: datetime, setti
     view["warning"] = warning_colour(clock, now, settings)
     view["overdue"] = is_overdue(clock, now)
     view["due_at"] = clock.due_at if clock else None
-    view["allowed_actions"] = actions_for(event["status"], principal.role)
+    view["allowed_actions"] = actions_for(
+        event["status"], principal.role, bool(event.get("small_matter")), event.get("escalation_level")
+    )
     if principal.role == Role.handler and principal.department_code != event.get("department_code"):
         view["allowed_actions"] = []  # a co-department works on its task (events.cotasks), not the event
     view["supervision_due_at"] = event.get("supervision_due_at")
@@ -210,6 +217,16 @@ def filter_clauses(filters: EventFilters, settings: EventSettings) -> tuple[list
     if filters.escalation_level:
         clauses.append("e.escalation_level = :level")
         params["level"] = filters.escalation_level
+    if filters.owner_kind:
+        clauses.append("e.owner_kind = :owner_kind")
+        params["owner_kind"] = filters.owner_kind
+    if filters.owner_code:
+        clauses.append("e.owner_code = :owner_code")
+        params["owner_code"] = filters.owner_code
+    if filters.owner_of is not None:
+        mine, mine_params = owner_sql(filters.owner_of)
+        clauses.append(mine)
+        params.update(mine_params)
     return clauses, params
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from geoservice.events.escalation import escalate_one_level
 from geoservice.events.log import log_step
 from geoservice.events.supervision import sweep_supervision
 from geoservice.events.warnings import record_warnings
@@ -46,10 +47,6 @@ OVERDUE = text(
 RECORD = text(
     "INSERT INTO deadline_breaches (event_id, kind, due_at, detected_at, escalated_to) "
     "VALUES (:id, :kind, :due_at, :now, :to_level) ON CONFLICT DO NOTHING RETURNING event_id"
-)
-ESCALATE = text(
-    "UPDATE events SET escalation_level = :to_level, escalation_count = escalation_count + 1, "
-    "row_version = row_version + 1, updated_at = :now WHERE id = :id"
 )
 
 
@@ -84,16 +81,18 @@ def sweep_deadlines(
         what = f"the {row.kind} deadline ({row.due_at.isoformat()}) passed"
         if to_level is None:
             at_top += 1
-            action, note = "overdue", f"{what}; already at city level, nothing higher to escalate to"
-        else:
-            escalated += 1
-            session.execute(ESCALATE, {"to_level": to_level, "now": now, "id": row.id})
-            action, note = "escalate", f"{what}: escalated from {row.escalation_level} to {to_level}"
-        log_step(
-            session, row.id, at=now, actor=SWEEP_ACTOR, role=SWEEP_ROLE, action=action, from_status=row.status,
-            to_status=row.status, note=note,
-            details={"timeout": row.kind, "due_at": row.due_at, "from_level": row.escalation_level,
-                     "to_level": to_level},
+            log_step(
+                session, row.id, at=now, actor=SWEEP_ACTOR, role=SWEEP_ROLE, action="overdue", from_status=row.status,
+                to_status=row.status, note=f"{what}; already at city level, nothing higher to escalate to",
+                details={"timeout": row.kind, "due_at": row.due_at, "from_level": row.escalation_level,
+                         "to_level": None},
+            )  # fmt: skip
+            continue
+        escalated += 1
+        escalate_one_level(
+            session, row.id, now, actor=SWEEP_ACTOR, role=SWEEP_ROLE,
+            note=f"{what}: escalated from {row.escalation_level} to {to_level}",
+            details={"timeout": row.kind, "due_at": row.due_at},
         )  # fmt: skip
     return SweepResult(breaches, escalated, at_top, warnings)
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from geoservice.stats.filters import LOCAL_TZ, Condition
 
-CountBy = Literal["town", "community", "grid", "category", "status", "day", "week", "month"]
+CountBy = Literal["town", "community", "grid", "category", "status", "owner", "day", "week", "month"]
 
 _LOCAL = f"(e.reported_at AT TIME ZONE '{LOCAL_TZ}')"
 KEYS: dict[str, str] = {
@@ -18,6 +18,7 @@ KEYS: dict[str, str] = {
     "grid": "e.grid_code",
     "category": "e.category_code",
     "status": "e.status",
+    "owner": "(e.owner_kind || ':' || e.owner_code)",  # unit:<region or grid code>, department:<code>
     "day": f"to_char({_LOCAL}, 'YYYY-MM-DD')",
     "week": f"to_char({_LOCAL}, 'IYYY-\"W\"IW')",
     "month": f"to_char({_LOCAL}, 'YYYY-MM')",
@@ -28,6 +29,9 @@ NAMES: dict[str, str] = {
     "community": "(SELECT name FROM regions WHERE code = k.key ORDER BY version_id DESC LIMIT 1)",
     "grid": "(SELECT name FROM grids WHERE code = k.key ORDER BY version_id DESC LIMIT 1)",
     "category": "(SELECT name FROM categories WHERE code = k.key)",
+    "owner": "(CASE WHEN k.key LIKE 'department:%' THEN (SELECT name FROM departments WHERE code = substr(k.key, 12)) "
+    "ELSE coalesce((SELECT name FROM regions WHERE code = substr(k.key, 6) ORDER BY version_id DESC LIMIT 1), "
+    "(SELECT name FROM grids WHERE code = substr(k.key, 6) ORDER BY version_id DESC LIMIT 1)) END)",
 }
 COLUMNS = ("key", "name", "events")
 

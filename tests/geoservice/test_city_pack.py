@@ -85,6 +85,7 @@ def test_example_pack_loads_published_with_accounts_and_one_time_passwords(use_d
 
 
 SNAPSHOT = {
+    "escalation_levels": "SELECT level, accept_hours, handle_hours FROM escalation_levels ORDER BY level",
     "regions": "SELECT code, name, level::text, parent_code, ST_AsText(ST_SnapToGrid(geom, 1e-9)) FROM regions "
     "ORDER BY code",
     "grids": "SELECT code, name, community_code, workers, officer, ST_AsText(ST_SnapToGrid(geom, 1e-9)) FROM grids "
@@ -121,6 +122,7 @@ def test_load_export_load_gives_equal_data(use_database: str, second_url: str, t
     assert not (tmp_path / "otp2.tsv").exists()  # accounts came with their hashes: no new passwords
     first, second = snapshot(use_database), snapshot(second_url)
     assert first["grids"] and first["users"] and first["routing_rules"]
+    assert first["escalation_levels"] == [("city", 48, 240), ("community", 12, 72), ("town", 24, 120)]
     for table in SNAPSHOT:
         assert first[table] == second[table], table
 
@@ -146,6 +148,8 @@ def _faulty_pack(tmp_path: Path) -> Path:
         (pack / "categories.csv").read_text().replace("public_order,社会治安,,2,72", "public_order,社会治安,,two,72")
     )
     (pack / "categories.csv").write_text(categories)
+    city = (pack / "city.toml").read_text().replace("[escalation.town]", "[escalation.village]", 1)
+    (pack / "city.toml").write_text(city.replace("handle_hours = 72", "handle_hours = -72", 1))
     return pack
 
 
@@ -161,10 +165,12 @@ def test_a_faulty_pack_is_reported_whole_and_loads_nothing(use_database: str, tm
         "routing_rules.csv: line 2: code 1: field department_code: unknown department 'no_such_department'",
         "users.csv: line 3: code dispatcher: field region_code: region 320999777000 is not in the pack's regions",
         "categories.csv: line 2: code public_order: field accept_hours: accept_hours 'two' is not a number",
+        "city.toml: field escalation.community: hours are positive numbers (below 100,000)",
+        "city.toml: field escalation.village: unknown level; levels are community, town, city",
     ]
     for line in expected:
         assert line in checked.output, line
-    assert "fault(s) in 5 file(s)" in checked.output and "nothing was written" in checked.output
+    assert "fault(s) in 6 file(s)" in checked.output and "nothing was written" in checked.output
     loaded = run("city", "load", pack, "--passwords", tmp_path / "otp.tsv")
     assert loaded.exit_code == 1 and "nothing was loaded" in loaded.output
     for line in expected:

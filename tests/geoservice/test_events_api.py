@@ -145,10 +145,14 @@ def test_reject_return_reopen_escalate(client: TestClient, people: dict):
     event = step(client, people["handler"], event, "start")
     assert event["status"] == "handling"
 
-    event = step(client, people["grid_worker"], event, "escalate", reason="需要村里协调")
-    assert event["escalation_level"] == "community" and event["status"] == "handling"
+    # the department holds it now: the grid worker may not escalate it, the dispatching town may
+    assert step(client, people["grid_worker"], event, "escalate", 403, reason="需要村里协调")["title"] == (
+        "No longer yours"
+    )
+    event = step(client, people["dispatcher"], event, "escalate", reason="需要村里协调")
+    assert event["escalation_level"] == "community" and event["status"] == "returned"  # taken back from the department
     event = step(client, people["dispatcher"], event, "escalate", note="村里协调不了")
-    event = step(client, people["dispatcher"], event, "escalate", note="镇里也不行")
+    event = step(client, people["admin"], event, "escalate", note="镇里也不行")  # above the town dispatcher
     assert event["escalation_level"] == "city" and event["escalation_count"] == 3
     problem = step(client, people["admin"], event, "escalate", 409, note="更高?")
     assert "city level" in problem["detail"]

@@ -17,7 +17,7 @@ from geoservice.events.workflow import ACTIONS, STEPS, actions_for, next_level
 from geoservice.infra.database import session_factory, transaction
 from geoservice.routing.loader import load_router
 from layers.models import EVENT_STATUSES, Role
-from tests.geoservice.events_city import COMMUNITY_A, TOWN_A, centre, load_events_city
+from tests.geoservice.events_city import COMMUNITY_A, GRIDS, TOWN_A, centre, load_events_city
 from tests.settings import ROUTING
 
 # The design's closed loop, written out by hand: action → (from states, to state, roles besides admin).
@@ -37,6 +37,7 @@ EXPECTED = {
         None,
         {"dispatcher", "grid_worker", "handler"},
     ),
+    "return_down": ({"reported", "accepted", "returned"}, None, {"dispatcher"}),
 }
 ACTORS = {
     Role.admin: Principal("boss", Role.admin),
@@ -91,8 +92,18 @@ def loop_db(cluster) -> Iterator[Engine]:
 CASES = list(itertools.product(EVENT_STATUSES, ACTIONS, list(Role)))
 
 
+# Who holds the event in each attempt: the actor's own unit or department, so that the matrix tests
+# the workflow alone (holding is tested in test_owners.py); return_down starts one level up.
+HOLDERS = {Role.handler: ("department", "urban_management"), Role.dispatcher: ("unit", TOWN_A)}
+
+
 def _attempt(session: Session, event_id: int, status: str, action: str, role: Role) -> dict | ProblemError:
-    session.execute(text("UPDATE events SET status = :s WHERE id = :id"), {"s": status, "id": event_id})
+    kind, code = HOLDERS.get(role, ("unit", GRIDS[0]))
+    level = "town" if action == "return_down" else "grid"
+    session.execute(
+        text("UPDATE events SET status = :s, owner_kind = :k, owner_code = :c, escalation_level = :l WHERE id = :id"),
+        {"s": status, "k": kind, "c": code, "l": level, "id": event_id},
+    )
     try:
         return apply_transition(session, event_id, action, ACTORS[role], "a note", 1, **ARGS.get(action, {}))
     except DomainError as exc:
@@ -121,16 +132,21 @@ def test_every_state_action_role(loop_db: Engine):
             assert "may not" in outcome.detail
         elif status not in sources:
             assert isinstance(outcome, ProblemError) and outcome.status == 409, (status, action, role, outcome)
+            at_grid = action != "return_down"  # the event is at grid level: nothing below to return it to
             assert outcome.extra["allowed_actions"] == [
-                a for a, (src, _, rs) in EXPECTED.items() if status in src and (role == Role.admin or str(role) in rs)
-            ]
+                a for a, (src, _, rs) in EXPECTED.items()
+                if status in src and (role == Role.admin or str(role) in rs) and not (at_grid and a == "return_down")
+            ]  # fmt: skip
         else:
             assert not isinstance(outcome, ProblemError), (status, action, role, outcome.detail)
-            assert outcome["status"] == (target or status), (status, action, role)
+            taken_back = action == "escalate" and status in {"dispatched", "handling", "reopened"}
+            assert outcome["status"] == ("returned" if taken_back else target or status), (status, action, role)
             assert outcome["row_version"] == 2
             if action == "escalate":
                 assert outcome["escalation_level"] == "community"
+            if action == "return_down":
+                assert outcome["escalation_level"] == "community" and outcome["owner_code"] == COMMUNITY_A
         checked += 1
-    assert checked == len(EVENT_STATUSES) * len(ACTIONS) * len(Role) == 847
+    assert checked == len(EVENT_STATUSES) * len(ACTIONS) * len(Role) == 924
     with loop_db.connect() as conn:  # every attempt was rolled back
         assert conn.execute(text("SELECT count(*) FROM event_log")).scalar_one() == 1

@@ -57,7 +57,7 @@ def test_an_admins_new_department_and_rule_route_the_next_event(
 def test_deadlines_change_with_an_audit_row_of_before_and_after(explain_client: TestClient, admin: dict[str, str]):
     client = explain_client
     body = {"name": "火灾", "parent_code": "public_safety", "accept_hours": 0.25, "handle_hours": 4,
-            "grid_worker_closes": False, "urgent_accept_hours": 0.1, "urgent_handle_hours": 2}  # fmt: skip
+            "small_matter": False, "urgent_accept_hours": 0.1, "urgent_handle_hours": 2}  # fmt: skip
     assert client.put("/v1/reference/categories/public_safety.fire", headers=admin, json=body).status_code == 200
     fire = next(c for c in client.get("/v1/reference/categories").json() if c["code"] == "public_safety.fire")
     assert (fire["accept_hours"], fire["urgent_accept_hours"], fire["urgent_handle_hours"]) == (0.25, 0.1, 2.0)
