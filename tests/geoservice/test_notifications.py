@@ -243,8 +243,9 @@ def test_a_walk_tells_the_right_people_in_their_inbox_live_and_by_sms(empty_db: 
         # Each escalation is told to the dispatchers of the level it reached, however late the fan-out runs.
         sign_in(client, empty_db, Role.dispatcher, "disp-town-a", region_code=TOWN_A)
         sign_in(client, empty_db, Role.supervisor, "supervisor")
-        event = step(client, handler, event, "escalate", note="需要社区协调")
-        event = step(client, handler, event, "escalate", note="需要镇街协调")
+        admin = sign_in(client, empty_db, Role.admin, "admin")  # the handler fed back: the grid holds it now
+        event = step(client, admin, event, "escalate", note="需要社区协调")
+        event = step(client, admin, event, "escalate", note="需要镇街协调")
         assert event["escalation_level"] == "town" and fanout.drain(empty_db, settings) == 2
         told = inbox_of(empty_db)
         assert told["disp-a"] == ["report", "warning", "feedback", "escalate"]  # to the community
