@@ -27,6 +27,7 @@ from geoservice.api import (
 )
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
+from geoservice.api import follow as follow_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import reference as reference_api
 from geoservice.api import tiles as tiles_api
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(city_packs.router)
     app.include_router(coverage.router)
     app.include_router(events_api.router)
+    app.include_router(follow_api.router)
     app.include_router(stats.router)
     app.include_router(forces.router)
     app.include_router(open311.router)

@@ -45,6 +45,7 @@ EVENT_STATUSES = (
     "reopened",
     "archived",
     "evaluated",
+    "merged",  # a duplicate report, following its master (``merged_into``); terminal
 )
 ESCALATION_LEVELS = ("grid", "community", "town", "city")
 
@@ -220,6 +221,9 @@ class Category(Base):
     """Event classes (社会治安, 公共安全, 城市管理, 环境保护, 民生服务) and their subcategories."""
 
     __tablename__ = "categories"
+    __table_args__ = (
+        CheckConstraint("duplicate_radius_m > 0 AND duplicate_window_hours > 0", name="duplicate_search_positive"),
+    )
 
     code: Mapped[str] = mapped_column(String(80), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -229,6 +233,9 @@ class Category(Base):
     # Disputes, petitions and the like: public Open311 records show no description and a coarse place.
     sensitive: Mapped[bool] = mapped_column(server_default=text("false"))
     grid_worker_closes: Mapped[bool] = mapped_column(server_default=text("false"))  # 网格员可自行办结
+    # Duplicates (issue 17): open reports of the family this near and this recent are offered as duplicates.
+    duplicate_radius_m: Mapped[float] = mapped_column(Float, server_default=text("50"))
+    duplicate_window_hours: Mapped[float] = mapped_column(Float, server_default=text("72"))
 
 
 class RoutingRule(Base):
@@ -268,6 +275,13 @@ class Event(Base):
         CheckConstraint("satisfaction BETWEEN 1 AND 5", name="satisfaction_1_to_5"),
         CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status_known"),
         CheckConstraint(f"escalation_level IN {ESCALATION_LEVELS!r}", name="escalation_level_known"),
+        # Duplicates and following (issue 17): metric searches on geography, one-hop masters.
+        Index("ix_events_geography", text("geography(geom)"), postgresql_using="gist"),
+        Index("ix_events_merged_into", "merged_into"),
+        CheckConstraint(
+            "merged_into IS NULL OR (status = 'merged' AND merged_into <> id)",
+            name="merged_with_master",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -311,6 +325,11 @@ class Event(Base):
     escalation_count: Mapped[int] = mapped_column(Integer, server_default="0")
     satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
     evaluation_comment: Mapped[str | None] = mapped_column(Text)
+    # Duplicates and following (issue 17): the master of a merged report; the anonymous reporter's
+    # follow token, stored only as its SHA-256.
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    follow_token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class Deadline(Base):
@@ -489,6 +508,7 @@ __all__ = [
     "Role",
     "RoutingRule",
     "Setting",
+    "Subscription",
     "User",
     "UserGrid",
     "VersionStatus",
@@ -512,3 +532,27 @@ class SigninThrottle(Base):
     last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Subscription(Base):
+    """An area (a polygon, or a circle stored as its polygon) and categories a signed-in citizen follows.
+
+    Issue 17, "citizens follow": ``geoservice.events.followers`` finds who follows an event by
+    ``ST_Intersects`` of this polygon with the event's point; a circle keeps its centre and radius
+    to be shown back as it was asked for.
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        Index("ix_subscriptions_geom", "geom", postgresql_using="gist"),
+        Index("ix_subscriptions_username", "username"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    geom: Mapped[Any] = mapped_column(Geometry("POLYGON", srid=SRID, spatial_index=False))
+    center_lon: Mapped[float | None] = mapped_column(Float)
+    center_lat: Mapped[float | None] = mapped_column(Float)
+    radius_m: Mapped[float | None] = mapped_column(Float)
+    categories: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

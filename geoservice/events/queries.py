@@ -34,7 +34,8 @@ COLUMNS = """
     e.boundary_version_id, e.row_version, e.handler_username, e.reporter_username, e.client_id,
     e.reporter_name, e.reporter_phone, e.photos, e.accept_due_at, e.handle_due_at, e.accepted_at,
     e.dispatched_at, e.handling_at, e.handled_at, e.verified_at, e.archived_at, e.evaluated_at,
-    e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties
+    e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties,
+    e.merged_into, e.merged_at
 """
 SORTS = {"reported_at", "occurred_at", "updated_at", "id"}
 MAX_LIMIT = 500

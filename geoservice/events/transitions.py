@@ -20,6 +20,9 @@ from geoservice.events.deadlines import deadline_hours
 from geoservice.events.log import log_step
 from geoservice.events.queries import fetch_event
 from geoservice.events.workflow import ACTIONS_NEEDING_A_NOTE, Step, check_step, next_level
+from layers.models import Role
+
+PUBLIC_NOTE = "public_note"  # the log row's ``details`` flag: Open311, follow links and the reporter see the note
 
 MAX_NOTE = 2000
 
@@ -37,6 +40,7 @@ def apply_transition(
     satisfaction: int | None = None,
     comment: str | None = None,
     reason: str | None = None,
+    public_note: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Take ``action`` on the event as ``actor``; returns the event as it is afterwards.
@@ -44,6 +48,7 @@ def apply_transition(
     Problems: 404 outside the actor's scope, 422 for an unknown action or missing/invalid
     arguments, 403 for a role that may never take the action, 409 from a state that does not allow
     it (naming what is allowed) or when the event changed since ``expected_version``.
+    ``public_note``: the note is a progress note the reporter and Open311 may read (staff only).
     """
     now = now or datetime.now(UTC)
     note = (note or reason or "").strip()
@@ -57,6 +62,10 @@ def apply_transition(
         raise InvalidInput("expected_version (the row_version you read) is required", title="Invalid request")
     if action in ACTIONS_NEEDING_A_NOTE and not note:
         raise InvalidInput(f"say why you {action} the event (note or reason)", title="A note is required")
+    if step.action == "merge":
+        raise InvalidInput(f"a merge names its master: POST /v1/events/{event_id}/merge with {{\"into\": id}}",
+                           title="Merge through its own route")  # fmt: skip
+    _check_public_note(public_note, note, actor)
     changes, details = _changes(session, event, step, now, department_code, handler_username, satisfaction, comment)
     if expected_version != event["row_version"]:
         raise _changed(event_id, event["row_version"])
@@ -71,6 +80,8 @@ def apply_transition(
     if updated is None:
         current = session.execute(text("SELECT row_version FROM events WHERE id = :id"), {"id": event_id}).scalar()
         raise _changed(event_id, current)
+    if public_note:
+        details[PUBLIC_NOTE] = True
     log_step(
         session, event_id, at=now, actor=actor.username, role=str(actor.role), action=action,
         from_status=event["status"], to_status=changes.get("status", event["status"]), note=note, details=details,
@@ -127,6 +138,16 @@ def _changes(
         changes.update(escalation_level=level, escalation_count=event["escalation_count"] + 1)
         details.update(from_level=event["escalation_level"], to_level=level)
     return changes, details
+
+
+def _check_public_note(public_note: bool, note: str, actor: Principal) -> None:
+    """A public progress note is the staff's word to the reporter: it needs words, and a citizen cannot publish one."""
+    if not public_note:
+        return
+    if actor.role == Role.public:
+        raise InvalidInput("only staff mark progress notes public", title="Invalid request")
+    if not note:
+        raise InvalidInput("public_note marks the note public: write one", title="A note is required")
 
 
 def _is_handler_of(session: Session, username: str, department: str) -> bool:

@@ -48,6 +48,8 @@ STEPS: dict[str, Step] = {
         _step("archive", {"verified"}, "archived", Role.dispatcher),
         _step("evaluate", {"archived"}, "evaluated", Role.dispatcher, Role.public),
         _step("escalate", set(OPEN_STATES), None, Role.dispatcher, Role.grid_worker, Role.handler),
+        # A duplicate follows its master (``events.merge``, which names the master): terminal, from open states.
+        _step("merge", set(OPEN_STATES), "merged", Role.dispatcher),
     )
 }
 ACTIONS = tuple(STEPS)

@@ -37,6 +37,11 @@ EXPECTED = {
         None,
         {"dispatcher", "grid_worker", "handler"},
     ),
+    "merge": (
+        {"reported", "accepted", "dispatched", "returned", "handling", "handled", "reopened"},
+        "merged",
+        {"dispatcher"},
+    ),
 }
 ACTORS = {
     Role.admin: Principal("boss", Role.admin),
@@ -55,7 +60,7 @@ def test_the_table_is_the_designs_loop():
     assert actual == EXPECTED
     assert all(Role.admin in s.roles for s in STEPS.values())
     assert set(ACTIONS) == set(EXPECTED)
-    # every state is reachable from "reported", and only rejected/evaluated are dead ends
+    # every state is reachable from "reported", and only rejected/evaluated/merged are dead ends
     reachable, frontier = {"reported"}, ["reported"]
     while frontier:
         state = frontier.pop()
@@ -64,7 +69,7 @@ def test_the_table_is_the_designs_loop():
                 reachable.add(s.target)
                 frontier.append(s.target)
     assert reachable == set(EVENT_STATUSES)
-    assert {st for st in EVENT_STATUSES if not actions_for(st, Role.admin)} == {"rejected", "evaluated"}
+    assert {st for st in EVENT_STATUSES if not actions_for(st, Role.admin)} == {"rejected", "evaluated", "merged"}
     assert [next_level(x) for x in ("grid", "community", "town", "city")] == ["community", "town", "city", None]
 
 
@@ -124,6 +129,8 @@ def test_every_state_action_role(loop_db: Engine):
             assert outcome.extra["allowed_actions"] == [
                 a for a, (src, _, rs) in EXPECTED.items() if status in src and (role == Role.admin or str(role) in rs)
             ]
+        elif action == "merge":  # allowed here, but a merge names its master: its own route (test_duplicates)
+            assert isinstance(outcome, ProblemError) and outcome.status == 422 and "/merge" in outcome.detail
         else:
             assert not isinstance(outcome, ProblemError), (status, action, role, outcome.detail)
             assert outcome["status"] == (target or status), (status, action, role)
@@ -131,6 +138,6 @@ def test_every_state_action_role(loop_db: Engine):
             if action == "escalate":
                 assert outcome["escalation_level"] == "community"
         checked += 1
-    assert checked == len(EVENT_STATUSES) * len(ACTIONS) * len(Role) == 847
+    assert checked == len(EVENT_STATUSES) * len(ACTIONS) * len(Role) == 1008
     with loop_db.connect() as conn:  # every attempt was rolled back
         assert conn.execute(text("SELECT count(*) FROM event_log")).scalar_one() == 1
