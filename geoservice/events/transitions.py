@@ -57,6 +57,7 @@ def apply_transition(
     event = fetch_event(session, event_id, scope_of(actor))
     if event is None:
         raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
+    _check_public_note(public_note, note, actor)
     step = check_step(event["status"], action, actor.role, event["escalation_level"])
     if not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 1:
         raise InvalidInput("expected_version (the row_version you read) is required", title="Invalid request")
@@ -65,7 +66,6 @@ def apply_transition(
     if step.action == "merge":
         raise InvalidInput(f"a merge names its master: POST /v1/events/{event_id}/merge with {{\"into\": id}}",
                            title="Merge through its own route")  # fmt: skip
-    _check_public_note(public_note, note, actor)
     changes, details = _changes(session, event, step, now, department_code, handler_username, satisfaction, comment)
     if expected_version != event["row_version"]:
         raise _changed(event_id, event["row_version"])

@@ -56,8 +56,13 @@ def upgrade() -> None:
         sa.Column(
             "geom",
             geoalchemy2.types.Geometry(
-                geometry_type="POLYGON", srid=4326, dimension=2, spatial_index=False, from_text="ST_GeomFromEWKT",
-                name="geometry", nullable=False,
+                geometry_type="POLYGON",
+                srid=4326,
+                dimension=2,
+                spatial_index=False,
+                from_text="ST_GeomFromEWKT",
+                name="geometry",
+                nullable=False,
             ),
             nullable=False,
         ),  # fmt: skip
