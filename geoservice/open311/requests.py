@@ -74,7 +74,8 @@ def find_requests(
         params["codes"] = service_codes
         binds.append(bindparam("codes", expanding=True))
     if statuses and set(statuses) != {"open", "closed"}:
-        sql += (" AND e.status IN :closed" if statuses == ["closed"] else " AND e.status NOT IN :closed")
+        state = "coalesce(m.status, e.status)"  # a merged request is open or closed as its master is
+        sql += f" AND {state} IN :closed" if statuses == ["closed"] else f" AND {state} NOT IN :closed"
         params["closed"] = sorted(CLOSED)
         binds.append(bindparam("closed", expanding=True))
     sql += f" ORDER BY e.reported_at DESC, e.id DESC LIMIT {MAX_REQUESTS}"

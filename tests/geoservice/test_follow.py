@@ -74,6 +74,8 @@ def test_a_reporter_follows_public_notes_and_the_master_after_a_merge(city):
         assert merged.status_code == 200, merged.text
     [request] = client.get(f"/open311/v2/requests/{receipt['service_request_id']}.json").json()
     assert request["status"] == "open" and f"#{master['id']}" in request["status_notes"]
+    opened = client.get("/open311/v2/requests.json", params={"status": "open"}).json()
+    assert receipt["service_request_id"] in {r["service_request_id"] for r in opened}
     assert "已受理，今日清运" in request["status_notes"] and "王队长" not in request["status_notes"]
     [mine] = client.get("/v1/me/reports", headers=people["walker"]).json()["items"]
     assert mine["id"] == walked["id"] and mine["status"] == "merged"
