@@ -14,7 +14,7 @@ answer leaks nothing the public API does not already show.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -26,19 +26,20 @@ from geoservice.events.workflow import OPEN_STATES
 MAX_DUPLICATES = 20
 PUBLIC_SOURCES = ("public", "hotline_12345")  # what Open311 publishes (open311.requests)
 
+SEARCH = text(
+    "SELECT coalesce(parent_code, code) AS family, duplicate_radius_m AS radius_m, "
+    "duplicate_window_hours AS window_hours FROM categories WHERE code = :category"
+)
+# The radius and window are bound as values (read first with SEARCH), so that the planner sees a
+# constant radius and serves ``ST_DWithin`` from the ``ix_events_geography`` index.
 NEAR = """
-    WITH asked AS (
-        SELECT coalesce(c.parent_code, c.code) AS family, c.duplicate_radius_m AS radius_m,
-               c.duplicate_window_hours AS window_hours, geography(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) AS at
-          FROM categories c WHERE c.code = :category
-    )
-    SELECT e.id, ST_Distance(geography(e.geom), asked.at) AS distance_m, e.category_code AS category, e.status,
-           e.reported_at
-      FROM asked, events e JOIN categories ec ON ec.code = e.category_code
-     WHERE ST_DWithin(geography(e.geom), asked.at, asked.radius_m)
-       AND coalesce(ec.parent_code, ec.code) = asked.family
+    SELECT e.id, ST_Distance(geography(e.geom), geography(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))) AS distance_m,
+           e.category_code AS category, e.status, e.reported_at
+      FROM events e JOIN categories ec ON ec.code = e.category_code
+     WHERE ST_DWithin(geography(e.geom), geography(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)), :radius_m)
+       AND coalesce(ec.parent_code, ec.code) = :family
        AND e.status = ANY(:open)
-       AND e.reported_at >= CAST(:now AS timestamptz) - asked.window_hours * interval '1 hour'
+       AND e.reported_at >= :since
        AND e.id <> :exclude
        AND {where}
      ORDER BY distance_m, e.id
@@ -61,6 +62,9 @@ def possible_duplicates(
     ``scope`` None means the public: ids and distances of published reports only; otherwise the
     events of that scope with ``category``, ``status`` and ``reported_at``.
     """
+    search = session.execute(SEARCH, {"category": category_code}).first()
+    if search is None:
+        return []
     if scope is None:
         where = "e.source = ANY(:sources) AND NOT ec.sensitive"
         params: dict[str, Any] = {"sources": list(PUBLIC_SOURCES)}
@@ -68,8 +72,9 @@ def possible_duplicates(
         where, params = scope_sql(scope)
     rows = session.execute(
         text(NEAR.format(where=where)),
-        {**params, "lon": lon, "lat": lat, "category": category_code, "open": sorted(OPEN_STATES), "now": now,
-         "exclude": exclude_id, "limit": MAX_DUPLICATES},
+        {**params, "lon": lon, "lat": lat, "family": search.family, "radius_m": search.radius_m,
+         "since": now - timedelta(hours=search.window_hours), "open": sorted(OPEN_STATES), "exclude": exclude_id,
+         "limit": MAX_DUPLICATES},
     )  # fmt: skip
     found = []
     for row in rows:
