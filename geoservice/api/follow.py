@@ -65,15 +65,19 @@ def get_my_reports(session: SessionDep, principal: Annotated[Principal, Depends(
     return JSONResponse(jsonable_encoder({"items": my_reports(session, principal.username)}))
 
 
-@router.post("/v1/subscriptions", status_code=201, **policy(SIGNED_IN))
+@router.post("/v1/subscriptions", status_code=201, responses={200: {"description": "the same subscription again"}},
+             **policy(SIGNED_IN))  # fmt: skip
 def post_subscription(
     session: SessionDep, principal: Annotated[Principal, Depends(SIGNED_IN)], body: SubscriptionIn
 ) -> JSONResponse:
-    """Follow an area (and categories); 422 for a bad or too large area, 409 past the per-account limit."""
+    """Follow an area (and categories); the same again is a 200 with the stored one.
+
+    422 for a bad or too large area, 409 past the per-account limit.
+    """
     circle = (body.circle.lon, body.circle.lat, body.circle.radius_m) if body.circle else None
-    stored = add_subscription(session, principal.username, polygon=body.area, circle=circle,
-                              categories=list(body.categories))  # fmt: skip
-    return JSONResponse(jsonable_encoder(stored), status_code=201)
+    stored, created = add_subscription(session, principal.username, polygon=body.area, circle=circle,
+                                       categories=list(body.categories))  # fmt: skip
+    return JSONResponse(jsonable_encoder(stored), status_code=201 if created else 200)
 
 
 @router.get("/v1/subscriptions", **policy(SIGNED_IN))

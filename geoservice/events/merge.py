@@ -48,7 +48,8 @@ def merge_event(
 
     404 when the report is outside the caller's scope; 422 for merging into itself or a master the
     caller may not see; 403/409 from the workflow table (dispatchers and admins, from open states);
-    409 when the master is itself merged (or rejected).
+    409 when the master is itself merged (or rejected). The same merge again answers the merged
+    report as it is, without a second log row, so a retried request is harmless.
     """
     now = now or datetime.now(UTC)
     note = (note or "").strip()
@@ -63,6 +64,8 @@ def merge_event(
     event = fetch_event(session, event_id, scope)
     if event is None:
         raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
+    if event["status"] == "merged" and event["merged_into"] == into:
+        return event  # the same merge again (a retry): already done, nothing more to write
     check_step(event["status"], "merge", actor.role, event["escalation_level"])
     master = fetch_event(session, into, scope)
     if master is None:

@@ -36,18 +36,18 @@ def add_subscription(
     polygon: dict[str, Any] | None = None,
     circle: tuple[float, float, float] | None = None,
     categories: list[str] | None = None,
-) -> dict[str, Any]:
-    """Store a subscription of ``username``: a GeoJSON Polygon (WGS84) or a circle (lon, lat, radius_m)."""
+) -> tuple[dict[str, Any], bool]:
+    """Store a subscription of ``username``: a GeoJSON Polygon (WGS84) or a circle (lon, lat, radius_m).
+
+    Returns it and whether it is new: the same area and categories again (a retried request) answer
+    the stored one instead of a second copy.
+    """
     categories = sorted(set(categories or []))
     if (polygon is None) == (circle is None):
         raise InvalidInput("give either a polygon or a circle", title="Invalid area")
     _check_categories(session, categories)
-    count = session.execute(
-        text("SELECT count(*) FROM subscriptions WHERE username = :u"), {"u": username}
-    ).scalar_one()
-    if count >= MAX_SUBSCRIPTIONS:
-        raise Conflict(f"you follow {count} areas, the most one account may; delete one first",
-                       title="Too many subscriptions")  # fmt: skip
+    # One writer per account at a time: the count limit and the retry check below cannot race.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('subscriptions:' || :u))"), {"u": username})
     if circle is not None:
         lon, lat, radius = circle
         _check_point(lon, lat)
@@ -59,6 +59,21 @@ def add_subscription(
         _check_polygon(session, polygon)
         geometry = "ST_SetSRID(ST_GeomFromGeoJSON(:geojson), 4326)"
         params = {"geojson": json.dumps(polygon), "lon": None, "lat": None, "radius": None}
+    same = session.execute(
+        text(
+            f"SELECT {COLUMNS} FROM subscriptions WHERE username = :u AND categories = CAST(:categories AS text[]) "
+            f"AND ST_Equals(geom, {geometry})"
+        ),
+        {**params, "u": username, "categories": categories},
+    ).first()
+    if same is not None:
+        return dict(same._mapping), False
+    count = session.execute(
+        text("SELECT count(*) FROM subscriptions WHERE username = :u"), {"u": username}
+    ).scalar_one()
+    if count >= MAX_SUBSCRIPTIONS:
+        raise Conflict(f"you follow {count} areas, the most one account may; delete one first",
+                       title="Too many subscriptions")  # fmt: skip
     row = session.execute(
         text(
             f"INSERT INTO subscriptions (username, geom, center_lon, center_lat, radius_m, categories) "
@@ -66,7 +81,7 @@ def add_subscription(
         ),
         {**params, "u": username, "categories": categories},
     ).one()
-    return dict(row._mapping)
+    return dict(row._mapping), True
 
 
 def list_subscriptions(session: Session, username: str) -> list[dict[str, Any]]:

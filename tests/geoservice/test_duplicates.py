@@ -111,6 +111,7 @@ def test_merge_follows_the_master_and_refuses_what_breaks_one_hop(city):
     assert merged["status"] == "merged" and merged["merged_into"] == master["id"]
     assert merged["master"]["id"] == master["id"] and merged["master"]["status"] == "reported"
     assert merged["allowed_actions"] == []
+    assert merge(duplicate, master["id"], disp, 200)["row_version"] == merged["row_version"]  # a retry: no change
     merge(duplicate, other["id"], disp, 409)  # merged is terminal
     cycle = merge(master, duplicate["id"], disp, 409)  # the master into its own duplicate
     assert "merged" in cycle["detail"]

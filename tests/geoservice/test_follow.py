@@ -131,6 +131,9 @@ def test_area_subscriptions_match_by_place_and_category(city):
     assert client.delete(f"/v1/subscriptions/{listed[0]['id']}", headers=people["neighbour"]).status_code == 204
     assert len(client.get("/v1/subscriptions", headers=people["neighbour"]).json()["items"]) == 1
     # Ten per account.
-    small = {"circle": {"lon": lon, "lat": lat, "radius_m": 10}}
-    statuses = [client.post("/v1/subscriptions", json=small, headers=people["walker"]).status_code for _ in range(11)]
+    smalls = [{"circle": {"lon": lon, "lat": lat, "radius_m": 10 + k}} for k in range(11)]
+    statuses = [client.post("/v1/subscriptions", json=b, headers=people["walker"]).status_code for b in smalls]
     assert statuses == [201] * 10 + [409]
+    # A retried request (the same area and categories) gets the stored one back, even at the limit.
+    retried = client.post("/v1/subscriptions", json=smalls[3], headers=people["walker"])
+    assert retried.status_code == 200 and retried.json()["radius_m"] == 13
