@@ -6,7 +6,9 @@ A city replaces them by loading its own CSVs with the same columns; rows are ups
 Columns added later are optional (``OPTIONAL``), so the CSVs of earlier releases still load:
 departments' ``parent_code`` and ``duty_phone``; categories' ``small_matter`` (true/false)
 and ``urgent_accept_hours``/``urgent_handle_hours`` (the urgent priority's own deadlines, stored in
-``deadlines``; without them urgent events get the priority factor).
+``deadlines``; without them urgent events get the priority factor); ``duplicate_radius_m`` and
+``duplicate_window_hours`` (how near and how recent an open report is offered as a duplicate; 50 m
+and 72 h when empty).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 DATA = Path(__file__).parent / "data"
+# Duplicate search per category (issue 17): radius in metres and window in hours; empty: the defaults.
+DUPLICATE_COLUMNS = ("duplicate_radius_m", "duplicate_window_hours")
+DUPLICATE_DEFAULTS = {"duplicate_radius_m": 50.0, "duplicate_window_hours": 72.0}
 REQUIRED = {
     "departments": ("code", "name", "kind"),
     "categories": ("code", "name", "parent_code", "accept_hours", "handle_hours"),
@@ -26,7 +31,8 @@ REQUIRED = {
 }  # fmt: skip
 OPTIONAL = {
     "departments": ("parent_code", "duty_phone"),
-    "categories": ("small_matter", "urgent_accept_hours", "urgent_handle_hours", "sensitive"),
+    "categories": ("small_matter", "urgent_accept_hours", "urgent_handle_hours", "sensitive",
+                   *DUPLICATE_COLUMNS),
     "routing_rules": (),
 }
 TRUE = ("true", "yes", "1", "是")
@@ -44,14 +50,18 @@ def load_reference_data(session: Session, directory: Path = DATA) -> dict[str, i
         categories[flag] = categories[flag].str.strip().str.lower().isin(TRUE)
     # Classes before subcategories, so each parent exists when its children arrive.
     categories = categories.sort_values("parent_code", key=lambda s: s.ne(""), kind="stable")
+    for column, default in DUPLICATE_DEFAULTS.items():
+        categories[column] = categories[column].str.strip().replace("", str(default))
     session.execute(
         text(
             "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, small_matter, "
-            "sensitive) VALUES (:code, :name, NULLIF(:parent_code, ''), CAST(:accept_hours AS float8), "
-            "CAST(:handle_hours AS float8), :small_matter, :sensitive) "
+            "sensitive, duplicate_radius_m, duplicate_window_hours) VALUES (:code, :name, NULLIF(:parent_code, ''), "
+            "CAST(:accept_hours AS float8), CAST(:handle_hours AS float8), :small_matter, :sensitive, "
+            "CAST(:duplicate_radius_m AS float8), CAST(:duplicate_window_hours AS float8)) "
             "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, parent_code = EXCLUDED.parent_code, "
             "accept_hours = EXCLUDED.accept_hours, handle_hours = EXCLUDED.handle_hours, "
-            "small_matter = EXCLUDED.small_matter, sensitive = EXCLUDED.sensitive"
+            "small_matter = EXCLUDED.small_matter, sensitive = EXCLUDED.sensitive, "
+            "duplicate_radius_m = EXCLUDED.duplicate_radius_m, duplicate_window_hours = EXCLUDED.duplicate_window_hours"
         ),
         categories.to_dict("records"),
     )

@@ -28,6 +28,7 @@ from geoservice.api import (
 from geoservice.api import event_tasks as event_tasks_api
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
+from geoservice.api import follow as follow_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import queue as queue_api
@@ -138,6 +139,7 @@ def create_app(
     app.include_router(event_tasks_api.router)
     app.include_router(supervision_api.router)
     app.include_router(queue_api.router)
+    app.include_router(follow_api.router)
     app.include_router(stats.router)
     app.include_router(forces.router)
     app.include_router(open311.router)

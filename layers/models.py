@@ -45,6 +45,7 @@ EVENT_STATUSES = (
     "reopened",
     "archived",
     "evaluated",
+    "merged",  # a duplicate report, following its master (``merged_into``); terminal
 )
 ESCALATION_LEVELS = ("grid", "community", "town", "city")
 
@@ -220,6 +221,9 @@ class Category(Base):
     """Event classes (社会治安, 公共安全, 城市管理, 环境保护, 民生服务) and their subcategories."""
 
     __tablename__ = "categories"
+    __table_args__ = (
+        CheckConstraint("duplicate_radius_m > 0 AND duplicate_window_hours > 0", name="duplicate_search_positive"),
+    )
 
     code: Mapped[str] = mapped_column(String(80), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -229,6 +233,9 @@ class Category(Base):
     # Disputes, petitions and the like: public Open311 records show no description and a coarse place.
     sensitive: Mapped[bool] = mapped_column(server_default=text("false"))
     small_matter: Mapped[bool] = mapped_column(server_default=text("false"))  # 网格员可自行办结
+    # Duplicates (issue 17): open reports of the family this near and this recent are offered as duplicates.
+    duplicate_radius_m: Mapped[float] = mapped_column(Float, server_default=text("50"))
+    duplicate_window_hours: Mapped[float] = mapped_column(Float, server_default=text("72"))
 
 
 class RoutingRule(Base):
@@ -271,6 +278,13 @@ class Event(Base):
         # owners (migration 0008)
         CheckConstraint("owner_kind IS NULL OR owner_kind IN ('unit', 'department')", name="owner_kind_known"),
         Index("ix_events_owner", "owner_kind", "owner_code"),
+        # Duplicates and following (issue 17): metric searches on geography, one-hop masters.
+        Index("ix_events_geography", text("geography(geom)"), postgresql_using="gist"),
+        Index("ix_events_merged_into", "merged_into"),
+        CheckConstraint(
+            "merged_into IS NULL OR (status = 'merged' AND merged_into <> id)",
+            name="merged_with_master",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -318,6 +332,11 @@ class Event(Base):
     # the first owner is set by a BEFORE INSERT trigger, the history is ``event_owners``.
     owner_kind: Mapped[str | None] = mapped_column(String(20))
     owner_code: Mapped[str | None] = mapped_column(String(50))
+    # Duplicates and following (issue 17): the master of a merged report; the anonymous reporter's
+    # follow token, stored only as its SHA-256.
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    follow_token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class EventOwner(Base):
@@ -598,6 +617,7 @@ __all__ = [
     "RoutingRule",
     "Setting",
     "SupervisionOrder",
+    "Subscription",
     "User",
     "UserGrid",
     "VersionStatus",
@@ -699,3 +719,27 @@ class EventWarning(Base):
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     colour: Mapped[str] = mapped_column(String(10), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Subscription(Base):
+    """An area (a polygon, or a circle stored as its polygon) and categories a signed-in citizen follows.
+
+    Issue 17, "citizens follow": ``geoservice.events.followers`` finds who follows an event by
+    ``ST_Intersects`` of this polygon with the event's point; a circle keeps its centre and radius
+    to be shown back as it was asked for.
+    """
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        Index("ix_subscriptions_geom", "geom", postgresql_using="gist"),
+        Index("ix_subscriptions_username", "username"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    geom: Mapped[Any] = mapped_column(Geometry("POLYGON", srid=SRID, spatial_index=False))
+    center_lon: Mapped[float | None] = mapped_column(Float)
+    center_lat: Mapped[float | None] = mapped_column(Float)
+    radius_m: Mapped[float | None] = mapped_column(Float)
+    categories: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -24,6 +24,9 @@ from geoservice.auth.policy import EVERYONE, allow, policy
 from geoservice.auth.scope import scope_of
 from geoservice.auth.users import Principal
 from geoservice.events.deadlines import COLOURS
+from geoservice.events.duplicates import duplicates_of, possible_duplicates
+from geoservice.events.follow import issue_follow_token, master_block
+from geoservice.events.merge import merge_event
 from geoservice.events.queries import EventFilters, event_log, event_view, fetch_event, list_events
 from geoservice.events.report import report_event
 from geoservice.events.sweep import PeriodicSweep
@@ -53,6 +56,8 @@ router = APIRouter(prefix="/v1/events", tags=["events"], lifespan=sweep_alongsid
 REPORTERS = allow(EVERYONE)
 READERS = allow(EVERYONE - {Role.planner})
 ACTORS = allow(*set().union(*(s.roles for s in STEPS.values())))
+MERGERS = allow(*STEPS["merge"].roles)
+DUPLICATE_READERS = allow(Role.admin, Role.supervisor, Role.dispatcher)
 
 
 class PhotoIn(RequestBody):
@@ -95,6 +100,14 @@ class TransitionIn(RequestBody):
     comment: FreeText | None = Field(None, max_length=2000, description="evaluate: the reporter's words")
     reason: FreeText | None = Field(None, max_length=2000, description="escalate/reject/return/reopen: why")
     photos: list[PhotoIn] = Field(default_factory=list, max_length=9, description="feedback: evidence of the work")
+    public_note: bool = Field(False, description="the note is a progress note the reporter and Open311 may read")
+
+
+class MergeIn(RequestBody):
+    """Merge this report into ``into``, its master (an open event in your scope that is not itself merged)."""
+
+    into: int = Field(ge=1, le=2**63 - 1, description="the master event's id")
+    note: FreeText = Field("", max_length=2000)
 
 
 @router.post("", status_code=201, responses={200: {"description": "the same report again (idempotency key)"}},
@@ -123,7 +136,8 @@ def post_event(
             idempotency_key=body.idempotency_key or idempotency_key, actor=principal, occurred_at=body.occurred_at,
             anonymous_client=request.client.host if request.client else None,
         )  # fmt: skip
-    view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
+        extra = _receipt(request, session, event, principal)
+    view = {**event_view(event, principal, datetime.now(UTC), request.app.state.event_settings), **extra}
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200,
                         headers={"Location": f"/v1/events/{event['id']}"})  # fmt: skip
 
@@ -186,9 +200,11 @@ def get_event(
     event_id: Annotated[int, EVENT_ID],
     crs: Annotated[str, Query(description="output coordinates: wgs84, gcj02 or bd09")] = "wgs84",
 ) -> JSONResponse:
-    """One event, if it is in your scope (otherwise it does not exist for you: 404)."""
+    """One event, if it is in your scope (otherwise it does not exist for you: 404); merged: with its ``master``."""
     event = _visible(session, event_id, principal)
     view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
+    if event["merged_into"] is not None:
+        view["master"] = master_block(session, event["merged_into"])
     return JSONResponse(jsonable_encoder(_in_crs(view, crs)))
 
 
@@ -207,8 +223,36 @@ def post_transition(
             satisfaction=body.satisfaction, comment=body.comment, reason=body.reason,
             co_departments=body.co_departments,
             photos=[p.model_dump(mode="json", exclude_none=True) for p in body.photos],
+            public_note=body.public_note,
         )  # fmt: skip
     view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
+    return JSONResponse(jsonable_encoder(view))
+
+
+@router.get("/{event_id}/duplicates", **policy(DUPLICATE_READERS))
+def get_duplicates(
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(DUPLICATE_READERS)],
+    event_id: Annotated[int, EVENT_ID],
+) -> JSONResponse:
+    """Open events of the same category family near this one (per-category radius and window), nearest first."""
+    event = _visible(session, event_id, principal)
+    found = duplicates_of(session, event, scope_of(principal), datetime.now(UTC))
+    return JSONResponse(jsonable_encoder({"event_id": event_id, "possible_duplicates": found}))
+
+
+@router.post("/{event_id}/merge", **policy(MERGERS))
+def post_merge(
+    request: Request,
+    principal: Annotated[Principal, Depends(MERGERS)],
+    event_id: Annotated[int, EVENT_ID],
+    body: MergeIn,
+) -> JSONResponse:
+    """Merge a duplicate report into its master: it ends ``merged`` and shows the master's progress."""
+    with request.app.state.sessions() as session, session.begin():
+        event = merge_event(session, event_id, body.into, principal, body.note)
+        view = event_view(event, principal, datetime.now(UTC), request.app.state.event_settings)
+        view["master"] = master_block(session, body.into)
     return JSONResponse(jsonable_encoder(view))
 
 
@@ -221,6 +265,22 @@ def get_event_log(
     """Every step of the event (who, role, when, from, to, note), oldest first; no one can edit it."""
     _visible(session, event_id, principal)
     return JSONResponse(jsonable_encoder({"event_id": event_id, "entries": event_log(session, event_id)}))
+
+
+def _receipt(request: Request, session: Any, event: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """What a report's answer adds: possible duplicates (the public: ids and distances), an anonymous follow token."""
+    staff = principal.role != Role.public
+    extra: dict[str, Any] = {
+        "possible_duplicates": possible_duplicates(
+            session, lon=event["lon"], lat=event["lat"], category_code=event["category_code"], now=datetime.now(UTC),
+            scope=scope_of(principal) if staff else None, exclude_id=event["id"],
+        )
+    }  # fmt: skip
+    if principal.anonymous:
+        secret = request.app.state.auth_settings.signing_key()
+        extra["follow_token"] = issue_follow_token(session, event["id"], secret)
+        extra["follow_url"] = f"/v1/follow/{extra['follow_token']}"
+    return extra
 
 
 def _visible(session: Any, event_id: int, principal: Principal) -> dict[str, Any]:

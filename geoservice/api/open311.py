@@ -20,6 +20,7 @@ from geoservice.api.locate import locate_router
 from geoservice.api.problems import ANSWERED, problem_error
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.auth.users import Principal
+from geoservice.events.duplicates import possible_duplicates
 from geoservice.events.report import report_event
 from geoservice.inputs import text_problem
 from geoservice.open311 import mapping
@@ -134,11 +135,17 @@ def post_request(
                 idempotency_key=idempotency_key or idempotency_header,
                 actor=Principal(f"open311:{client}", Role.public), client_id=client,
             )  # fmt: skip
+            duplicates = possible_duplicates(
+                session, lon=event["lon"], lat=event["lat"], category_code=event["category_code"],
+                now=datetime.now(UTC), scope=None, exclude_id=event["id"],
+            )  # fmt: skip
         notice = f"已受理，分派至 {event['department_code'] or '指挥中心'}；网格 {event['grid_code']}"
-        return JSONResponse(
-            jsonable_encoder([{"service_request_id": str(event["id"]), "service_notice": notice, "account_id": None}]),
-            status_code=201,
-        )
+        if duplicates:
+            notice += f"；附近已有 {len(duplicates)} 条相似报告"
+        receipt = {"service_request_id": str(event["id"]), "service_notice": notice, "account_id": None,
+                   "possible_duplicates": [{"service_request_id": str(d["id"]), "distance_m": d["distance_m"]}
+                                           for d in duplicates]}  # fmt: skip
+        return JSONResponse(jsonable_encoder([receipt]), status_code=201)
     except Open311Error as exc:
         return _error(exc)
     except ANSWERED as exc:

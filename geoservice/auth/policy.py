@@ -33,9 +33,10 @@ bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 class Allow:
     """A route's policy: the roles it admits. Instances are what the role × route test looks for."""
 
-    def __init__(self, roles: Iterable[Role], *, limit_everyone: bool = False) -> None:
+    def __init__(self, roles: Iterable[Role], *, limit_everyone: bool = False, signed_in: bool = False) -> None:
         self.roles = frozenset(roles)
         self.limit_everyone = limit_everyone
+        self.signed_in = signed_in  # the public role admitted, but only with an account (my reports, subscriptions)
 
     async def __call__(self, request: Request, token: Annotated[str | None, Depends(bearer)]) -> Principal:
         # Async so that anonymous calls (locate from the public) and callers this process already
@@ -43,7 +44,7 @@ class Allow:
         # Sign-in (``limit_everyone``) ignores any token that comes with it: counted per address.
         principal = ANONYMOUS if self.limit_everyone else await caller(request, token)
         charge_public(request, principal)
-        if principal.role not in self.roles:
+        if principal.role not in self.roles or (self.signed_in and principal.anonymous):
             if principal.anonymous:
                 detail = "this needs a signed-in user: get a token at /v1/auth/token"
                 raise SignInRequired(detail, title="Sign in required")
@@ -64,18 +65,24 @@ def charge_public(request: Request, principal: Principal, cost: int = 1) -> None
     limiter.check(address if principal.anonymous else f"user:{principal.username}", cost)
 
 
-def allow(*roles: Role) -> Allow:
-    """The dependency admitting ``roles`` (use ``STAFF`` or ``EVERYONE`` for the common sets)."""
+def allow(*roles: Role | frozenset[Role], signed_in: bool = False) -> Allow:
+    """The dependency admitting ``roles`` (use ``STAFF`` or ``EVERYONE`` for the common sets).
+
+    ``signed_in``: the anonymous public is refused (401) even where the public role is admitted.
+    """
     flat: set[Role] = set()
     for role in roles:
         flat |= set(role) if isinstance(role, frozenset) else {role}
-    return Allow(flat)
+    return Allow(flat, signed_in=signed_in)
 
 
 def policy(*roles: Role | frozenset[Role] | Allow) -> dict[str, Any]:
     """Route-decorator arguments that enforce and publish the roles a route admits."""
     rule = roles[0] if len(roles) == 1 and isinstance(roles[0], Allow) else allow(*roles)  # type: ignore[arg-type]
-    return {"dependencies": [Depends(rule)], "openapi_extra": {"x-roles": sorted(rule.roles)}}
+    extra: dict[str, Any] = {"x-roles": sorted(rule.roles)}
+    if rule.signed_in:
+        extra["x-signed-in"] = True  # the role × route test expects a 401 for the anonymous here
+    return {"dependencies": [Depends(rule)], "openapi_extra": extra}
 
 
 async def caller(request: Request, token: str | None) -> Principal:

@@ -18,7 +18,7 @@ import pandas as pd
 import shapely
 
 from etl.contracts import contract
-from etl.reference import TRUE
+from etl.reference import DUPLICATE_COLUMNS, TRUE
 from etl.topology import SliverRepair, repair_slivers
 from etl.validate import FeatureError, References, Validation, validate
 from geoservice.city.pack import Pack, PackFault
@@ -245,7 +245,8 @@ def _check_categories(pack: Pack, frame: pd.DataFrame) -> list[PackFault]:
             rows.add(index, "parent_code", f"parent category {parent!r} is not in categories.csv", code)
         elif parent and parents[parent]:
             rows.add(index, "parent_code", f"{parent!r} is itself a subcategory; categories have two levels", code)
-        for column in ("accept_hours", "handle_hours", "urgent_accept_hours", "urgent_handle_hours"):
+        for column in ("accept_hours", "handle_hours", "urgent_accept_hours", "urgent_handle_hours",
+                       *DUPLICATE_COLUMNS):  # fmt: skip
             if row[column] and (value := rows.number(frame, index, column)) is not None and value <= 0:
                 rows.add(index, column, f"{column} must be more than 0", code)
         if bool(row["urgent_accept_hours"]) != bool(row["urgent_handle_hours"]):

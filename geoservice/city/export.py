@@ -26,6 +26,7 @@ TABLE_QUERIES = {
     "categories": "SELECT c.code, c.name, coalesce(c.parent_code, '') AS parent_code, c.accept_hours, "
     "c.handle_hours, CASE WHEN c.small_matter THEN 'true' ELSE 'false' END AS small_matter, "
     "CASE WHEN c.sensitive THEN 'true' ELSE 'false' END AS sensitive, "
+    "c.duplicate_radius_m, c.duplicate_window_hours, "
     "coalesce(d.accept_hours::text, '') AS urgent_accept_hours, coalesce(d.handle_hours::text, '') "
     "AS urgent_handle_hours FROM categories c LEFT JOIN deadlines d ON d.category_code = c.code "
     "AND d.priority = 'urgent' ORDER BY c.parent_code NULLS FIRST, c.code",

@@ -43,6 +43,8 @@ class CategoryIn(BaseModel):
     sensitive: bool = Field(False, description="public Open311 records carry no description and a coarse place")
     urgent_accept_hours: PositiveFloat | None = None
     urgent_handle_hours: PositiveFloat | None = None
+    duplicate_radius_m: PositiveFloat = Field(50, description="open reports this near are offered as duplicates")
+    duplicate_window_hours: PositiveFloat = Field(72, description="… if reported within this many hours")
 
     @model_validator(mode="after")
     def _both_urgent(self) -> CategoryIn:
@@ -113,10 +115,13 @@ def put_category(session: Session, code: str, body: CategoryIn, actor: str) -> d
     session.execute(
         text(
             "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, small_matter, "
-            "sensitive) VALUES (:code, :name, :parent_code, :accept_hours, :handle_hours, :small_matter, "
-            ":sensitive) ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, parent_code = EXCLUDED.parent_code, "
-            "accept_hours = EXCLUDED.accept_hours, handle_hours = EXCLUDED.handle_hours, "
-            "small_matter = EXCLUDED.small_matter, sensitive = EXCLUDED.sensitive"
+            "sensitive, duplicate_radius_m, duplicate_window_hours) VALUES (:code, :name, :parent_code, "
+            ":accept_hours, :handle_hours, :small_matter, :sensitive, :duplicate_radius_m, "
+            ":duplicate_window_hours) ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, "
+            "parent_code = EXCLUDED.parent_code, accept_hours = EXCLUDED.accept_hours, "
+            "handle_hours = EXCLUDED.handle_hours, small_matter = EXCLUDED.small_matter, "
+            "sensitive = EXCLUDED.sensitive, duplicate_radius_m = EXCLUDED.duplicate_radius_m, "
+            "duplicate_window_hours = EXCLUDED.duplicate_window_hours"
         ),
         {"code": code, **fields},
     )

@@ -36,7 +36,8 @@ COLUMNS = """
     e.dispatched_at, e.handling_at, e.handled_at, e.verified_at, e.archived_at, e.evaluated_at,
     e.reopen_count, e.escalation_count, e.satisfaction, e.evaluation_comment, e.properties,
     e.owner_kind, e.owner_code,
-    coalesce((SELECT c.small_matter FROM categories c WHERE c.code = e.category_code), false) AS small_matter
+    coalesce((SELECT c.small_matter FROM categories c WHERE c.code = e.category_code), false) AS small_matter,
+    e.merged_into, e.merged_at
 """
 # Supervision (督办): the reply deadline of the order awaiting a reply, if any (``events.supervision``).
 SUPERVISION = (

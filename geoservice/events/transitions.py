@@ -31,6 +31,8 @@ from geoservice.events.queries import fetch_event
 from geoservice.events.workflow import ACTIONS_NEEDING_A_NOTE, Step, check_step, previous_level
 from layers.models import Role
 
+PUBLIC_NOTE = "public_note"  # the log row's ``details`` flag: Open311, follow links and the reporter see the note
+
 MAX_NOTE = 2000
 # Steps taken on a closed event by whoever speaks for the reporter: no one holds it any more.
 NOT_OWNED_ACTIONS = frozenset({"evaluate"})
@@ -52,6 +54,7 @@ def apply_transition(
     comment: str | None = None,
     reason: str | None = None,
     photos: list[dict[str, Any]] | None = None,
+    public_note: bool = False,
     now: datetime | None = None,
     co_departments: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -61,6 +64,7 @@ def apply_transition(
     arguments, 403 for a role that may never take the action, 409 from a state that does not allow
     it (naming what is allowed) or when the event changed since ``expected_version``; 403 "No
     longer yours" when someone else holds the event now (the caller may still read it).
+    ``public_note``: the note is a progress note the reporter and Open311 may read (staff only).
     """
     now = now or datetime.now(UTC)
     note = (note or reason or "").strip()
@@ -70,11 +74,15 @@ def apply_transition(
     if event is None:
         raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
     refuse_co_department_step(actor, event)
+    _check_public_note(public_note, note, actor)
     step = check_step(event["status"], action, actor.role, event["escalation_level"], bool(event["small_matter"]))
     if not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 1:
         raise InvalidInput("expected_version (the row_version you read) is required", title="Invalid request")
     if action in ACTIONS_NEEDING_A_NOTE and not note:
         raise InvalidInput(f"say why you {action} the event (note or reason)", title="A note is required")
+    if step.action == "merge":
+        raise InvalidInput(f"a merge names its master: POST /v1/events/{event_id}/merge with {{\"into\": id}}",
+                           title="Merge through its own route")  # fmt: skip
     check_holder(session, event, actor, action)
     if action == "escalate":
         return _escalate(session, event, actor, note, expected_version, now)
@@ -101,6 +109,8 @@ def apply_transition(
     if co_tasks is not None:
         replace_tasks(session, event_id, co_tasks, changes["handle_due_at"], actor.username, now)
     details.update(_hand_over_after(session, event, action, changes, now))
+    if public_note:
+        details[PUBLIC_NOTE] = True
     log_step(
         session, event_id, at=now, actor=actor.username, role=str(actor.role), action=action,
         from_status=event["status"], to_status=changes.get("status", event["status"]), note=note, details=details,
@@ -252,6 +262,16 @@ def _hand_over_after(
         return {}
     hand_over(session, event["id"], target[0], target[1], now, action)
     return {"from_owner": f"{kind}:{code}" if kind else None, "to_owner": f"{target[0]}:{target[1]}"}
+
+
+def _check_public_note(public_note: bool, note: str, actor: Principal) -> None:
+    """A public progress note is the staff's word to the reporter: it needs words, and a citizen cannot publish one."""
+    if not public_note:
+        return
+    if actor.role == Role.public:
+        raise InvalidInput("only staff mark progress notes public", title="Invalid request")
+    if not note:
+        raise InvalidInput("public_note marks the note public: write one", title="A note is required")
 
 
 def _is_handler_of(session: Session, username: str, department: str) -> bool:

@@ -53,6 +53,8 @@ STEPS: dict[str, Step] = {
         _step("evaluate", {"archived"}, "evaluated", Role.dispatcher, Role.public),
         _step("escalate", set(OPEN_STATES), None, Role.dispatcher, Role.grid_worker, Role.handler),
         _step("return_down", set(UNIT_HELD_STATES), None, Role.dispatcher),
+        # A duplicate follows its master (``events.merge``, which names the master): terminal, from open states.
+        _step("merge", set(OPEN_STATES), "merged", Role.dispatcher),
     )
 }
 ACTIONS = tuple(STEPS)

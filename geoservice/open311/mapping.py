@@ -15,7 +15,7 @@ STATE_NOTES = {
     "reported": "已受理登记 reported", "accepted": "已受理 accepted", "rejected": "不予受理 rejected",
     "dispatched": "已派遣 dispatched", "returned": "退回重派 returned", "handling": "处置中 handling",
     "handled": "已处置待核查 handled", "verified": "已核查 verified", "reopened": "核查未通过，重新处置 reopened",
-    "archived": "已结案 archived", "evaluated": "已评价 evaluated",
+    "archived": "已结案 archived", "evaluated": "已评价 evaluated", "merged": "已合并 merged",
 }  # fmt: skip
 SERVICE_FIELDS = ("service_code", "service_name", "description", "metadata", "type", "keywords", "group")
 REQUEST_FIELDS = ("service_request_id", "status", "status_notes", "service_name", "service_code", "description",
@@ -56,17 +56,21 @@ def service_request(event: dict[str, Any]) -> dict[str, Any]:
         event = {**event, "description": "", "photos": [], "lat": _coarse(event["lat"]), "lon": _coarse(event["lon"])}
     photos = event.get("photos") or []
     expected = event.get("handle_due_at") or event.get("accept_due_at")
+    status, updated = event["status"], event["updated_at"]
+    if event.get("merged_into") is not None:  # a merged report follows its master
+        status, updated = event["master_status"], max(updated, event["master_updated_at"])
+        expected = event.get("master_handle_due_at") or event.get("master_accept_due_at")
     return {
         "service_request_id": str(event["id"]),
-        "status": open_or_closed(event["status"]),
-        "status_notes": STATE_NOTES.get(event["status"], event["status"]),
+        "status": open_or_closed(status),
+        "status_notes": status_notes(event),
         "service_name": event.get("service_name"),
         "service_code": event["category_code"],
         "description": event.get("description") or "",
         "agency_responsible": event.get("agency_name"),
         "service_notice": None,
         "requested_datetime": _iso(event["reported_at"]),
-        "updated_datetime": _iso(event["updated_at"]),
+        "updated_datetime": _iso(updated),
         "expected_datetime": _iso(expected),
         "address": event.get("address"),
         "address_id": event.get("grid_code"),
@@ -75,6 +79,22 @@ def service_request(event: dict[str, Any]) -> dict[str, Any]:
         "long": event["lon"],
         "media_url": photos[0].get("url") if photos and isinstance(photos[0], dict) else None,
     }
+
+
+def status_notes(event: dict[str, Any]) -> str:
+    """Our state, then every public progress note (its own, and its master's once merged), oldest first.
+
+    A merged request reads "已合并至 #master" and the master's state: what the reporter waits for.
+    """
+    notes = [STATE_NOTES.get(event["status"], event["status"])]
+    if event.get("merged_into") is not None:
+        master_state = STATE_NOTES.get(event["master_status"], event["master_status"])
+        notes = [f"已合并至 #{event['merged_into']} merged into {event['merged_into']}: {master_state}"]
+    for item in event.get("public_notes") or []:
+        at = item["at"]
+        at = at[:16].replace("T", " ") if isinstance(at, str) else at.strftime("%Y-%m-%d %H:%M")
+        notes.append(f"{at} {item['note']}")
+    return "；".join(notes)
 
 
 def _coarse(degrees: float | None) -> float | None:

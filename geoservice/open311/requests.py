@@ -2,8 +2,9 @@
 
 Internal finds (grid-worker patrols, video) are not published through Open311, and no reporter
 name or phone ever is; a sensitive category's records lose their description, photo and fine place
-(``open311.mapping.service_request``). Without dates, the last 90 days are answered, at most 1,000 requests, newest
-first, as the spec suggests.
+(``open311.mapping.service_request``). Each request carries the notes staff marked public (its own
+and, once merged, its master's) and a merged request its master's state and deadlines. Without
+dates, the last 90 days are answered, at most 1,000 requests, newest first, as the spec suggests.
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ SELECT = """
     SELECT e.id, e.status, e.category_code, e.description, e.reported_at, e.updated_at, e.accept_due_at,
            e.handle_due_at, e.photos, e.grid_code, ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat,
            c.name AS service_name, c.sensitive, d.name AS agency_name,
-           concat_ws(' ', t.name, cm.name, g.name) AS address
+           concat_ws(' ', t.name, cm.name, g.name) AS address,
+           e.merged_into, m.status AS master_status, m.accept_due_at AS master_accept_due_at,
+           m.handle_due_at AS master_handle_due_at, m.updated_at AS master_updated_at,
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('at', l.at, 'note', l.note) ORDER BY l.at, l.id), '[]')
+              FROM event_log l
+             WHERE l.event_id IN (e.id, e.merged_into) AND (l.details->>'public_note')::boolean) AS public_notes
       FROM events e
       JOIN categories c ON c.code = e.category_code
+      LEFT JOIN events m ON m.id = e.merged_into
       LEFT JOIN departments d ON d.code = e.department_code
       LEFT JOIN grids g ON g.version_id = e.boundary_version_id AND g.code = e.grid_code
       LEFT JOIN regions cm ON cm.version_id = e.boundary_version_id AND cm.code = e.community_code
@@ -67,7 +74,8 @@ def find_requests(
         params["codes"] = service_codes
         binds.append(bindparam("codes", expanding=True))
     if statuses and set(statuses) != {"open", "closed"}:
-        sql += (" AND e.status IN :closed" if statuses == ["closed"] else " AND e.status NOT IN :closed")
+        state = "coalesce(m.status, e.status)"  # a merged request is open or closed as its master is
+        sql += f" AND {state} IN :closed" if statuses == ["closed"] else f" AND {state} NOT IN :closed"
         params["closed"] = sorted(CLOSED)
         binds.append(bindparam("closed", expanding=True))
     sql += f" ORDER BY e.reported_at DESC, e.id DESC LIMIT {MAX_REQUESTS}"

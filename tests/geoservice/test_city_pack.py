@@ -78,6 +78,10 @@ def test_example_pack_loads_published_with_accounts_and_one_time_passwords(use_d
     ]
     assert rows(use_database, "SELECT accept_hours, handle_hours FROM deadlines WHERE category_code = "
                 "'public_safety.fire' AND priority = 'urgent'") == [(0.1, 2.0)]  # fmt: skip
+    assert rows(use_database, "SELECT code, duplicate_radius_m, duplicate_window_hours FROM categories WHERE code IN "
+                "('public_safety.fire', 'city_management.garbage', 'city_management.stall') ORDER BY code") == [
+        ("city_management.garbage", 30.0, 48.0), ("city_management.stall", 50.0, 72.0), ("public_safety.fire", 200.0, 6.0)
+    ]  # fmt: skip
     # Loading the same pack again into a published version is refused, and changes nothing.
     again = run("city", "load", EXAMPLE, "--passwords", tmp_path / "otp2.tsv")
     assert again.exit_code == 1 and "example-2026" in again.output and "is published" in again.output

@@ -162,7 +162,7 @@ def test_wrong_state_and_wrong_role_say_what_is_allowed(client: TestClient, peop
     event = report(client, people["public"])
     logged = count(empty_db, "event_log")
     wrong_state = step(client, people["dispatcher"], event, "archive", 409)
-    assert wrong_state["allowed_actions"] == ["accept", "reject", "escalate"]
+    assert wrong_state["allowed_actions"] == ["accept", "reject", "escalate", "merge"]
     assert "reported" in wrong_state["detail"] and "accept, reject, escalate" in wrong_state["detail"]
     wrong_role = step(client, people["handler"], event, "accept", 403)
     assert "handler" in wrong_role["detail"] and "dispatcher" in wrong_role["detail"]

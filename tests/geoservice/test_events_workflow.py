@@ -38,6 +38,11 @@ EXPECTED = {
         {"dispatcher", "grid_worker", "handler"},
     ),
     "return_down": ({"reported", "accepted", "returned"}, None, {"dispatcher"}),
+    "merge": (
+        {"reported", "accepted", "dispatched", "returned", "handling", "handled", "reopened"},
+        "merged",
+        {"dispatcher"},
+    ),
 }
 ACTORS = {
     Role.admin: Principal("boss", Role.admin),
@@ -56,7 +61,7 @@ def test_the_table_is_the_designs_loop():
     assert actual == EXPECTED
     assert all(Role.admin in s.roles for s in STEPS.values())
     assert set(ACTIONS) == set(EXPECTED)
-    # every state is reachable from "reported", and only rejected/evaluated are dead ends
+    # every state is reachable from "reported", and only rejected/evaluated/merged are dead ends
     reachable, frontier = {"reported"}, ["reported"]
     while frontier:
         state = frontier.pop()
@@ -65,7 +70,7 @@ def test_the_table_is_the_designs_loop():
                 reachable.add(s.target)
                 frontier.append(s.target)
     assert reachable == set(EVENT_STATUSES)
-    assert {st for st in EVENT_STATUSES if not actions_for(st, Role.admin)} == {"rejected", "evaluated"}
+    assert {st for st in EVENT_STATUSES if not actions_for(st, Role.admin)} == {"rejected", "evaluated", "merged"}
     assert [next_level(x) for x in ("grid", "community", "town", "city")] == ["community", "town", "city", None]
 
 
@@ -137,6 +142,8 @@ def test_every_state_action_role(loop_db: Engine):
                 a for a, (src, _, rs) in EXPECTED.items()
                 if status in src and (role == Role.admin or str(role) in rs) and not (at_grid and a == "return_down")
             ]  # fmt: skip
+        elif action == "merge":  # allowed here, but a merge names its master: its own route (test_duplicates)
+            assert isinstance(outcome, ProblemError) and outcome.status == 422 and "/merge" in outcome.detail
         else:
             assert not isinstance(outcome, ProblemError), (status, action, role, outcome.detail)
             taken_back = action == "escalate" and status in {"dispatched", "handling", "reopened"}
@@ -147,6 +154,6 @@ def test_every_state_action_role(loop_db: Engine):
             if action == "return_down":
                 assert outcome["escalation_level"] == "community" and outcome["owner_code"] == COMMUNITY_A
         checked += 1
-    assert checked == len(EVENT_STATUSES) * len(ACTIONS) * len(Role) == 924
+    assert checked == len(EVENT_STATUSES) * len(ACTIONS) * len(Role) == 1092
     with loop_db.connect() as conn:  # every attempt was rolled back
         assert conn.execute(text("SELECT count(*) FROM event_log")).scalar_one() == 1
