@@ -32,7 +32,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("boundaries.versions", "boundaries.units", "boundaries.geometry", "boundaries.settings"),
     ("routing",),
     ("boundaries",),
-    ("events", "coverage", "open311"),
+    ("events", "coverage", "open311", "notifications"),
     ("stats", "forces"),
     ("city",),
     ("api",),
