@@ -1,4 +1,4 @@
-"""Who follows an event: for the notifications to tell at a merge (and at every later step).
+"""Who follows an event: the notifications tell them its progress (``notifications.recipients``).
 
 Two kinds of people: the signed-in reporters of the reports merged into it (their report now
 follows this master), and the signed-in users whose subscribed area contains the event's point and
@@ -12,22 +12,34 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-FOLLOWERS = text(
-    """
+MERGED_REPORTERS = """
     SELECT d.reporter_username AS username FROM events d JOIN users u ON u.username = d.reporter_username
      WHERE d.merged_into = :id AND NOT u.disabled
-    UNION
+"""
+SUBSCRIBERS = """
     SELECT s.username FROM events e
       JOIN categories c ON c.code = e.category_code
       JOIN subscriptions s ON ST_Intersects(s.geom, e.geom)
       JOIN users u ON u.username = s.username
      WHERE e.id = :id AND NOT u.disabled
        AND (s.categories = '{}' OR e.category_code = ANY(s.categories) OR c.parent_code = ANY(s.categories))
-    ORDER BY username
-    """
-)
+"""
+
+
+def merged_reporters(session: Session, event_id: int) -> list[str]:
+    """Usernames of the signed-in reporters whose reports were merged into ``event_id``."""
+    return _names(session, MERGED_REPORTERS, event_id)
+
+
+def subscribers(session: Session, event_id: int) -> list[str]:
+    """Usernames whose area subscription covers the event's point and names its category (or none)."""
+    return _names(session, SUBSCRIBERS, event_id)
 
 
 def followers(session: Session, event_id: int) -> list[str]:
-    """Usernames following event ``event_id`` (sorted, each once); empty for an unknown event."""
-    return list(session.execute(FOLLOWERS, {"id": event_id}).scalars())
+    """Both kinds (sorted, each once); empty for an unknown event."""
+    return _names(session, f"{MERGED_REPORTERS} UNION {SUBSCRIBERS}", event_id)
+
+
+def _names(session: Session, query: str, event_id: int) -> list[str]:
+    return list(session.execute(text(f"{query} ORDER BY username"), {"id": event_id}).scalars())

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from geoservice.events.transitions import PUBLIC_NOTE
 from geoservice.infra.database import transaction
 from geoservice.notifications.recipients import Recipient, recipients
-from geoservice.notifications.rules import rule_for
+from geoservice.notifications.rules import PROGRESS, rule_for, told_followers
 from geoservice.notifications.settings import NotifySettings
 
 CLAIM = text(
@@ -49,7 +50,7 @@ WAKE = text("SELECT pg_notify('geoservice_live', :message)")
 STATUS_ZH = {
     "reported": "已上报", "accepted": "已受理", "rejected": "不予受理", "dispatched": "已派遣", "returned": "已退回",
     "handling": "处置中", "handled": "已处置", "verified": "已核查", "reopened": "重新打开", "archived": "已办结",
-    "evaluated": "已评价",
+    "evaluated": "已评价", "merged": "已合并",
 }  # fmt: skip
 COLOUR_ZH = {"blue": "蓝色预警", "yellow": "黄色预警", "red": "红色预警"}
 
@@ -69,23 +70,30 @@ def fan_out_one(session: Session, settings: NotifySettings) -> FanOut | None:
     if step is None:
         return None
     inbox = deliveries = 0
-    rule = rule_for(step["action"])
     found = session.execute(EVENT, {"id": step["event_id"]}).mappings().first()
     event = as_of_step(found, step["details"] or {}) if found is not None else None
-    if rule is not None and event is not None:
-        people = recipients(session, event, rule.audiences, actor=step["actor"])
-        title = rule.title.format(id=event["id"])
-        body = _body(step, event)
-        if "inbox" in rule.channels:
+    rule = rule_for(step["action"])
+    rules = [rule] if rule is not None else []
+    if (step["details"] or {}).get(PUBLIC_NOTE) and not told_followers(rule):
+        rules.append(PROGRESS)
+    told: set[int] = set()
+    for current in rules if event is not None else []:
+        named = recipients(session, event, current.audiences, actor=step["actor"])
+        people = [p for p in named if p.user_id not in told]
+        told.update(p.user_id for p in people)
+        title = current.title.format(id=event["id"])
+        bodies = {False: _body(step, event, public=False), True: _body(step, event, public=True)}
+        if "inbox" in current.channels:
             for person in people:
                 row = {"user_id": person.user_id, "event_id": event["id"], "log_id": step["log_id"],
-                       "action": step["action"], "title": title, "body": body}  # fmt: skip
+                       "action": step["action"], "title": title, "body": bodies[person.follower]}  # fmt: skip
                 inbox += session.execute(INBOX, row).first() is not None
-        payload = _payload(step, event, title, body, people)
-        if "sms" in rule.channels:
-            for person in (p for p in people if p.phone):
-                deliveries += _queue(session, step, "sms", person.phone, {"text": f"{title}：{body}"}, person)
-        if "webhook" in rule.channels:
+        if "sms" in current.channels:
+            for person in (p for p in people if p.phone and not p.follower):
+                text_ = f"{title}：{bodies[False]}"
+                deliveries += _queue(session, step, "sms", person.phone, {"text": text_}, person)
+        if "webhook" in current.channels:
+            payload = _payload(step, event, title, bodies[False], people)
             for url in settings.webhooks:
                 deliveries += _queue(session, step, "webhook", url, payload, None)
     session.execute(DONE, {"log_id": step["log_id"]})
@@ -127,13 +135,18 @@ def _queue(session: Session, step: Any, channel: str, target: str, payload: dict
     return session.execute(OUTBOX, row).rowcount
 
 
-def _body(step: Any, event: Any) -> str:
+def _body(step: Any, event: Any, *, public: bool) -> str:
+    """Category, status, colour, description and note.
+
+    The public get the note only when it is public, and no description (a subscriber's area holds
+    other people's reports).
+    """
     parts = [event["category_name"] or event["category_code"], STATUS_ZH.get(event["status"], event["status"])]
     if step["action"] == "warning":
         parts.append(COLOUR_ZH.get((step["details"] or {}).get("colour", ""), ""))
-    if event["description"]:
+    if event["description"] and not public:
         parts.append(event["description"][:60])
-    if step["note"]:
+    if step["note"] and (not public or (step["details"] or {}).get(PUBLIC_NOTE)):
         parts.append(step["note"][:200])
     return " · ".join(p for p in parts if p)
 

@@ -14,15 +14,22 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geoservice.auth.scope import region_prefix
+from geoservice.events.followers import merged_reporters
+from geoservice.events.followers import subscribers as area_subscribers
 
 
 @dataclass(frozen=True)
 class Recipient:
-    """An account to notify, with the phone the SMS channel uses ('' when it has none)."""
+    """An account to notify, with the phone the SMS channel uses ('' when it has none).
+
+    ``follower``: told as a member of the public (the reporter, a subscriber), so told nothing the
+    public may not read: no private note, no description of someone else's report, no SMS.
+    """
 
     user_id: int
     username: str
     phone: str
+    follower: bool = False
 
 
 Event = Mapping[str, Any]
@@ -81,10 +88,26 @@ def unit_dispatchers(session: Session, event: Event) -> list[Recipient]:
 
 
 def reporter(session: Session, event: Event) -> list[Recipient]:
-    """The signed-in citizen who reported the event (anonymous and hotline reporters have no account)."""
-    if not event.get("reporter_username"):
+    """The signed-in citizens who reported the event or a report merged into it.
+
+    Anonymous and hotline reporters have no account: they follow by token or through Open311.
+    """
+    names = merged_reporters(session, event["id"])
+    if event.get("reporter_username"):
+        names.append(event["reporter_username"])
+    return _followers(session, names)
+
+
+def subscribers(session: Session, event: Event) -> list[Recipient]:
+    """Whoever subscribed to an area holding the event and to its category (FixMyStreet-style)."""
+    return _followers(session, area_subscribers(session, event["id"]))
+
+
+def _followers(session: Session, names: list[str]) -> list[Recipient]:
+    if not names:
         return []
-    return _people(session, "u.username = :name", {"name": event["reporter_username"]})
+    people = _people(session, "u.username = ANY(:names)", {"names": names})
+    return [Recipient(p.user_id, p.username, p.phone, follower=True) for p in people]
 
 
 def supervisors(session: Session, event: Event) -> list[Recipient]:
@@ -98,15 +121,20 @@ AUDIENCES: dict[str, Audience] = {
     "grid_workers": grid_workers,
     "unit_dispatchers": unit_dispatchers,
     "reporter": reporter,
+    "subscribers": subscribers,
     "supervisors": supervisors,
 }
 
 
 def recipients(session: Session, event: Event, audiences: Iterable[str], *, actor: str) -> list[Recipient]:
-    """Everyone in any of ``audiences``, once each, in a stable order; not whoever took the step."""
+    """Everyone in any of ``audiences``, once each, in a stable order; not whoever took the step.
+
+    Someone in a staff audience and a public one (a dispatcher who subscribed to an area) is told as staff.
+    """
     people: dict[int, Recipient] = {}
     for name in audiences:
         for person in AUDIENCES[name](session, event):
-            if person.username != actor:
-                people.setdefault(person.user_id, person)
+            known = people.get(person.user_id)
+            if person.username != actor and (known is None or (known.follower and not person.follower)):
+                people[person.user_id] = person
     return sorted(people.values(), key=lambda p: p.user_id)

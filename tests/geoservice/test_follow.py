@@ -9,6 +9,8 @@ from sqlalchemy import Engine, text
 
 from geoservice.events.followers import followers
 from geoservice.infra.database import make_engine, transaction
+from geoservice.notifications import fanout
+from geoservice.notifications.settings import NotifySettings
 from geoservice.open311.clients import add_client
 from layers.models import Role
 from tests.conftest import clone_template, drop_database
@@ -16,6 +18,7 @@ from tests.etl.tiny_city import X0, Y0, D
 from tests.geoservice.events_city import TOWN_A, centre, events_city_client
 from tests.geoservice.signin import sign_in
 from tests.geoservice.test_duplicates import near, report
+from tests.geoservice.test_notifications import step
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +140,50 @@ def test_area_subscriptions_match_by_place_and_category(city):
     # A retried request (the same area and categories) gets the stored one back, even at the limit.
     retried = client.post("/v1/subscriptions", json=smalls[3], headers=people["walker"])
     assert retried.status_code == 200 and retried.json()["radius_m"] == 13
+
+
+def test_followers_hear_the_progress_the_public_may_read(city):
+    """Subscribers and the reporters of merged reports are told in their inbox, without private notes."""
+    client, engine, people, _ = city
+    disp = people["dispatcher"]
+    here = near(1, north_m=-150)  # in town A, the dispatcher's
+    watcher = sign_in(client, engine, Role.public, "watcher")
+    merger = sign_in(client, engine, Role.public, "merger")
+    assert client.post("/v1/subscriptions", headers=watcher,
+                       json={"circle": {**here, "radius_m": 50}}).status_code == 201  # fmt: skip
+    master = report(client, people["anonymous"], here)
+    duplicate = report(client, merger, {"lon": here["lon"], "lat": here["lat"] + 5e-5})
+    assert client.post(f"/v1/events/{duplicate['id']}/merge", json={"into": master["id"]}, headers=disp).status_code == 200
+    event = step(client, disp, master, "accept", note="已安排今日清运", public_note=True)
+    handler = sign_in(client, engine, Role.handler, "cleaner", department_code=event["department_code"])
+    event = step(client, disp, event, "dispatch", handler_username="cleaner", note="内部：找王队长")
+    event = step(client, handler, event, "start", note="内部：车辆已出发")
+    step(client, handler, event, "feedback", note="已清运完毕", public_note=True)
+    fanout.drain(engine, NotifySettings(in_server=False))
+
+    def inbox(auth: dict) -> list[tuple[int, str, str]]:
+        items = client.get("/v1/inbox", params={"limit": 50}, headers=auth).json()["items"]
+        return [(n["event_id"], n["title"], n["body"]) for n in reversed(items)]
+
+    m, d = master["id"], duplicate["id"]
+    heard = inbox(watcher)  # both reports are in the area; the dispatch has no public note: not told
+    assert [(e, t) for e, t, _ in heard] == [
+        (m, f"新事件上报 #{m}"), (d, f"新事件上报 #{d}"), (m, f"您关注的事件 #{m} 已受理"),
+        (m, f"您关注的事件 #{m} 正在处置"), (m, f"事件 #{m} 已处置完毕，待核查")]  # fmt: skip
+    assert "已安排今日清运" in heard[2][2] and "已清运完毕" in heard[4][2]
+    # No private note, no description (the reports' description is "垃圾"; the category's name may hold the word).
+    assert not any("内部" in body or "垃圾" in body.split(" · ") for _, _, body in heard)
+    told_merger = inbox(merger)  # their report was merged: they hear the master from then on
+    assert [(e, t) for e, t, _ in told_merger] == [
+        (d, f"事件 #{d} 已与同类事件合并"), (m, f"您关注的事件 #{m} 已受理"),
+        (m, f"您关注的事件 #{m} 正在处置"), (m, f"事件 #{m} 已处置完毕，待核查")]  # fmt: skip
+    # A public note on a step whose row names no public audience still reaches the followers.
+    returned = client.post(f"/v1/events/{m}/transitions", headers=disp, json={
+        "action": "reopen", "expected_version": client.get(f"/v1/events/{m}", headers=disp).json()["row_version"],
+        "note": "复查发现仍有残留，继续清运", "public_note": True})  # fmt: skip
+    assert returned.status_code == 200, returned.text
+    fanout.drain(engine, NotifySettings(in_server=False))
+    last = inbox(watcher)[-1]
+    assert last[:2] == (m, f"您关注的事件 #{m} 有新进展") and "继续清运" in last[2]
+    assert inbox(merger)[-1] == last
+    assert [n["event_id"] for n in client.get("/v1/inbox", headers=handler).json()["items"]][0] == m  # staff too

@@ -221,6 +221,9 @@ def test_a_walk_tells_the_right_people_in_their_inbox_live_and_by_sms(empty_db: 
         rest = client.get("/v1/inbox", params={"limit": 2, "cursor": page["next_cursor"]}, headers=citizen).json()
         assert [n["action"] for n in rest["items"]] == ["accept"] and rest["next_cursor"] is None
         assert page["items"][0]["title"] == f"事件 #{event['id']} 已处置完毕，待核查"
+        assert "已清理" not in page["items"][0]["body"]  # the handler's note was not marked public
+        told_staff = client.get("/v1/inbox", params={"limit": 1}, headers=dispatcher).json()["items"][0]
+        assert told_staff["action"] == "feedback" and "已清理" in told_staff["body"]
         assert datetime.fromisoformat(page["items"][0]["created_at"]).tzinfo is not None
         assert client.get("/v1/inbox/unread-count", headers=citizen).json() == {"unread": 3}
         first = page["items"][0]["id"]
