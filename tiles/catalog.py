@@ -65,6 +65,7 @@ class TileFilters:
     category: str | None = None
     reported_from: str | None = None  # ISO 8601 with a zone, as given
     reported_to: str | None = None
+    owner: str | None = None  # ``unit:<region or grid code>`` or ``department:<code>``, as the statistics key it
     levels: tuple[str, ...] = ()
     event_where: str = "TRUE"
     event_params: tuple[tuple[str, Any], ...] = ()
@@ -73,7 +74,7 @@ class TileFilters:
     def key(self) -> str:
         parts = [
             ",".join(self.statuses), ",".join(self.warnings), self.category or "",
-            self.reported_from or "", self.reported_to or "", ",".join(self.levels),
+            self.reported_from or "", self.reported_to or "", ",".join(self.levels), self.owner or "",
         ]  # fmt: skip
         return "|".join(parts)
 
@@ -268,6 +269,7 @@ def events_sql(tile: TileAddress, scope: TileScope, filters: TileFilters, ctx: B
             f"SELECT {_mvt_geom('e.geom', tile)} AS geom, e.id, e.status, {warning} AS warning, "
             "e.category_code AS category, e.priority, coalesce(e.grid_code, '') AS grid_code, "
             "coalesce(e.department_code, '') AS department, "
+            "coalesce(e.owner_kind || ':' || e.owner_code, '') AS owner, "
             "to_char(e.reported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS reported_at, "
             f"coalesce(to_char(({due}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') AS due_at "
             f"FROM b, events e WHERE e.geom && {SEARCH} AND {where} ORDER BY e.reported_at DESC, e.id DESC LIMIT :limit"
@@ -305,7 +307,7 @@ def _event_conditions(scope: TileScope, filters: TileFilters) -> tuple[str, dict
     return f"({scope.event_where}) AND ({filters.event_where})", params
 
 
-EVENT_FILTERS = frozenset({"status", "warning", "category", "from", "to"})
+EVENT_FILTERS = frozenset({"status", "warning", "category", "from", "to", "owner"})
 LAYERS: dict[str, TileLayer] = {
     layer.name: layer
     for layer in (
@@ -329,7 +331,8 @@ LAYERS: dict[str, TileLayer] = {
         TileLayer("events", "Events; below the cluster zoom, counts per cell (count, red, yellow, blue)", "point",
                   5, 18,
                   {"id": "Number", "status": "String", "warning": "String", "category": "String",
-                   "priority": "String", "grid_code": "String", "department": "String", "reported_at": "String",
+                   "priority": "String", "grid_code": "String", "department": "String", "owner": "String",
+                   "reported_at": "String",
                    "due_at": "String", "count": "Number", "red": "Number", "yellow": "Number", "blue": "Number"},
                   ("events",), frozenset({"events"}), events_sql, EVENT_FILTERS),
     )

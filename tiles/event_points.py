@@ -42,6 +42,7 @@ COLUMNS = (
     "coalesce(array_agg(coalesce(e.grid_code, e.community_code, e.town_code, '')), '{}') AS place, "
     "coalesce(array_agg(coalesce(e.department_code, '')), '{}') AS department, "
     "coalesce(array_agg(coalesce(e.reporter_username, '')), '{}') AS reporter, "
+    "coalesce(array_agg(coalesce(e.owner_kind || ':' || e.owner_code, '')), '{}') AS owner, "
     + ", ".join(f"coalesce(array_agg(coalesce(date_part('epoch', e.{column}), 'NaN')), '{{}}') AS {name}"
                 for column, name in (("reported_at", "reported"), ("accept_due_at", "accept_due"),
                                      ("handle_due_at", "handle_due"), ("dispatched_at", "dispatched")))
@@ -118,6 +119,7 @@ class Columns:
     place: np.ndarray
     department: np.ndarray
     reporter: np.ndarray
+    owner: np.ndarray
     reported: np.ndarray
     accept_due: np.ndarray
     handle_due: np.ndarray
@@ -157,13 +159,14 @@ class Cells:
 
 @dataclass(frozen=True)
 class PointFilters:
-    """The events tile filters, parsed: states, warning colours, category, reported from/to (epoch s)."""
+    """The events tile filters, parsed: states, warning colours, category, reported from/to (epoch s), owner."""
 
     statuses: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     category: str | None = None
     reported_from: float | None = None
     reported_to: float | None = None
+    owner: str | None = None
 
 
 class EventPoints:
@@ -173,7 +176,7 @@ class EventPoints:
         self.engine = engine
         self.max_age_s = max_age_s
         self.statuses, self.categories, self.places = Codes(), Codes(), Codes()
-        self.departments, self.reporters = Codes(), Codes()
+        self.departments, self.reporters, self.owners = Codes(), Codes(), Codes()
         self._columns: Columns | None = None
         self._token: tuple[int, int] = (0, 0)
         self._synced_with: Hashable = None
@@ -221,6 +224,8 @@ class EventPoints:
         if filters.category:
             wanted, children = filters.category, filters.category + "."
             keep &= np.isin(columns.category, self.categories.where(lambda c: c == wanted or c.startswith(children)))
+        if filters.owner:
+            keep &= np.isin(columns.owner, self.owners.where(lambda o: o == filters.owner))
         if filters.reported_from is not None:
             keep &= columns.reported >= filters.reported_from
         if filters.reported_to is not None:
@@ -280,6 +285,7 @@ class EventPoints:
             place=self.places.encode(row.place),
             department=self.departments.encode(row.department),
             reporter=self.reporters.encode(row.reporter),
+            owner=self.owners.encode(row.owner),
             **{name: np.asarray(getattr(row, name), dtype=np.float64)
                for name in ("reported", "accept_due", "handle_due", "dispatched")},
         )  # fmt: skip

@@ -218,7 +218,7 @@ def point_filters(filters: TileFilters) -> PointFilters:
     """The events filters of a tile request, with the times as epoch seconds."""
     since, until = (None if t is None else datetime.fromisoformat(t).timestamp()
                     for t in (filters.reported_from, filters.reported_to))  # fmt: skip
-    return PointFilters(filters.statuses, filters.warnings, filters.category, since, until)
+    return PointFilters(filters.statuses, filters.warnings, filters.category, since, until, filters.owner)
 
 
 def etag_of(body: bytes) -> str:

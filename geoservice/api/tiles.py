@@ -46,7 +46,9 @@ router = APIRouter(tags=["tiles"])
 Viewer = Annotated[Principal, Depends(VIEWERS)]
 LayerName = Annotated[str, Path(description=", ".join(LAYERS), examples=["grids"])]
 # The tile route's text filters and their longest accepted values; the cache-hit path (tile_hits) checks the same.
-FILTER_MAX_LENGTH = {"status": 300, "warning": 60, "category": 80, "level": 60}
+FILTER_MAX_LENGTH = {"status": 300, "warning": 60, "category": 80, "level": 60, "owner": 70}
+OWNER_KINDS = ("unit", "department")
+OWNER_HELP = "events: who holds them now, unit:<region or grid code> or department:<code>"
 TIME_FILTERS = ("from", "to")
 
 
@@ -74,10 +76,11 @@ async def get_tile(
     reported_from: Annotated[datetime | None, Query(alias="from", description="events: reported at or after")] = None,
     reported_to: Annotated[datetime | None, Query(alias="to", description="events: reported before")] = None,
     level: Annotated[str | None, _text_filter("level", "posts and rings: comma-separated levels")] = None,
+    owner: Annotated[str | None, _text_filter("owner", OWNER_HELP)] = None,
 ) -> Response:
     """One Mapbox Vector Tile of the layer, holding only what the caller may see."""
     given = {"status": status, "warning": warning, "category": category, "from": reported_from,
-             "to": reported_to, "level": level}  # fmt: skip
+             "to": reported_to, "level": level, "owner": owner}  # fmt: skip
     asked = TileRequest.check(request.app, principal, layer, (z, x, y), given)
     answer = asked.cached()  # a hit never leaves the event loop
     if answer is None:
@@ -99,6 +102,7 @@ def get_tilejson(
     reported_from: Annotated[datetime | None, Query(alias="from", description="events: reported at or after")] = None,
     reported_to: Annotated[datetime | None, Query(alias="to", description="events: reported before")] = None,
     level: Annotated[str | None, _text_filter("level", "posts and rings: comma-separated levels")] = None,
+    owner: Annotated[str | None, _text_filter("owner", OWNER_HELP)] = None,
 ) -> JSONResponse:
     """TileJSON 3.0.0: the tile URL, bounds and centre of the data, zooms and the fields of each feature.
 
@@ -107,7 +111,7 @@ def get_tilejson(
     """
     found = _layer(layer)
     given = {"status": status, "warning": warning, "category": category, "from": reported_from,
-             "to": reported_to, "level": level}  # fmt: skip
+             "to": reported_to, "level": level, "owner": owner}  # fmt: skip
     not_filters = {name: "" for name in request.query_params if name not in given}
     tile_filters(found, {**given, **not_filters}, event_settings(request.app))
     service, rules = service_and_rules(request.app)
@@ -195,14 +199,17 @@ def tile_filters(layer: TileLayer, given: dict[str, object], settings: EventSett
     statuses, warnings = _listed(given["status"], STATUSES, "status"), _listed(given["warning"], COLOURS, "warning")
     category = given["category"] if isinstance(given["category"], str) else None
     since, until = (t if isinstance(t, datetime) else None for t in (since, until))
-    clauses, params = filter_clauses(EventFilters(statuses, warnings, category, reported_from=since, reported_to=until),
-                                     settings)  # fmt: skip
+    owner = _owner(given.get("owner"))
+    owner_kind, owner_code = owner.split(":", 1) if owner else (None, None)
+    clauses, params = filter_clauses(EventFilters(statuses, warnings, category, reported_from=since, reported_to=until,
+                                                  owner_kind=owner_kind, owner_code=owner_code), settings)  # fmt: skip
     return TileFilters(
         statuses=statuses,
         warnings=warnings,
         category=category,
         reported_from=since.isoformat() if since else None,
         reported_to=until.isoformat() if until else None,
+        owner=owner,
         levels=_listed(given["level"], tuple(PostLevel), "level"),
         event_where=" AND ".join(clauses) or "TRUE",
         event_params=tuple(sorted(params.items())),
@@ -299,6 +306,17 @@ def _listed(value: object, known: tuple[str, ...], name: str) -> tuple[str, ...]
     if unknown:
         raise ProblemError(422, "Invalid filter", f"unknown {name} {', '.join(unknown)}; known: {', '.join(known)}")
     return items
+
+
+def _owner(value: object) -> str | None:
+    """``unit:<code>`` or ``department:<code>`` (the keys of ``/v1/stats/counts?by=owner``), else a 422."""
+    if not isinstance(value, str) or not value:
+        return None
+    kind, _, code = value.partition(":")
+    if kind not in OWNER_KINDS or not code.strip():
+        raise ProblemError(422, "Invalid filter", f"owner is unit:<region or grid code> or department:<code>, "
+                           f"not {value!r}")  # fmt: skip
+    return f"{kind}:{code.strip()}"
 
 
 def _etags(header: str | None) -> set[str]:

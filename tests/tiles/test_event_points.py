@@ -60,7 +60,8 @@ SCOPES = {
 
 def asked(**given: object) -> TileFilters:
     """Filters as a request's query string gives them (the route's own parsing and SQL)."""
-    return tile_filters(LAYERS["events"], {**dict.fromkeys(("status", "warning", "category", "from", "to", "level")),
+    return tile_filters(LAYERS["events"], {**dict.fromkeys(("status", "warning", "category", "from", "to", "level",
+                                                            "owner")),
                                            **given}, SETTINGS)  # fmt: skip
 
 
@@ -70,6 +71,7 @@ FILTERS = {
     "red and yellow": asked(warning="red,yellow"),
     "a class of categories": asked(category="city_management"),
     "one category": asked(category="livelihood.elderly"),
+    "one department's": asked(owner="department:police"),
     "reported in a window": asked(**{"from": datetime(2026, 3, 1, tzinfo=UTC), "to": datetime(2026, 9, 1, tzinfo=UTC)}),
 }
 

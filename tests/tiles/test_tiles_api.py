@@ -152,6 +152,17 @@ def test_event_tiles_filter_and_aggregate(client: TestClient, admin: dict):
     odd = client.get(tile_url("events", *CITY_CENTRE, CITY_Z), params={"from": "2000-01-01T00:00:00+16:00"},
                      headers=admin)  # fmt: skip
     assert len(features(odd, "events")) == 7
+    # Who holds an event now: the owner filter (the statistics' owner keys) at both zooms, and on each feature.
+    first = client.get(f"/v1/events/{made[0]['id']}", headers=admin).json()
+    owner = f"{first['owner_kind']}:{first['owner_code']}"
+    held = [e["id"] for e in made if e["grid_code"] == made[0]["grid_code"]]
+    owned = features(client.get(tile_url("events", *CITY_CENTRE, CITY_Z), params={"owner": owner}, headers=admin),
+                     "events")  # fmt: skip
+    assert sorted(f["id"] for f in owned) == sorted(held) and {f["properties"]["owner"] for f in owned} == {owner}
+    counted = features(client.get(low, params={"owner": owner}, headers=admin), "events")
+    assert sum(f["properties"]["count"] for f in counted) == len(held) < len(made)
+    nobody = client.get(low, params={"owner": "department:no-such-department"}, headers=admin)
+    assert nobody.status_code == 204
     # Below the cluster zoom the tile carries counts, adding up to every event.
     clusters = features(client.get(tile_url("events", *CITY_CENTRE, 9), headers=admin), "events")
     assert sum(f["properties"]["count"] for f in clusters) == 7
@@ -207,7 +218,7 @@ def test_tilejson_describes_the_layer(client: TestClient, admin: dict):
     assert (west, south, east, north) == pytest.approx((X0, Y0, X0 + 4 * D, Y0 + D), abs=1e-6)
     assert set(body["vector_layers"][0]["fields"]) >= {"code", "community", "town", "workers", "officer"}
     assert set(client.get("/tiles/events.json", headers=admin).json()["filters"]) == {
-        "status", "warning", "category", "from", "to"}  # fmt: skip
+        "status", "warning", "category", "from", "to", "owner"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -220,6 +231,9 @@ def test_tilejson_describes_the_layer(client: TestClient, admin: dict):
         ("/tiles/events/12/3419/1661.mvt", {"status": "lost"}, 422, "unknown status lost"),
         ("/tiles/events/12/3419/1661.mvt", {"from": "2026-01-01T00:00:00"}, 422, "time zone"),
         ("/tiles/posts/12/3419/1661.mvt", {"level": "castle"}, 422, "unknown level"),
+        ("/tiles/events/12/3419/1661.mvt", {"owner": "police"}, 422, "unit:<region or grid code>"),
+        ("/tiles/events/12/3419/1661.mvt", {"owner": "team:x"}, 422, "department:<code>"),
+        ("/tiles/grids/12/3419/1661.mvt", {"owner": "unit:1"}, 422, "takes no owner"),
         ("/tiles/roads.json", {}, 404, "no tile layer"),
     ],
 )
