@@ -6,11 +6,14 @@ half-written, because every write runs in one transaction.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from etl.load import ImportRejected
+if TYPE_CHECKING:  # etl.load brings geopandas: not for every command's start (``geoservice --help``)
+    from etl.load import ImportRejected
 
 console = Console(soft_wrap=True)  # messages stay on one line: people grep them
 err = Console(stderr=True, soft_wrap=True)

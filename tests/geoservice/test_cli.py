@@ -1,5 +1,7 @@
 """The ``geoservice`` command as a user runs it: exit codes, messages, and nothing half-written."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,7 @@ from shapely import MultiPolygon, Polygon
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from geoservice.cli import app
+from geoservice.cli import COMMANDS, app, load_command
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, WEST, write
 
@@ -133,3 +135,32 @@ def test_users_unlock_lifts_a_sign_in_lock(use_database: str):
     assert "li was not locked" in run("users", "unlock", "li").output
     missing = run("users", "unlock", "nobody")
     assert missing.exit_code == 1 and "no user called 'nobody'" in missing.output
+
+
+def test_the_command_list_is_each_command_s_own_first_line():
+    for name, (_, _, line) in COMMANDS.items():
+        command = load_command(name)
+        assert (command.help or "").strip().splitlines()[0] == line, name
+
+
+def test_help_exits_0_and_a_command_s_own_status_comes_through():
+    for args in ([], ["events"], ["events", "--help"], ["versions", "publish", "--help"]):
+        result = runner.invoke(app, ["--help"] if not args else args)
+        assert result.exit_code in (0, 2) and "error:" not in result.output, (args, result.output)
+    assert runner.invoke(app, ["events", "--help"]).exit_code == 0
+    assert "events [OPTIONS] COMMAND" in " ".join(runner.invoke(app, ["events", "--help"]).output.split())
+    unknown = runner.invoke(app, ["no-such-command"])
+    assert unknown.exit_code == 2 and "No such command" in unknown.output
+
+
+def test_starting_a_command_imports_only_what_it_needs():
+    """``geoservice --help`` and a light command do not import geopandas, folium or spopt (seconds at start)."""
+    probe = (
+        "import sys\n"
+        "from geoservice.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'geopandas', 'folium', 'spopt', 'pandas', 'fastapi'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert "HEAVY []" in shown.stdout and "versions" in shown.stdout
