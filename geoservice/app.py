@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -40,6 +41,7 @@ from geoservice.api.openapi import install_openapi
 from geoservice.api.problems import register_error_handlers
 from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
+from geoservice.boundaries.reroute import reroute_window
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
@@ -82,7 +84,9 @@ def create_app(
         app.state.sessions = session_factory(app.state.engine)
         app.state.principals = PrincipalCache(app.state.engine, app.state.auth_settings.principal_cache_s)
         app.state.principals.start()
-        app.state.routers = RouterRegistry(app.state.engine, app.state.routing_settings)
+        app.state.routers = RouterRegistry(
+            app.state.engine, app.state.routing_settings, on_swap=partial(reroute_window, app.state.engine)
+        )
         app.state.routers.start()
         if own_engine:
             # FastAPI builds each included router's routes on the first request that reaches it:

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from geoservice.api.deps import SessionDep
-from geoservice.api.locate import locate_router
+from geoservice.api.locate import report_router
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import EVERYONE, allow, policy
 from geoservice.auth.scope import scope_of
@@ -126,8 +126,8 @@ def post_event(
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise ProblemError(422, "Invalid request", "the Idempotency-Key header and the body's idempotency_key differ; "
                            "send one key, or the same in both")  # fmt: skip
-    router_ = locate_router(request, None)
     with request.app.state.sessions() as session, session.begin():
+        router_ = report_router(request, session)  # under the routing lock until the report commits
         event, created = report_event(
             session, router_, lon=body.lon, lat=body.lat, crs=body.crs, category_code=body.category,
             description=body.description, source=body.source, priority=body.priority,

@@ -18,11 +18,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from geoservice.api.problems import ProblemError, problem_error
 from geoservice.auth.policy import EVERYONE, allow, charge_public, policy
 from geoservice.auth.users import Principal
-from geoservice.boundaries.versions import NoVersionInForce
+from geoservice.boundaries.versions import NoVersionInForce, hold_routing
 from geoservice.inputs import Name, ZonedTime, text_problem
 from geoservice.routing.router import Location, Region, Router
 from layers.crs import InvalidCoordinates, on_earth, parse_crs, point_to_wgs84, to_wgs84
@@ -110,7 +111,9 @@ async def locate_one(
     """Which grid (and community, town, station, posts) a point is in."""
     # The current router answers in ~20 µs without I/O, so it runs on the event loop; only a past
     # instant may need the database (to build that version's router) and goes to a thread.
-    router_ = locate_router(request, None) if at is None else await run_in_threadpool(locate_router, request, at)
+    # While a newly published version's router is being built, the wait for it goes to a thread too.
+    fast = at is None and not request.app.state.routers.behind()
+    router_ = locate_router(request, None) if fast else await run_in_threadpool(locate_router, request, at)
     location = router_.locate(*point_to_wgs84(lon, lat, crs))
     answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs}, _audience(request, who))
     if "error" in answer:
@@ -223,6 +226,16 @@ def _named(region: Region | None) -> dict[str, str] | None:
 
 def _round(metres: float | None) -> float | None:
     return None if metres is None else round(metres, 1)
+
+
+def report_router(request: Request, session: Session) -> Router:
+    """The router a report is routed by, chosen under the routing lock (``boundaries.versions.hold_routing``).
+
+    The lock is held until the report's transaction ends, so a publish or a worker's catch-up after
+    a publish waits for this report and then routes it again if it was routed by a retired version.
+    """
+    hold_routing(session)
+    return locate_router(request, None)
 
 
 def locate_router(request: Request, at: datetime | None) -> Router:

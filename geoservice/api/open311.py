@@ -16,7 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from geoservice.api.locate import locate_router
+from geoservice.api.locate import report_router
 from geoservice.api.problems import ANSWERED, problem_error
 from geoservice.auth.policy import EVERYONE, policy
 from geoservice.auth.users import Principal
@@ -128,8 +128,9 @@ def post_request(
         name = " ".join(p for p in (last_name, first_name) if p) or None
         with request.app.state.sessions() as session, session.begin():
             client = _client(session, api_key)
+            router_ = report_router(request, session)
             event, _ = report_event(
-                session, locate_router(request, None), lon=lon_, lat=lat_, crs="wgs84", category_code=service_code,
+                session, router_, lon=lon_, lat=lat_, crs="wgs84", category_code=service_code,
                 description=description or "", source="public", reporter_name=name, reporter_phone=phone or None,
                 photos=[{"url": media_url}] if media_url else None,
                 idempotency_key=idempotency_key or idempotency_header,

@@ -26,6 +26,7 @@ from geoservice.boundaries.versions import (
     VersionInfo,
     VersionNotFound,
     get_version,
+    hold_routing,
     resolve_version,
 )
 from geoservice.routing.loader import load_router
@@ -107,6 +108,7 @@ def publish_version(
         raise DraftInvalid(name, report.findings)
     # Serialise publishers: the one in force is read and retired under the same lock.
     session.execute(text("LOCK TABLE boundary_versions IN SHARE ROW EXCLUSIVE MODE"))
+    hold_routing(session, exclusive=True)  # reports being routed now commit first, and are re-routed below
     later = session.execute(
         text("SELECT name FROM boundary_versions WHERE status <> 'draft' AND effective_from >= :at"),
         {"at": at},

@@ -6,22 +6,31 @@ one. The rest of the open events (reported, accepted, returned) are routed again
 version's router (grid, community, town, station, department, rule), and each change is written to
 the event log in the publisher's transaction. Closed events (rejected, archived, evaluated) are
 history and never touched. An event whose routing does not change is not logged.
+
+The same happens once more in each worker as it swaps in the new router (``reroute_window``): the
+reports it routed by the retired version after the publish, in the seconds its new router was
+being built, are routed again by the version in force at their instant.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from etl.load import copy_rows
+from geoservice.boundaries.versions import hold_routing
+from geoservice.infra.database import transaction
 from geoservice.routing.bulk import route_points
 from geoservice.routing.router import Router
 
+log = logging.getLogger(__name__)
 REROUTED = ("reported", "accepted", "returned")
 KEPT = ("dispatched", "handling", "handled", "verified", "reopened")
 FIELDS = ("grid_code", "community_code", "town_code", "station_code", "department_code")
@@ -46,16 +55,22 @@ class EventMove:
         return "reroute" if self.status in REROUTED else "keep"
 
 
-def event_moves(session: Session, router: Router, *, lock: bool = False) -> list[EventMove]:
-    """Open events (reroutable and kept) whose grid or department would change under ``router``."""
+def event_moves(
+    session: Session, router: Router, *, lock: bool = False, reported_since: datetime | None = None
+) -> list[EventMove]:
+    """Open events (reroutable and kept) whose grid or department would change under ``router``.
+
+    ``reported_since``: only those reported since then and routed by another version (a window).
+    """
+    window = " AND reported_at >= :since AND boundary_version_id IS DISTINCT FROM :v" if reported_since else ""
     rows = session.execute(
         text(
             "SELECT id, status, category_code, ST_X(geom) AS lon, ST_Y(geom) AS lat, "
             + ", ".join(FIELDS)
-            + " FROM events WHERE status = ANY(:open) ORDER BY id"
+            + f" FROM events WHERE status = ANY(:open){window} ORDER BY id"
             + (" FOR UPDATE" if lock else "")
         ),
-        {"open": list(REROUTED + KEPT)},
+        {"open": list(REROUTED + KEPT), "since": reported_since, "v": router.version_id},
     ).all()
     if not rows:
         return []
@@ -77,14 +92,14 @@ def event_moves(session: Session, router: Router, *, lock: bool = False) -> list
 
 
 def reroute_events(
-    session: Session, router: Router, *, actor: str, role: str
+    session: Session, router: Router, *, actor: str, role: str, reported_since: datetime | None = None
 ) -> tuple[list[EventMove], list[EventMove]]:
     """Re-route the reroutable open events the new router places elsewhere; (rerouted, kept).
 
     Rows are locked first, so an event that a dispatcher moves on meanwhile is either re-routed
     before its transition or seen afterwards in its new status; never half of each.
     """
-    moves = event_moves(session, router, lock=True)
+    moves = event_moves(session, router, lock=True, reported_since=reported_since)
     rerouted = [m for m in moves if m.action == "reroute"]
     kept = [m for m in moves if m.action == "keep"]
     if not rerouted:
@@ -129,3 +144,25 @@ def reroute_events(
     )
     session.execute(text("DROP TABLE rerouted"))
     return rerouted, kept
+
+
+def reroute_window(engine: Engine, router: Router) -> list[EventMove]:
+    """Route again the open reports routed by another version since ``router``'s version took effect.
+
+    A worker calls this when it has swapped in ``router``: until then it answered from the retired
+    version (or, with a later ``effective_from``, from the one before until its periodic check). The
+    exclusive ``ROUTING_LOCK`` waits for reports still being routed by the old router to commit.
+    """
+    with transaction(engine) as session:
+        hold_routing(session, exclusive=True)
+        since = session.execute(
+            text("SELECT effective_from FROM boundary_versions WHERE id = :v AND status = 'published'"),
+            {"v": router.version_id},
+        ).scalar()
+        if since is None:  # retired meanwhile: the next swap catches up
+            return []
+        rerouted, _ = reroute_events(session, router, actor="system", role="admin", reported_since=since)
+    if rerouted:
+        log.info("re-routed %d reports made while version %s was being loaded", len(rerouted), router.version_name)
+    return rerouted
+

@@ -22,6 +22,17 @@ from geoservice.errors import Conflict, Unavailable
 
 NOTIFY_CHANNEL = "boundary_version"
 LAYERS_CHANGED = "layers"  # payload when posts, places, station areas or routing rules change
+# A report holds this transaction lock shared from before it picks a router until it commits; a
+# publish and a worker's catch-up after it swaps routers (``boundaries.reroute.reroute_window``)
+# hold it exclusively. So a report routed by a version just retired either commits before the
+# publish re-routes the open events, or is seen by the catch-up of the worker that routed it.
+ROUTING_LOCK = 0x67656F_726F757465  # "georoute"
+
+
+def hold_routing(session: Session, *, exclusive: bool = False) -> None:
+    """Take ``ROUTING_LOCK`` until the transaction ends: shared to route a report, exclusive to re-route."""
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    session.execute(text(f"SELECT {function}(:key)"), {"key": ROUTING_LOCK})
 
 
 class VersionError(Conflict, ValueError):

@@ -6,6 +6,11 @@ version in force every ``version_check_s`` seconds, which catches versions whose
 arrives later and notifications lost while the database was away. When the version changes, the new
 router is built beside the old one and swapped in with one reference assignment: a request holds
 the router it started with, so every answer comes entirely from one version.
+
+While a new version's router is being built the old one no longer answers: a request that finds
+the registry ``behind`` waits for the build (seconds on a large city) rather than answer from
+boundaries no longer in force. Reports routed just before the worker heard of the publish are
+routed again by ``on_swap`` (the app passes ``boundaries.reroute.reroute_window``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 
 from psycopg import Notify
@@ -32,9 +38,13 @@ PAST_ROUTERS = 4  # routers of past versions kept for ``at=`` queries
 class RouterRegistry:
     """The current router of one process, and a few of past versions."""
 
-    def __init__(self, engine: Engine, settings: RoutingSettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: RoutingSettings, on_swap: Callable[[Router], object] | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.on_swap = on_swap
+        self._in_force: int | None = None  # the version the database last said is in force
         self._sessions = session_factory(engine)
         self._current: Router | None = None
         self._past: OrderedDict[int, Router] = OrderedDict()
@@ -45,12 +55,17 @@ class RouterRegistry:
     def current(self) -> Router:
         """The router of the version in force (built on first use when no watcher runs)."""
         router = self._current
-        if router is None:
-            self.refresh()
+        if router is None or self.behind():
+            self.refresh()  # waits for the build under way (one build, under the lock)
             router = self._current
         if router is None:
             raise NoVersionInForce("no boundary version is in force yet: import grids and publish a version")
         return router
+
+    def behind(self) -> bool:
+        """Whether a newer version is in force than the router answering (its build is under way)."""
+        current, in_force = self._current, self._in_force
+        return current is not None and in_force is not None and current.version_id != in_force
 
     def loaded(self) -> Router | None:
         """The router this worker answers from now, without building one."""
@@ -81,6 +96,7 @@ class RouterRegistry:
         """Swap in a new router if the version in force changed (or ``force``: posts, places or rules did)."""
         with self._sessions() as session:
             version_id = current_version_id(session)
+        self._in_force = version_id
         current = self._current
         if version_id is None or (not force and current is not None and current.version_id == version_id):
             return False
@@ -93,6 +109,11 @@ class RouterRegistry:
                 router = load_router(session, version_id, self.settings)
             self._current = router  # one assignment: readers see the old router or the new one
         log.info("router now answers from boundary version %s (%s)", router.version_name, version_id)
+        if self.on_swap is not None:  # outside the build lock: a report waiting for it holds the routing lock
+            try:
+                self.on_swap(router)
+            except Exception:  # the next swap (or restart) catches up; answering goes on meanwhile
+                log.exception("could not re-route the reports made while version %s was loading", version_id)
         return True
 
     def start(self) -> None:
