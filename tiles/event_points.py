@@ -41,12 +41,17 @@ COLUMNS = (
     "coalesce(array_agg(e.category_code::text), '{}') AS category, "
     "coalesce(array_agg(coalesce(e.grid_code, e.community_code, e.town_code, '')), '{}') AS place, "
     "coalesce(array_agg(coalesce(e.department_code, '')), '{}') AS department, "
+    "coalesce(array_agg(coalesce(co.departments, '')), '{}') AS co_departments, "
     "coalesce(array_agg(coalesce(e.reporter_username, '')), '{}') AS reporter, "
     "coalesce(array_agg(coalesce(e.owner_kind || ':' || e.owner_code, '')), '{}') AS owner, "
     + ", ".join(f"coalesce(array_agg(coalesce(date_part('epoch', e.{column}), 'NaN')), '{{}}') AS {name}"
                 for column, name in (("reported_at", "reported"), ("accept_due_at", "accept_due"),
                                      ("handle_due_at", "handle_due"), ("dispatched_at", "dispatched")))
-    + " FROM events e"
+    + " FROM events e LEFT JOIN ("
+    # The departments co-handling an event while their task is live, as ",a,b,"
+    # (``auth.scope.department_scope_sql`` lets them see it).
+    "SELECT event_id, ',' || string_agg(department_code, ',' ORDER BY department_code) || ',' AS departments "
+    "FROM event_tasks WHERE status IN ('open', 'handling') GROUP BY event_id) co ON co.event_id = e.id"
 )  # fmt: skip
 TOKEN = "SELECT (SELECT max(id) FROM events) AS event_id, (SELECT max(id) FROM event_log) AS log_id"
 # Changed since a token: new events and events with new log entries, looking back LOOKBACK ids on
@@ -118,6 +123,7 @@ class Columns:
     category: np.ndarray
     place: np.ndarray
     department: np.ndarray
+    co_departments: np.ndarray
     reporter: np.ndarray
     owner: np.ndarray
     reported: np.ndarray
@@ -176,7 +182,7 @@ class EventPoints:
         self.engine = engine
         self.max_age_s = max_age_s
         self.statuses, self.categories, self.places = Codes(), Codes(), Codes()
-        self.departments, self.reporters, self.owners = Codes(), Codes(), Codes()
+        self.departments, self.reporters, self.owners, self.co_departments = Codes(), Codes(), Codes(), Codes()
         self._columns: Columns | None = None
         self._token: tuple[int, int] = (0, 0)
         self._synced_with: Hashable = None
@@ -284,6 +290,7 @@ class EventPoints:
             category=self.categories.encode(row.category),
             place=self.places.encode(row.place),
             department=self.departments.encode(row.department),
+            co_departments=self.co_departments.encode(row.co_departments),
             reporter=self.reporters.encode(row.reporter),
             owner=self.owners.encode(row.owner),
             **{name: np.asarray(getattr(row, name), dtype=np.float64)
@@ -300,7 +307,9 @@ class EventPoints:
             prefix = scope.region_prefix
             return np.isin(columns.place, self.places.where(lambda p: p.startswith(prefix)))
         if scope.department_code is not None:
-            return np.isin(columns.department, self.departments.where(lambda d: d == scope.department_code))
+            lead = np.isin(columns.department, self.departments.where(lambda d: d == scope.department_code))
+            listed = f",{scope.department_code},"
+            return lead | np.isin(columns.co_departments, self.co_departments.where(lambda c: listed in c))
         if scope.reporter_username is not None:
             return np.isin(columns.reporter, self.reporters.where(lambda r: r == scope.reporter_username))
         return np.zeros(len(columns.id), dtype=bool)

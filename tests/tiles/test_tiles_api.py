@@ -248,3 +248,22 @@ def test_tiles_need_a_signed_in_staff_member(client: TestClient, empty_db: Engin
     assert client.get(tile_url("grids", *CITY_CENTRE, CITY_Z)).status_code == 401
     citizen = sign_in(client, empty_db, Role.public, "citizen")
     assert client.get(tile_url("grids", *CITY_CENTRE, CITY_Z), headers=citizen).status_code == 403
+
+
+def test_a_co_department_sees_its_co_handled_events_at_every_zoom(client: TestClient, admin: dict,
+                                                                  empty_db: Engine):  # fmt: skip
+    event = report(client, admin, 0)
+    lead = event["department_code"]
+    co = "ecology" if lead != "ecology" else "police"
+    helper = sign_in(client, empty_db, Role.handler, "co-handler", department_code=co)
+    low, high = tile_url("events", *CITY_CENTRE, 9), tile_url("events", *CITY_CENTRE, CITY_Z)
+    assert client.get(low, headers=helper).status_code == 204  # not theirs yet
+    for action, fields in (("accept", {}), ("dispatch", {"department_code": lead, "co_departments": [co]})):
+        answer = client.post(f"/v1/events/{event['id']}/transitions", headers=admin,
+                             json={"action": action, "expected_version": event["row_version"], **fields})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        event = answer.json()
+    # Counted in memory below the cluster zoom, one by one in SQL above it: the same single event.
+    assert sum(f["properties"]["count"] for f in features(client.get(low, headers=helper), "events")) == 1
+    assert [f["id"] for f in features(client.get(high, headers=helper), "events")] == [event["id"]]
+
