@@ -1,6 +1,6 @@
 """Supervision (督办) over HTTP: orders on an event or on a unit's overdue work, the list, the replies.
 
-Supervisors and admins issue; those who act on the event reply (``events.supervision.may_reply``);
+Supervisors and admins issue; whoever acts for the event's owner replies (``events.supervision.may_reply``);
 every staff member but planners lists the orders on the events they may see. Writes commit before
 the answer, as the event routes do.
 """

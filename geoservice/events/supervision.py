@@ -6,7 +6,7 @@ flagged ``supervised`` in every answer. The sweep escalates, once, the event of 
 reply deadline passed without a reply: the order is claimed with ``UPDATE … WHERE escalated_at IS
 NULL … RETURNING``, so two sweeps at once (two API workers) cannot both escalate it.
 
-Who may reply is one function, ``may_reply``, so that it can follow event owners when they arrive.
+Who may reply is one function, ``may_reply``: whoever acts for the event's owner now.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.auth.scope import region_prefix, scope_of, scope_sql
+from geoservice.auth.scope import acts_for_owner, region_prefix, scope_of, scope_sql
 from geoservice.auth.users import Principal
 from geoservice.errors import Conflict, Forbidden, InvalidInput, NotFound
 from geoservice.events.deadlines import is_overdue, running_clock
 from geoservice.events.escalation import escalate_one_level
 from geoservice.events.log import log_step
+from geoservice.events.owners import served_grids
 from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.events.workflow import OPEN_STATES
 from layers.models import Role
@@ -58,16 +59,18 @@ CLAIM_LATE = text(
 )
 
 
-def may_reply(principal: Principal, event: dict[str, Any]) -> bool:
-    """Whether ``principal`` may answer a supervision order on ``event``, read through their own scope.
+def may_reply(session: Session, principal: Principal, event: dict[str, Any]) -> bool:
+    """Whether ``principal`` may answer a supervision order on ``event``: whoever acts for its owner now.
 
-    For now: those who may act on the event — an admin, or a dispatcher or grid worker whose scope
-    reaches it, or a handler of its (lead) department; a co-department answers through its task.
-    The one place to switch to the event's owner when owners exist.
+    The order is flagged in the owner's queue, so the owner answers it (``auth.scope.acts_for_owner``):
+    an admin, a handler of the department holding it, a dispatcher of the unit holding it (or above
+    it in their subtree), a grid worker of the grid holding it. After an escalation the new owner
+    answers; the previous one keeps reading it. A co-department answers through its task.
     """
-    if principal.role == Role.handler:
-        return principal.department_code is not None and principal.department_code == event.get("department_code")
-    return principal.role in REPLIERS
+    if principal.role not in REPLIERS:
+        return False
+    grids = served_grids(session, principal.username) if principal.role == Role.grid_worker else None
+    return acts_for_owner(principal, event.get("owner_kind"), event.get("owner_code"), grids)
 
 
 def reply_due(now: datetime, reply_due_at: datetime | None, reply_hours: float | None) -> datetime:
@@ -150,7 +153,7 @@ def reply_to_order(session: Session, order_id: int, replier: Principal, reply: s
     event = None if order is None else fetch_event(session, order.event_id, scope_of(replier))
     if order is None or event is None:
         raise NotFound(f"there is no supervision order {order_id} that you may see", title="No such order")
-    if not may_reply(replier, event):
+    if not may_reply(session, replier, event):
         raise Forbidden(f"a {replier.role} may not reply to supervision orders; replies come from those who "
                         "act on the event (dispatcher, grid worker, handler)", title="Not allowed")  # fmt: skip
     if order.replied_at is not None:

@@ -13,7 +13,7 @@ from geoservice.events.supervision import sweep_supervision
 from geoservice.infra.database import transaction
 from geoservice.stats.filters import LOCAL_TZ
 from layers.models import Role
-from tests.geoservice.events_city import TOWN_A, TOWN_B, centre, events_city_client
+from tests.geoservice.events_city import COMMUNITY_A, TOWN_A, TOWN_B, centre, events_city_client
 from tests.geoservice.signin import sign_in
 
 
@@ -146,3 +146,25 @@ def test_orders_replies_and_escalation_of_late_orders(client: TestClient, empty_
     ranking = client.get("/v1/stats/ranking", params={"month": month, "level": "town"}, headers=supervisor).json()
     components = {r["code"]: r["components"]["supervision_overdue"] for r in ranking["rows"]}
     assert components == {TOWN_A: 0.0, TOWN_B: 1.0} and ranking["supervision_penalty"] == 10.0
+
+
+def test_the_owner_answers_an_order_and_after_an_escalation_the_new_owner_does(client: TestClient,
+                                                                               empty_db: Engine):  # fmt: skip
+    supervisor = sign_in(client, empty_db, Role.supervisor)
+    admin = sign_in(client, empty_db, Role.admin)
+    community = sign_in(client, empty_db, Role.dispatcher, "disp-community", region_code=COMMUNITY_A)
+    town = sign_in(client, empty_db, Role.dispatcher, "disp-town", region_code=TOWN_A)
+    event = _report(client, community, 1)
+    for _ in range(2):  # grid → community → town
+        answer = client.post(f"/v1/events/{event['id']}/transitions", headers=admin,
+                             json={"action": "escalate", "expected_version": event["row_version"], "note": "需协调"})
+        assert answer.status_code == 200, answer.text
+        event = answer.json()
+    assert (event["owner_kind"], event["owner_code"]) == ("unit", TOWN_A)
+    order = _order(client, supervisor, event["id"], 201, instruction="请镇街牵头处置", reply_hours=4)
+    # The community still reads the event and its order, but no longer holds it: not its reply.
+    assert client.get(f"/v1/events/{event['id']}", headers=community).status_code == 200
+    refused = client.post(f"/v1/supervision/{order['id']}/reply", json={"reply": "社区已处理"}, headers=community)
+    assert refused.status_code == 403, refused.text
+    replied = client.post(f"/v1/supervision/{order['id']}/reply", json={"reply": "镇街已牵头"}, headers=town)
+    assert replied.status_code == 200 and replied.json()["replied_by"] == "disp-town"
