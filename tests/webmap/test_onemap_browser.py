@@ -375,8 +375,29 @@ def test_the_dispatchers_workbench(demo_copy: Engine, artifacts):
             assert "管理员" in text_shown and "受理" in text_shown and "已受理" in text_shown
             page.screenshot(path=str(artifacts / "onemap-conflict.png"))
             state = page.evaluate("({errors: window.onemap.errors, pushed: window.onemap.pushed.length})")
+
+            # Wall mode: today's figures as the statistics API counts them, and a live ticker.
+            report_body = {"lon": event["lon"], "lat": event["lat"], "category": "city_management.garbage",
+                           "description": "大屏测试"}  # fmt: skip
+            assert api.post(f"{base}/v1/events", json=report_body, headers=admin).status_code == 201
+            page.goto(f"{base}/map?mode=wall")
+            page.wait_for_function("window.onemap.ready && window.onemap.wallReady && window.onemap.live === 'open'",
+                                   timeout=WAIT_MS)  # fmt: skip
+            dispatcher = _token(api, base, *DISPATCHER)
+            today = page.evaluate("window.onemap.format.localTime(new Date().toISOString()).slice(0, 10)")
+            counted = api.get(f"{base}/v1/stats/counts", params={"by": "status", "from": f"{today}T00:00:00+08:00"},
+                              headers=dispatcher).json()["total"]  # fmt: skip
+            assert counted >= 1 and page.inner_text("#onemap-wall-today") == str(counted)
+            assert page.locator("#onemap-wall-ranking li").count() >= 1 and page.locator("#onemap-wall-categories li").count() >= 1
+            version = api.get(f"{base}/v1/events/{first}", headers=admin).json()["row_version"]
+            step = {"action": "escalate", "expected_version": version, "note": "需市级协调"}
+            assert api.post(f"{base}/v1/events/{first}/transitions", json=step, headers=admin).status_code == 200
+            page.locator(f"#onemap-wall-ticker li[data-event='{first}']:first-child").wait_for(timeout=WAIT_MS)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(artifacts / "onemap-wall.png"))
+            wall_errors = page.evaluate("window.onemap.errors")
             browser.close()
-    assert state["pushed"] > 0
+    assert state["pushed"] > 0 and wall_errors == []
     refused = [m for m in console if m.startswith("409 ") and m.endswith(f"/v1/events/{second}/transitions")]
     unexpected = [m for m in console if "status of 409" not in m and m not in refused]  # the stale step, shown
     assert state["errors"] == [] and unexpected == [] and len(refused) == 1, (state, console)

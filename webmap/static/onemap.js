@@ -20,6 +20,7 @@
   var WINDOWS = { "24h": 24, "7d": 24 * 7, "30d": 24 * 30 };
   var TOKEN_KEY = "geoservice.token";
   var PLACES_FROM_ZOOM = 13; // a street's worth of icons; a whole town of them is noise
+  var WALL = new URLSearchParams(window.location.search).get("mode") === "wall"; // the command centre's big screen
   var state = {
     token: sessionStorage.getItem(TOKEN_KEY),
     me: null,
@@ -1117,6 +1118,7 @@
       var change = JSON.parse(message.data || "{}");
       state.pushed.push(change);
       refreshAfterChange([change.event_id]);
+      tick(change);
     } else if (message.event === "notification") {
       var note = JSON.parse(message.data || "{}");
       state.pushed.push(note);
@@ -1168,6 +1170,109 @@
    "onemap-filter-mine"].forEach(function (id) {
     document.getElementById(id).addEventListener("change", refilterEvents);
   });
+
+  // ---------------------------------------------------------------- wall mode (大屏)
+
+  /**
+   * /map?mode=wall: the map of the user's area with today's figures beside it — reported today, open,
+   * red and yellow warnings, the 30-day trend, the top categories of the week, the governance ranking
+   * and a live ticker fed by the push channel. Every figure is read with the user's token from the
+   * same APIs (stats, warning counts, events), so a town's screen shows the town.
+   */
+  function dayStart(daysBack) {
+    var today = localTime(new Date(Date.now() - daysBack * 86400000).toISOString()).slice(0, 10);
+    return today + "T00:00:00" + zoneOffset();
+  }
+
+  function refreshWall() {
+    var month = localTime(new Date().toISOString()).slice(0, 7);
+    var today = api("/v1/stats/counts" + query({ by: "status", from: dayStart(0) })).then(function (answer) {
+      setText("onemap-wall-today", answer.total);
+    });
+    var open = api("/map/warning-counts" + query({ status: OPEN.join(",") })).then(function (answer) {
+      setText("onemap-wall-open", answer.counts.total);
+      setText("onemap-wall-red", answer.counts.red);
+      setText("onemap-wall-yellow", answer.counts.yellow);
+    });
+    var trend = api("/v1/stats/counts" + query({ by: "day", from: dayStart(29) })).then(function (answer) {
+      var byDay = {};
+      answer.rows.forEach(function (row) {
+        byDay[String(row.key).slice(0, 10)] = row.events;
+      });
+      var days = [];
+      for (var i = 29; i >= 0; i--) days.push(dayStart(i).slice(0, 10));
+      var values = days.map(function (d) {
+        return byDay[d] || 0;
+      });
+      var top = Math.max.apply(null, values.concat([1]));
+      var points = values.map(function (v, k) {
+        return (k * 300 / 29).toFixed(1) + "," + (66 - v / top * 60).toFixed(1);
+      }).join(" ");
+      document.getElementById("onemap-wall-trend").innerHTML =
+        '<polyline fill="none" stroke="#4fc3f7" stroke-width="2" points="' + points + '"/>';
+      setText("onemap-wall-trend-range", days[0] + " — " + days[29] + "，单日最多 " + top + " 件");
+      state.wallTrend = values;
+    });
+    var categories = api("/v1/stats/counts" + query({ by: "category", from: dayStart(6) })).then(function (answer) {
+      var rows = answer.rows.slice().sort(function (a, b) {
+        return b.events - a.events;
+      }).slice(0, 5);
+      document.getElementById("onemap-wall-categories").innerHTML = rows.map(function (row) {
+        return "<li>" + escapeHtml(categoryName(row.key)) + " <b>" + row.events + "</b> 件</li>";
+      }).join("") || "<li>近 7 天无上报</li>";
+    });
+    var rankingOf = function (m) {
+      return api("/v1/stats/ranking" + query({ month: m, level: "town" })).then(function (answer) {
+        answer.month = m;
+        return answer;
+      });
+    };
+    var busy = function (answer) {
+      return answer.rows.some(function (row) {
+        return row.events > 0;
+      });
+    };
+    var now = new Date();
+    var lastMonth = localTime(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 15)).toISOString()).slice(0, 7);
+    var ranking = rankingOf(month).then(function (answer) {
+      return busy(answer) ? answer : rankingOf(lastMonth); // early in a month, last month's ranking
+    }).then(function (answer) {
+      setText("onemap-wall-month", answer.month);
+      document.getElementById("onemap-wall-ranking").innerHTML = answer.rows.slice(0, 5).map(function (row) {
+        return "<li>" + escapeHtml(row.name) + " <b>" + (row.index === null ? "—" : Number(row.index).toFixed(1)) + "</b></li>";
+      }).join("") || "<li>本月暂无数据</li>";
+    });
+    var ticker = api("/v1/events" + query({ limit: 8, sort: "-updated_at" })).then(function (page) {
+      if (state.wallTicked) return;
+      document.getElementById("onemap-wall-ticker").innerHTML = page.items.map(function (event) {
+        return tickerLine(event.updated_at, event.id, event.category_code, event.status);
+      }).join("");
+    });
+    return Promise.all([today, open, trend, categories, ranking, ticker])
+      .then(function () {
+        state.wallReady = true;
+      })
+      .catch(report);
+  }
+
+  function tickerLine(at, id, category, status) {
+    var when = localTime(at);
+    var today = localTime(new Date().toISOString()).slice(0, 10);
+    when = when.slice(0, 10) === today ? when.slice(11) : when.slice(5); // today: the time; before: the day too
+    return '<li data-event="' + id + '">' + escapeHtml(when) + " #" + id + " " +
+      escapeHtml(category ? categoryName(category) : "") + " · <b>" + escapeHtml(nameOf("statuses", status)) + "</b></li>";
+  }
+
+  /** A pushed change goes on top of the ticker at once. */
+  function tick(change) {
+    var list = document.getElementById("onemap-wall-ticker");
+    if (!WALL || !list) return;
+    state.wallTicked = true;
+    api("/v1/events/" + change.event_id).then(function (event) {
+      list.insertAdjacentHTML("afterbegin", tickerLine(change.at || event.updated_at, event.id, event.category_code, event.status));
+      while (list.children.length > 12) list.removeChild(list.lastChild);
+    }).catch(report);
+  }
 
   // ---------------------------------------------------------------- legend and start
 
@@ -1241,7 +1346,7 @@
   /** Fit ``bounds`` [w, s, e, n] into what the toolbar and the panel leave of the map. */
   function landOn(bounds) {
     var toolbar = document.getElementById("onemap-toolbar").getBoundingClientRect();
-    var panel = document.getElementById("onemap-panel");
+    var panel = document.getElementById(WALL ? "onemap-wall" : "onemap-panel");
     var right = panel.hidden ? 20 : panel.getBoundingClientRect().width + 30;
     state.landed = bounds;
     map.fitBounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]], {
@@ -1268,6 +1373,11 @@
         document.getElementById("onemap-zone").textContent = "时间 " + zoneOffset();
         state.readsEvents = me.role !== "planner";
         document.getElementById("onemap-panel").hidden = !state.readsEvents;
+        if (WALL && state.readsEvents) {
+          document.body.classList.add("onemap-wall-mode");
+          document.getElementById("onemap-wall").hidden = false;
+          document.getElementById("onemap-wall-link").hidden = true;
+        }
         if (state.readsEvents) fillFilters();
         return api("/map/area").then(function (area) {
           state.area = area;
@@ -1338,6 +1448,13 @@
     if (state.readsEvents) {
       refreshQueue();
       listen();
+    }
+    if (WALL && state.readsEvents) {
+      refreshWall();
+      state.timers.push(setInterval(refreshWall, Math.max(config.refreshMs, 30000)));
+      state.timers.push(setInterval(function () {
+        setText("onemap-wall-clock", localTime(new Date().toISOString(), true) + " (" + zoneOffset() + ")");
+      }, 1000));
     }
   }
 
