@@ -164,6 +164,15 @@ def test_the_one_map_in_chromium(demo_copy: Engine, artifacts):
             page.wait_for_function("document.querySelectorAll('#onemap-log li').length > 0", timeout=WAIT_MS)
             assert "reported" in page.inner_text("#onemap-log") and "已上报" in page.inner_text("#onemap-log")
 
+            # The legend explains the shading chosen: classes of the communities' incidence, with their unit.
+            page.select_option("#onemap-measure", "incidence")
+            page.wait_for_function("document.querySelector('.onemap-legend-body')?.textContent.includes('发案率')",
+                                   timeout=WAIT_MS)  # fmt: skip
+            legend_text = page.evaluate("document.querySelector('.onemap-legend-body').textContent")
+            assert "件/" in legend_text and "–" in legend_text, legend_text
+            assert page.evaluate("window.onemap.incidenceBreaks.length") == 4
+            page.select_option("#onemap-measure", "open")
+
             # Every layer on, over the whole city: each one draws features.
             page.evaluate("window.onemap.showAll()")
             centre_on(page, click_lon, click_lat, 13)
@@ -375,6 +384,19 @@ def test_the_dispatchers_workbench(demo_copy: Engine, artifacts):
             assert "管理员" in text_shown and "受理" in text_shown and "已受理" in text_shown
             page.screenshot(path=str(artifacts / "onemap-conflict.png"))
             state = page.evaluate("({errors: window.onemap.errors, pushed: window.onemap.pushed.length})")
+
+            # An event that turns red is flagged above the queue at the next refresh (here: a pushed change).
+            fresh = api.post(f"{base}/v1/events", json={"lon": event["lon"], "lat": event["lat"],
+                             "category": "city_management.garbage", "description": "新发"}, headers=admin).json()["id"]  # fmt: skip
+            with demo_copy.begin() as conn:
+                conn.execute(text("UPDATE events SET accept_due_at = now() - interval '1 minute' WHERE id = :i"),
+                             {"i": fresh})  # fmt: skip
+            version = api.get(f"{base}/v1/events/{second}", headers=admin).json()["row_version"]
+            nudge = {"action": "escalate", "expected_version": version, "note": "推送触发刷新"}
+            assert api.post(f"{base}/v1/events/{second}/transitions", json=nudge, headers=admin).status_code == 200
+            page.wait_for_function(f"document.getElementById('onemap-alert').dataset.event === '{fresh}' && "
+                                   "!document.getElementById('onemap-alert').hidden", timeout=WAIT_MS)  # fmt: skip
+            assert "新红色预警" in page.inner_text("#onemap-alert")
 
             # Wall mode: today's figures as the statistics API counts them, and a live ticker.
             report_body = {"lon": event["lon"], "lat": event["lat"], "category": "city_management.garbage",

@@ -29,6 +29,8 @@
     measure: "open",
     counts: {},
     index: {},
+    incidence: {},
+    incidenceBreaks: [],
     located: null,
     layers: {},
     overlays: {},
@@ -279,8 +281,13 @@
   function gridColour(properties) {
     if (state.measure === "index") {
       var index = state.index[properties.community_code];
-      if (index === undefined) return "#dddddd";
-      return ramp(["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"], index / 100);
+      if (index === undefined || index === null) return "#dddddd";
+      return INDEX_COLOURS[Math.max(0, Math.min(4, Math.floor(index / 20)))]; // 20-point classes, as the legend says
+    }
+    if (state.measure === "incidence") {
+      var rate = state.incidence[properties.community_code];
+      if (rate === undefined || rate === null) return "#dddddd";
+      return INCIDENCE_COLOURS[incidenceClass(rate)];
     }
     var values = state.counts[properties.code];
     var n = values ? values[state.measure === "overdue" ? 1 : 0] : 0;
@@ -299,6 +306,16 @@
     map.once("moveend", function () {
       whenSettled(fn);
     });
+  }
+
+  var INDEX_COLOURS = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"];
+  var INCIDENCE_COLOURS = ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"];
+
+  /** The class (0–4) of an incidence among the communities' quintiles (state.incidenceBreaks). */
+  function incidenceClass(rate) {
+    var k = 0;
+    while (k < state.incidenceBreaks.length && rate > state.incidenceBreaks[k]) k++;
+    return Math.min(4, k);
   }
 
   function ramp(colours, t) {
@@ -547,7 +564,7 @@
       state.maxOpen = answer.max_open;
       state.maxOverdue = answer.max_overdue;
     });
-    var index = measure !== "index" ? Promise.resolve() : loadIndex();
+    var index = measure !== "index" && measure !== "incidence" ? Promise.resolve() : loadIndex();
     return Promise.all([counts, index])
       .then(function () {
         if (state.layers.grids) whenSettled(function () {
@@ -565,7 +582,10 @@
     var now = new Date();
     var last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 15));
     var ranking = function (m) {
-      return api("/v1/stats/ranking" + query({ month: m, level: "community" }));
+      return api("/v1/stats/ranking" + query({ month: m, level: "community" })).then(function (answer) {
+        answer.month = m;
+        return answer;
+      });
     };
     return ranking(month(now)).then(function (answer) {
       var busy = answer.rows.some(function (row) {
@@ -574,8 +594,23 @@
       return busy ? answer : ranking(month(last));
     }).then(function (answer) {
       state.index = {};
+      state.incidence = {};
+      state.indexMonth = answer.month;
       answer.rows.forEach(function (row) {
         state.index[row.code] = row.index;
+        state.incidence[row.code] = row.incidence;
+        state.incidencePer = row.incidence_per;
+      });
+      // Quintile breaks of the communities' incidence: five classes of about as many communities each.
+      var rates = answer.rows.map(function (row) {
+        return row.incidence;
+      }).filter(function (v) {
+        return v !== null && v !== undefined;
+      }).sort(function (a, b) {
+        return a - b;
+      });
+      state.incidenceBreaks = [1, 2, 3, 4].map(function (q) {
+        return rates.length ? rates[Math.min(rates.length - 1, Math.floor(q * rates.length / 5))] : 0;
       });
     });
   }
@@ -1290,11 +1325,19 @@
     }).join(" ");
     var grids;
     if (state.measure === "index") {
-      grids = "<b>网格着色：社区治理指数</b>（越绿越好）<br>" +
-        [["#d7191c", "0–20"], ["#fdae61", "20–40"], ["#ffffbf", "40–60"], ["#a6d96a", "60–80"], ["#1a9641", "80–100"]]
-          .map(function (c) {
-            return swatch(c[0]) + c[1];
-          }).join(" ") + " " + swatch("#dddddd") + "无数据";
+      grids = "<b>网格着色：社区治理指数</b>（" + escapeHtml(state.indexMonth || "") + "，越绿越好）<br>" +
+        ["0–20", "20–40", "40–60", "60–80", "80–100"].map(function (label, k) {
+          return swatch(INDEX_COLOURS[k]) + label;
+        }).join(" ") + " " + swatch("#dddddd") + "无数据";
+    } else if (state.measure === "incidence") {
+      var per = state.incidencePer === "10k residents" ? "件/万人" : state.incidencePer === "km²" ? "件/km²" : "";
+      var breaks = state.incidenceBreaks || [];
+      var bounds = [0].concat(breaks);
+      grids = "<b>网格着色：社区发案率</b>（" + escapeHtml(state.indexMonth || "") + "，" + per + "，越浅越好）<br>" +
+        INCIDENCE_COLOURS.map(function (colour, k) {
+          var low = bounds[k], high = breaks[k];
+          return swatch(colour) + (high === undefined ? "> " + fmt(low) : fmt(low) + "–" + fmt(high));
+        }).join(" ") + " " + swatch("#dddddd") + "无数据";
     } else {
       var overdue = state.measure === "overdue";
       var max = Math.max(1, overdue ? state.maxOverdue || 0 : state.maxOpen || 0);
@@ -1324,6 +1367,10 @@
       ' · <b>热力</b> <i style="background:linear-gradient(90deg,#00f,#0f0,#ff0,#f00)"></i>事件密度（200 米格）' +
       "<br><b>力量</b> " + swatch("#33a02c", true) + "网格员 " + swatch("#1f78b4", true) + "巡逻 （淡色：忙碌）" +
       "<br><b>重点场所</b><br>" + places;
+  }
+
+  function fmt(value) {
+    return Number(value || 0).toLocaleString("zh-CN", { maximumFractionDigits: value < 10 ? 2 : 0 });
   }
 
   function legend() {
