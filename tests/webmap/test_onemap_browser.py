@@ -151,6 +151,14 @@ def test_the_one_map_in_chromium(demo_copy: Engine, artifacts):
             event_popup.wait_for(timeout=WAIT_MS)
             assert event_grid in event_popup.inner_text() and "handling" in event_popup.inner_text()
             assert "处置中" in event_popup.inner_text()  # the state's name, its code beside it
+            # An admin (like a supervisor) issues a supervision order from the popup: the event is flagged 督办.
+            event_popup.locator("button[data-action=supervise]").click()
+            event_popup.locator("textarea[name=instruction]").fill("请今日内处置完毕并回复")
+            event_popup.locator("form[data-action=supervise] button[type=submit]").click()
+            page.locator(f".onemap-popup[data-event='{event_id}'] .onemap-badge").wait_for(timeout=WAIT_MS)
+            admin_auth = _token(api, base, *ADMIN)
+            orders = api.get(f"{base}/v1/supervision", params={"event_id": event_id}, headers=admin_auth).json()["items"]
+            assert [o["instruction"] for o in orders] == ["请今日内处置完毕并回复"]
             # The newest-events panel refreshes by itself: a new report shows up without a reload, and
             # from the panel the event's popup and its log (the report step) are one click away each.
             page.wait_for_function("document.querySelectorAll('#onemap-newest li').length > 0", timeout=WAIT_MS)
@@ -397,6 +405,18 @@ def test_the_dispatchers_workbench(demo_copy: Engine, artifacts):
             page.wait_for_function(f"document.getElementById('onemap-alert').dataset.event === '{fresh}' && "
                                    "!document.getElementById('onemap-alert').hidden", timeout=WAIT_MS)  # fmt: skip
             assert "新红色预警" in page.inner_text("#onemap-alert")
+
+            # Merge a duplicate from the popup: the same problem reported again at the same place.
+            duplicate = api.post(f"{base}/v1/events", json={"lon": event["lon"], "lat": event["lat"],
+                                 "category": "city_management.garbage", "description": "又报"}, headers=admin).json()["id"]  # fmt: skip
+            page.click("#onemap-alert")
+            popup = page.locator(f".onemap-popup[data-event='{fresh}']")
+            popup.wait_for(timeout=WAIT_MS)
+            popup.locator("button[data-action=merge]").click()
+            popup.locator(f".onemap-merge[data-into='{duplicate}']").click()
+            page.wait_for_function(f"document.querySelector('.onemap-popup[data-event=\"{fresh}\"]')"
+                                   "?.dataset.status === 'merged'", timeout=WAIT_MS)  # fmt: skip
+            assert api.get(f"{base}/v1/events/{fresh}", headers=admin).json()["merged_into"] == duplicate
 
             # Wall mode: today's figures as the statistics API counts them, and a live ticker.
             report_body = {"lon": event["lon"], "lat": event["lat"], "category": "city_management.garbage",
