@@ -418,6 +418,20 @@ def test_the_dispatchers_workbench(demo_copy: Engine, artifacts):
                                    "?.dataset.status === 'merged'", timeout=WAIT_MS)  # fmt: skip
             assert api.get(f"{base}/v1/events/{fresh}", headers=admin).json()["merged_into"] == duplicate
 
+            # Dispatch to the nearest available force, listed with its distance: the patrol gets the event.
+            version = api.get(f"{base}/v1/events/{duplicate}", headers=admin).json()["row_version"]
+            accept = {"action": "accept", "expected_version": version}
+            assert api.post(f"{base}/v1/events/{duplicate}/transitions", json=accept, headers=admin).status_code == 200
+            page.locator(f"#onemap-newest li[data-event='{duplicate}'][data-status='accepted']").click()
+            popup = page.locator(f".onemap-popup[data-event='{duplicate}']")
+            popup.wait_for(timeout=WAIT_MS)
+            popup.locator("button[data-action=dispatch]").click()
+            popup.locator(".onemap-force[data-username='handler']").click()
+            page.wait_for_function(f"document.querySelector('.onemap-popup[data-event=\"{duplicate}\"]')"
+                                   "?.dataset.status === 'dispatched'", timeout=WAIT_MS)  # fmt: skip
+            assert "已派遣给" in popup.locator(".onemap-act-result").inner_text()
+            assert api.get(f"{base}/v1/events/{duplicate}", headers=admin).json()["handler_username"] == "handler"
+
             # Wall mode: today's figures as the statistics API counts them, and a live ticker.
             report_body = {"lon": event["lon"], "lat": event["lat"], "category": "city_management.garbage",
                            "description": "大屏测试"}  # fmt: skip

@@ -816,14 +816,15 @@
           return;
         }
         box.innerHTML = "<b>或派给最近的力量</b><ol>" + answer.available.map(function (force) {
-          return '<li><button type="button" class="onemap-force" data-username="' + escapeHtml(force.username) + '">派遣</button> ' +
+          return '<li><button type="button" class="onemap-force" data-username="' + escapeHtml(force.username) +
+            '" data-name="' + escapeHtml(force.display_name || force.username) + '">派遣</button> ' +
             escapeHtml(force.display_name || force.username) + " · " + (force.kind === "patrol" ? "巡逻力量" : "网格员") +
             " · " + Math.round(force.distance_m).toLocaleString("zh-CN") + " 米 <small>(" + escapeHtml(relativeTime(force.at)) + "定位)</small></li>";
         }).join("") + "</ol>";
         box.querySelectorAll(".onemap-force").forEach(function (button) {
           button.addEventListener("click", function () {
             var body = { username: button.getAttribute("data-username"), expected_version: event.row_version };
-            act(card, event, "/v1/events/" + event.id + "/nearest-forces/dispatch", body, "已派遣给 " + button.parentNode.textContent.split(" · ")[0].replace("派遣 ", ""));
+            act(card, event, "/v1/events/" + event.id + "/nearest-forces/dispatch", body, "已派遣给 " + button.getAttribute("data-name"));
           });
         });
       })
