@@ -30,6 +30,7 @@ from geoservice.api import event_tasks as event_tasks_api
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import follow as follow_api
+from geoservice.api import map_names as map_names_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import queue as queue_api
@@ -150,5 +151,6 @@ def create_app(
     app.include_router(tiles_api.router)
     app.include_router(features_api.router)
     app.include_router(onemap_api.router)
+    app.include_router(map_names_api.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")  # Leaflet & co. for the one-map: no CDN
     return app

@@ -59,3 +59,8 @@ def onemap_page(settings: MapSettings, tile_config: dict[str, Any]) -> str:
     root.html.add_child(Element(f'<script id="onemap-config" type="application/json">{config_json}</script>'))  # type: ignore[attr-defined]
     root.html.add_child(Element((TEMPLATES / "onemap_panel.html").read_text(encoding="utf-8")))  # type: ignore[attr-defined]
     return root.render()
+
+
+def report_page() -> str:
+    """The citizens' page (随手拍): plain HTML and its script, no map and no data in it."""
+    return (TEMPLATES / "report.html").read_text(encoding="utf-8")

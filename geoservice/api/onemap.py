@@ -10,23 +10,25 @@ counts an event they could not list.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 
 from geoservice.api.deps import SessionDep
+from geoservice.api.problems import ProblemError
 from geoservice.api.tiles import event_settings, metric_epsg, tile_filters
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.scope import code_scope_sql, scope_of, scope_sql
 from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import current_version_id
-from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, HANDLE_CLOCK_STATES
-from geoservice.events.workflow import OPEN_STATES
+from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, COLOURS, HANDLE_CLOCK_STATES, warning_sql
+from geoservice.events.queries import EventFilters, filter_clauses
+from geoservice.events.workflow import OPEN_STATES, STATUSES
 from geoservice.inputs import Name, ZonedTime
 from tiles.catalog import LAYERS
-from webmap.page import onemap_page
+from webmap.page import onemap_page, report_page
 
 OPEN = allow(EVERYONE)
 VIEWERS = allow(STAFF)
@@ -52,6 +54,12 @@ def get_map(request: Request) -> HTMLResponse:
     tile_settings = service.settings if service else request.app.state.tile_settings
     tiles["events"]["clusterUntil"] = tile_settings.events_cluster_until
     return HTMLResponse(onemap_page(request.app.state.map_settings, tiles), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/report", response_class=HTMLResponse, **policy(OPEN))
+def get_report_page() -> HTMLResponse:
+    """The citizens' page (随手拍): report a problem, follow one's reports; where a citizen lands, not on the map."""
+    return HTMLResponse(report_page(), headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/map/grid-measures", **policy(VIEWERS))
@@ -123,3 +131,42 @@ def get_labels(session: SessionDep, principal: Viewer) -> JSONResponse:
     labels = [{"code": r.code, "name": r.name, "level": r.level, "lon": round(r.lon, 6), "lat": round(r.lat, 6)}
               for r in rows]  # fmt: skip
     return JSONResponse({"labels": labels})
+
+
+@router.get("/map/warning-counts", **policy(VIEWERS))
+def get_warning_counts(
+    request: Request,
+    session: SessionDep,
+    principal: Viewer,
+    status: Annotated[Name | None, Query(max_length=300, description="comma-separated states")] = None,
+    category: Annotated[Name | None, Query(max_length=80, description="a class includes its subcategories")] = None,
+    region: Annotated[str | None, Query(pattern=r"^[0-9]{12}([0-9]{3})?$", description="region or grid code")] = None,
+    reported_from: Annotated[ZonedTime | None, Query(alias="from", description="reported at or after")] = None,
+    owner: Annotated[Literal["mine"] | None, Query(description="mine: the events you act for now")] = None,
+) -> JSONResponse:
+    """Events per warning colour (and ``total``) under the queue panel's filters, in the caller's scope.
+
+    ``/v1/queue`` counts only the caller's own open events; the map's panel follows the map's filters
+    (state, time, category, region, optionally "mine"), so it needs the same counts for those.
+    """
+    settings = request.app.state.event_settings
+    statuses = tuple(v for v in (status or "").split(",") if v)
+    unknown = [v for v in statuses if v not in STATUSES]
+    if unknown:
+        raise ProblemError(422, "Invalid request", f"unknown status {', '.join(unknown)}; known: {', '.join(STATUSES)}")
+    if reported_from is not None and reported_from.tzinfo is None:
+        raise ProblemError(422, "Invalid request", "from needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
+    filters = EventFilters(status=statuses, category=category, region=region, reported_from=reported_from,
+                           owner_of=principal if owner == "mine" else None)  # fmt: skip
+    where, params = scope_sql(scope_of(principal), "e")
+    clauses, filter_params = filter_clauses(filters, settings)
+    rows = session.execute(
+        text(
+            f"SELECT {warning_sql(settings)} AS colour, count(*) AS n FROM events e "
+            f"WHERE {' AND '.join([where, *clauses])} GROUP BY 1"
+        ),
+        {**params, **filter_params, "now": datetime.now(UTC)},
+    ).all()
+    counts = dict.fromkeys(COLOURS, 0) | {r.colour: r.n for r in rows}
+    counts["total"] = sum(r.n for r in rows)
+    return JSONResponse({"counts": counts})

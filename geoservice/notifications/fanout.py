@@ -21,6 +21,7 @@ from geoservice.infra.database import transaction
 from geoservice.notifications.recipients import Recipient, recipients
 from geoservice.notifications.rules import PROGRESS, rule_for, told_followers
 from geoservice.notifications.settings import NotifySettings
+from layers.names import STATUS_NAMES, WARNING_NAMES
 
 CLAIM = text(
     """
@@ -47,12 +48,8 @@ OUTBOX = text(
 DONE = text("UPDATE notification_queue SET done_at = now() WHERE log_id = :log_id")
 # Delivered at commit, so a live stream never wakes for an inbox row that then rolls back.
 WAKE = text("SELECT pg_notify('geoservice_live', :message)")
-STATUS_ZH = {
-    "reported": "已上报", "accepted": "已受理", "rejected": "不予受理", "dispatched": "已派遣", "returned": "已退回",
-    "handling": "处置中", "handled": "已处置", "verified": "已核查", "reopened": "重新打开", "archived": "已办结",
-    "evaluated": "已评价", "merged": "已合并",
-}  # fmt: skip
-COLOUR_ZH = {"blue": "蓝色预警", "yellow": "黄色预警", "red": "红色预警"}
+STATUS_ZH = STATUS_NAMES  # one table of names (layers.names), also served to the pages
+COLOUR_ZH = {k: v for k, v in WARNING_NAMES.items() if k != "none"}
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,50 @@ def test_labels_name_the_towns_and_communities_in_scope(client: TestClient, admi
 def test_the_figures_need_a_staff_token(client: TestClient):
     for path in ("/map/grid-measures", "/map/heat", "/map/labels"):
         assert client.get(path).status_code == 401
+
+
+def test_names_come_from_the_citys_data_and_the_servers_one_table(client: TestClient, empty_db: Engine):
+    with transaction(empty_db) as session:  # a city renames a department: the page reads the new name
+        session.execute(text("UPDATE departments SET name = '城管执法局（新）' WHERE code = (SELECT min(code) FROM departments)"))
+    names = client.get("/map/names").json()  # reference data only: open to the citizens' page too
+    assert "城管执法局（新）" in {d["name"] for d in names["departments"].values()}
+    with empty_db.connect() as conn:
+        categories = dict(conn.execute(text("SELECT code, name FROM categories")).all())
+    assert {code: c["name"] for code, c in names["categories"].items()} == categories
+    assert names["statuses"]["handling"] == "处置中" and names["warnings"]["red"] == "红色预警"
+    assert names["actions"]["dispatch"] == "派遣" and names["roles"]["dispatcher"] == "指挥调度"
+    assert names["time_zone"] == "Asia/Shanghai"
+
+
+def test_each_user_lands_on_their_own_area(client: TestClient, admin: dict, empty_db: Engine):
+    city = client.get("/map/area", headers=admin).json()
+    assert city["scoped"] is False and city["code"] is None
+    dispatcher = sign_in(client, empty_db, Role.dispatcher, "disp-a", region_code=TOWN_A)
+    town = client.get("/map/area", headers=dispatcher).json()
+    assert town["scoped"] and town["code"] == TOWN_A and town["name"]
+    w, s, e, n = town["bounds"]
+    cw, cs, ce, cn = city["bounds"]
+    assert cw <= w < e <= ce and cs <= s < n <= cn and (e - w) * (n - s) < (ce - cw) * (cn - cs)
+    with empty_db.connect() as conn:
+        extent = conn.execute(text("SELECT ST_XMin(x), ST_YMin(x), ST_XMax(x), ST_YMax(x) FROM (SELECT "
+                                   "ST_Extent(geom)::geometry x FROM grids WHERE code LIKE :p) q"),
+                              {"p": TOWN_A[:9] + "%"}).one()  # fmt: skip
+    assert town["bounds"] == [round(v, 6) for v in extent]
+    assert client.get("/map/area").status_code == 401
+
+
+def test_warning_counts_follow_the_filters_and_the_scope(client: TestClient, admin: dict, empty_db: Engine):
+    ids = [report(client, admin, grid) for grid in (0, 0, 3)]
+    with transaction(empty_db) as session:  # the first report's accept deadline has passed: red
+        session.execute(text("UPDATE events SET accept_due_at = now() - interval '1 hour' WHERE id = :i"),
+                        {"i": ids[0]})  # fmt: skip
+    counts = client.get("/map/warning-counts", headers=admin).json()["counts"]
+    assert counts["red"] == 1 and counts["total"] == 3
+    assert client.get("/map/warning-counts", params={"region": TOWN_B}, headers=admin).json()["counts"]["total"] == 1
+    assert client.get("/map/warning-counts", params={"category": "public_order"},
+                      headers=admin).json()["counts"]["total"] == 0  # fmt: skip
+    dispatcher = sign_in(client, empty_db, Role.dispatcher, "disp-a", region_code=TOWN_A)
+    mine = client.get("/map/warning-counts", headers=dispatcher).json()["counts"]
+    assert mine["total"] == 2 and mine["red"] == 1
+    bad = client.get("/map/warning-counts", params={"status": "lost"}, headers=admin)
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"

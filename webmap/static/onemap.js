@@ -20,6 +20,7 @@
   var WINDOWS = { "24h": 24, "7d": 24 * 7, "30d": 24 * 30 };
   var TOKEN_KEY = "geoservice.token";
   var PLACES_FROM_ZOOM = 13; // a street's worth of icons; a whole town of them is noise
+  var WALL = new URLSearchParams(window.location.search).get("mode") === "wall"; // the command centre's big screen
   var state = {
     token: sessionStorage.getItem(TOKEN_KEY),
     me: null,
@@ -28,11 +29,21 @@
     measure: "open",
     counts: {},
     index: {},
+    incidence: {},
+    incidenceBreaks: [],
     located: null,
     layers: {},
     overlays: {},
     timers: [],
     errors: [],
+    names: null,
+    regionNames: {},
+    acted: [],
+    conflicts: [],
+    pushed: [],
+    redSeen: null,
+    redAlerts: [],
+    live: "closed",
   };
   window.onemap = state;
 
@@ -53,11 +64,18 @@
       if (response.status === 204) return null;
       return response.json().then(
         function (body) {
-          if (!response.ok) throw new Error(body.detail || response.statusText);
+          if (!response.ok) {
+            var error = new Error(body.detail || response.statusText);
+            error.status = response.status;
+            error.problem = body;
+            throw error;
+          }
           return body;
         },
         function () {
-          throw new Error(response.statusText);
+          var error = new Error(response.statusText);
+          error.status = response.status;
+          throw error;
         }
       );
     });
@@ -90,6 +108,92 @@
     });
   }
 
+  // ---------------------------------------------------------------- names and times a person reads
+
+  /** The Chinese name of a code of ``kind`` (from /map/names: the city's own data and the server's table). */
+  function nameOf(kind, code) {
+    if (code === null || code === undefined || code === "") return "—";
+    var table = (state.names && state.names[kind]) || {};
+    var entry = table[code];
+    if (entry === undefined) return String(code);
+    return typeof entry === "string" ? entry : entry.name;
+  }
+
+  /** A category as 大类 · 小类, its class's name first. */
+  function categoryName(code) {
+    var table = (state.names && state.names.categories) || {};
+    var entry = table[code];
+    if (!entry) return String(code || "—");
+    var parent = entry.parent && table[entry.parent];
+    return parent ? parent.name + " · " + entry.name : entry.name;
+  }
+
+  /** The name, and the code after it as secondary text (HTML). */
+  function named(kind, code) {
+    var name = kind === "categories" ? categoryName(code) : nameOf(kind, code);
+    if (code === null || code === undefined || code === "" || name === String(code)) return escapeHtml(name);
+    return escapeHtml(name) + ' <small class="onemap-code">' + escapeHtml(code) + "</small>";
+  }
+
+  function zone() {
+    return (state.names && state.names.time_zone) || "Asia/Shanghai";
+  }
+
+  /** An ISO 8601 instant as the city's wall-clock time: 2026-10-31 03:13 (+08:00 in the title). */
+  function localTime(iso, withSeconds) {
+    if (!iso) return "—";
+    var date = new Date(iso);
+    if (isNaN(date)) return String(iso);
+    var parts = {};
+    new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone(), year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hourCycle: "h23", timeZoneName: "longOffset",
+    }).formatToParts(date).forEach(function (part) {
+      parts[part.type] = part.value;
+    });
+    var text = parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute;
+    return withSeconds ? text + ":" + parts.second : text;
+  }
+
+  function zoneOffset() {
+    var part = new Intl.DateTimeFormat("en-CA", { timeZone: zone(), timeZoneName: "longOffset" })
+      .formatToParts(new Date())
+      .filter(function (p) {
+        return p.type === "timeZoneName";
+      })[0];
+    var offset = part ? part.value.replace("GMT", "") : "";
+    return offset || "+00:00";
+  }
+
+  /** How long ago (or from now): 刚刚, 5 分钟前, 2 小时前, 3 天前, 2 小时后. */
+  function relativeTime(iso, now) {
+    if (!iso) return "";
+    var seconds = ((now || Date.now()) - new Date(iso).getTime()) / 1000;
+    var future = seconds < 0;
+    var s = Math.abs(seconds);
+    var text;
+    if (s < 60) return future ? "即将" : "刚刚";
+    if (s < 3600) text = Math.floor(s / 60) + " 分钟";
+    else if (s < 86400) text = Math.floor(s / 3600) + " 小时";
+    else if (s < 86400 * 30) text = Math.floor(s / 86400) + " 天";
+    else if (s < 86400 * 365) text = Math.floor(s / 86400 / 30) + " 个月";
+    else text = Math.floor(s / 86400 / 365) + " 年";
+    return text + (future ? "后" : "前");
+  }
+
+  /** A time as HTML: local wall-clock time, relative time after it, the ISO instant in the title. */
+  function timeHtml(iso) {
+    if (!iso) return "—";
+    return '<time datetime="' + escapeHtml(iso) + '" title="' + escapeHtml(iso) + '">' + escapeHtml(localTime(iso)) +
+      "</time> <small>(" + escapeHtml(relativeTime(iso)) + ")</small>";
+  }
+
+  function regionName(code) {
+    return (state.regionNames && state.regionNames[code]) || code || "—";
+  }
+
+  state.format = { localTime: localTime, relativeTime: relativeTime, nameOf: nameOf, categoryName: categoryName };
+
   // ---------------------------------------------------------------- sign-in
 
   function showSignIn(message) {
@@ -102,6 +206,7 @@
     state.token = null;
     state.ready = false;
     state.timers.forEach(clearInterval);
+    if (state.liveAbort) state.liveAbort.abort();
     state.timers = [];
     Object.keys(state.layers).forEach(function (name) {
       map.removeLayer(state.layers[name]);
@@ -126,6 +231,7 @@
       .then(function (answer) {
         state.token = answer.access_token;
         sessionStorage.setItem(TOKEN_KEY, state.token);
+        sessionStorage.setItem("geoservice.username", form.get("username")); // the citizens' page greets by it
         document.getElementById("onemap-signin").hidden = true;
         start();
       })
@@ -175,14 +281,41 @@
   function gridColour(properties) {
     if (state.measure === "index") {
       var index = state.index[properties.community_code];
-      if (index === undefined) return "#dddddd";
-      return ramp(["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"], index / 100);
+      if (index === undefined || index === null) return "#dddddd";
+      return INDEX_COLOURS[Math.max(0, Math.min(4, Math.floor(index / 20)))]; // 20-point classes, as the legend says
+    }
+    if (state.measure === "incidence") {
+      var rate = state.incidence[properties.community_code];
+      if (rate === undefined || rate === null) return "#dddddd";
+      return INCIDENCE_COLOURS[incidenceClass(rate)];
     }
     var values = state.counts[properties.code];
     var n = values ? values[state.measure === "overdue" ? 1 : 0] : 0;
     if (!n) return "#f7f7f7";
     var max = state.measure === "overdue" ? state.maxOverdue : state.maxOpen;
     return ramp(["#fee5d9", "#fcae91", "#fb6a4a", "#de2d26", "#a50f15"], Math.sqrt(n / Math.max(1, max)));
+  }
+
+  /**
+   * Run ``fn`` once the map rests at a whole zoom. Leaflet 1.9's GridLayer.redraw takes the map's
+   * zoom as the tiles' zoom without rounding it, so a redraw during a flight asks for tiles such as
+   * /tiles/events/13.01/… (refused); redraws wait for the flight to land.
+   */
+  function whenSettled(fn) {
+    if (map.getZoom() % 1 === 0 && !map._animatingZoom) return fn();
+    map.once("moveend", function () {
+      whenSettled(fn);
+    });
+  }
+
+  var INDEX_COLOURS = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"];
+  var INCIDENCE_COLOURS = ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"];
+
+  /** The class (0–4) of an incidence among the communities' quintiles (state.incidenceBreaks). */
+  function incidenceClass(rate) {
+    var k = 0;
+    while (k < state.incidenceBreaks.length && rate > state.incidenceBreaks[k]) k++;
+    return Math.min(4, k);
   }
 
   function ramp(colours, t) {
@@ -227,7 +360,8 @@
   // ---------------------------------------------------------------- data layers read as features
 
   function placesLayer() {
-    var group = L.layerGroup();
+    // Where places pile up (a street of rental housing) they cluster; from zoom 17 each stands alone.
+    var group = L.markerClusterGroup({ maxClusterRadius: 36, disableClusteringAtZoom: 17, showCoverageOnHover: false });
     var load = function () {
       if (!map.hasLayer(group)) return;
       if (map.getZoom() < Math.max(config.tiles.places.minzoom, PLACES_FROM_ZOOM)) {
@@ -255,7 +389,7 @@
               },
               style: { color: symbol[1], weight: 1, fillOpacity: 0.2 },
             });
-            layer.bindTooltip(escapeHtml(feature.properties.name) + " · " + escapeHtml(feature.properties.type));
+            layer.bindTooltip(escapeHtml(feature.properties.name) + " · " + named("place_types", feature.properties.type));
             group.addLayer(layer);
           });
           state.drawn.places = (state.drawn.places || 0) + page.features.length;
@@ -279,7 +413,8 @@
             var colour = p.kind === "patrol" ? "#1f78b4" : "#33a02c";
             var latlng = [feature.geometry.coordinates[1], feature.geometry.coordinates[0]];
             L.circleMarker(latlng, { radius: 6, color: "#ffffff", weight: 2, fillColor: colour, fillOpacity: p.available ? 1 : 0.4 })
-              .bindTooltip(escapeHtml(p.display_name || p.username) + " · " + escapeHtml(p.kind) + " · " + escapeHtml(p.at))
+              .bindTooltip(escapeHtml(p.display_name || p.username) + " · " + (p.kind === "patrol" ? "巡逻力量" : "网格员") +
+                (p.available ? " · 可调派" : " · 忙碌") + "<br>" + timeHtml(p.at))
               .addTo(group);
           });
           state.drawn.forces = page.features.length;
@@ -301,10 +436,10 @@
         .then(function (collection) {
           var colour = config.postColours[level];
           L.geoJSON(collection, {
-            style: { color: colour, weight: 0, fillColor: "#d7301f", fillOpacity: 0.35 },
+            style: { color: colour, weight: 0, fillColor: "#d7301f", fillOpacity: 0.22 }, // translucent: the grids show through
             onEachFeature: function (feature, layer) {
               var p = feature.properties;
-              layer.bindTooltip(escapeHtml(p.unit_name) + ": " + p.gap_km2.toFixed(2) + " km² beyond " + p.radius_m + " m");
+              layer.bindTooltip(escapeHtml(p.unit_name) + "：" + p.gap_km2.toFixed(2) + " km² 在 " + p.radius_m + " 米覆盖圈外");
             },
           }).addTo(group);
           state.drawn["gaps_" + level] = collection.features.length;
@@ -406,6 +541,9 @@
       api("/map/labels")
         .then(function (answer) {
           labels = answer.labels;
+          labels.forEach(function (label) {
+            state.regionNames[label.code] = label.name;
+          });
           show();
         })
         .catch(report);
@@ -426,10 +564,13 @@
       state.maxOpen = answer.max_open;
       state.maxOverdue = answer.max_overdue;
     });
-    var index = measure !== "index" ? Promise.resolve() : loadIndex();
+    var index = measure !== "index" && measure !== "incidence" ? Promise.resolve() : loadIndex();
     return Promise.all([counts, index])
       .then(function () {
-        if (state.layers.grids) state.layers.grids.redraw();
+        if (state.layers.grids) whenSettled(function () {
+          state.layers.grids.redraw();
+        });
+        if (state.legend) state.legend.update();
       })
       .catch(report);
   }
@@ -441,7 +582,10 @@
     var now = new Date();
     var last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 15));
     var ranking = function (m) {
-      return api("/v1/stats/ranking" + query({ month: m, level: "community" }));
+      return api("/v1/stats/ranking" + query({ month: m, level: "community" })).then(function (answer) {
+        answer.month = m;
+        return answer;
+      });
     };
     return ranking(month(now)).then(function (answer) {
       var busy = answer.rows.some(function (row) {
@@ -450,8 +594,23 @@
       return busy ? answer : ranking(month(last));
     }).then(function (answer) {
       state.index = {};
+      state.incidence = {};
+      state.indexMonth = answer.month;
       answer.rows.forEach(function (row) {
         state.index[row.code] = row.index;
+        state.incidence[row.code] = row.incidence;
+        state.incidencePer = row.incidence_per;
+      });
+      // Quintile breaks of the communities' incidence: five classes of about as many communities each.
+      var rates = answer.rows.map(function (row) {
+        return row.incidence;
+      }).filter(function (v) {
+        return v !== null && v !== undefined;
+      }).sort(function (a, b) {
+        return a - b;
+      });
+      state.incidenceBreaks = [1, 2, 3, 4].map(function (q) {
+        return rates.length ? rates[Math.min(rates.length - 1, Math.floor(q * rates.length / 5))] : 0;
       });
     });
   }
@@ -461,13 +620,12 @@
     var workers = (answer.grid.workers || []).join("、") || "—";
     return (
       '<div class="onemap-popup" data-grid="' + escapeHtml(answer.grid.code) + '">' +
-      "<b>" + escapeHtml(answer.grid.name) + "</b><br>" +
-      "网格 grid <code>" + escapeHtml(answer.grid.code) + "</code><br>" +
-      "社区 community " + escapeHtml(answer.community.name) + " (" + escapeHtml(answer.community.code) + ")<br>" +
-      "镇街 town " + escapeHtml(answer.town.name) + "<br>" +
-      "网格员 workers " + escapeHtml(workers) + "<br>" +
-      "民警 officer " + escapeHtml(answer.grid.officer || "—") + "<br>" +
-      "在办 open " + counts[0] + " · 超期 overdue " + counts[1] +
+      "<b>" + escapeHtml(answer.grid.name) + '</b> <small class="onemap-code">' + escapeHtml(answer.grid.code) + "</small><br>" +
+      "社区 " + escapeHtml(answer.community.name) + ' <small class="onemap-code">' + escapeHtml(answer.community.code) + "</small><br>" +
+      "镇街 " + escapeHtml(answer.town.name) + "<br>" +
+      "网格员 " + escapeHtml(workers) + "<br>" +
+      "民警 " + escapeHtml(answer.grid.officer || "—") + "<br>" +
+      "在办事件 " + counts[0] + " · 超期 " + counts[1] + ' <small class="onemap-code">open / overdue</small>' +
       "</div>"
     );
   }
@@ -481,23 +639,263 @@
       .catch(report);
   }
 
-  function showEvent(id, latlng) {
+  // ---------------------------------------------------------------- the workbench: acting on an event
+
+  /**
+   * An event's popup is where the dispatcher acts: the buttons are the event's ``allowed_actions``
+   * (what the server says this user may do now), in Chinese; each posts to the same transitions API
+   * with the ``row_version`` read (optimistic lock). Dispatch offers the proposed department and
+   * co-departments, or the nearest available forces with their distance; escalate, supervise (督办)
+   * and merge duplicates have their own small forms. A refusal because someone else acted first
+   * names who did what and when, and the popup shows the event as it is now.
+   */
+  var NOTE_REQUIRED = { reject: true, "return": true, reopen: true, escalate: true, return_down: true };
+  var SIMPLE_ACTIONS = ["accept", "start", "feedback", "verify", "archive", "reject", "return", "reopen", "escalate",
+                        "return_down", "evaluate"];
+
+  function popupOf(id) {
+    var popup = state.eventPopup;
+    return popup && map.hasLayer(popup) && String(popup.eventId) === String(id) ? popup : null;
+  }
+
+  /** Show (or, with ``onlyIfOpen``, refresh an open popup of) event ``id``; a form being filled in is left alone. */
+  function showEvent(id, latlng, notice, onlyIfOpen) {
     return api("/v1/events/" + id)
       .then(function (event) {
-        var html =
-          '<div class="onemap-popup" data-event="' + event.id + '">' +
-          "<b>#" + event.id + " " + escapeHtml(event.category_code) + "</b><br>" +
-          "状态 state " + escapeHtml(event.status) + " · 预警 warning " +
-          '<span class="onemap-warning onemap-warning-' + escapeHtml(event.warning) + '">' + escapeHtml(event.warning) + "</span><br>" +
-          "期限 deadline " + escapeHtml(event.due_at || "—") + (event.overdue ? " (超期 overdue)" : "") + "<br>" +
-          "网格 grid " + escapeHtml(event.grid_code || "—") + " · 派出所 station " + escapeHtml(event.station_code || "—") + "<br>" +
-          "部门 department " + escapeHtml(event.department_code || "—") + "<br>" +
-          "<small>" + escapeHtml(event.route_reason || "") + "</small><br>" +
-          '<a href="#" class="onemap-log-link" data-event="' + event.id + '">日志 log</a>' +
-          "</div>";
-        L.popup().setLatLng(latlng || [event.lat, event.lon]).setContent(html).openOn(map);
+        if (onlyIfOpen) {
+          var open = popupOf(event.id);
+          var content = open && open.getContent();
+          var busy = !notice && content && content.querySelector && content.querySelector(".onemap-act-form form");
+          if (!open || busy) return event;
+        }
+        state.openEvent = event;
+        var card = eventCard(event, notice);
+        var popup = popupOf(event.id) || L.popup({ maxWidth: 380, minWidth: 300, autoPanPaddingTopLeft: [60, 70] });
+        popup.eventId = event.id;
+        popup.setLatLng(latlng || [event.lat, event.lon]).setContent(card);
+        if (!map.hasLayer(popup)) popup.openOn(map);
+        state.eventPopup = popup;
+        return event;
       })
       .catch(report);
+  }
+
+  function eventCard(event, notice) {
+    var div = document.createElement("div");
+    div.className = "onemap-popup";
+    div.setAttribute("data-event", event.id);
+    div.setAttribute("data-version", event.row_version);
+    div.setAttribute("data-warning", event.warning);
+    div.setAttribute("data-status", event.status);
+    var place = [regionName(event.town_code), regionName(event.community_code)].filter(function (v) {
+      return v && v !== "—";
+    }).join(" · ");
+    div.innerHTML =
+      "<b>#" + event.id + " " + named("categories", event.category_code) + "</b><br>" +
+      "状态 " + named("statuses", event.status) + " · " +
+      '<span class="onemap-warning onemap-warning-' + escapeHtml(event.warning) + '">● ' + escapeHtml(nameOf("warnings", event.warning)) + "</span>" +
+      (event.supervised ? ' · <span class="onemap-badge">督办</span>' : "") + "<br>" +
+      "上报 " + timeHtml(event.reported_at) + "<br>" +
+      "期限 " + (event.due_at ? timeHtml(event.due_at) : "—") + (event.overdue ? ' <b class="onemap-warning-red">超期</b>' : "") + "<br>" +
+      "地点 " + escapeHtml(place || "—") + ' <small class="onemap-code">' + escapeHtml(event.grid_code || "") + "</small><br>" +
+      "责任 " + named("levels", event.escalation_level) + " · 部门 " + named("departments", event.department_code) + "<br>" +
+      (event.description ? '<div class="onemap-description">' + escapeHtml(event.description) + "</div>" : "") +
+      '<small class="onemap-code">' + escapeHtml(event.route_reason || "") + "</small><br>" +
+      '<div class="onemap-actions"></div><div class="onemap-act-form"></div>' +
+      '<p class="onemap-act-result" role="status"></p>' +
+      '<a href="#" class="onemap-log-link" data-event="' + event.id + '">事件日志</a>';
+    var actions = div.querySelector(".onemap-actions");
+    var allowed = (event.allowed_actions || []).slice();
+    var role = state.me && state.me.role;
+    if (role === "supervisor" || role === "admin") allowed.push("supervise");
+    allowed.forEach(function (action) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "onemap-act";
+      button.setAttribute("data-action", action);
+      button.textContent = nameOf("actions", action);
+      button.title = action;
+      button.addEventListener("click", function () {
+        openForm(div, event, action);
+      });
+      actions.appendChild(button);
+    });
+    if (!allowed.length) actions.innerHTML = '<small>您现在对此事件无可执行的操作</small>';
+    if (notice) showResult(div, notice, notice.charAt(0) !== "✓");
+    div.querySelector(".onemap-log-link").addEventListener("click", function (e) {
+      e.preventDefault();
+      showLog(event.id);
+    });
+    L.DomEvent.disableClickPropagation(div);
+    return div;
+  }
+
+  function showResult(card, text, warning) {
+    var result = card.querySelector(".onemap-act-result");
+    result.textContent = text;
+    result.className = "onemap-act-result" + (warning ? " onemap-error" : " onemap-ok");
+  }
+
+  function noteField(action) {
+    var required = NOTE_REQUIRED[action];
+    return '<textarea name="note" rows="2" placeholder="' + (required ? "说明原因（必填）" : "备注（可选）") + '"' +
+      (required ? " required" : "") + "></textarea>";
+  }
+
+  function openForm(card, event, action) {
+    var area = card.querySelector(".onemap-act-form");
+    var form = document.createElement("form");
+    form.className = "onemap-form";
+    form.setAttribute("data-action", action);
+    var title = "<b>" + escapeHtml(nameOf("actions", action)) + "</b> #" + event.id + "<br>";
+    if (action === "dispatch") {
+      var departments = (state.names && state.names.departments) || {};
+      var options = Object.keys(departments).map(function (code) {
+        return '<option value="' + escapeHtml(code) + '"' + (code === event.department_code ? " selected" : "") + ">" +
+          escapeHtml(departments[code].name) + (code === event.department_code ? "（建议）" : "") + "</option>";
+      }).join("");
+      var co = Object.keys(departments).filter(function (code) {
+        return code !== event.department_code;
+      }).map(function (code) {
+        return '<label class="onemap-co"><input type="checkbox" name="co" value="' + escapeHtml(code) + '"> ' +
+          escapeHtml(departments[code].name) + "</label>";
+      }).join("");
+      form.innerHTML = title +
+        '<label>主办部门 <select name="department">' + options + "</select></label>" +
+        '<details><summary>协办部门</summary><div class="onemap-co-list">' + co + "</div></details>" +
+        noteField(action) + '<button type="submit">派遣到部门</button>' +
+        '<div class="onemap-forces"><small>正在查找最近的可调派力量…</small></div>';
+      loadForces(card, event, form.querySelector(".onemap-forces"));
+    } else if (action === "supervise") {
+      form.innerHTML = title + '<textarea name="instruction" rows="2" required placeholder="督办要求（必填）"></textarea>' +
+        '<label>回复时限 <select name="hours"><option value="2">2 小时</option><option value="4">4 小时</option>' +
+        '<option value="24" selected>24 小时</option><option value="72">3 天</option></select></label>' +
+        '<button type="submit">发出督办</button>';
+    } else if (action === "merge") {
+      form.innerHTML = title + '<div class="onemap-duplicates"><small>正在查找可能的重复事件…</small></div>';
+      loadDuplicates(card, event, form.querySelector(".onemap-duplicates"));
+    } else if (action === "evaluate") {
+      form.innerHTML = title + '<label>满意度 <select name="satisfaction"><option value="5">5 很满意</option>' +
+        '<option value="4">4 满意</option><option value="3">3 一般</option><option value="2">2 不满意</option>' +
+        '<option value="1">1 很不满意</option></select></label>' + noteField(action) + '<button type="submit">提交</button>';
+    } else {
+      form.innerHTML = title + noteField(action) + '<button type="submit">确认' + escapeHtml(nameOf("actions", action)) + "</button>";
+    }
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var data = new FormData(form);
+      if (action === "supervise") {
+        var order = { instruction: String(data.get("instruction") || "").trim(), reply_hours: Number(data.get("hours")) };
+        return act(card, event, "/v1/events/" + event.id + "/supervision", order, "已发出督办");
+      }
+      var body = { action: action, expected_version: event.row_version, note: String(data.get("note") || "").trim() };
+      if (action === "dispatch") {
+        body.department_code = data.get("department");
+        var co = data.getAll("co");
+        if (co.length) body.co_departments = co;
+      }
+      if (action === "evaluate") body.satisfaction = Number(data.get("satisfaction"));
+      act(card, event, "/v1/events/" + event.id + "/transitions", body, "已" + nameOf("actions", action));
+    });
+    area.innerHTML = "";
+    area.appendChild(form);
+    var first = form.querySelector("textarea, select, button");
+    if (first) first.focus();
+  }
+
+  function loadForces(card, event, box) {
+    var role = state.me && state.me.role;
+    if (role !== "dispatcher" && role !== "admin") {
+      box.innerHTML = "";
+      return;
+    }
+    api("/v1/events/" + event.id + "/nearest-forces" + query({ limit: 5 }))
+      .then(function (answer) {
+        if (!answer.available.length) {
+          box.innerHTML = "<small>附近暂无可调派的力量（忙碌 " + answer.busy.length + "，位置未知 " + answer.unknown.length + "）</small>";
+          return;
+        }
+        box.innerHTML = "<b>或派给最近的力量</b><ol>" + answer.available.map(function (force) {
+          return '<li><button type="button" class="onemap-force" data-username="' + escapeHtml(force.username) +
+            '" data-name="' + escapeHtml(force.display_name || force.username) + '">派遣</button> ' +
+            escapeHtml(force.display_name || force.username) + " · " + (force.kind === "patrol" ? "巡逻力量" : "网格员") +
+            " · " + Math.round(force.distance_m).toLocaleString("zh-CN") + " 米 <small>(" + escapeHtml(relativeTime(force.at)) + "定位)</small></li>";
+        }).join("") + "</ol>";
+        box.querySelectorAll(".onemap-force").forEach(function (button) {
+          button.addEventListener("click", function () {
+            var body = { username: button.getAttribute("data-username"), expected_version: event.row_version };
+            act(card, event, "/v1/events/" + event.id + "/nearest-forces/dispatch", body, "已派遣给 " + button.getAttribute("data-name"));
+          });
+        });
+      })
+      .catch(function (error) {
+        box.innerHTML = "<small>" + escapeHtml(error.message) + "</small>";
+      });
+  }
+
+  function loadDuplicates(card, event, box) {
+    api("/v1/events/" + event.id + "/duplicates")
+      .then(function (answer) {
+        var found = answer.possible_duplicates || [];
+        if (!found.length) {
+          box.innerHTML = "<small>附近没有同类的在办事件</small>";
+          return;
+        }
+        box.innerHTML = "<small>把本事件并入（主事件）：</small><ol>" + found.map(function (other) {
+          return '<li><button type="button" class="onemap-merge" data-into="' + other.id + '">并入 #' + other.id + "</button> " +
+            escapeHtml(categoryName(other.category_code)) + " · " + escapeHtml(nameOf("statuses", other.status)) +
+            (other.distance_m !== undefined ? " · " + Math.round(other.distance_m) + " 米" : "") + "</li>";
+        }).join("") + "</ol>";
+        box.querySelectorAll(".onemap-merge").forEach(function (button) {
+          button.addEventListener("click", function () {
+            var into = Number(button.getAttribute("data-into"));
+            act(card, event, "/v1/events/" + event.id + "/merge", { into: into }, "已并入 #" + into);
+          });
+        });
+      })
+      .catch(function (error) {
+        box.innerHTML = "<small>" + escapeHtml(error.message) + "</small>";
+      });
+  }
+
+  /** Post one step; on success the popup, the queue and the map show the event as it is now. */
+  function act(card, event, url, body, done) {
+    card.querySelectorAll("button").forEach(function (b) {
+      b.disabled = true;
+    });
+    showResult(card, "…", false);
+    return api(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })
+      .then(function () {
+        state.acted.push({ id: event.id, url: url, body: body });
+        refreshAfterChange();
+        return showEvent(event.id, null, "✓ " + done, true);
+      })
+      .catch(function (error) {
+        if (error.message === "signed out") return;
+        if (error.status === 409 || error.status === 412 || error.status === 403) return explainRefusal(event, error);
+        card.querySelectorAll("button").forEach(function (b) {
+          b.disabled = false;
+        });
+        showResult(card, "⚠ " + error.message, true);
+      });
+  }
+
+  /** Someone acted first (or the step is not allowed now): say who did what and when, show the event as it is. */
+  function explainRefusal(event, error) {
+    return Promise.all([api("/v1/events/" + event.id), api("/v1/events/" + event.id + "/log")]).then(function (both) {
+      var now = both[0];
+      var text = "⚠ " + error.message;
+      if (now.row_version !== event.row_version) {
+        var entries = both[1].entries;
+        var last = entries[entries.length - 1];
+        text = "⚠ 事件已被他人更新：" + last.actor + "（" + nameOf("roles", last.role) + "）于 " + localTime(last.at) +
+          "（" + relativeTime(last.at) + "）" + nameOf("actions", last.action) + "，现为「" + nameOf("statuses", now.status) +
+          "」。请按当前状态重新操作。";
+      }
+      state.conflicts.push(text);
+      refreshAfterChange();
+      return showEvent(event.id, null, text, true);
+    });
   }
 
   function showLog(id) {
@@ -505,10 +903,12 @@
       .then(function (log) {
         var section = document.getElementById("onemap-log");
         var list = section.querySelector("ol");
+        section.querySelector("h2 span").textContent = "#" + id;
         list.innerHTML = log.entries
           .map(function (entry) {
-            return "<li>" + escapeHtml(entry.at) + " " + escapeHtml(entry.actor) + " (" + escapeHtml(entry.role) + "): " +
-              escapeHtml(entry.from_status || "—") + " → " + escapeHtml(entry.to_status) + " " + escapeHtml(entry.note) + "</li>";
+            return "<li>" + timeHtml(entry.at) + "<br>" + escapeHtml(entry.actor) + "（" + escapeHtml(nameOf("roles", entry.role)) +
+              "）" + escapeHtml(nameOf("actions", entry.action)) + "：" + named("statuses", entry.from_status) + " → " +
+              named("statuses", entry.to_status) + (entry.note ? "<br><q>" + escapeHtml(entry.note) + "</q>" : "") + "</li>";
           })
           .join("");
         section.hidden = false;
@@ -516,15 +916,6 @@
       .catch(report);
   }
 
-  // Leaflet stops clicks inside a popup from bubbling, so the log links are wired as each popup opens.
-  map.on("popupopen", function (e) {
-    e.popup.getElement().querySelectorAll(".onemap-log-link").forEach(function (link) {
-      link.addEventListener("click", function (event) {
-        event.preventDefault();
-        showLog(link.getAttribute("data-event"));
-      });
-    });
-  });
   document.getElementById("onemap-log-close").addEventListener("click", function () {
     document.getElementById("onemap-log").hidden = true;
   });
@@ -589,86 +980,460 @@
       .catch(report);
   });
 
-  function refreshNewest() {
-    if (!state.ready) return;
-    api("/v1/events" + query({ limit: 15, sort: "-reported_at" }))
-      .then(function (page) {
+  // ---------------------------------------------------------------- the queue panel and the live channel
+
+  /**
+   * The panel lists the events under the map's filters (open only, time window, colour, category,
+   * region; "mine": the events the user acts for now), in the user's scope (the server's), with the
+   * count of each warning colour, and flags an event that turned red since the last look. The map's
+   * event layer follows the same filters.
+   */
+  function filterValues() {
+    var value = function (id) {
+      var element = document.getElementById(id);
+      return element ? element.value : "";
+    };
+    return {
+      warning: value("onemap-filter-warning"),
+      category: value("onemap-filter-category"),
+      region: value("onemap-filter-region"),
+      mine: document.getElementById("onemap-filter-mine").checked,
+    };
+  }
+
+  function refreshQueue() {
+    if (!state.ready) return Promise.resolve();
+    var f = filterValues();
+    var base = eventParams();
+    var listed = Object.assign({}, base, { warning: f.warning, category: f.category, region: f.region,
+                                           owner: f.mine ? "mine" : null, limit: 30, sort: "-reported_at" });
+    var counted = Object.assign({}, base, { category: f.category, region: f.region, owner: f.mine ? "mine" : null });
+    return Promise.all([api("/v1/events" + query(listed)), api("/map/warning-counts" + query(counted))])
+      .then(function (both) {
+        var page = both[0];
+        var counts = both[1].counts;
+        var now = Date.now();
         var list = document.getElementById("onemap-newest");
         list.innerHTML = page.items
           .map(function (event) {
-            return '<li data-event="' + event.id + '" data-lon="' + event.lon + '" data-lat="' + event.lat + '">' +
-              '<span class="onemap-warning onemap-warning-' + escapeHtml(event.warning) + '">●</span> #' + event.id + " " +
-              escapeHtml(event.category_code) + " · " + escapeHtml(event.status) + " · " + escapeHtml(event.grid_code || "—") +
-              "<br><small>" + escapeHtml(event.reported_at) + "</small></li>";
+            return '<li data-event="' + event.id + '" data-lon="' + event.lon + '" data-lat="' + event.lat +
+              '" data-warning="' + escapeHtml(event.warning) + '" data-status="' + escapeHtml(event.status) + '">' +
+              '<span class="onemap-warning onemap-warning-' + escapeHtml(event.warning) + '" title="' +
+              escapeHtml(nameOf("warnings", event.warning)) + '">●</span> #' + event.id + " " +
+              escapeHtml(categoryName(event.category_code)) + " · <b>" + escapeHtml(nameOf("statuses", event.status)) + "</b>" +
+              (event.overdue ? ' <b class="onemap-warning-red">超期</b>' : "") + (event.supervised ? ' <span class="onemap-badge">督办</span>' : "") +
+              "<br><small>" + escapeHtml(regionName(event.community_code || event.town_code)) + " · " +
+              '<time datetime="' + escapeHtml(event.reported_at) + '" title="' + escapeHtml(localTime(event.reported_at, true)) + '">' +
+              escapeHtml(relativeTime(event.reported_at, now)) + "</time>" +
+              (event.due_at ? " · 期限 " + escapeHtml(relativeTime(event.due_at, now)) : "") +
+              ' <span class="onemap-code">' + escapeHtml(event.status) + "</span></small></li>";
           })
           .join("");
-        setText("onemap-panel-updated", new Date().toLocaleTimeString());
+        ["red", "yellow", "blue", "none"].forEach(function (colour) {
+          setText("onemap-count-" + colour, counts[colour]);
+        });
+        setText("onemap-count-total", counts.total);
+        state.counted = counts;
+        flagNewRed(page.items);
+        setText("onemap-panel-updated", localTime(new Date().toISOString(), true).slice(11));
         state.newest = page.items.length;
+        state.queueItems = page.items.map(function (e) {
+          return { id: e.id, status: e.status, warning: e.warning };
+        });
       })
       .catch(report);
   }
 
-  document.getElementById("onemap-newest").addEventListener("click", function (event) {
-    var item = event.target.closest("li");
-    if (!item) return;
+  function flagNewRed(items) {
+    var red = items.filter(function (e) {
+      return e.warning === "red";
+    });
+    if (state.redSeen !== null) {
+      var fresh = red.filter(function (e) {
+        return !state.redSeen[e.id];
+      });
+      if (fresh.length) {
+        var first = fresh[0];
+        var alert = document.getElementById("onemap-alert");
+        alert.innerHTML = '<b class="onemap-warning-red">●</b> 新红色预警 #' + first.id + " " + escapeHtml(categoryName(first.category_code)) + " · " +
+          escapeHtml(regionName(first.community_code || first.town_code)) + (fresh.length > 1 ? " 等 " + fresh.length + " 件" : "");
+        alert.setAttribute("data-event", first.id);
+        alert.setAttribute("data-lon", first.lon);
+        alert.setAttribute("data-lat", first.lat);
+        alert.hidden = false;
+        state.redAlerts.push(first.id);
+      }
+    }
+    state.redSeen = state.redSeen || {};
+    red.forEach(function (e) {
+      state.redSeen[e.id] = true;
+    });
+  }
+
+  function goToEvent(item) {
     var latlng = [Number(item.getAttribute("data-lat")), Number(item.getAttribute("data-lon"))];
     map.flyTo(latlng, Math.max(map.getZoom(), 16), { duration: 0.6 });
     showEvent(item.getAttribute("data-event"), latlng);
+  }
+
+  document.getElementById("onemap-newest").addEventListener("click", function (event) {
+    var item = event.target.closest("li");
+    if (item) goToEvent(item);
   });
+  document.getElementById("onemap-alert").addEventListener("click", function (event) {
+    goToEvent(event.currentTarget);
+    event.currentTarget.hidden = true;
+  });
+
+  /** After a change (one's own or pushed): the queue, the grid measures, the event tiles and an open popup. */
+  function refreshAfterChange(eventIds) {
+    clearTimeout(state.changeTimer);
+    state.changeTimer = setTimeout(function () {
+      refreshQueue();
+      loadMeasure();
+      if (state.layers.events && map.hasLayer(state.layers.events)) whenSettled(function () {
+        state.layers.events.redraw();
+      });
+      var open = state.eventPopup && map.hasLayer(state.eventPopup) ? state.eventPopup.eventId : null;
+      if (open && eventIds && eventIds.indexOf(open) >= 0) showEvent(open, null, null, true);
+    }, 300);
+  }
+
+  /**
+   * /v1/live as Server-Sent Events, read with fetch (EventSource cannot send the bearer header): each
+   * pushed event change refreshes what shows it. A stream ends after a while; the next one starts at
+   * the last id seen, so nothing is missed.
+   */
+  function listen() {
+    if (!state.token || state.listening) return;
+    state.listening = true;
+    var headers = Object.assign({ Accept: "text/event-stream" }, authHeaders());
+    if (state.lastEventId) headers["Last-Event-ID"] = state.lastEventId;
+    var controller = new AbortController();
+    state.liveAbort = controller;
+    fetch("/v1/live", { headers: headers, signal: controller.signal })
+      .then(function (response) {
+        if (!response.ok || !response.body) throw new Error("live " + response.status);
+        state.live = "open";
+        var reader = response.body.getReader();
+        var decoder = new TextDecoder();
+        var buffer = "";
+        var pump = function () {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) return;
+            buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n/g, "\n");
+            var blocks = buffer.split("\n\n");
+            buffer = blocks.pop();
+            blocks.forEach(onLiveMessage);
+            return pump();
+          });
+        };
+        return pump();
+      })
+      .catch(function () {
+        state.live = "closed";
+      })
+      .then(function () {
+        state.listening = false;
+        if (state.token && state.ready) setTimeout(listen, 2000);
+      });
+  }
+
+  function onLiveMessage(block) {
+    var message = { event: "message", data: "" };
+    block.split("\n").forEach(function (line) {
+      var colon = line.indexOf(":");
+      if (colon <= 0) return;
+      var field = line.slice(0, colon);
+      var value = line.slice(colon + 1).replace(/^ /, "");
+      if (field === "data") message.data += value;
+      else message[field] = value;
+    });
+    if (message.id) state.lastEventId = message.id;
+    if (message.event === "event_change") {
+      var change = JSON.parse(message.data || "{}");
+      state.pushed.push(change);
+      refreshAfterChange([change.event_id]);
+      tick(change);
+    } else if (message.event === "notification") {
+      var note = JSON.parse(message.data || "{}");
+      state.pushed.push(note);
+      setText("onemap-live-note", "🔔 " + (note.title || ""));
+      refreshAfterChange(note.event_id ? [note.event_id] : []);
+    }
+  }
 
   function refilterEvents() {
     var params = eventParams();
-    if (state.layers.events) state.layers.events.setUrl("/tiles/events/{z}/{x}/{y}.mvt" + query(params));
+    var f = filterValues();
+    params.warning = f.warning;
+    params.category = f.category;
+    if (state.layers.events) whenSettled(function () {
+      state.layers.events.setUrl("/tiles/events/{z}/{x}/{y}.mvt" + query(params));
+    });
     if (state.layers.heat) state.layers.heat.reload();
+    refreshQueue();
+  }
+
+  function fillFilters() {
+    var categories = (state.names && state.names.categories) || {};
+    var select = document.getElementById("onemap-filter-category");
+    select.innerHTML = '<option value="">全部类别</option>' + Object.keys(categories).filter(function (code) {
+      return !categories[code].parent;
+    }).map(function (code) {
+      return '<option value="' + escapeHtml(code) + '">' + escapeHtml(categories[code].name) + "</option>";
+    }).join("");
+    var warnings = document.getElementById("onemap-filter-warning");
+    warnings.innerHTML = '<option value="">全部预警</option>' + ["red", "yellow", "blue", "none"].map(function (w) {
+      return '<option value="' + w + '">' + escapeHtml(nameOf("warnings", w)) + "</option>";
+    }).join("");
+    api("/map/labels").then(function (answer) {
+      var regions = document.getElementById("onemap-filter-region");
+      regions.innerHTML = '<option value="">全部区域</option>' + answer.labels.filter(function (label) {
+        return label.level === "town";
+      }).map(function (label) {
+        state.regionNames[label.code] = label.name;
+        return '<option value="' + escapeHtml(label.code) + '">' + escapeHtml(label.name) + "</option>";
+      }).join("");
+      answer.labels.forEach(function (label) {
+        state.regionNames[label.code] = label.name;
+      });
+    }).catch(report);
   }
 
   document.getElementById("onemap-measure").addEventListener("change", loadMeasure);
-  document.getElementById("onemap-window").addEventListener("change", refilterEvents);
-  document.getElementById("onemap-open-only").addEventListener("change", refilterEvents);
+  ["onemap-window", "onemap-open-only", "onemap-filter-warning", "onemap-filter-category", "onemap-filter-region",
+   "onemap-filter-mine"].forEach(function (id) {
+    document.getElementById(id).addEventListener("change", refilterEvents);
+  });
+
+  // ---------------------------------------------------------------- wall mode (大屏)
+
+  /**
+   * /map?mode=wall: the map of the user's area with today's figures beside it — reported today, open,
+   * red and yellow warnings, the 30-day trend, the top categories of the week, the governance ranking
+   * and a live ticker fed by the push channel. Every figure is read with the user's token from the
+   * same APIs (stats, warning counts, events), so a town's screen shows the town.
+   */
+  function dayStart(daysBack) {
+    var today = localTime(new Date(Date.now() - daysBack * 86400000).toISOString()).slice(0, 10);
+    return today + "T00:00:00" + zoneOffset();
+  }
+
+  function refreshWall() {
+    var month = localTime(new Date().toISOString()).slice(0, 7);
+    var today = api("/v1/stats/counts" + query({ by: "status", from: dayStart(0) })).then(function (answer) {
+      setText("onemap-wall-today", answer.total);
+    });
+    var open = api("/map/warning-counts" + query({ status: OPEN.join(",") })).then(function (answer) {
+      setText("onemap-wall-open", answer.counts.total);
+      setText("onemap-wall-red", answer.counts.red);
+      setText("onemap-wall-yellow", answer.counts.yellow);
+    });
+    var trend = api("/v1/stats/counts" + query({ by: "day", from: dayStart(29) })).then(function (answer) {
+      var byDay = {};
+      answer.rows.forEach(function (row) {
+        byDay[String(row.key).slice(0, 10)] = row.events;
+      });
+      var days = [];
+      for (var i = 29; i >= 0; i--) days.push(dayStart(i).slice(0, 10));
+      var values = days.map(function (d) {
+        return byDay[d] || 0;
+      });
+      var top = Math.max.apply(null, values.concat([1]));
+      var points = values.map(function (v, k) {
+        return (k * 300 / 29).toFixed(1) + "," + (66 - v / top * 60).toFixed(1);
+      }).join(" ");
+      document.getElementById("onemap-wall-trend").innerHTML =
+        '<polyline fill="none" stroke="#4fc3f7" stroke-width="2" points="' + points + '"/>';
+      setText("onemap-wall-trend-range", days[0] + " — " + days[29] + "，单日最多 " + top + " 件");
+      state.wallTrend = values;
+    });
+    var categories = api("/v1/stats/counts" + query({ by: "category", from: dayStart(6) })).then(function (answer) {
+      var rows = answer.rows.slice().sort(function (a, b) {
+        return b.events - a.events;
+      }).slice(0, 5);
+      document.getElementById("onemap-wall-categories").innerHTML = rows.map(function (row) {
+        return "<li>" + escapeHtml(categoryName(row.key)) + " <b>" + row.events + "</b> 件</li>";
+      }).join("") || "<li>近 7 天无上报</li>";
+    });
+    var rankingOf = function (m) {
+      return api("/v1/stats/ranking" + query({ month: m, level: "town" })).then(function (answer) {
+        answer.month = m;
+        return answer;
+      });
+    };
+    var busy = function (answer) {
+      return answer.rows.some(function (row) {
+        return row.events > 0;
+      });
+    };
+    var now = new Date();
+    var lastMonth = localTime(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 15)).toISOString()).slice(0, 7);
+    var ranking = rankingOf(month).then(function (answer) {
+      return busy(answer) ? answer : rankingOf(lastMonth); // early in a month, last month's ranking
+    }).then(function (answer) {
+      setText("onemap-wall-month", answer.month);
+      document.getElementById("onemap-wall-ranking").innerHTML = answer.rows.slice(0, 5).map(function (row) {
+        return "<li>" + escapeHtml(row.name) + " <b>" + (row.index === null ? "—" : Number(row.index).toFixed(1)) + "</b></li>";
+      }).join("") || "<li>本月暂无数据</li>";
+    });
+    var ticker = api("/v1/events" + query({ limit: 8, sort: "-updated_at" })).then(function (page) {
+      if (state.wallTicked) return;
+      document.getElementById("onemap-wall-ticker").innerHTML = page.items.map(function (event) {
+        return tickerLine(event.updated_at, event.id, event.category_code, event.status);
+      }).join("");
+    });
+    return Promise.all([today, open, trend, categories, ranking, ticker])
+      .then(function () {
+        state.wallReady = true;
+      })
+      .catch(report);
+  }
+
+  function tickerLine(at, id, category, status) {
+    var when = localTime(at);
+    var today = localTime(new Date().toISOString()).slice(0, 10);
+    when = when.slice(0, 10) === today ? when.slice(11) : when.slice(5); // today: the time; before: the day too
+    return '<li data-event="' + id + '">' + escapeHtml(when) + " #" + id + " " +
+      escapeHtml(category ? categoryName(category) : "") + " · <b>" + escapeHtml(nameOf("statuses", status)) + "</b></li>";
+  }
+
+  /** A pushed change goes on top of the ticker at once. */
+  function tick(change) {
+    var list = document.getElementById("onemap-wall-ticker");
+    if (!WALL || !list) return;
+    state.wallTicked = true;
+    api("/v1/events/" + change.event_id).then(function (event) {
+      list.insertAdjacentHTML("afterbegin", tickerLine(change.at || event.updated_at, event.id, event.category_code, event.status));
+      while (list.children.length > 12) list.removeChild(list.lastChild);
+    }).catch(report);
+  }
 
   // ---------------------------------------------------------------- legend and start
+
+  /**
+   * The legend explains what is drawn now: the classes of the grid shading chosen (open or overdue
+   * events per grid with their counts; the governance index, where green is good), warning colours,
+   * posts and their rings, coverage gaps, heat, forces and key places (in Chinese; codes aside).
+   */
+  function legendHtml() {
+    var swatch = function (colour, round) {
+      return '<i class="' + (round ? "round" : "") + '" style="background:' + colour + '"></i>';
+    };
+    var warnings = ["red", "yellow", "blue", "none"].map(function (w) {
+      return swatch(config.warningColours[w], true) + escapeHtml(nameOf("warnings", w));
+    }).join(" ");
+    var grids;
+    if (state.measure === "index") {
+      grids = "<b>网格着色：社区治理指数</b>（" + escapeHtml(state.indexMonth || "") + "，越绿越好）<br>" +
+        ["0–20", "20–40", "40–60", "60–80", "80–100"].map(function (label, k) {
+          return swatch(INDEX_COLOURS[k]) + label;
+        }).join(" ") + " " + swatch("#dddddd") + "无数据";
+    } else if (state.measure === "incidence") {
+      var per = state.incidencePer === "10k residents" ? "件/万人" : state.incidencePer === "km²" ? "件/km²" : "";
+      var breaks = state.incidenceBreaks || [];
+      var bounds = [0].concat(breaks);
+      grids = "<b>网格着色：社区发案率</b>（" + escapeHtml(state.indexMonth || "") + "，" + per + "，越浅越好）<br>" +
+        INCIDENCE_COLOURS.map(function (colour, k) {
+          var low = bounds[k], high = breaks[k];
+          return swatch(colour) + (high === undefined ? "> " + fmt(low) : fmt(low) + "–" + fmt(high));
+        }).join(" ") + " " + swatch("#dddddd") + "无数据";
+    } else {
+      var overdue = state.measure === "overdue";
+      var max = Math.max(1, overdue ? state.maxOverdue || 0 : state.maxOpen || 0);
+      var colours = ["#fee5d9", "#fcae91", "#fb6a4a", "#de2d26", "#a50f15"];
+      var classes = [swatch("#f7f7f7") + "0"];
+      var previous = 0;
+      for (var i = 0; i < colours.length; i++) {
+        var top = Math.min(max, Math.ceil(max * Math.pow((i + 0.5) / 4, 2)) - (i === colours.length - 1 ? 0 : 1));
+        if (i === colours.length - 1) top = max;
+        var low = Math.max(1, previous + 1);
+        if (top >= low) classes.push(swatch(colours[i]) + (low === top ? low : low + "–" + top));
+        previous = Math.max(previous, top);
+      }
+      grids = "<b>网格着色：" + (overdue ? "超期事件数" : "在办事件数") + "</b>（每格，件）<br>" + classes.join(" ");
+    }
+    var posts = Object.keys(config.postColours).map(function (level) {
+      return swatch(config.postColours[level], true) + escapeHtml(config.postNames[level]);
+    }).join("<br>");
+    var places = Object.keys(config.placeSymbols).map(function (type) {
+      var s = config.placeSymbols[type];
+      return '<span class="onemap-place-inline" style="background:' + s[1] + '">' + s[0] + "</span>" + escapeHtml(nameOf("place_types", type));
+    }).join(" ");
+    return grids +
+      "<br><b>事件预警</b>（缩小时为聚合圈，大小为件数、颜色为其中最重预警）<br>" + warnings +
+      "<br><b>警务点与覆盖圈</b>（圈：该级覆盖半径）<br>" + posts +
+      '<br><b>覆盖缺口</b> <i style="background:rgba(215,48,31,0.35)"></i>圈外区域' +
+      ' · <b>热力</b> <i style="background:linear-gradient(90deg,#00f,#0f0,#ff0,#f00)"></i>事件密度（200 米格）' +
+      "<br><b>力量</b> " + swatch("#33a02c", true) + "网格员 " + swatch("#1f78b4", true) + "巡逻 （淡色：忙碌）" +
+      "<br><b>重点场所</b><br>" + places;
+  }
+
+  function fmt(value) {
+    return Number(value || 0).toLocaleString("zh-CN", { maximumFractionDigits: value < 10 ? 2 : 0 });
+  }
 
   function legend() {
     var control = L.control({ position: "bottomleft" });
     control.onAdd = function () {
       var div = L.DomUtil.create("div", "onemap-card onemap-legend");
-      var warnings = Object.keys(config.warningColours)
-        .map(function (w) {
-          return '<i style="background:' + config.warningColours[w] + '"></i>' + w;
-        })
-        .join(" ");
-      var posts = Object.keys(config.postColours)
-        .map(function (level) {
-          return '<i class="round" style="background:' + config.postColours[level] + '"></i>' + escapeHtml(config.postNames[level]);
-        })
-        .join("<br>");
-      var places = Object.keys(config.placeSymbols)
-        .map(function (type) {
-          var s = config.placeSymbols[type];
-          return '<span class="onemap-place-inline" style="background:' + s[1] + '">' + s[0] + "</span>" + escapeHtml(type);
-        })
-        .join(" ");
-      div.innerHTML =
-        "<b>预警 warnings</b><br>" + warnings + "<br><b>警务 police</b><br>" + posts +
-        '<br><b>网格 grids</b> <i style="background:#fee5d9"></i>→<i style="background:#a50f15"></i> more' +
-        "<br><b>重点场所 key places</b><br>" + places;
+      // Open where the screen has room for it; a click opens it on smaller screens.
+      var open = window.innerHeight >= 1000 ? " open" : "";
+      div.innerHTML = "<details" + open + '><summary>图例</summary><div class="onemap-legend-body">' + legendHtml() + "</div></details>";
+      L.DomEvent.disableClickPropagation(div);
       return div;
+    };
+    control.update = function () {
+      var body = control.getContainer() && control.getContainer().querySelector(".onemap-legend-body");
+      if (body) body.innerHTML = legendHtml();
     };
     return control;
   }
 
+  /** Fit ``bounds`` [w, s, e, n] into what the toolbar and the panel leave of the map. */
+  function landOn(bounds) {
+    var toolbar = document.getElementById("onemap-toolbar").getBoundingClientRect();
+    var panel = document.getElementById(WALL ? "onemap-wall" : "onemap-panel");
+    var right = panel.hidden ? 20 : panel.getBoundingClientRect().width + 30;
+    state.landed = bounds;
+    map.fitBounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]], {
+      paddingTopLeft: [20, toolbar.bottom + 10], paddingBottomRight: [right, 30], animate: false,
+    });
+  }
+
   function start() {
-    api("/v1/auth/me")
-      .then(function (me) {
+    // /v1/auth/me answers staff only: a signed-in account it refuses is a citizen's.
+    var me = api("/v1/auth/me").catch(function (error) {
+      if (error.status === 403) return { role: "public" };
+      throw error;
+    });
+    Promise.all([me, api("/map/names")])
+      .then(function (both) {
+        var me = both[0];
         state.me = me;
-        setText("onemap-user", me.username + " · " + me.role);
-        return api("/tiles/grids.json");
-      })
-      .then(function (tilejson) {
-        var b = tilejson.bounds;
-        map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
-        build();
-        return loadMeasure();
+        state.names = both[1];
+        if (me.role === "public") {
+          window.location.replace("/report"); // citizens report and follow their reports there
+          return null;
+        }
+        setText("onemap-user", (me.display_name || me.username) + " · " + nameOf("roles", me.role));
+        document.getElementById("onemap-zone").textContent = "时间 " + zoneOffset();
+        state.readsEvents = me.role !== "planner";
+        document.getElementById("onemap-panel").hidden = !state.readsEvents;
+        if (WALL && state.readsEvents) {
+          document.body.classList.add("onemap-wall-mode");
+          document.getElementById("onemap-wall").hidden = false;
+          document.getElementById("onemap-wall-link").hidden = true;
+        }
+        if (state.readsEvents) fillFilters();
+        return api("/map/area").then(function (area) {
+          state.area = area;
+          if (area.name) setText("onemap-area", area.name);
+          if (area.bounds) landOn(area.bounds);
+          build();
+          return loadMeasure();
+        });
       })
       .catch(report);
   }
@@ -692,7 +1457,9 @@
       overlays["覆盖缺口 gaps " + config.postNames[level]] = layers["gaps_" + level];
     });
     layers.places = placesLayer();
-    layers.events = tileLayer("events", eventParams(), eventStyle);
+    var filters = filterValues();
+    layers.events = tileLayer("events", Object.assign(eventParams(), { warning: filters.warning, category: filters.category }),
+                              eventStyle);
     layers.heat = heatLayer();
     layers.forces = forcesLayer();
     overlays["重点场所 key places"] = layers.places;
@@ -721,15 +1488,27 @@
     });
     state.control = L.control.layers(bases, overlays, { collapsed: true, position: "topright" }).addTo(map);
     state.legend = legend().addTo(map);
-    state.timers.push(setInterval(refreshNewest, config.refreshMs));
+    if (state.readsEvents) state.timers.push(setInterval(refreshQueue, config.refreshMs));
     state.timers.push(setInterval(function () {
       if (map.hasLayer(layers.heat)) layers.heat.reload();
     }, config.refreshMs));
     state.ready = true;
-    refreshNewest();
+    if (state.readsEvents) {
+      refreshQueue();
+      listen();
+    }
+    if (WALL && state.readsEvents) {
+      refreshWall();
+      state.timers.push(setInterval(refreshWall, Math.max(config.refreshMs, 30000)));
+      state.timers.push(setInterval(function () {
+        setText("onemap-wall-clock", localTime(new Date().toISOString(), true) + " (" + zoneOffset() + ")");
+      }, 1000));
+    }
   }
 
   /** Every overlay on at once (the screenshot of the whole one-map; also handy on a wall screen). */
+  state.landOn = landOn;
+
   state.showAll = function () {
     Object.keys(state.overlays).forEach(function (name) {
       if (!map.hasLayer(state.overlays[name])) state.overlays[name].addTo(map);
