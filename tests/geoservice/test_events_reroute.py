@@ -116,9 +116,11 @@ def check_result(before: dict, after: dict, want: dict) -> int:
     for event_id, old in before.items():
         new = after[event_id]
         if event_id in want:
-            assert new[:5] == want[event_id], event_id
+            changed = new[:4] != old[:4]
+            assert new[:4] == want[event_id][:4], event_id
+            assert new[4] == (want[event_id][4] if changed else old[4]), event_id  # the version that placed it
             assert new[5:] == old[5:], event_id  # status, department, owner, row version, updated_at
-            moved += new[:4] != old[:4]
+            moved += changed
         else:
             assert new == old, event_id
     return moved
