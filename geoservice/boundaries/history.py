@@ -7,9 +7,10 @@ places every closed event (rejected, archived, evaluated, merged; ``--since``: r
 again with V's router and, where they differ, writes V's grid, community, town and station codes
 and ``boundary_version_id = V`` (so ``boundary_version_id`` names the version that last placed the
 event; an event whose place V does not change keeps its row untouched: an UPDATE costs about
-0.1 ms a row with the events table's 15 indexes, and a redraw moves a few percent). Nothing else: the department that handled an event, its rule, its
-owner (the ``events_owner_follows_place`` trigger skips closed events, migration 0012), its log,
-``row_version`` and ``updated_at`` are history, and no log row is written, so nobody is notified.
+0.1 ms a row with the events table's 15 indexes, and a redraw moves a few percent). Nothing else:
+the department that handled an event, its rule, its owner (the ``events_owner_follows_place``
+trigger skips closed events, migration 0012), its log, ``row_version`` and ``updated_at`` are
+history, and no log row is written, so nobody is notified.
 Open events are re-routed by the publish itself (``boundaries.reroute``); an event still open now
 is re-attributed by a later run once it closes.
 
