@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import coverage, events, router_suite, scale
+from bench import coverage, events, rate_limit, reroute, router_suite, scale
 from bench import tiles as tiles_suite
 from bench.cities import CITY_KEYS, City, bench_cluster, build_cities
 from bench.machine import describe
@@ -41,6 +41,7 @@ def _router(cities: list[City], args: argparse.Namespace, console: Console) -> t
 
 SUITES: dict[str, Suite] = {
     "router": _router, "coverage": coverage.run, "events": events.run, "tiles": tiles_suite.run, "scale": scale.run,
+    "reroute": reroute.run, "rate": rate_limit.run,
 }
 
 
@@ -53,10 +54,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated, of {', '.join(SUITES)}")
     parser.add_argument("--no-results", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--scale-points", type=int, help="Dask suite points (default 10M; 1M quick)")
+    parser.add_argument("--reroute-events", type=int, help="reroute suite events (default 500,000; 50,000 quick)")
     args = parser.parse_args(argv)
     args.points = args.points or (QUICK_POINTS if args.quick else 1_000_000)
     args.http_seconds = args.http_seconds or (QUICK_HTTP_S if args.quick else 15)
     args.scale_points = args.scale_points or (1_000_000 if args.quick else 10_000_000)
+    args.reroute_events = args.reroute_events or (50_000 if args.quick else 500_000)
     args.cities = tuple(k for k in args.cities.split(",") if k)
     args.suites = tuple(k for k in args.suites.split(",") if k)
     unknown = (set(args.cities) - set(CITY_KEYS)) | (set(args.suites) - set(SUITES))

@@ -40,6 +40,7 @@ from geoservice.api import tiles as tiles_api
 from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
 from geoservice.api.openapi import install_openapi
 from geoservice.api.problems import register_error_handlers
+from geoservice.api.shared_rate import SharedRateLimiter
 from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
 from geoservice.boundaries.reroute import reroute_window
@@ -83,6 +84,8 @@ def create_app(
         if own_engine:
             fill_pool(app.state.engine, min(operations.worker_threads, app.state.engine.pool.size()))
         app.state.sessions = session_factory(app.state.engine)
+        if operations.rate_limit_shared:  # the buckets need the database, so they are made here
+            app.state.public_rate = SharedRateLimiter(operations.public_rate, app.state.engine)
         app.state.principals = PrincipalCache(app.state.engine, app.state.auth_settings.principal_cache_s)
         app.state.principals.start()
         app.state.routers = RouterRegistry(

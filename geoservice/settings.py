@@ -164,6 +164,11 @@ class OperationsSettings(BaseSettings):
         description="requests (a locate batch: points) per address for the anonymous public, per account for "
         "signed-in citizens, and per address for sign-in (limits' notation)",
     )
+    rate_limit_shared: bool | None = Field(
+        None,
+        description="keep the public rate limit's buckets in PostgreSQL, shared by every worker and server; "
+        "unset: shared when `geoservice serve --workers` runs several, else per process",
+    )
     public_max_batch: int = Field(
         100, ge=1, le=1_000_000, description="most points in one POST /v1/locate from the public (staff: max_batch)"
     )

@@ -14,6 +14,7 @@ from typing import Any
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -617,6 +618,9 @@ __all__ = [
     "RoutingRule",
     "Setting",
     "SupervisionOrder",
+    "RateBucket",
+    "ReroutePartition",
+    "RerouteRun",
     "Subscription",
     "User",
     "UserGrid",
@@ -743,3 +747,60 @@ class Subscription(Base):
     radius_m: Mapped[float | None] = mapped_column(Float)
     categories: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- past one machine (issue 21, migration 0012): resumable re-attribution runs, shared rate buckets ---
+
+
+class RerouteRun(Base):
+    """One ``geoservice events reroute``: closed events re-attributed to a boundary version, in partitions.
+
+    At most one run is ``running`` at a time (two runs would fight over the same events); a rerun
+    of the command resumes it, ``--restart`` marks it ``abandoned`` and starts a new one.
+    """
+
+    __tablename__ = "reroute_runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'done', 'abandoned')", name="status_known"),
+        CheckConstraint("partition_size > 0", name="partition_size_positive"),
+        Index("ux_reroute_runs_one_running", "status", unique=True, postgresql_where=text("status = 'running'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("boundary_versions.id"))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), server_default="running")
+    engine: Mapped[str] = mapped_column(String(20), server_default="local")
+    partition_size: Mapped[int] = mapped_column(Integer)
+    partitions: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    started_by: Mapped[str] = mapped_column(String(100), server_default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReroutePartition(Base):
+    """Events with ``first_id <= id < end_id`` (no end: to the last); ``done_at`` set by the partition's own write."""
+
+    __tablename__ = "reroute_partitions"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("reroute_runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_id: Mapped[int] = mapped_column(BigInteger)
+    end_id: Mapped[int | None] = mapped_column(BigInteger)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    events: Mapped[int | None] = mapped_column(Integer)
+    moved: Mapped[int | None] = mapped_column(Integer)
+    outside: Mapped[int | None] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class RateBucket(Base):
+    """The public rate limit's bucket per client, shared by every API worker (UNLOGGED: a crash refills them)."""
+
+    __tablename__ = "rate_buckets"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    counted_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch, the database's clock
+    granted: Mapped[bool] = mapped_column(Boolean)

@@ -5,8 +5,9 @@ reads it: a ``Content-Length`` over the limit is refused at once, a chunked body
 bytes read pass the limit. The public rate limit applies to the public role — the anonymous per
 client address, signed-in citizens per account — on the endpoints the public may use (locate,
 reporting, following one's own report), and to every sign-in per address whatever token comes
-with it; a locate batch counts its points. Signed-in staff are never throttled. It is a token
-bucket per process (the sign-in throttle proper is kept in PostgreSQL). Behind a
+with it; a locate batch counts its points. Signed-in staff are never throttled. The bucket is kept in
+PostgreSQL and shared by every worker (``geoservice.api.shared_rate``, ``GEOSERVICE_RATE_LIMIT_SHARED``,
+the default), or per process here (``PublicRateLimiter``). Behind a
 reverse proxy run uvicorn with ``--forwarded-allow-ips`` so the client address is the real one.
 """
 
@@ -82,6 +83,7 @@ class PublicRateLimiter:
     """
 
     MAX_CLIENTS = 100_000  # past this, full buckets (clients quiet long enough) are forgotten
+    blocking = False  # checked on the event loop: two floats under a lock
 
     def __init__(self, rate: str) -> None:
         item = parse(rate)
@@ -106,15 +108,20 @@ class PublicRateLimiter:
                     self._forget_full(now)
                 return
             self._buckets[client] = (tokens, now)
-        wait = math.ceil((min(cost, self.capacity) - tokens) * self.seconds_per_token)
-        raise ProblemError(
-            429,
-            "Too many requests",
-            f"at most {self.text} for the public (a locate batch counts its points); try again in {wait} s "
-            "(staff: sign in for no limit)",
-            headers={"Retry-After": str(wait)},
-        )
+        raise too_many(self.text, tokens, cost, self.capacity, self.seconds_per_token)
 
     def _forget_full(self, now: float) -> None:
         refill = self.seconds_per_token
         self._buckets = {c: (t, at) for c, (t, at) in self._buckets.items() if t + (now - at) / refill < self.capacity}
+
+
+def too_many(rate: str, tokens: float, cost: int, capacity: float, seconds_per_token: float) -> ProblemError:
+    """The 429 problem for a bucket holding ``tokens`` asked for ``cost``, with the seconds to wait."""
+    wait = max(1, math.ceil((min(cost, capacity) - tokens) * seconds_per_token))
+    return ProblemError(
+        429,
+        "Too many requests",
+        f"at most {rate} for the public (a locate batch counts its points); try again in {wait} s "
+        "(staff: sign in for no limit)",
+        headers={"Retry-After": str(wait)},
+    )

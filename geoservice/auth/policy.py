@@ -43,7 +43,11 @@ class Allow:
         # knows stay on the event loop; only a lookup in the users table goes to a thread.
         # Sign-in (``limit_everyone``) ignores any token that comes with it: counted per address.
         principal = ANONYMOUS if self.limit_everyone else await caller(request, token)
-        charge_public(request, principal)
+        limiter = getattr(request.app.state, "public_rate", None)
+        if limiter is not None and limiter.blocking and principal.role == Role.public:
+            await run_in_threadpool(charge_public, request, principal)  # a database round trip
+        else:
+            charge_public(request, principal)
         if principal.role not in self.roles or (self.signed_in and principal.anonymous):
             if principal.anonymous:
                 detail = "this needs a signed-in user: get a token at /v1/auth/token"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -20,6 +21,9 @@ def serve(
     import uvicorn
 
     settings = ServerSettings()
+    if workers > 1 and OperationsSettings().rate_limit_shared is None:
+        # Several workers share one public budget, not one each; the workers read it from the environment.
+        os.environ["GEOSERVICE_RATE_LIMIT_SHARED"] = "true"
     open_database().dispose()  # start the cluster and migrate once, before the workers fork
     uvicorn.run(
         "geoservice.app:create_app",
