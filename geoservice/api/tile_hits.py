@@ -81,7 +81,7 @@ def _query(raw: bytes) -> dict[str, object] | None:
     seen: set[str] = set()
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
         if name not in QUERY:
-            continue  # the route ignores what it does not take
+            return None  # the route refuses what it does not take (geoservice.api.query_params)
         if name in seen:
             return None  # repeated: the route decides which one counts
         seen.add(name)
