@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -136,10 +137,13 @@ Dialect = Callable[[Request, ProblemError], Response]  # how a standard's routes
 def allowed_methods(request: Request) -> str:
     """Every method some route takes at this path, for a 405's ``Allow`` (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
+    probe = {**request.scope, "method": "GET"}
+    # FastAPI keeps included routers as lazily built branches; ``iter_route_contexts`` walks the
+    # routes as they are served (prefix applied), top-level Starlette routes included.
+    for context in iter_route_contexts(request.app.router.routes):
+        match, _ = context.route.matches(probe)
         if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+            methods |= set(context.methods or ())
     return ", ".join(sorted(methods))
 
 
