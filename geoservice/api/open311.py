@@ -261,6 +261,9 @@ def _zone(request: Request, session: Session, jurisdiction_id: str | None) -> Zo
     if jurisdiction_id is not None:
         _plain(jurisdiction_id, "jurisdiction_id")
         served = request.app.state.open311_settings.jurisdiction_id or adcode
+        if served is None:
+            raise bad(f"jurisdiction_id {jurisdiction_id!r} is not served here: this endpoint serves one city and "
+                      "names none (GEOSERVICE_OPEN311_JURISDICTION_ID); send no jurisdiction_id", 404)  # fmt: skip
         if jurisdiction_id != served:
             raise bad(f"jurisdiction_id {jurisdiction_id!r} is not served here; this endpoint serves {served!r}", 404)
     return ZoneInfo(zone)
