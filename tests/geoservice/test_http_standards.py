@@ -91,11 +91,16 @@ def test_a_compressed_tile_keeps_its_etag_weakly_and_304s_on_both_forms(client: 
     plain = raw_get(client, TILE, {**admin, "Accept-Encoding": "identity"})[1]
     strong = plain["etag"]
     assert not strong.startswith("W/")
-    for attempt in range(2):  # a miss, then the cached fast path (geoservice.api.tile_hits)
+    sent = []
+    for attempt in range(2):  # the cached fast path (geoservice.api.tile_hits), compressed once
         status, headers, raw = raw_get(client, TILE, {**admin, "Accept-Encoding": "br"})
         assert status == 200 and headers["content-encoding"] == "br", attempt
-        assert headers["etag"] == f"W/{strong}"
+        assert headers["etag"] == f"W/{strong}" and "accept-encoding" in headers["vary"].lower()
         assert headers["x-tile-cache"] == "hit"
+        sent.append(raw)
+        assert (strong, "br") in client.app.state.encoded_tiles
+    identity = raw_get(client, TILE, {**admin, "Accept-Encoding": "identity"})[2]
+    assert sent[0] == sent[1] and brotli.decompress(sent[0]) == identity
     for held in (strong, f"W/{strong}"):
         revalidated = client.get(TILE, headers={**admin, "Accept-Encoding": "br", "If-None-Match": held})
         assert revalidated.status_code == 304 and revalidated.content == b""
