@@ -40,12 +40,11 @@ from layers.models import Role
 PREFIX = "/open311/v2"
 router = APIRouter(prefix=PREFIX, tags=["open311"])
 BOTH = {"content": {formats.XML: {}, formats.JSON: {}}}
-ERROR_BODY = {"content": {formats.XML: {}, formats.JSON: {}}}
 ERRORS = {
-    400: {"description": "a missing or bad argument", **ERROR_BODY},
-    403: {"description": "an unknown or disabled api_key", **ERROR_BODY},
-    404: {"description": "no such request, service or jurisdiction", **ERROR_BODY},
-    "4XX": {"description": "GeoReport errors: a list of {code, description}", **ERROR_BODY},
+    400: {"description": "a missing or bad argument", **BOTH},
+    403: {"description": "an unknown or disabled api_key", **BOTH},
+    404: {"description": "no such request, service or jurisdiction", **BOTH},
+    "4XX": {"description": "GeoReport errors: a list of {code, description}", **BOTH},
 }
 Format = Annotated[Literal["xml", "json"], Path(description="xml (the spec's default) or json")]
 Jurisdiction = Annotated[str | None, Query(max_length=100, description="optional: this endpoint serves one")]
@@ -64,7 +63,7 @@ def open311_dialect(request: Request, problem: ProblemError) -> Response:
     their headers (``Allow``, ``Retry-After``) stay.
     """
     status = 400 if problem.status == 422 else problem.status
-    fmt = "xml" if not request.url.path.endswith(".json") else "json"
+    fmt = "json" if request.url.path.endswith(".json") else "xml"  # XML is the spec's default
     body = formats.render(mapping.error(status, problem.detail), fmt, "errors")
     return Response(body, status_code=status, media_type=formats.media_type(fmt), headers=problem.headers)
 

@@ -23,7 +23,7 @@ from geoservice.api.problems import ProblemError
 
 F = TypeVar("F", bound=Callable[..., Any])
 _OPEN: set[Callable[..., Any]] = set()
-_KNOWN: dict[int, frozenset[str] | None] = {}  # id(route) → its parameters (None: the route reads its own)
+_ATTRIBUTE = "_geoservice_query_parameters"  # kept on the route: its parameters (None: the route reads its own)
 
 
 def reads_own_query(endpoint: F) -> F:
@@ -41,10 +41,9 @@ def _declared(dependant: Dependant) -> set[str]:
 
 def known_parameters(route: APIRoute) -> frozenset[str] | None:
     """The query parameters ``route`` declares; None for a route marked ``reads_own_query``."""
-    key = id(route)
-    if key not in _KNOWN:
-        _KNOWN[key] = None if route.endpoint in _OPEN else frozenset(_declared(route.dependant))
-    return _KNOWN[key]
+    if not hasattr(route, _ATTRIBUTE):
+        setattr(route, _ATTRIBUTE, None if route.endpoint in _OPEN else frozenset(_declared(route.dependant)))
+    return getattr(route, _ATTRIBUTE)
 
 
 def refuse_unknown_query(request: Request) -> None:
