@@ -8,7 +8,8 @@ departments' ``parent_code`` and ``duty_phone``; categories' ``small_matter`` (t
 and ``urgent_accept_hours``/``urgent_handle_hours`` (the urgent priority's own deadlines, stored in
 ``deadlines``; without them urgent events get the priority factor); ``duplicate_radius_m`` and
 ``duplicate_window_hours`` (how near and how recent an open report is offered as a duplicate; 50 m
-and 72 h when empty).
+and 72 h when empty); ``attributes`` (a JSON list of GeoReport v2 attribute definitions: what an
+Open311 client asks the reporter; empty: none — checked in ``geoservice.city.check``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ REQUIRED = {
 OPTIONAL = {
     "departments": ("parent_code", "duty_phone"),
     "categories": ("small_matter", "urgent_accept_hours", "urgent_handle_hours", "sensitive",
-                   *DUPLICATE_COLUMNS),
+                   *DUPLICATE_COLUMNS, "attributes"),
     "routing_rules": (),
 }
 TRUE = ("true", "yes", "1", "是")
@@ -52,16 +53,19 @@ def load_reference_data(session: Session, directory: Path = DATA) -> dict[str, i
     categories = categories.sort_values("parent_code", key=lambda s: s.ne(""), kind="stable")
     for column, default in DUPLICATE_DEFAULTS.items():
         categories[column] = categories[column].str.strip().replace("", str(default))
+    categories["attributes"] = categories["attributes"].str.strip().replace("", "[]")
     session.execute(
         text(
             "INSERT INTO categories (code, name, parent_code, accept_hours, handle_hours, small_matter, "
-            "sensitive, duplicate_radius_m, duplicate_window_hours) VALUES (:code, :name, NULLIF(:parent_code, ''), "
-            "CAST(:accept_hours AS float8), CAST(:handle_hours AS float8), :small_matter, :sensitive, "
-            "CAST(:duplicate_radius_m AS float8), CAST(:duplicate_window_hours AS float8)) "
+            "sensitive, duplicate_radius_m, duplicate_window_hours, attributes) VALUES (:code, :name, "
+            "NULLIF(:parent_code, ''), CAST(:accept_hours AS float8), CAST(:handle_hours AS float8), :small_matter, "
+            ":sensitive, CAST(:duplicate_radius_m AS float8), CAST(:duplicate_window_hours AS float8), "
+            "CAST(:attributes AS jsonb)) "
             "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, parent_code = EXCLUDED.parent_code, "
             "accept_hours = EXCLUDED.accept_hours, handle_hours = EXCLUDED.handle_hours, "
             "small_matter = EXCLUDED.small_matter, sensitive = EXCLUDED.sensitive, "
-            "duplicate_radius_m = EXCLUDED.duplicate_radius_m, duplicate_window_hours = EXCLUDED.duplicate_window_hours"
+            "duplicate_radius_m = EXCLUDED.duplicate_radius_m, "
+            "duplicate_window_hours = EXCLUDED.duplicate_window_hours, attributes = EXCLUDED.attributes"
         ),
         categories.to_dict("records"),
     )

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
@@ -37,9 +38,12 @@ from geoservice.api import queue as queue_api
 from geoservice.api import reference as reference_api
 from geoservice.api import supervision as supervision_api
 from geoservice.api import tiles as tiles_api
+from geoservice.api.compression import Compression, EncodedBodies
+from geoservice.api.cors import cors_options
 from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
 from geoservice.api.openapi import install_openapi
 from geoservice.api.problems import register_error_handlers
+from geoservice.api.query_params import refuse_unknown_query
 from geoservice.api.shared_rate import SharedRateLimiter
 from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
@@ -49,6 +53,7 @@ from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
 from geoservice.notifications.settings import NotifySettings
+from geoservice.open311.settings import Open311Settings
 from geoservice.routing.registry import RouterRegistry
 from geoservice.settings import AuthSettings, DatabaseSettings, EventSettings, OperationsSettings, RoutingSettings
 from tiles.settings import TileSettings
@@ -114,8 +119,10 @@ def create_app(
         summary="Spatial governance service: grids, police posts, events and routing on PostGIS.",
         version="0.1.0",
         lifespan=lifespan,
+        # Every route refuses query parameters it does not declare (geoservice.api.query_params).
+        dependencies=[Depends(refuse_unknown_query)],
     )
-    register_error_handlers(app)
+    register_error_handlers(app, dialects={open311.PREFIX + "/": open311.open311_dialect})
     install_openapi(app)
     operations = operations or OperationsSettings()
     app.state.routing_settings = routing or RoutingSettings()
@@ -126,11 +133,20 @@ def create_app(
     app.state.map_settings = map_settings or MapSettings()
     app.state.boundary_settings = boundary_settings or BoundarySettings()
     app.state.notify_settings = NotifySettings()  # a test may replace it before the lifespan starts
+    app.state.open311_settings = Open311Settings()  # a test may replace it too
     app.state.metrics = Metrics(app.state)
     app.state.operations = operations
     app.state.public_rate = PublicRateLimiter(operations.public_rate)
+    # Compressed copies of cached tiles, a tenth of the tile cache's size (tiles shrink 2-3×).
+    app.state.encoded_tiles = EncodedBodies(
+        max(1, int(app.state.tile_settings.cache_mb * 1024 * 1024 / 10)), operations.compress_min_bytes
+    )
     app.add_middleware(TileHits)  # cached tiles without the framework's ~0.3 ms
     app.add_middleware(BodySizeLimit, max_bytes=operations.max_body_bytes)
+    # Outside the tile fast path, so cached tiles are compressed too; SSE is left alone (api.compression).
+    app.add_middleware(Compression, minimum_size=operations.compress_min_bytes)
+    if operations.cors_origins:  # preflights answered before anything else reads the request
+        app.add_middleware(CORSMiddleware, **cors_options(operations.cors_origins))
     app.add_middleware(ObservabilityMiddleware)  # outermost: refused bodies are logged and counted too
     app.include_router(metrics.router)
     app.include_router(health.router)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from geoservice.errors import InvalidInput
 
@@ -91,13 +91,21 @@ def _not_a_number(value: Any) -> Any:
     return value
 
 
-Name = Annotated[str, AfterValidator(_single_line)]
+# The same rules as JSON Schema patterns, published in the OpenAPI document only (the validators
+# above check, and say why): a client generated from the document then knows what is refused.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
+Name = Annotated[str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": NAME_PATTERN})]
 """A name, code, key or any one-line text: no control characters at all."""
 
-FreeText = Annotated[str, AfterValidator(_free_text)]
+FreeText = Annotated[str, AfterValidator(_free_text), Field(json_schema_extra={"pattern": FREE_TEXT_PATTERN})]
 """A description or note: line breaks and tabs allowed, other control characters refused."""
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# scheme, then a host (no brackets: urlsplit refuses a half IPv6 literal), then the rest; no control characters
+HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\[\]\x00-\x1f\x7f-\x9f]+([/?#][^\x00-\x1f\x7f-\x9f]*)?$"
+
+HttpUrl = Annotated[str, AfterValidator(_http_url), Field(json_schema_extra={"pattern": HTTP_URL_PATTERN})]
 """An absolute http(s) link, kept as given (pydantic's own ``HttpUrl`` would rewrite it)."""
 
 ZonedTime = Annotated[datetime, BeforeValidator(_not_a_number)]

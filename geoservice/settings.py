@@ -10,10 +10,10 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class DatabaseSettings(BaseSettings):
@@ -182,3 +182,27 @@ class OperationsSettings(BaseSettings):
         le=200,
         description="threads serving sync handlers per process (measured: 8 beat 40 on 2 cores)",
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="web origins (scheme://host[:port], comma-separated, or *) whose pages may call the API and "
+        "tiles from the browser; none by default",
+    )
+    compress_min_bytes: int = Field(
+        500, ge=0, le=1_000_000, description="answers shorter than this are sent as they are (not compressed)"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``GEOSERVICE_CORS_ORIGINS=https://a.example,https://b.example``: a plain list, not JSON."""
+        if isinstance(value, str):
+            return [v.strip().rstrip("/") for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"GEOSERVICE_CORS_ORIGINS: {origin!r} is not an origin such as https://map.example.cn")
+        return value

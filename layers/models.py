@@ -224,6 +224,7 @@ class Category(Base):
     __tablename__ = "categories"
     __table_args__ = (
         CheckConstraint("duplicate_radius_m > 0 AND duplicate_window_hours > 0", name="duplicate_search_positive"),
+        CheckConstraint("jsonb_typeof(attributes) = 'array'", name="attributes_list"),
     )
 
     code: Mapped[str] = mapped_column(String(80), primary_key=True)
@@ -237,6 +238,8 @@ class Category(Base):
     # Duplicates (issue 17): open reports of the family this near and this recent are offered as duplicates.
     duplicate_radius_m: Mapped[float] = mapped_column(Float, server_default=text("50"))
     duplicate_window_hours: Mapped[float] = mapped_column(Float, server_default=text("72"))
+    # Open311 service definition (GeoReport v2 attributes) asked of reporters; [] for none.
+    attributes: Mapped[list] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
 
 
 class RoutingRule(Base):

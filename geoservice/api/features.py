@@ -28,6 +28,7 @@ from geoservice.api.feature_crs import CRS84, SERVED, STORAGE, FeatureCrs, crs_n
 from geoservice.api.feature_queryables import SCHEMA, queryables_links, queryables_schema
 from geoservice.api.feature_time import city_zone, time_window
 from geoservice.api.problems import ProblemError
+from geoservice.api.query_params import reads_own_query
 from geoservice.auth.policy import EVERYONE, STAFF, allow, policy
 from geoservice.auth.users import Principal
 from geoservice.boundaries.versions import current_version_id
@@ -104,6 +105,7 @@ def queryables(request: Request, principal: Viewer, collection_id: CollectionId)
 
 
 @router.get("/collections/{collection_id}/items", responses={200: {"content": {GEOJSON: {}}}}, **policy(VIEWERS))
+@reads_own_query  # one parameter per queryable property; unknown ones are OGC's 400 here
 def items(request: Request, session: SessionDep, principal: Viewer, collection_id: CollectionId) -> JSONResponse:
     """Features of the collection in the caller's scope: ``bbox``, ``datetime``, ``limit``, ``offset``, properties."""
     found = _collection(collection_id)
@@ -142,6 +144,7 @@ def items(request: Request, session: SessionDep, principal: Viewer, collection_i
 
 @router.get("/collections/{collection_id}/items/{feature_id}", responses={200: {"content": {GEOJSON: {}}}},
             **policy(VIEWERS))  # fmt: skip
+@reads_own_query
 def item(
     request: Request,
     session: SessionDep,

@@ -130,32 +130,65 @@ def locate_many(
     request: Request,
     who: Caller,
     body: Annotated[dict[str, Any], Body(examples=[{"crs": "gcj02", "points": [[120.574, 32.389]]}])],
+    crs: Annotated[
+        Name | None, Query(description="the points' CRS, as the body's crs member; when both are given they must agree")
+    ] = None,
     at: Annotated[ZonedTime | None, Query(description="answer from the version in force then")] = None,
 ) -> JSONResponse:
     """Many points in one request (``{"crs", "points"}`` or a GeoJSON FeatureCollection).
 
     Staff send up to ``GEOSERVICE_MAX_BATCH`` points; the public up to ``GEOSERVICE_PUBLIC_MAX_BATCH``,
-    and each point counts against its rate limit (the request itself counted one already).
+    and each point counts against its rate limit (the request itself counted one already). The CRS is
+    the body's ``crs`` or the query's (``?crs=gcj02``): both given and naming different systems is a
+    422, since either answer could be wrong by hundreds of metres. An item that is not a pair of
+    finite numbers gets its error in its place; the others are still answered.
     """
     audience = _audience(request, who)
     state = request.app.state
     limit = state.routing_settings.max_batch if audience.staff else state.operations.public_max_batch
-    crs, points = _batch_points(body, limit)
-    charge_public(request, who, len(points) - 1)
+    body_crs, raw = _batch_points(body, limit)
+    given = _batch_crs(body_crs, crs)
+    charge_public(request, who, len(raw) - 1)
     router_ = locate_router(request, at)
-    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    lon, lat = to_wgs84(xy[:, 0], xy[:, 1], parse_crs(crs))  # UnknownCRSError → 422 (geoservice.api.problems)
-    # Each point is answered on its own: one given beyond ±180/±90 (in any CRS) or converted to
-    # non-finite numbers gets its error in its place, and the rest of the batch is still answered.
-    usable = on_earth(xy[:, 0], xy[:, 1]) & np.isfinite(lon) & np.isfinite(lat)
+    system = parse_crs(given)  # UnknownCRSError → 422 (geoservice.api.problems)
+    pairs = [_pair(item) for item in raw]
+    xy = np.asarray([p or (np.nan, np.nan) for p in pairs], dtype=np.float64).reshape(-1, 2)
+    with np.errstate(invalid="ignore"):
+        lon, lat = to_wgs84(xy[:, 0], xy[:, 1], system)
+        # Each point is answered on its own: one given beyond ±180/±90 (in any CRS) or converted to
+        # non-finite numbers gets its error in its place, and the rest of the batch is still answered.
+        usable = on_earth(xy[:, 0], xy[:, 1]) & np.isfinite(lon) & np.isfinite(lat)
     results = []
-    for (in_lon, in_lat), x, y, ok in zip(points, lon, lat, usable, strict=True):
-        if not ok:
-            results.append({"error": _bad_point(in_lon, in_lat)})
-            continue
-        point = {"lon": in_lon, "lat": in_lat, "crs": crs}
-        results.append(answer_of(router_.locate(float(x), float(y)), router_, point, audience))
+    for k, (pair, x, y, ok) in enumerate(zip(pairs, lon, lat, usable, strict=True)):
+        if pair is None:
+            results.append({"error": {"status": 422, "title": "Invalid point",
+                                      "detail": f"point {k} is not a [lon, lat] pair of finite numbers"}})  # fmt: skip
+        elif not ok:
+            results.append({"error": _bad_point(*pair)})
+        else:
+            point = {"lon": pair[0], "lat": pair[1], "crs": given}
+            results.append(answer_of(router_.locate(float(x), float(y)), router_, point, audience))
     return JSONResponse({"results": results})
+
+
+def _batch_crs(body_crs: str | None, query_crs: str | None) -> str:
+    """The one CRS of a batch: the body's, the query's, or both when they name the same system."""
+    if body_crs is None or query_crs is None:
+        return body_crs or query_crs or "wgs84"
+    if parse_crs(body_crs) != parse_crs(query_crs):
+        raise ProblemError(422, "Conflicting CRS", f"the query says crs={query_crs} but the body says "
+                           f"{body_crs!r}; give one, or the same in both")  # fmt: skip
+    return body_crs
+
+
+def _pair(item: Any) -> tuple[float, float] | None:
+    """``[lon, lat]`` of finite numbers, or None."""
+    if (
+        not isinstance(item, list | tuple) or len(item) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in item)
+    ):  # fmt: skip
+        return None
+    return float(item[0]), float(item[1])
 
 
 @dataclass(frozen=True)
@@ -253,15 +286,15 @@ def _bad_point(lon: float, lat: float) -> dict[str, Any]:
     return {"status": problem.status, "title": problem.title, "detail": problem.detail}
 
 
-def _batch_points(body: dict[str, Any], limit: int) -> tuple[str, list[tuple[float, float]]]:
-    """``{"crs", "points"}`` or a GeoJSON FeatureCollection of Points (``crs`` member optional).
+def _batch_points(body: dict[str, Any], limit: int) -> tuple[str | None, list[Any]]:
+    """The body's ``crs`` (None when absent) and its items: ``{"crs", "points"}`` or a FeatureCollection of Points.
 
-    The body is any JSON object, so every level is checked for its shape before it is used: a
-    feature that is not an object, a geometry without coordinates, a number JSON cannot hold
-    (``1e400`` reads as infinity) each get a 422 naming the feature or point.
+    The body is any JSON object, so its shape is checked before it is used: no point list, or a
+    feature that is not a Point, is a 422 for the request; each item is checked by the caller (a
+    bad one is an error in its place: ``_pair``).
     """
-    crs = body.get("crs", "wgs84")
-    if not isinstance(crs, str) or text_problem(crs) is not None:
+    crs = body.get("crs")
+    if crs is not None and (not isinstance(crs, str) or text_problem(crs) is not None):
         raise ProblemError(422, "Invalid request", "crs must be a name such as 'wgs84' or 'gcj02'")
     if body.get("type") == "FeatureCollection":
         raw = _feature_points(body.get("features"))
@@ -277,25 +310,17 @@ def _batch_points(body: dict[str, Any], limit: int) -> tuple[str, list[tuple[flo
         raise ProblemError(422, "Invalid request", "no points given")
     if len(raw) > limit:
         raise ProblemError(413, "Too many points", f"{len(raw):,} points; at most {limit:,} per request")
-    points = []
-    for k, pair in enumerate(raw):
-        if (
-            not isinstance(pair, list | tuple) or len(pair) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
-        ):  # fmt: skip
-            raise ProblemError(422, "Invalid request", f"point {k} is not a [lon, lat] pair of finite numbers")
-        points.append((float(pair[0]), float(pair[1])))
-    return crs, points
+    return crs, raw
 
 
 def _feature_points(features: Any) -> list[Any]:
-    """The coordinates of each Point feature, in order; a 422 for the first that is not one."""
+    """The coordinates of each Point feature, in order; None for a feature that is not one."""
     if not isinstance(features, list):
         raise ProblemError(422, "Invalid request", "a FeatureCollection's features must be a list of features")
     raw = []
-    for k, feature in enumerate(features):
+    for feature in features:
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
-        if not isinstance(geometry, dict) or geometry.get("type") != "Point":
-            raise ProblemError(422, "Invalid request", f"feature {k}: every feature must have a Point geometry")
-        raw.append(geometry.get("coordinates"))
+        # Not a Point feature: no pair, so an error in its place (as a bad pair of numbers).
+        point = isinstance(geometry, dict) and geometry.get("type") == "Point"
+        raw.append(geometry.get("coordinates") if point else None)
     return raw

@@ -47,7 +47,13 @@ OVERDUE_SQL = (
 
 
 @router.get("/map", response_class=HTMLResponse, **policy(OPEN))
-def get_map(request: Request) -> HTMLResponse:
+def get_map(
+    request: Request,
+    draft: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="a draft boundary version to show over the one in force "
+                          "(read by the page's script)")
+    ] = None,
+) -> HTMLResponse:
     """The one-map page (sign in on the page; no data is in the HTML itself)."""
     tiles = {name: {"minzoom": layer.minzoom, "maxzoom": layer.maxzoom} for name, layer in LAYERS.items()}
     service = getattr(request.app.state, "tile_service", None)  # tests may run one with their own settings

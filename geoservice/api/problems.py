@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from etl.load import ImportRejected
 from etl.readers import ReadError
@@ -128,44 +131,81 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers once, on the app."""
+Dialect = Callable[[Request, ProblemError], Response]  # how a standard's routes answer errors instead
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path, for a 405's ``Allow`` (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    probe = {**request.scope, "method": "GET"}
+    # FastAPI keeps included routers as lazily built branches; ``iter_route_contexts`` walks the
+    # routes as they are served (prefix applied), top-level Starlette routes included.
+    for context in iter_route_contexts(request.app.router.routes):
+        match, _ = context.route.matches(probe)
+        if match != Match.NONE:
+            methods |= set(context.methods or ())
+    return ", ".join(sorted(methods))
+
+
+def register_error_handlers(app: FastAPI, dialects: dict[str, Dialect] | None = None) -> None:
+    """Install the handlers once, on the app.
+
+    ``dialects`` maps a path prefix to the error format of a standard served there (Open311's list of
+    ``{code, description}``): every error under that prefix, a framework's 404 and 405 included,
+    is answered in it; everywhere else an RFC 7807 problem.
+    """
+    prefixes = sorted((dialects or {}).items(), key=lambda item: -len(item[0]))
+
+    def answer(request: Request, mapped: ProblemError) -> Response:
+        for prefix, dialect in prefixes:
+            if request.url.path.startswith(prefix):
+                return dialect(request, mapped)
+        return problem(mapped.status, mapped.title, mapped.detail, mapped.headers, **mapped.extra)
 
     @app.exception_handler(ProblemError)
-    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem(422, "Invalid request", detail, errors=errors)
+        return answer(request, ProblemError(422, "Invalid request", detail, errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110 §15.5.6: a 405 names what the resource does take
+            headers["Allow"] = allowed_methods(request)
+        return answer(request, ProblemError(exc.status_code, str(exc.detail), _sentence(exc, headers), headers))
 
     @app.exception_handler(OperationalError)
-    async def _database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_unavailable(request: Request, exc: OperationalError) -> Response:
         # The database restarting or unreachable: nothing was committed (the transaction died with
         # the connection), so the client may retry; the pool's pre-ping reconnects on the next call.
         log.warning("database unavailable: %s", str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
         detail = "the database is not answering; nothing was stored. Retry in a few seconds (with the same key)."
-        return problem(503, "Database unavailable", detail, {"Retry-After": "2"})
+        return answer(request, ProblemError(503, "Database unavailable", detail, {"Retry-After": "2"}))
 
     @app.exception_handler(DataError)
-    async def _value_refused(request: Request, exc: DataError) -> JSONResponse:
+    async def _value_refused(request: Request, exc: DataError) -> Response:
         # The last line of defence: PostgreSQL's "data exception" class (a value out of range for its
         # column, a malformed time) is about a value the request carried, and the transaction died
         # with it, so nothing was written. Input checks name the field first; reaching this is a
         # check missing, logged as such. The SQL is not shown, only PostgreSQL's one-line reason.
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "value not accepted"
         log.warning("a value reached the database unchecked (%s %s): %s", request.method, request.url.path, reason)
-        return problem(422, "Value not accepted", f"a value in the request cannot be used: {reason}")
+        detail = f"a value in the request cannot be used: {reason}"
+        return answer(request, ProblemError(422, "Value not accepted", detail))
 
-    async def _domain(_: Request, exc: Exception) -> JSONResponse:
-        mapped = problem_error(exc)
-        return problem(mapped.status, mapped.title, mapped.detail, mapped.headers, **mapped.extra)
+    async def _domain(request: Request, exc: Exception) -> Response:
+        return answer(request, problem_error(exc))
 
     for kind in PROBLEMS:
         app.add_exception_handler(kind, _domain)
+
+
+def _sentence(exc: StarletteHTTPException, headers: dict[str, str]) -> str:
+    if exc.status_code == 405:
+        return f"this resource takes {headers['Allow']}"
+    return str(exc.detail)

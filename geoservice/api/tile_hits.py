@@ -51,7 +51,7 @@ class TileHits:
 
 def _hit(scope: Scope, match: re.Match[str]) -> Response | None:
     app = scope["app"]
-    headers = _first_values(scope["headers"], (b"authorization", b"if-none-match"))
+    headers = _first_values(scope["headers"], (b"authorization", b"if-none-match", b"accept-encoding"))
     principal = known_caller(app.state, headers[b"authorization"])
     if principal is None or principal.role not in tiles_api.VIEWERS.roles:
         return None
@@ -63,7 +63,10 @@ def _hit(scope: Scope, match: re.Match[str]) -> Response | None:
         answer = tiles_api.TileRequest.check(app, principal, layer, (int(z), int(x), int(y)), given).cached()
     except ProblemError:
         return None
-    return tiles_api.tile_response(answer, headers[b"if-none-match"]) if answer is not None else None
+    if answer is None:
+        return None
+    return tiles_api.tile_response(answer, headers[b"if-none-match"], headers[b"accept-encoding"],
+                                   app.state.encoded_tiles)  # fmt: skip
 
 
 def _first_values(headers: list[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> dict[bytes, str | None]:
@@ -81,7 +84,7 @@ def _query(raw: bytes) -> dict[str, object] | None:
     seen: set[str] = set()
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
         if name not in QUERY:
-            continue  # the route ignores what it does not take
+            return None  # the route refuses what it does not take (geoservice.api.query_params)
         if name in seen:
             return None  # repeated: the route decides which one counts
         seen.add(name)

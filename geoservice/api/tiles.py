@@ -23,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
+from geoservice.api.compression import EncodedBodies
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import STAFF, allow, policy
 from geoservice.auth.scope import region_scope, scope_of, scope_sql
@@ -86,7 +87,9 @@ async def get_tile(
     if answer is None:
         service, rules = await run_in_threadpool(service_and_rules, request.app)
         answer = await run_in_threadpool(service.tile, layer, asked.address, asked.scope, asked.filters, rules)
-    return tile_response(answer, request.headers.get("if-none-match"))
+    headers = request.headers
+    return tile_response(answer, headers.get("if-none-match"), headers.get("accept-encoding"),
+                         request.app.state.encoded_tiles)  # fmt: skip
 
 
 @router.get("/tiles/{layer}.json", **policy(VIEWERS))
@@ -154,15 +157,26 @@ class TileRequest:
         return self.service.cached_tile(self.layer, self.address, self.scope, self.filters)
 
 
-def tile_response(answer: TileAnswer, if_none_match: str | None) -> Response:
-    """The answer as HTTP: 304 for a client holding it, 204 for an empty tile, else the tile."""
-    headers = {"ETag": answer.etag, "Cache-Control": "private, no-cache", "Vary": "Authorization",
+def tile_response(
+    answer: TileAnswer, if_none_match: str | None, accept_encoding: str | None, encoded: EncodedBodies
+) -> Response:
+    """The answer as HTTP: 304 for a client holding it, 204 for an empty tile, else the tile.
+
+    A client accepting compression gets the tile compressed once per content and coding
+    (``geoservice.api.compression``), with a weak ETag, as the compression middleware would send it.
+    """
+    headers = {"ETag": answer.etag, "Cache-Control": "private, no-cache", "Vary": "Authorization, Accept-Encoding",
                "X-Tile-Cache": "hit" if answer.cached else "miss"}  # fmt: skip
     if answer.etag in _etags(if_none_match):
         return Response(status_code=304, headers=headers)
     if not answer.body:
         return Response(status_code=204, headers=headers)
-    return Response(answer.body, media_type=MVT, headers=headers)
+    coding = encoded.choose(answer.body, accept_encoding)
+    if coding is None:
+        return Response(answer.body, media_type=MVT, headers=headers)
+    body = encoded.get(answer.etag, answer.body, coding)
+    headers |= {"Content-Encoding": coding, "ETag": f"W/{answer.etag}"}
+    return Response(body, media_type=MVT, headers=headers)
 
 
 def tile_scope(principal: Principal) -> TileScope:

@@ -9,6 +9,7 @@ scoped to an unknown region, a grid worker serving a grid the pack does not have
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from etl.reference import DUPLICATE_COLUMNS, TRUE
 from etl.topology import SliverRepair, repair_slivers
 from etl.validate import FeatureError, References, Validation, validate
 from geoservice.city.pack import Pack, PackFault
+from geoservice.open311.attributes import AttributeProblem, checked_definitions
 from layers.crs import metric_area, metric_epsg_for, metric_length
 from layers.models import Role
 
@@ -254,6 +256,11 @@ def _check_categories(pack: Pack, frame: pd.DataFrame) -> list[PackFault]:
         for flag in ("small_matter", "sensitive"):
             if row[flag].strip().lower() not in TRUE + FALSE:
                 rows.add(index, flag, f"{row[flag]!r} is not true or false", code)
+        if row["attributes"].strip():
+            try:
+                checked_definitions(json.loads(row["attributes"]))
+            except (ValueError, AttributeProblem) as exc:  # JSONDecodeError is a ValueError
+                rows.add(index, "attributes", f"not a list of Open311 attribute definitions: {exc}", code)
     return rows.faults
 
 

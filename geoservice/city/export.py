@@ -27,6 +27,7 @@ TABLE_QUERIES = {
     "c.handle_hours, CASE WHEN c.small_matter THEN 'true' ELSE 'false' END AS small_matter, "
     "CASE WHEN c.sensitive THEN 'true' ELSE 'false' END AS sensitive, "
     "c.duplicate_radius_m, c.duplicate_window_hours, "
+    "CASE WHEN c.attributes = '[]'::jsonb THEN '' ELSE c.attributes::text END AS attributes, "
     "coalesce(d.accept_hours::text, '') AS urgent_accept_hours, coalesce(d.handle_hours::text, '') "
     "AS urgent_handle_hours FROM categories c LEFT JOIN deadlines d ON d.category_code = c.code "
     "AND d.priority = 'urgent' ORDER BY c.parent_code NULLS FIRST, c.code",

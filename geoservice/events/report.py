@@ -83,6 +83,7 @@ def report_event(
     client_id: str | None = None,
     anonymous_client: str | None = None,
     occurred_at: datetime | None = None,
+    attributes: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store (or find again) a report; returns the event row and whether this call created it.
@@ -97,6 +98,8 @@ def report_event(
         priority=priority, reporter_name=reporter_name, reporter_phone=reporter_phone, photos=photos or [],
         idempotency_key=idempotency_key, actor=actor, occurred_at=occurred_at, now=now,
     )  # fmt: skip
+    if attributes:  # an Open311 service's answers, checked against its definition by the caller
+        request["attributes"] = attributes
     x, y = point_to_wgs84(lon, lat, crs, check_degrees=True)
     hours = deadline_hours(session, category_code, priority)
     if hours is None:
@@ -125,7 +128,8 @@ def report_event(
         "station": location.station.code if location.station else None,
         "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
         "version_id": router.version_id, "accept_due_at": hours.accept_due(now),
-        "properties": json.dumps({REQUEST_HASH: fingerprint, "snapped_m": location.snapped_m}),
+        "properties": json.dumps({REQUEST_HASH: fingerprint, "snapped_m": location.snapped_m,
+                                  **({"attributes": attributes} if attributes else {})}, ensure_ascii=False),
         "actor": actor.username, "role": str(actor.role),
         "details": json.dumps({
             "source": source, "client_id": client_id, "grid": location.grid.code,

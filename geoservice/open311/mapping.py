@@ -23,13 +23,18 @@ REQUEST_FIELDS = ("service_request_id", "status", "status_notes", "service_name"
                   "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url")  # fmt: skip
 
 
-def service(code: str, name: str, class_name: str, accept_hours: float, handle_hours: float) -> dict[str, Any]:
-    """A subcategory as a GeoReport service (realtime: a request id comes back at once)."""
+def service(
+    code: str, name: str, class_name: str, accept_hours: float, handle_hours: float, attributes: list | None = None
+) -> dict[str, Any]:
+    """A subcategory as a GeoReport service (realtime: a request id comes back at once).
+
+    ``metadata`` is true when the category asks attributes: its definition is at ``services/{code}``.
+    """
     return {
         "service_code": code,
         "service_name": name,
         "description": f"{class_name} · {name}：受理时限 {accept_hours:g} 小时，处置时限 {handle_hours:g} 小时",
-        "metadata": False,
+        "metadata": bool(attributes),
         "type": "realtime",
         "keywords": ", ".join([class_name, name]),
         "group": class_name,

@@ -82,12 +82,22 @@ def find_requests(
     return [dict(r._mapping) for r in session.execute(text(sql).bindparams(*binds), params)]
 
 
-def services(session: Session) -> list[dict[str, Any]]:
-    """Every subcategory with its class name and own deadlines, in code order."""
+def services(session: Session, code: str | None = None) -> list[dict[str, Any]]:
+    """Every subcategory (or the one ``code``) with its class name, own deadlines and attributes, in code order."""
     rows = session.execute(
         text(
-            "SELECT s.code, s.name, p.name AS class_name, s.accept_hours, s.handle_hours FROM categories s "
-            "JOIN categories p ON p.code = s.parent_code ORDER BY s.code"
-        )
+            "SELECT s.code, s.name, p.name AS class_name, s.accept_hours, s.handle_hours, s.attributes "
+            "FROM categories s JOIN categories p ON p.code = s.parent_code "
+            "WHERE CAST(:code AS text) IS NULL OR s.code = :code ORDER BY s.code"
+        ),
+        {"code": code},
     )
     return [dict(r._mapping) for r in rows]
+
+
+def city_jurisdiction(session: Session) -> tuple[str | None, str]:
+    """The loaded city's adcode (the default ``jurisdiction_id``) and time zone (for dates given without one)."""
+    found = dict(session.execute(
+        text("SELECT key, value FROM dataset_settings WHERE key IN ('city_adcode', 'city_timezone')")
+    ).all())  # fmt: skip
+    return found.get("city_adcode") or None, found.get("city_timezone") or "Asia/Shanghai"

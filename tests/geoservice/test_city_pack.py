@@ -127,6 +127,8 @@ def test_load_export_load_gives_equal_data(use_database: str, second_url: str, t
     first, second = snapshot(use_database), snapshot(second_url)
     assert first["grids"] and first["users"] and first["routing_rules"]
     assert first["escalation_levels"] == [("city", 48, 240), ("community", 12, 72), ("town", 24, 120)]
+    asking = rows(use_database, "SELECT code FROM categories WHERE attributes <> '[]' ORDER BY code")
+    assert asking == [("city_management.garbage",), ("city_management.stall",), ("environment.noise",)]
     for table in SNAPSHOT:
         assert first[table] == second[table], table
 
@@ -150,6 +152,7 @@ def _faulty_pack(tmp_path: Path) -> Path:
     (pack / "users.csv").write_text(users)
     categories = (
         (pack / "categories.csv").read_text().replace("public_order,社会治安,,2,72", "public_order,社会治安,,two,72")
+        .replace('""datatype"":""singlevaluelist""', '""datatype"":""colour""', 1)  # an Open311 attribute
     )
     (pack / "categories.csv").write_text(categories)
     city = (pack / "city.toml").read_text().replace("[escalation.town]", "[escalation.village]", 1)
@@ -169,6 +172,8 @@ def test_a_faulty_pack_is_reported_whole_and_loads_nothing(use_database: str, tm
         "routing_rules.csv: line 2: code 1: field department_code: unknown department 'no_such_department'",
         "users.csv: line 3: code dispatcher: field region_code: region 320999777000 is not in the pack's regions",
         "categories.csv: line 2: code public_order: field accept_hours: accept_hours 'two' is not a number",
+        "categories.csv: line 15: code city_management.stall: field attributes: not a list of Open311 attribute "
+        "definitions: attribute 'goods': datatype must be one of string, number",
         "city.toml: field escalation.community: hours are positive numbers (below 100,000)",
         "city.toml: field escalation.village: unknown level; levels are community, town, city",
     ]

@@ -108,12 +108,24 @@ def test_an_offset_beyond_what_postgresql_counts_is_a_400(client, admin, offset)
 # --- batch locate ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "body",
-    [{"type": "FeatureCollection", "features": [1]}, {"type": "FeatureCollection", "features": "abc"},
-     {"type": "FeatureCollection", "features": [{"geometry": 5}]},
-     {"type": "FeatureCollection", "features": {"a": 1}}, {"points": [[1e400, 1]]}],
+    [{"type": "FeatureCollection", "features": "abc"}, {"type": "FeatureCollection", "features": {"a": 1}},
+     {"points": "abc"}, {"crs": 5, "points": [[120.5, 32.3]]}],
 )  # fmt: skip
 def test_a_malformed_batch_is_a_422(client, body):
     problem(client.post("/v1/locate", content=json.dumps(body), headers={"content-type": "application/json"}))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"type": "FeatureCollection", "features": [1]}, {"type": "FeatureCollection", "features": [{"geometry": 5}]},
+     {"points": [[1e400, 1]]}],
+)  # fmt: skip
+def test_a_malformed_item_is_an_error_in_its_place(client, body):
+    """One bad item does not fail the batch (issue 20): its answer is a 422 error, the others are answered."""
+    response = client.post("/v1/locate", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert result["error"]["status"] == 422 and "point 0" in result["error"]["detail"]
 
 
 # --- hygiene: what a report may carry -------------------------------------------------------------

@@ -167,8 +167,44 @@ def test_batch_accepts_geojson_and_refuses_too_many(client: TestClient):
     staff = sign_in(client, client.app.state.engine, Role.dispatcher)
     too_many = client.post("/v1/locate", json={"points": [[X0, Y0]] * 10_001}, headers=staff)
     assert too_many.status_code == 413 and "at most 10,000" in too_many.json()["detail"]
-    malformed = client.post("/v1/locate", json={"points": [[X0, "north"]]})
-    assert malformed.status_code == 422 and "point 0 is not a [lon, lat] pair" in malformed.json()["detail"]
+    malformed = client.post("/v1/locate", json={"points": [[X0, "north"], [X0 + 0.5 * D, Y0 + 0.5 * D]]})
+    assert malformed.status_code == 200  # one bad pair is an error in its place, not a failed batch
+    bad, good = malformed.json()["results"]
+    assert bad["error"]["status"] == 422 and "point 0 is not a [lon, lat] pair" in bad["error"]["detail"]
+    assert good["grid"]["code"] == WEST + "001"
+
+
+def test_batch_items_of_every_wrong_shape_are_answered_in_place(client: TestClient):
+    inside = [X0 + 0.5 * D, Y0 + 0.5 * D]
+    items = [[X0], None, "a", [True, False], [X0, "north"], inside, {"lon": 1}, [X0, Y0, 0]]
+    results = client.post("/v1/locate", json={"points": items}).json()["results"]
+    assert [("grid" in r, r.get("error", {}).get("status")) for r in results] == [
+        (False, 422)] * 5 + [(True, None)] + [(False, 422)] * 2  # fmt: skip
+    features = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [inside, inside]}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": inside}},
+    ]}  # fmt: skip
+    first, second = client.post("/v1/locate", json=features).json()["results"]
+    assert first["error"]["status"] == 422 and second["grid"]["code"] == WEST + "001"
+
+
+@pytest.mark.parametrize(("crs", "forward"), [("gcj02", wgs84_to_gcj02), ("bd09", wgs84_to_bd09)])
+def test_batch_takes_the_crs_from_the_query(client: TestClient, crs, forward):
+    """``POST /v1/locate?crs=gcj02`` with a body that names no crs: the query's CRS, not WGS84."""
+    x, y = forward(X0 + 2.8 * D, Y0 + 0.5 * D)  # shifted hundreds of metres: read as WGS84, another grid
+    point = [float(x), float(y)]
+    by_query = client.post("/v1/locate", params={"crs": crs}, json={"points": [point]}).json()["results"][0]
+    by_body = client.post("/v1/locate", json={"crs": crs, "points": [point]}).json()["results"][0]
+    as_wgs84 = client.post("/v1/locate", json={"points": [point]}).json()["results"][0]
+    assert by_query["grid"]["code"] == by_body["grid"]["code"] == EAST + "001" and by_query["point"]["crs"] == crs
+    assert "error" in as_wgs84 or as_wgs84["grid"]["code"] != EAST + "001"
+    same = client.post("/v1/locate", params={"crs": crs.upper()}, json={"crs": crs, "points": [point]})
+    assert same.status_code == 200 and same.json()["results"][0]["grid"] == by_body["grid"]
+    clash = client.post("/v1/locate", params={"crs": "wgs84"}, json={"crs": crs, "points": [point]})
+    assert clash.status_code == 422 and clash.headers["content-type"] == "application/problem+json"
+    assert "crs=wgs84" in clash.json()["detail"] and crs in clash.json()["detail"]
+    unknown = client.post("/v1/locate", params={"crs": "mars"}, json={"points": [point]})
+    assert unknown.status_code == 422
 
 
 def test_a_published_version_is_answered_without_restart(client: TestClient, empty_db: Engine):

@@ -179,7 +179,7 @@ def test_tilejson_carries_its_filters_into_the_tile_urls(client: TestClient):
     archived = client.get("/tiles/events.json", params={"status": "archived"}).json()["tiles"][0]
     assert client.get(archived.format(z=z, x=x, y=y)).status_code == 204  # nothing archived: the filter went along
     assert client.get("/tiles/grids.json").json()["tiles"] == ["http://testserver/tiles/grids/{z}/{x}/{y}.mvt"]
-    for params, words in (({"level": "station"}, "takes no level"), ({"colour": "red"}, "takes no colour"),
+    for params, words in (({"level": "station"}, "takes no level"), ({"colour": "red"}, "colour is not a parameter"),
                           ({"status": "lost"}, "unknown status lost")):  # fmt: skip
         refused = client.get("/tiles/events.json", params=params)
         assert refused.status_code == 422 and words in refused.json()["detail"], refused.text
