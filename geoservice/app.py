@@ -32,6 +32,7 @@ from geoservice.api import features as features_api
 from geoservice.api import follow as follow_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
+from geoservice.api import photos as photos_api
 from geoservice.api import queue as queue_api
 from geoservice.api import reference as reference_api
 from geoservice.api import supervision as supervision_api
@@ -46,6 +47,8 @@ from geoservice.boundaries.settings import BoundarySettings
 from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
+from geoservice.media.settings import MediaSettings
+from geoservice.media.store import open_store
 from geoservice.notifications.settings import NotifySettings
 from geoservice.routing.registry import RouterRegistry
 from geoservice.settings import AuthSettings, DatabaseSettings, EventSettings, OperationsSettings, RoutingSettings
@@ -65,6 +68,7 @@ def create_app(
     tile_settings: TileSettings | None = None,
     map_settings: MapSettings | None = None,
     boundary_settings: BoundarySettings | None = None,
+    media_settings: MediaSettings | None = None,
 ) -> FastAPI:
     """Build the app; tests pass their own engine, the server lets the lifespan open the database.
 
@@ -121,6 +125,8 @@ def create_app(
     app.state.tile_settings = tile_settings or TileSettings()
     app.state.map_settings = map_settings or MapSettings()
     app.state.boundary_settings = boundary_settings or BoundarySettings()
+    app.state.media_settings = media_settings or MediaSettings()
+    app.state.media_store = open_store(app.state.media_settings)  # a test may replace it before the lifespan
     app.state.notify_settings = NotifySettings()  # a test may replace it before the lifespan starts
     app.state.metrics = Metrics(app.state)
     app.state.operations = operations
@@ -141,6 +147,7 @@ def create_app(
     app.include_router(events_api.router)
     app.include_router(notifications_api.router)
     app.include_router(event_tasks_api.router)
+    app.include_router(photos_api.router)
     app.include_router(supervision_api.router)
     app.include_router(queue_api.router)
     app.include_router(follow_api.router)

@@ -743,3 +743,41 @@ class Subscription(Base):
     radius_m: Mapped[float | None] = mapped_column(Float)
     categories: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Photo(Base):
+    """A photo of an event, its bytes in the media store (``geoservice.media``), its facts here.
+
+    Issue 18, "photos, really stored": the key is the SHA-256 of the uploaded bytes, so the same
+    bytes sent twice for one event are one photo (a retried upload), and the store's files are named
+    by it. ``gps_*`` come from the photo's own EXIF; ``gps_distance_m`` is measured on the
+    ellipsoid to the event's point and ``gps_flagged`` says it was beyond the allowed distance.
+    """
+
+    __tablename__ = "photos"
+    __table_args__ = (
+        UniqueConstraint("event_id", "sha256"),  # the same bytes twice for one event: one photo
+        Index("ix_photos_event", "event_id"),
+        CheckConstraint("format IN ('JPEG', 'PNG', 'WEBP')", name="format_known"),
+        CheckConstraint("(gps_lon IS NULL) = (gps_lat IS NULL)", name="gps_both_or_neither"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(10))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    exif_orientation: Mapped[int | None] = mapped_column(SmallInteger)
+    original_key: Mapped[str] = mapped_column(String(200))
+    display_key: Mapped[str] = mapped_column(String(200))
+    thumb_key: Mapped[str] = mapped_column(String(200))
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    gps_distance_m: Mapped[float | None] = mapped_column(Float)
+    gps_flagged: Mapped[bool] = mapped_column(server_default=text("false"))
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    caption: Mapped[str] = mapped_column(String(500), server_default="")
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -34,6 +34,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("boundaries",),
     ("events", "coverage", "open311", "notifications"),
     ("stats", "forces"),
+    ("media",),
     ("city",),
     ("api",),
     ("app",),

@@ -1,0 +1,52 @@
+"""the field side (issue 18): photos stored in the media store, with their EXIF facts
+
+Revision ID: 0015
+Revises: 0011
+Create Date: 2026-12-05 08:50:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0015"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "photos",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.BigInteger(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("format", sa.String(length=10), nullable=False),
+        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("width", sa.Integer(), nullable=False),
+        sa.Column("height", sa.Integer(), nullable=False),
+        sa.Column("exif_orientation", sa.SmallInteger(), nullable=True),
+        sa.Column("original_key", sa.String(length=200), nullable=False),
+        sa.Column("display_key", sa.String(length=200), nullable=False),
+        sa.Column("thumb_key", sa.String(length=200), nullable=False),
+        sa.Column("gps_lon", sa.Float(), nullable=True),
+        sa.Column("gps_lat", sa.Float(), nullable=True),
+        sa.Column("gps_distance_m", sa.Float(), nullable=True),
+        sa.Column("gps_flagged", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("caption", sa.String(length=500), server_default="", nullable=False),
+        sa.Column("uploaded_by", sa.String(length=100), nullable=False),
+        sa.Column("uploaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("format IN ('JPEG', 'PNG', 'WEBP')", name=op.f("ck_photos_format_known")),
+        sa.CheckConstraint("(gps_lon IS NULL) = (gps_lat IS NULL)", name=op.f("ck_photos_gps_both_or_neither")),
+        sa.ForeignKeyConstraint(["event_id"], ["events.id"], name=op.f("fk_photos_event_id"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_photos")),
+        sa.UniqueConstraint("event_id", "sha256", name=op.f("uq_photos_event_id")),
+    )
+    op.create_index("ix_photos_event", "photos", ["event_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_photos_event", table_name="photos")
+    op.drop_table("photos")
