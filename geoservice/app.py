@@ -32,6 +32,7 @@ from geoservice.api import features as features_api
 from geoservice.api import follow as follow_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
+from geoservice.api import patrols as patrols_api
 from geoservice.api import photos as photos_api
 from geoservice.api import queue as queue_api
 from geoservice.api import reference as reference_api
@@ -44,6 +45,7 @@ from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
 from geoservice.boundaries.reroute import reroute_window
 from geoservice.boundaries.settings import BoundarySettings
+from geoservice.field.settings import PatrolSettings
 from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
@@ -69,6 +71,7 @@ def create_app(
     map_settings: MapSettings | None = None,
     boundary_settings: BoundarySettings | None = None,
     media_settings: MediaSettings | None = None,
+    patrol_settings: PatrolSettings | None = None,
 ) -> FastAPI:
     """Build the app; tests pass their own engine, the server lets the lifespan open the database.
 
@@ -127,6 +130,7 @@ def create_app(
     app.state.boundary_settings = boundary_settings or BoundarySettings()
     app.state.media_settings = media_settings or MediaSettings()
     app.state.media_store = open_store(app.state.media_settings)  # a test may replace it before the lifespan
+    app.state.patrol_settings = patrol_settings or PatrolSettings()
     app.state.notify_settings = NotifySettings()  # a test may replace it before the lifespan starts
     app.state.metrics = Metrics(app.state)
     app.state.operations = operations
@@ -148,6 +152,7 @@ def create_app(
     app.include_router(notifications_api.router)
     app.include_router(event_tasks_api.router)
     app.include_router(photos_api.router)
+    app.include_router(patrols_api.router)
     app.include_router(supervision_api.router)
     app.include_router(queue_api.router)
     app.include_router(follow_api.router)

@@ -781,3 +781,48 @@ class Photo(Base):
     caption: Mapped[str] = mapped_column(String(500), server_default="")
     uploaded_by: Mapped[str] = mapped_column(String(100))
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Patrol(Base):
+    """A patrol (巡查) of a grid worker or a police patrol: started, fed GPS fixes, stopped.
+
+    ``track`` is the line through the accepted fixes in time order, rebuilt with each batch;
+    ``region_code`` is the patroller's region when it started (who may read it: their region's
+    dispatchers). Weekly coverage is computed from ``patrol_points``, not from ``track``, so a
+    week boundary or a gap in the fixes does not draw a line nobody walked.
+    """
+
+    __tablename__ = "patrols"
+    __table_args__ = (
+        UniqueConstraint("username", "idempotency_key"),
+        Index("ix_patrols_track", "track", postgresql_using="gist"),
+        Index("ix_patrols_started", "started_at"),
+        CheckConstraint("kind IN ('grid_worker', 'patrol')", name="kind_known"),
+        CheckConstraint("stopped_at IS NULL OR stopped_at >= started_at", name="stops_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    region_code: Mapped[str | None] = mapped_column(String(15))
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    track: Mapped[Any] = mapped_column(Geometry("LINESTRING", srid=SRID, spatial_index=False), nullable=True)
+    length_m: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    point_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class PatrolPoint(Base):
+    """One GPS fix of a patrol; a fix is its time, so a batch sent twice stores each fix once."""
+
+    __tablename__ = "patrol_points"
+    __table_args__ = (
+        Index("ix_patrol_points_geom", "geom", postgresql_using="gist"),
+        Index("ix_patrol_points_at", "at"),
+    )
+
+    patrol_id: Mapped[int] = mapped_column(ForeignKey("patrols.id", ondelete="CASCADE"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    accuracy_m: Mapped[float | None] = mapped_column(Float)

@@ -35,6 +35,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("events", "coverage", "open311", "notifications"),
     ("stats", "forces"),
     ("media",),
+    ("field",),
     ("city",),
     ("api",),
     ("app",),

@@ -1,4 +1,4 @@
-"""the field side (issue 18): photos stored in the media store, with their EXIF facts
+"""the field side (issue 18): photos stored in the media store, with their EXIF facts; patrols and their fixes
 
 Revision ID: 0015
 Revises: 0011
@@ -7,6 +7,7 @@ Create Date: 2026-12-05 08:50:00
 
 from collections.abc import Sequence
 
+import geoalchemy2
 import sqlalchemy as sa
 from alembic import op
 
@@ -45,8 +46,52 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", "sha256", name=op.f("uq_photos_event_id")),
     )
     op.create_index("ix_photos_event", "photos", ["event_id"])
+    op.create_table(
+        "patrols",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("username", sa.String(length=100), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("region_code", sa.String(length=15), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=120), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("track", _geometry("LINESTRING", nullable=True), nullable=True),
+        sa.Column("length_m", sa.Float(), server_default=sa.text("0"), nullable=False),
+        sa.Column("point_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.CheckConstraint("kind IN ('grid_worker', 'patrol')", name=op.f("ck_patrols_kind_known")),
+        sa.CheckConstraint(
+            "stopped_at IS NULL OR stopped_at >= started_at", name=op.f("ck_patrols_stops_after_start")
+        ),
+        sa.ForeignKeyConstraint(["username"], ["users.username"], name=op.f("fk_patrols_username"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_patrols")),
+        sa.UniqueConstraint("username", "idempotency_key", name=op.f("uq_patrols_username")),
+    )
+    op.create_index("ix_patrols_track", "patrols", ["track"], postgresql_using="gist")
+    op.create_index("ix_patrols_started", "patrols", ["started_at"])
+    op.create_table(
+        "patrol_points",
+        sa.Column("patrol_id", sa.BigInteger(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("geom", _geometry("POINT", nullable=False), nullable=False),
+        sa.Column("accuracy_m", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["patrol_id"], ["patrols.id"], name=op.f("fk_patrol_points_patrol_id"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("patrol_id", "at", name=op.f("pk_patrol_points")),
+    )
+    op.create_index("ix_patrol_points_geom", "patrol_points", ["geom"], postgresql_using="gist")
+    op.create_index("ix_patrol_points_at", "patrol_points", ["at"])
+
+
+def _geometry(kind: str, *, nullable: bool) -> geoalchemy2.types.Geometry:
+    return geoalchemy2.types.Geometry(
+        geometry_type=kind, srid=4326, dimension=2, spatial_index=False, from_text="ST_GeomFromEWKT",
+        name="geometry", nullable=nullable,
+    )  # fmt: skip
 
 
 def downgrade() -> None:
+    op.drop_table("patrol_points")
+    op.drop_table("patrols")
     op.drop_index("ix_photos_event", table_name="photos")
     op.drop_table("photos")
