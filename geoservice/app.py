@@ -26,6 +26,7 @@ from geoservice.api import (
     stats,
     users,
 )
+from geoservice.api import duties as duties_api
 from geoservice.api import event_tasks as event_tasks_api
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
@@ -153,6 +154,7 @@ def create_app(
     app.include_router(event_tasks_api.router)
     app.include_router(photos_api.router)
     app.include_router(patrols_api.router)
+    app.include_router(duties_api.router)
     app.include_router(supervision_api.router)
     app.include_router(queue_api.router)
     app.include_router(follow_api.router)

@@ -746,7 +746,7 @@ class Subscription(Base):
 
 
 class Photo(Base):
-    """A photo of an event, its bytes in the media store (``geoservice.media``), its facts here.
+    """A photo of an event or of a visit, its bytes in the media store (``geoservice.media``), its facts here.
 
     Issue 18, "photos, really stored": the key is the SHA-256 of the uploaded bytes, so the same
     bytes sent twice for one event are one photo (a retried upload), and the store's files are named
@@ -757,13 +757,17 @@ class Photo(Base):
     __tablename__ = "photos"
     __table_args__ = (
         UniqueConstraint("event_id", "sha256"),  # the same bytes twice for one event: one photo
+        UniqueConstraint("visit_id", "sha256"),  # … and for one visit
         Index("ix_photos_event", "event_id"),
+        Index("ix_photos_visit", "visit_id"),
+        CheckConstraint("(event_id IS NULL) <> (visit_id IS NULL)", name="one_owner"),
         CheckConstraint("format IN ('JPEG', 'PNG', 'WEBP')", name="format_known"),
         CheckConstraint("(gps_lon IS NULL) = (gps_lat IS NULL)", name="gps_both_or_neither"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"))
     sha256: Mapped[str] = mapped_column(String(64))
     format: Mapped[str] = mapped_column(String(10))
     size_bytes: Mapped[int] = mapped_column(Integer)
@@ -826,3 +830,46 @@ class PatrolPoint(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
     accuracy_m: Mapped[float | None] = mapped_column(Float)
+
+
+class Duty(Base):
+    """A duty of the duty list (职责清单) from the city pack: what, at which level, how often.
+
+    ``level`` is the unit a visit counts for: each grid (``grid``) or each community
+    (``community``); ``every_days`` the cycle; ``region_code`` limits the duty to a subtree.
+    """
+
+    __tablename__ = "duties"
+    __table_args__ = (
+        CheckConstraint("level IN ('grid', 'community')", name="level_known"),
+        CheckConstraint("every_days >= 1", name="every_days_positive"),
+    )
+
+    code: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(20))
+    every_days: Mapped[int] = mapped_column(Integer)
+    region_code: Mapped[str | None] = mapped_column(String(15))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class Visit(Base):
+    """A visit (走访) recorded against a duty, for one grid or community, by its worker; idempotent by key."""
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        UniqueConstraint("username", "idempotency_key"),
+        Index("ix_visits_duty_unit", "duty_code", "unit_code", "visited_at"),
+        Index("ix_visits_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    duty_code: Mapped[str] = mapped_column(ForeignKey("duties.code", ondelete="CASCADE"))
+    unit_code: Mapped[str] = mapped_column(String(15))
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    visited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    notes: Mapped[str] = mapped_column(Text, server_default="")
+    place_code: Mapped[str | None] = mapped_column(String(50))
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,16 +1,18 @@
-"""Photos of events: attached in one transaction with their files, read only through the event's scope.
+"""Photos of events and visits: attached in one transaction with their files, read only through the event's scope.
 
 Attaching is idempotent by content: the same bytes sent again for the same event answer the photo
 already stored (``created`` False), which is what an offline phone retrying its queue needs. The
 row is written first; the files are staged before the commit and published after it (see
 ``geoservice.media.store``), so a failed transaction leaves no file behind. Reading a photo goes
-through the event: a photo exists for a caller exactly when its event does (``scope_sql``).
+through its owner: a photo of an event exists for a caller exactly when its event does
+(``scope_sql``); a photo of a visit when the visit does (``geoservice.field.visit_photos``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pyproj import Geod
 from sqlalchemy import text
@@ -27,10 +29,34 @@ from geoservice.media.store import MediaStore
 
 GEOD = Geod(ellps="WGS84")  # a phone's GNSS position and the stored point are both WGS84
 PHOTO_COLUMNS = (
-    "p.id, p.event_id, p.sha256, p.format, p.size_bytes, p.width, p.height, p.exif_orientation, p.original_key, "
-    "p.display_key, p.thumb_key, p.gps_lon, p.gps_lat, p.gps_distance_m, p.gps_flagged, p.taken_at, p.caption, "
-    "p.uploaded_by, p.uploaded_at"
+    "p.id, p.event_id, p.visit_id, p.sha256, p.format, p.size_bytes, p.width, p.height, p.exif_orientation, "
+    "p.original_key, p.display_key, p.thumb_key, p.gps_lon, p.gps_lat, p.gps_distance_m, p.gps_flagged, p.taken_at, "
+    "p.caption, p.uploaded_by, p.uploaded_at"
 )
+
+
+@dataclass(frozen=True)
+class Owner:
+    """What a photo belongs to (an event or a visit) and the point its GPS is compared with."""
+
+    column: Literal["event_id", "visit_id"]
+    id: int
+    point: tuple[float, float] | None  # (lon, lat) WGS84; None: nothing to compare with
+
+
+OwnerFinder = Callable[[Session], Owner]  # raises NotFound when the caller may not see the owner
+
+
+def event_owner(event_id: int, principal: Principal) -> OwnerFinder:
+    """The event in the caller's scope, as a photo's owner."""
+
+    def find(session: Session) -> Owner:
+        event = fetch_event(session, event_id, scope_of(principal))
+        if event is None:
+            raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
+        return Owner("event_id", event["id"], (event["lon"], event["lat"]))
+
+    return find
 
 
 @dataclass(frozen=True)
@@ -63,23 +89,24 @@ def attach_photo(
     sessions: sessionmaker[Session],
     store: MediaStore,
     settings: MediaSettings,
-    event_id: int,
+    owner_of: OwnerFinder,
     principal: Principal,
     photo: PreparedPhoto,
     caption: str = "",
 ) -> tuple[dict[str, Any], bool]:
-    """Store ``photo`` for the event (in the caller's scope, else ``NotFound``); (the photo, whether it is new)."""
+    """Store ``photo`` for its owner (``owner_of`` raises ``NotFound`` outside the caller's view).
+
+    Returns (the photo, whether it is new).
+    """
     keys = Keys.of(photo)
     staged: list[tuple[str, str]] = []
     try:
         with sessions() as session, session.begin():
-            event = fetch_event(session, event_id, scope_of(principal))
-            if event is None:
-                raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
-            row = _insert(session, event, keys, photo, principal, caption, settings)
+            owner = owner_of(session)
+            row = _insert(session, owner, keys, photo, principal, caption, settings)
             created = row is not None
-            if row is None:  # these bytes are already a photo of this event: a retry
-                row = _by_hash(session, event_id, photo.sha256)
+            if row is None:  # these bytes are already a photo of this owner: a retry
+                row = _by_hash(session, owner, photo.sha256)
             # Files go to the store only for a new row, or to heal one whose files a crash lost.
             for key, data in keys.files(photo):
                 if created or not store.exists(key):
@@ -95,7 +122,7 @@ def attach_photo(
 
 def _insert(
     session: Session,
-    event: dict[str, Any],
+    owner: Owner,
     keys: Keys,
     photo: PreparedPhoto,
     principal: Principal,
@@ -103,60 +130,62 @@ def _insert(
     settings: MediaSettings,
 ) -> dict[str, Any] | None:
     gps_distance = None
-    if photo.gps is not None:
-        gps_distance = distance_m(photo.gps[0], photo.gps[1], event["lon"], event["lat"])
+    if photo.gps is not None and owner.point is not None:
+        gps_distance = distance_m(photo.gps[0], photo.gps[1], owner.point[0], owner.point[1])
     params = {
-        "event_id": event["id"], "sha256": photo.sha256, "format": photo.format, "size": len(photo.original),
+        "owner": owner.id, "sha256": photo.sha256, "format": photo.format, "size": len(photo.original),
         "width": photo.width, "height": photo.height, "orientation": photo.exif_orientation,
         "original": keys.original, "display": keys.display, "thumb": keys.thumb,
         "gps_lon": photo.gps[0] if photo.gps else None, "gps_lat": photo.gps[1] if photo.gps else None,
         "distance": gps_distance, "flagged": gps_distance is not None and gps_distance > settings.photo_gps_flag_m,
         "taken_at": photo.taken_at, "caption": caption, "by": principal.username,
     }  # fmt: skip
+    column = owner.column  # one of two fixed names (``Owner``), never the caller's text
     try:
         with session.begin_nested():
             found = session.execute(
                 text(
-                    "INSERT INTO photos (event_id, sha256, format, size_bytes, width, height, exif_orientation, "
+                    f"INSERT INTO photos ({column}, sha256, format, size_bytes, width, height, exif_orientation, "
                     "original_key, display_key, thumb_key, gps_lon, gps_lat, gps_distance_m, gps_flagged, taken_at, "
-                    "caption, uploaded_by) VALUES (:event_id, :sha256, :format, :size, :width, :height, :orientation, "
+                    "caption, uploaded_by) VALUES (:owner, :sha256, :format, :size, :width, :height, :orientation, "
                     ":original, :display, :thumb, :gps_lon, :gps_lat, :distance, :flagged, :taken_at, :caption, :by) "
-                    f"ON CONFLICT (event_id, sha256) DO NOTHING RETURNING {PHOTO_COLUMNS.replace('p.', '')}"
+                    f"ON CONFLICT ({column}, sha256) DO NOTHING RETURNING {PHOTO_COLUMNS.replace('p.', '')}"
                 ),
                 params,
             ).first()
-    except IntegrityError as exc:  # the event was deleted meanwhile
-        raise NotFound(f"there is no event {event['id']} that you may see", title="No such event") from exc
+    except IntegrityError as exc:  # the owner was deleted meanwhile
+        raise NotFound(f"{column.removesuffix('_id')} {owner.id} is gone", title="Not found") from exc
     return None if found is None else dict(found._mapping)
 
 
-def _by_hash(session: Session, event_id: int, sha256: str) -> dict[str, Any]:
+def _by_hash(session: Session, owner: Owner, sha256: str) -> dict[str, Any]:
     row = session.execute(
-        text(f"SELECT {PHOTO_COLUMNS} FROM photos p WHERE p.event_id = :event_id AND p.sha256 = :sha256"),
-        {"event_id": event_id, "sha256": sha256},
+        text(f"SELECT {PHOTO_COLUMNS} FROM photos p WHERE p.{owner.column} = :owner AND p.sha256 = :sha256"),
+        {"owner": owner.id, "sha256": sha256},
     ).one()
     return dict(row._mapping)
 
 
-def visible_photo(session: Session, photo_id: int, principal: Principal) -> dict[str, Any]:
-    """The photo if its event is in the caller's scope; otherwise it does not exist for them."""
+def photo_row(session: Session, photo_id: int) -> dict[str, Any] | None:
+    """A photo's row whoever asks: the caller's view of its owner is checked by ``visible_photo``."""
+    row = session.execute(text(f"SELECT {PHOTO_COLUMNS} FROM photos p WHERE p.id = :id"), {"id": photo_id}).first()
+    return None if row is None else dict(row._mapping)
+
+
+def event_photo_visible(session: Session, row: dict[str, Any], principal: Principal) -> bool:
+    """Whether the photo's event is in the caller's scope (``scope_sql``, as every event read)."""
     where, params = scope_sql(scope_of(principal))
-    row = session.execute(
-        text(f"SELECT {PHOTO_COLUMNS} FROM photos p JOIN events e ON e.id = p.event_id WHERE p.id = :id AND {where}"),
-        {"id": photo_id, **params},
-    ).first()
-    if row is None:
-        raise NotFound(f"there is no photo {photo_id} that you may see", title="No such photo")
-    return dict(row._mapping)
+    found = session.execute(text(f"SELECT 1 FROM events e WHERE e.id = :id AND {where}"),
+                            {"id": row["event_id"], **params}).first()  # fmt: skip
+    return found is not None
 
 
-def event_photos(session: Session, event_id: int, principal: Principal) -> list[dict[str, Any]]:
-    """The stored photos of an event in the caller's scope (``NotFound`` otherwise), oldest first."""
-    if fetch_event(session, event_id, scope_of(principal)) is None:
-        raise NotFound(f"there is no event {event_id} that you may see", title="No such event")
+def photos_of(session: Session, owner_of: OwnerFinder) -> list[dict[str, Any]]:
+    """The stored photos of an owner the caller may see (``NotFound`` otherwise), oldest first."""
+    owner = owner_of(session)
     rows = session.execute(
-        text(f"SELECT {PHOTO_COLUMNS} FROM photos p WHERE p.event_id = :event_id ORDER BY p.id"),
-        {"event_id": event_id},
+        text(f"SELECT {PHOTO_COLUMNS} FROM photos p WHERE p.{owner.column} = :owner ORDER BY p.id"),
+        {"owner": owner.id},
     )
     return [photo_view(dict(r._mapping)) for r in rows]
 
@@ -169,6 +198,7 @@ def photo_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "event_id": row["event_id"],
+        "visit_id": row["visit_id"],
         "sha256": row["sha256"],
         "content_type": {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[row["format"]],
         "size_bytes": row["size_bytes"],

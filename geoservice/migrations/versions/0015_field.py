@@ -1,4 +1,5 @@
-"""the field side (issue 18): photos stored in the media store, with their EXIF facts; patrols and their fixes
+"""the field side (issue 18): photos stored in the media store, with their EXIF facts; patrols and their fixes;
+the duty list and visits
 
 Revision ID: 0015
 Revises: 0011
@@ -18,34 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "photos",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("event_id", sa.BigInteger(), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("format", sa.String(length=10), nullable=False),
-        sa.Column("size_bytes", sa.Integer(), nullable=False),
-        sa.Column("width", sa.Integer(), nullable=False),
-        sa.Column("height", sa.Integer(), nullable=False),
-        sa.Column("exif_orientation", sa.SmallInteger(), nullable=True),
-        sa.Column("original_key", sa.String(length=200), nullable=False),
-        sa.Column("display_key", sa.String(length=200), nullable=False),
-        sa.Column("thumb_key", sa.String(length=200), nullable=False),
-        sa.Column("gps_lon", sa.Float(), nullable=True),
-        sa.Column("gps_lat", sa.Float(), nullable=True),
-        sa.Column("gps_distance_m", sa.Float(), nullable=True),
-        sa.Column("gps_flagged", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("caption", sa.String(length=500), server_default="", nullable=False),
-        sa.Column("uploaded_by", sa.String(length=100), nullable=False),
-        sa.Column("uploaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("format IN ('JPEG', 'PNG', 'WEBP')", name=op.f("ck_photos_format_known")),
-        sa.CheckConstraint("(gps_lon IS NULL) = (gps_lat IS NULL)", name=op.f("ck_photos_gps_both_or_neither")),
-        sa.ForeignKeyConstraint(["event_id"], ["events.id"], name=op.f("fk_photos_event_id"), ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_photos")),
-        sa.UniqueConstraint("event_id", "sha256", name=op.f("uq_photos_event_id")),
-    )
-    op.create_index("ix_photos_event", "photos", ["event_id"])
     op.create_table(
         "patrols",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -81,6 +54,71 @@ def upgrade() -> None:
     )
     op.create_index("ix_patrol_points_geom", "patrol_points", ["geom"], postgresql_using="gist")
     op.create_index("ix_patrol_points_at", "patrol_points", ["at"])
+    op.create_table(
+        "duties",
+        sa.Column("code", sa.String(length=50), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("level", sa.String(length=20), nullable=False),
+        sa.Column("every_days", sa.Integer(), nullable=False),
+        sa.Column("region_code", sa.String(length=15), nullable=True),
+        sa.Column("description", sa.Text(), server_default="", nullable=False),
+        sa.CheckConstraint("level IN ('grid', 'community')", name=op.f("ck_duties_level_known")),
+        sa.CheckConstraint("every_days >= 1", name=op.f("ck_duties_every_days_positive")),
+        sa.PrimaryKeyConstraint("code", name=op.f("pk_duties")),
+    )
+    op.create_table(
+        "visits",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("duty_code", sa.String(length=50), nullable=False),
+        sa.Column("unit_code", sa.String(length=15), nullable=False),
+        sa.Column("username", sa.String(length=100), nullable=False),
+        sa.Column("visited_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("notes", sa.Text(), server_default="", nullable=False),
+        sa.Column("place_code", sa.String(length=50), nullable=True),
+        sa.Column("geom", _geometry("POINT", nullable=True), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=120), nullable=True),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(["duty_code"], ["duties.code"], name=op.f("fk_visits_duty_code"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["username"], ["users.username"], name=op.f("fk_visits_username"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_visits")),
+        sa.UniqueConstraint("username", "idempotency_key", name=op.f("uq_visits_username")),
+    )
+    op.create_index("ix_visits_duty_unit", "visits", ["duty_code", "unit_code", "visited_at"])
+    op.create_index("ix_visits_geom", "visits", ["geom"], postgresql_using="gist")
+
+    op.create_table(
+        "photos",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.BigInteger(), nullable=True),
+        sa.Column("visit_id", sa.BigInteger(), nullable=True),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("format", sa.String(length=10), nullable=False),
+        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("width", sa.Integer(), nullable=False),
+        sa.Column("height", sa.Integer(), nullable=False),
+        sa.Column("exif_orientation", sa.SmallInteger(), nullable=True),
+        sa.Column("original_key", sa.String(length=200), nullable=False),
+        sa.Column("display_key", sa.String(length=200), nullable=False),
+        sa.Column("thumb_key", sa.String(length=200), nullable=False),
+        sa.Column("gps_lon", sa.Float(), nullable=True),
+        sa.Column("gps_lat", sa.Float(), nullable=True),
+        sa.Column("gps_distance_m", sa.Float(), nullable=True),
+        sa.Column("gps_flagged", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("caption", sa.String(length=500), server_default="", nullable=False),
+        sa.Column("uploaded_by", sa.String(length=100), nullable=False),
+        sa.Column("uploaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("format IN ('JPEG', 'PNG', 'WEBP')", name=op.f("ck_photos_format_known")),
+        sa.CheckConstraint("(gps_lon IS NULL) = (gps_lat IS NULL)", name=op.f("ck_photos_gps_both_or_neither")),
+        sa.CheckConstraint("(event_id IS NULL) <> (visit_id IS NULL)", name=op.f("ck_photos_one_owner")),
+        sa.ForeignKeyConstraint(["event_id"], ["events.id"], name=op.f("fk_photos_event_id"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["visit_id"], ["visits.id"], name=op.f("fk_photos_visit_id"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_photos")),
+        sa.UniqueConstraint("event_id", "sha256", name=op.f("uq_photos_event_id")),
+        sa.UniqueConstraint("visit_id", "sha256", name=op.f("uq_photos_visit_id")),
+    )
+    op.create_index("ix_photos_event", "photos", ["event_id"])
+    op.create_index("ix_photos_visit", "photos", ["visit_id"])
 
 
 def _geometry(kind: str, *, nullable: bool) -> geoalchemy2.types.Geometry:
@@ -91,7 +129,8 @@ def _geometry(kind: str, *, nullable: bool) -> geoalchemy2.types.Geometry:
 
 
 def downgrade() -> None:
+    op.drop_table("photos")
+    op.drop_table("visits")
+    op.drop_table("duties")
     op.drop_table("patrol_points")
     op.drop_table("patrols")
-    op.drop_index("ix_photos_event", table_name="photos")
-    op.drop_table("photos")
