@@ -873,3 +873,58 @@ class Visit(Base):
     geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(120))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+KEY_PERSON_KINDS = (
+    "community_correction",  # 社区矫正对象
+    "mental_disorder",  # 严重精神障碍患者
+    "drug",  # 吸毒人员
+    "released",  # 刑满释放人员
+    "petition",  # 重点信访人员
+    "youth",  # 重点青少年
+    "elderly_alone",  # 独居老人
+)
+
+
+class KeyPerson(Base):
+    """A key person (重点人员) of a grid: the most sensitive rows of the system.
+
+    Read in full only by the responsible worker, the community's staff and the police; masked for
+    everyone else who may list them (``geoservice.field.key_people``); every read is logged in
+    ``key_person_reads``.
+    """
+
+    __tablename__ = "key_people"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {KEY_PERSON_KINDS!r}", name="kind_known"),
+        CheckConstraint("visit_cycle_days >= 1", name="visit_cycle_positive"),
+        Index("ix_key_people_grid", "grid_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    id_number: Mapped[str] = mapped_column(String(18), server_default="")
+    phone: Mapped[str] = mapped_column(String(50), server_default="")
+    kind: Mapped[str] = mapped_column(String(30))
+    address: Mapped[str] = mapped_column(String(300), server_default="")
+    grid_code: Mapped[str] = mapped_column(String(15))
+    responsible_username: Mapped[str | None] = mapped_column(ForeignKey("users.username", ondelete="SET NULL"))
+    visit_cycle_days: Mapped[int] = mapped_column(Integer)
+    notes: Mapped[str] = mapped_column(Text, server_default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class KeyPersonRead(Base):
+    """One read of one key person: who, when, through what, in full or masked. Append-only."""
+
+    __tablename__ = "key_person_reads"
+    __table_args__ = (Index("ix_key_person_reads_person", "person_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reader: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    person_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: the log outlives the person
+    what: Mapped[str] = mapped_column(String(100))
+    in_full: Mapped[bool] = mapped_column()

@@ -1,5 +1,5 @@
 """the field side (issue 18): photos stored in the media store, with their EXIF facts; patrols and their fixes;
-the duty list and visits
+the duty list and visits; the key people register and its read log
 
 Revision ID: 0015
 Revises: 0011
@@ -16,6 +16,9 @@ revision: str = "0015"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+KEY_PERSON_KINDS = ("community_correction", "mental_disorder", "drug", "released", "petition", "youth",
+                    "elderly_alone")  # fmt: skip
 
 
 def upgrade() -> None:
@@ -120,6 +123,40 @@ def upgrade() -> None:
     op.create_index("ix_photos_event", "photos", ["event_id"])
     op.create_index("ix_photos_visit", "photos", ["visit_id"])
 
+    op.create_table(
+        "key_people",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("id_number", sa.String(length=18), server_default="", nullable=False),
+        sa.Column("phone", sa.String(length=50), server_default="", nullable=False),
+        sa.Column("kind", sa.String(length=30), nullable=False),
+        sa.Column("address", sa.String(length=300), server_default="", nullable=False),
+        sa.Column("grid_code", sa.String(length=15), nullable=False),
+        sa.Column("responsible_username", sa.String(length=100), nullable=True),
+        sa.Column("visit_cycle_days", sa.Integer(), nullable=False),
+        sa.Column("notes", sa.Text(), server_default="", nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint(f"kind IN {KEY_PERSON_KINDS!r}", name=op.f("ck_key_people_kind_known")),
+        sa.CheckConstraint("visit_cycle_days >= 1", name=op.f("ck_key_people_visit_cycle_positive")),
+        sa.ForeignKeyConstraint(["responsible_username"], ["users.username"],
+                                name=op.f("fk_key_people_responsible_username"), ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_key_people")),
+    )  # fmt: skip
+    op.create_index("ix_key_people_grid", "key_people", ["grid_code"])
+    op.create_table(
+        "key_person_reads",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("reader", sa.String(length=100), nullable=False),
+        sa.Column("role", sa.String(length=20), nullable=False),
+        sa.Column("person_id", sa.BigInteger(), nullable=False),
+        sa.Column("what", sa.String(length=100), nullable=False),
+        sa.Column("in_full", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_key_person_reads")),
+    )
+    op.create_index("ix_key_person_reads_person", "key_person_reads", ["person_id", "at"])
+
 
 def _geometry(kind: str, *, nullable: bool) -> geoalchemy2.types.Geometry:
     return geoalchemy2.types.Geometry(
@@ -129,6 +166,8 @@ def _geometry(kind: str, *, nullable: bool) -> geoalchemy2.types.Geometry:
 
 
 def downgrade() -> None:
+    op.drop_table("key_person_reads")
+    op.drop_table("key_people")
     op.drop_table("photos")
     op.drop_table("visits")
     op.drop_table("duties")
