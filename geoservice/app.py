@@ -36,6 +36,7 @@ from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import patrols as patrols_api
 from geoservice.api import photos as photos_api
+from geoservice.api import place_codes as place_codes_api
 from geoservice.api import queue as queue_api
 from geoservice.api import reference as reference_api
 from geoservice.api import supervision as supervision_api
@@ -47,7 +48,7 @@ from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
 from geoservice.boundaries.reroute import reroute_window
 from geoservice.boundaries.settings import BoundarySettings
-from geoservice.field.settings import PatrolSettings
+from geoservice.field.settings import PatrolSettings, PlaceCodeSettings
 from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
@@ -133,6 +134,7 @@ def create_app(
     app.state.media_settings = media_settings or MediaSettings()
     app.state.media_store = open_store(app.state.media_settings)  # a test may replace it before the lifespan
     app.state.patrol_settings = patrol_settings or PatrolSettings()
+    app.state.place_code_settings = PlaceCodeSettings()  # a test may replace it
     app.state.notify_settings = NotifySettings()  # a test may replace it before the lifespan starts
     app.state.metrics = Metrics(app.state)
     app.state.operations = operations
@@ -157,6 +159,7 @@ def create_app(
     app.include_router(patrols_api.router)
     app.include_router(duties_api.router)
     app.include_router(key_people_api.router)
+    app.include_router(place_codes_api.router)
     app.include_router(supervision_api.router)
     app.include_router(queue_api.router)
     app.include_router(follow_api.router)

@@ -18,3 +18,15 @@ class PatrolSettings(BaseSettings):
     max_accuracy_m: float = Field(100.0, gt=0, le=10_000, description="fixes less accurate than this are ignored")
     max_batch: int = Field(1_000, ge=1, le=100_000, description="fixes per POST /v1/patrols/{id}/points")
     clock_skew_s: float = Field(300.0, ge=0, le=86_400, description="how far in the future a fix's time may be")
+
+
+class PlaceCodeSettings(BaseSettings):
+    """``GEOSERVICE_PLACE_*``: where the printed codes point, and what the place page shows the public."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOSERVICE_PLACE_", extra="ignore")
+
+    base_url: str | None = Field(
+        None, pattern=r"^https?://[^\s]+$", description="the service's public address the codes hold; default: "
+        "the address the sheet was asked from"
+    )  # fmt: skip
+    page_shows_team: bool = Field(True, description="the place page names the grid's workers and officer (网格公示)")
