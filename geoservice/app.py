@@ -32,6 +32,7 @@ from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import follow as follow_api
 from geoservice.api import key_people as key_people_api
+from geoservice.api import mobile as mobile_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
 from geoservice.api import patrols as patrols_api
@@ -160,6 +161,7 @@ def create_app(
     app.include_router(duties_api.router)
     app.include_router(key_people_api.router)
     app.include_router(place_codes_api.router)
+    app.include_router(mobile_api.router)
     app.include_router(supervision_api.router)
     app.include_router(queue_api.router)
     app.include_router(follow_api.router)
