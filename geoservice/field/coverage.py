@@ -4,7 +4,9 @@ Measured in the city's metric CRS (``ST_Transform`` to it, then ``ST_Buffer`` in
 degrees). The week's swath is built from the fixes taken in the week, joined into segments only
 where two consecutive fixes of one patrol are at most ``max_gap_s`` apart (a phone that lost its
 fix for half an hour did not walk the straight line between), each fix covering at least its own
-circle. Weeks are ISO weeks in the city's time (Monday 00:00 +08:00).
+circle. Each grid unions only the buffered pieces that touch it: one union of the whole city's
+swath, intersected with every grid, took over ten minutes for 400 grids and 14,400 fixes.
+Weeks are ISO weeks in the city's time (Monday 00:00 +08:00).
 """
 
 from __future__ import annotations
@@ -58,20 +60,20 @@ def patrol_coverage(
                 FROM patrol_points pp
                 WHERE pp.at >= :start AND pp.at < :end
                 WINDOW w AS (PARTITION BY pp.patrol_id ORDER BY pp.at)
-            ), pieces AS (
-                SELECT CASE WHEN prev_geom IS NOT NULL AND at - prev_at <= make_interval(secs => :gap)
-                            THEN ST_MakeLine(prev_geom, geom) ELSE geom END AS g
+            ), pieces AS MATERIALIZED (
+                SELECT ST_Buffer(ST_Transform(
+                           CASE WHEN prev_geom IS NOT NULL AND at - prev_at <= make_interval(secs => :gap)
+                                THEN ST_MakeLine(prev_geom, geom) ELSE geom END,
+                           CAST(:srid AS integer)), :radius) AS b
                 FROM fixes
-            ), swath AS (
-                SELECT ST_Union(ST_Buffer(ST_Transform(g, CAST(:srid AS integer)), :radius)) AS g FROM pieces
             ), cells AS (
                 SELECT g.code, g.name, g.community_code, ST_Transform(g.geom, CAST(:srid AS integer)) AS m
                 FROM grids g WHERE g.version_id = :version AND {grids.sql}
             )
             SELECT c.code, c.name, c.community_code, ST_Area(c.m) AS area_m2,
-                   CASE WHEN s.g IS NULL OR NOT ST_Intersects(c.m, s.g) THEN 0
-                        ELSE ST_Area(ST_Intersection(c.m, s.g)) END AS covered_m2
-            FROM cells c CROSS JOIN swath s
+                   coalesce((SELECT ST_Area(ST_Intersection(c.m, ST_Union(p.b))) FROM pieces p
+                             WHERE p.b && c.m AND ST_Intersects(p.b, c.m)), 0) AS covered_m2
+            FROM cells c
             ORDER BY c.code
             """
         ),
