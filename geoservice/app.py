@@ -27,13 +27,19 @@ from geoservice.api import (
     stats,
     users,
 )
+from geoservice.api import duties as duties_api
 from geoservice.api import event_tasks as event_tasks_api
 from geoservice.api import events as events_api
 from geoservice.api import features as features_api
 from geoservice.api import follow as follow_api
+from geoservice.api import key_people as key_people_api
 from geoservice.api import map_names as map_names_api
+from geoservice.api import mobile as mobile_api
 from geoservice.api import notifications as notifications_api
 from geoservice.api import onemap as onemap_api
+from geoservice.api import patrols as patrols_api
+from geoservice.api import photos as photos_api
+from geoservice.api import place_codes as place_codes_api
 from geoservice.api import queue as queue_api
 from geoservice.api import reference as reference_api
 from geoservice.api import supervision as supervision_api
@@ -49,9 +55,12 @@ from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
 from geoservice.boundaries.reroute import reroute_window
 from geoservice.boundaries.settings import BoundarySettings
+from geoservice.field.settings import PatrolSettings, PlaceCodeSettings
 from geoservice.forces.settings import ForceSettings
 from geoservice.infra.database import fill_pool, open_database, session_factory
 from geoservice.infra.observability import Metrics, ObservabilityMiddleware
+from geoservice.media.settings import MediaSettings
+from geoservice.media.store import open_store
 from geoservice.notifications.settings import NotifySettings
 from geoservice.open311.settings import Open311Settings
 from geoservice.routing.registry import RouterRegistry
@@ -72,6 +81,8 @@ def create_app(
     tile_settings: TileSettings | None = None,
     map_settings: MapSettings | None = None,
     boundary_settings: BoundarySettings | None = None,
+    media_settings: MediaSettings | None = None,
+    patrol_settings: PatrolSettings | None = None,
 ) -> FastAPI:
     """Build the app; tests pass their own engine, the server lets the lifespan open the database.
 
@@ -132,6 +143,10 @@ def create_app(
     app.state.tile_settings = tile_settings or TileSettings()
     app.state.map_settings = map_settings or MapSettings()
     app.state.boundary_settings = boundary_settings or BoundarySettings()
+    app.state.media_settings = media_settings or MediaSettings()
+    app.state.media_store = open_store(app.state.media_settings)  # a test may replace it before the lifespan
+    app.state.patrol_settings = patrol_settings or PatrolSettings()
+    app.state.place_code_settings = PlaceCodeSettings()  # a test may replace it
     app.state.notify_settings = NotifySettings()  # a test may replace it before the lifespan starts
     app.state.open311_settings = Open311Settings()  # a test may replace it too
     app.state.metrics = Metrics(app.state)
@@ -161,6 +176,12 @@ def create_app(
     app.include_router(events_api.router)
     app.include_router(notifications_api.router)
     app.include_router(event_tasks_api.router)
+    app.include_router(photos_api.router)
+    app.include_router(patrols_api.router)
+    app.include_router(duties_api.router)
+    app.include_router(key_people_api.router)
+    app.include_router(place_codes_api.router)
+    app.include_router(mobile_api.router)
     app.include_router(supervision_api.router)
     app.include_router(queue_api.router)
     app.include_router(follow_api.router)

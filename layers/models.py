@@ -807,3 +807,186 @@ class RateBucket(Base):
     tokens: Mapped[float] = mapped_column(Float)
     counted_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch, the database's clock
     granted: Mapped[bool] = mapped_column(Boolean)
+class Photo(Base):
+    """A photo of an event or of a visit, its bytes in the media store (``geoservice.media``), its facts here.
+
+    Issue 18, "photos, really stored": the key is the SHA-256 of the uploaded bytes, so the same
+    bytes sent twice for one event are one photo (a retried upload), and the store's files are named
+    by it. ``gps_*`` come from the photo's own EXIF; ``gps_distance_m`` is measured on the
+    ellipsoid to the event's point and ``gps_flagged`` says it was beyond the allowed distance.
+    """
+
+    __tablename__ = "photos"
+    __table_args__ = (
+        UniqueConstraint("event_id", "sha256"),  # the same bytes twice for one event: one photo
+        UniqueConstraint("visit_id", "sha256"),  # … and for one visit
+        Index("ix_photos_event", "event_id"),
+        Index("ix_photos_visit", "visit_id"),
+        CheckConstraint("(event_id IS NULL) <> (visit_id IS NULL)", name="one_owner"),
+        CheckConstraint("format IN ('JPEG', 'PNG', 'WEBP')", name="format_known"),
+        CheckConstraint("(gps_lon IS NULL) = (gps_lat IS NULL)", name="gps_both_or_neither"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(10))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    exif_orientation: Mapped[int | None] = mapped_column(SmallInteger)
+    original_key: Mapped[str] = mapped_column(String(200))
+    display_key: Mapped[str] = mapped_column(String(200))
+    thumb_key: Mapped[str] = mapped_column(String(200))
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    gps_distance_m: Mapped[float | None] = mapped_column(Float)
+    gps_flagged: Mapped[bool] = mapped_column(server_default=text("false"))
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    caption: Mapped[str] = mapped_column(String(500), server_default="")
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Patrol(Base):
+    """A patrol (巡查) of a grid worker or a police patrol: started, fed GPS fixes, stopped.
+
+    ``track`` is the line through the accepted fixes in time order, rebuilt with each batch;
+    ``region_code`` is the patroller's region when it started (who may read it: their region's
+    dispatchers). Weekly coverage is computed from ``patrol_points``, not from ``track``, so a
+    week boundary or a gap in the fixes does not draw a line nobody walked.
+    """
+
+    __tablename__ = "patrols"
+    __table_args__ = (
+        UniqueConstraint("username", "idempotency_key"),
+        Index("ix_patrols_track", "track", postgresql_using="gist"),
+        Index("ix_patrols_started", "started_at"),
+        CheckConstraint("kind IN ('grid_worker', 'patrol')", name="kind_known"),
+        CheckConstraint("stopped_at IS NULL OR stopped_at >= started_at", name="stops_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    region_code: Mapped[str | None] = mapped_column(String(15))
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    track: Mapped[Any] = mapped_column(Geometry("LINESTRING", srid=SRID, spatial_index=False), nullable=True)
+    length_m: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    point_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class PatrolPoint(Base):
+    """One GPS fix of a patrol; a fix is its time, so a batch sent twice stores each fix once."""
+
+    __tablename__ = "patrol_points"
+    __table_args__ = (
+        Index("ix_patrol_points_geom", "geom", postgresql_using="gist"),
+        Index("ix_patrol_points_at", "at"),
+    )
+
+    patrol_id: Mapped[int] = mapped_column(ForeignKey("patrols.id", ondelete="CASCADE"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+
+
+class Duty(Base):
+    """A duty of the duty list (职责清单) from the city pack: what, at which level, how often.
+
+    ``level`` is the unit a visit counts for: each grid (``grid``) or each community
+    (``community``); ``every_days`` the cycle; ``region_code`` limits the duty to a subtree.
+    """
+
+    __tablename__ = "duties"
+    __table_args__ = (
+        CheckConstraint("level IN ('grid', 'community')", name="level_known"),
+        CheckConstraint("every_days >= 1", name="every_days_positive"),
+    )
+
+    code: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(20))
+    every_days: Mapped[int] = mapped_column(Integer)
+    region_code: Mapped[str | None] = mapped_column(String(15))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class Visit(Base):
+    """A visit (走访) recorded against a duty, for one grid or community, by its worker; idempotent by key."""
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        UniqueConstraint("username", "idempotency_key"),
+        Index("ix_visits_duty_unit", "duty_code", "unit_code", "visited_at"),
+        Index("ix_visits_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    duty_code: Mapped[str] = mapped_column(ForeignKey("duties.code", ondelete="CASCADE"))
+    unit_code: Mapped[str] = mapped_column(String(15))
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    visited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    notes: Mapped[str] = mapped_column(Text, server_default="")
+    place_code: Mapped[str | None] = mapped_column(String(50))
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+KEY_PERSON_KINDS = (
+    "community_correction",  # 社区矫正对象
+    "mental_disorder",  # 严重精神障碍患者
+    "drug",  # 吸毒人员
+    "released",  # 刑满释放人员
+    "petition",  # 重点信访人员
+    "youth",  # 重点青少年
+    "elderly_alone",  # 独居老人
+)
+
+
+class KeyPerson(Base):
+    """A key person (重点人员) of a grid: the most sensitive rows of the system.
+
+    Read in full only by the responsible worker, the community's staff and the police; masked for
+    everyone else who may list them (``geoservice.field.key_people``); every read is logged in
+    ``key_person_reads``.
+    """
+
+    __tablename__ = "key_people"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {KEY_PERSON_KINDS!r}", name="kind_known"),
+        CheckConstraint("visit_cycle_days >= 1", name="visit_cycle_positive"),
+        Index("ix_key_people_grid", "grid_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    id_number: Mapped[str] = mapped_column(String(18), server_default="")
+    phone: Mapped[str] = mapped_column(String(50), server_default="")
+    kind: Mapped[str] = mapped_column(String(30))
+    address: Mapped[str] = mapped_column(String(300), server_default="")
+    grid_code: Mapped[str] = mapped_column(String(15))
+    responsible_username: Mapped[str | None] = mapped_column(ForeignKey("users.username", ondelete="SET NULL"))
+    visit_cycle_days: Mapped[int] = mapped_column(Integer)
+    notes: Mapped[str] = mapped_column(Text, server_default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class KeyPersonRead(Base):
+    """One read of one key person: who, when, through what, in full or masked. Append-only."""
+
+    __tablename__ = "key_person_reads"
+    __table_args__ = (Index("ix_key_person_reads_person", "person_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reader: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    person_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: the log outlives the person
+    what: Mapped[str] = mapped_column(String(100))
+    in_full: Mapped[bool] = mapped_column()

@@ -34,6 +34,8 @@ ROOMS: list[tuple[str, ...]] = [
     ("boundaries",),
     ("events", "coverage", "open311", "notifications"),
     ("stats", "forces"),
+    ("media",),
+    ("field",),
     ("city",),
     ("api",),
     ("app",),

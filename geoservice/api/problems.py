@@ -39,6 +39,7 @@ from geoservice.errors import (
     TooManyAttempts,
     Unavailable,
 )
+from geoservice.media.images import NotAPhoto, PhotoTooLarge
 from layers.crs import InvalidCoordinates, UnknownCRSError
 
 PROBLEM = "application/problem+json"
@@ -101,6 +102,8 @@ PROBLEMS: dict[type[Exception], ProblemKind] = {
     ReadError: ProblemKind(422, "File cannot be read"),
     PackRejected: ProblemKind(422, "City pack rejected"),
     NoDemandLayer: ProblemKind(409, "No demand layer"),
+    PhotoTooLarge: ProblemKind(413),
+    NotAPhoto: ProblemKind(415),
 }
 
 

@@ -215,7 +215,28 @@ def _check_tables(pack: Pack) -> list[PackFault]:
         has_parents = regions is not None and "parent_code" in regions.columns
         parents = dict(zip(regions["code"], regions["parent_code"], strict=True)) if has_parents else {}
         faults += _check_users(pack, users, region_codes, department_codes, grid_codes, parents)
+    if (duties := pack.tables.get("duties")) is not None:
+        faults += _check_duties(pack, duties, region_codes | grid_codes)
     return faults
+
+
+def _check_duties(pack: Pack, frame: pd.DataFrame, unit_codes: set[str]) -> list[PackFault]:
+    """The duty list: codes unique, level grid or community, a whole number of days ≥ 1, a known region."""
+    rows = _Rows(pack, "duties")
+    rows.required(frame, ("code", "name", "level", "every_days"), "code")
+    rows.unique(frame, "code")
+    for index, row in frame.iterrows():
+        code = row["code"] or None
+        if len(row["code"]) > 50 or len(row["name"]) > 200:
+            rows.add(index, "code", "code is at most 50 characters, name at most 200", code)
+        if row["level"] and row["level"] not in ("grid", "community"):
+            rows.add(index, "level", f"level {row['level']!r} is not grid or community", code)
+        if row["every_days"] and (days := rows.number(frame, index, "every_days", whole=True)) is not None:
+            if not 1 <= days <= 3660:
+                rows.add(index, "every_days", "every_days is a whole number of days from 1 to 3660", code)
+        if row["region_code"] and row["region_code"] not in unit_codes:
+            rows.add(index, "region_code", f"region {row['region_code']!r} is not in the pack's regions or grids", code)
+    return rows.faults
 
 
 def _check_departments(pack: Pack, frame: pd.DataFrame) -> list[PackFault]:

@@ -40,6 +40,8 @@ TABLE_QUERIES = {
     "coalesce((SELECT string_agg(grid_code, ';' ORDER BY grid_code) FROM user_grids WHERE user_id = u.id), '') "
     "AS grids, u.password_hash, CASE WHEN u.must_change_password THEN 'true' ELSE 'false' END "
     "AS must_change_password FROM users u WHERE NOT u.disabled ORDER BY u.username",
+    "duties": "SELECT code, name, level, every_days, coalesce(region_code, '') AS region_code, description "
+    "FROM duties ORDER BY code",
 }
 
 

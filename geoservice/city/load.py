@@ -33,6 +33,7 @@ from geoservice.city.pack import CityInfo, Pack, PackFault, read_pack
 from geoservice.errors import InvalidInput
 from geoservice.events.deadlines import DeadlineHours
 from geoservice.events.levels import save_level_hours
+from geoservice.field.duties import load_duties
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk_events import route_imported_events
 from geoservice.settings import RoutingSettings
@@ -115,6 +116,9 @@ def load_pack(
                 )
                 if report.one_time_passwords:
                     report.passwords_file = passwords_file
+            if "duties" in pack.tables:
+                step("loading the duty list")
+                report.counts["duties"] = load_duties(session, pack.tables["duties"].to_dict("records"))
             _fill_grid_workers(session, report.version)
             if not draft:
                 step("publishing the boundaries")

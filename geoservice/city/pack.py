@@ -2,7 +2,8 @@
 
 One file per layer, named after it (``regions.gpkg``, ``grids.shp``, ``posts.csv`` …), the reference
 tables and accounts as CSV (``departments.csv``, ``categories.csv``, ``routing_rules.csv``,
-``users.csv``) and ``city.toml`` (name, adcode, the files' CRS, time zone, boundary version name).
+``users.csv``, the duty list ``duties.csv``) and ``city.toml`` (name, adcode, the files' CRS, time
+zone, boundary version name).
 Reading never stops at the first problem: what cannot be read becomes a ``PackFault`` and the rest
 is still read, so ``city check`` can name every fault of every file in one run.
 """
@@ -31,7 +32,7 @@ from layers.crs import parse_crs
 # Loaded in this order: each layer may refer to those before it (grids → communities, station
 # areas → stations, events → categories).
 GEO_LAYERS = ("regions", "grids", "posts", "station_areas", "places", "population", "events")
-TABLES = ("departments", "categories", "routing_rules", "users")
+TABLES = ("departments", "categories", "routing_rules", "users", "duties")
 REQUIRED_FILES = ("regions", "grids", "departments", "categories")
 GEO_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".csv")
 CITY_FILE = "city.toml"
@@ -41,6 +42,7 @@ USER_OPTIONAL = ("name", "phone", "region_code", "department_code", "grids", "pa
 TABLE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     **{t: (REFERENCE_REQUIRED[t], REFERENCE_OPTIONAL[t]) for t in REFERENCE_REQUIRED},
     "users": (USER_REQUIRED, USER_OPTIONAL),
+    "duties": (("code", "name", "level", "every_days"), ("region_code", "description")),  # 职责清单 (issue 18)
 }
 
 

@@ -107,6 +107,7 @@ SNAPSHOT = {
     "must_change_password FROM users ORDER BY username",
     "user_grids": "SELECT u.username, g.grid_code FROM user_grids g JOIN users u ON u.id = g.user_id ORDER BY 1, 2",
     "city": "SELECT key, value FROM dataset_settings ORDER BY key",
+    "duties": "SELECT * FROM duties ORDER BY code",
 }
 
 
@@ -125,7 +126,7 @@ def test_load_export_load_gives_equal_data(use_database: str, second_url: str, t
     assert reloaded.exit_code == 0, reloaded.output
     assert not (tmp_path / "otp2.tsv").exists()  # accounts came with their hashes: no new passwords
     first, second = snapshot(use_database), snapshot(second_url)
-    assert first["grids"] and first["users"] and first["routing_rules"]
+    assert first["grids"] and first["users"] and first["routing_rules"] and len(first["duties"]) == 5
     assert first["escalation_levels"] == [("city", 48, 240), ("community", 12, 72), ("town", 24, 120)]
     asking = rows(use_database, "SELECT code FROM categories WHERE attributes <> '[]' ORDER BY code")
     assert asking == [("city_management.garbage",), ("city_management.stall",), ("environment.noise",)]
@@ -155,6 +156,8 @@ def _faulty_pack(tmp_path: Path) -> Path:
         .replace('""datatype"":""singlevaluelist""', '""datatype"":""colour""', 1)  # an Open311 attribute
     )
     (pack / "categories.csv").write_text(categories)
+    duties = (pack / "duties.csv").read_text().replace("grid,7,", "grid,weekly,", 1).replace(",community,30,", ",street,30,")
+    (pack / "duties.csv").write_text(duties.replace(",320999001000,", ",320999888000,"))
     city = (pack / "city.toml").read_text().replace("[escalation.town]", "[escalation.village]", 1)
     (pack / "city.toml").write_text(city.replace("handle_hours = 72", "handle_hours = -72", 1))
     return pack
@@ -176,16 +179,20 @@ def test_a_faulty_pack_is_reported_whole_and_loads_nothing(use_database: str, tm
         "definitions: attribute 'goods': datatype must be one of string, number",
         "city.toml: field escalation.community: hours are positive numbers (below 100,000)",
         "city.toml: field escalation.village: unknown level; levels are community, town, city",
+        "duties.csv: line 2: code rental_check: field every_days: every_days 'weekly' is not a whole number",
+        "duties.csv: line 5: code key_place_check: field level: level 'street' is not grid or community",
+        "duties.csv: line 6: code dispute_mediation: field region_code: region '320999888000' is not in the pack's "
+        "regions or grids",
     ]
     for line in expected:
         assert line in checked.output, line
-    assert "fault(s) in 6 file(s)" in checked.output and "nothing was written" in checked.output
+    assert "fault(s) in 7 file(s)" in checked.output and "nothing was written" in checked.output
     loaded = run("city", "load", pack, "--passwords", tmp_path / "otp.tsv")
     assert loaded.exit_code == 1 and "nothing was loaded" in loaded.output
     for line in expected:
         assert line in loaded.output, line
     assert not (tmp_path / "otp.tsv").exists()
-    tables = ("boundary_versions", "regions", "grids", "police_posts", "key_places", "users", "departments")
+    tables = ("boundary_versions", "regions", "grids", "police_posts", "key_places", "users", "departments", "duties")
     assert rows(use_database, " UNION ALL ".join(f"SELECT count(*) FROM {t}" for t in tables)) == [(0,)] * len(tables)
 
 

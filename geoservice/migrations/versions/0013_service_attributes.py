@@ -1,7 +1,7 @@
 """service attributes: categories carry GeoReport v2 attribute definitions (Open311 service definitions)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-05 09:00:00
 """
 
