@@ -53,6 +53,9 @@ def get_map(
         int | None, Query(ge=1, le=2**63 - 1, description="a draft boundary version to show over the one in force "
                           "(read by the page's script)")
     ] = None,
+    mode: Annotated[
+        Literal["wall"] | None, Query(description="wall: the command centre's big screen (read by the page's script)")
+    ] = None,
 ) -> HTMLResponse:
     """The one-map page (sign in on the page; no data is in the HTML itself)."""
     tiles = {name: {"minzoom": layer.minzoom, "maxzoom": layer.maxzoom} for name, layer in LAYERS.items()}
