@@ -62,7 +62,8 @@ def event_moves(
 
     ``reported_since``: only those reported since then and routed by another version (a window).
     """
-    window = " AND reported_at >= :since AND boundary_version_id IS DISTINCT FROM :v" if reported_since else ""
+    # Routed by another version: events stored without one (imports, direct loads) were not routed by a worker.
+    window = " AND reported_at >= :since AND boundary_version_id <> :v" if reported_since else ""
     rows = session.execute(
         text(
             "SELECT id, status, category_code, ST_X(geom) AS lon, ST_Y(geom) AS lat, "

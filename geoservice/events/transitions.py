@@ -83,6 +83,8 @@ def apply_transition(
     if step.action == "merge":
         raise InvalidInput(f"a merge names its master: POST /v1/events/{event_id}/merge with {{\"into\": id}}",
                            title="Merge through its own route")  # fmt: skip
+    if expected_version != event["row_version"]:  # a step on a stale read is a conflict, whoever holds it now
+        raise _changed(event_id, event["row_version"])
     check_holder(session, event, actor, action)
     if action == "escalate":
         return _escalate(session, event, actor, note, expected_version, now)
