@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 NO_POLYGON = -1
+MAX_CELLS = 60_000_000  # about 1 GB at build time; a 30 m raster reaches it at 54,000 km² of bounding box
 EPS_CELLS = 1e-6  # widen each boundary segment's box by this fraction of a cell: edges on cell lines count
 
 
@@ -62,6 +63,11 @@ class RasterIndex:
         shapely.prepare(self.polygons)
         minx, miny, maxx, maxy = shapely.total_bounds(self.polygons)
         mid_lat = math.radians((miny + maxy) / 2)
+        # Coarser cells rather than an array beyond MAX_CELLS (a draft with a country-sized outline):
+        # the answers stay exact, only more points need the exact test.
+        metres_x = (maxx - minx) * 111_320.0 * max(math.cos(mid_lat), 0.01)
+        metres_y = (maxy - miny) * 110_574.0
+        cell_m = max(cell_m, math.sqrt(max(metres_x, 1.0) * max(metres_y, 1.0) / MAX_CELLS))
         self.dy = cell_m / 110_574.0
         self.dx = cell_m / (111_320.0 * max(math.cos(mid_lat), 0.01))
         self.x0, self.y0 = minx - self.dx, miny - self.dy
