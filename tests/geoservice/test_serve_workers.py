@@ -95,6 +95,11 @@ def test_the_workers_share_one_public_budget(empty_db: Engine, empty_url: str, t
     load_tiny_city(empty_db)
     granted, refused, pids = 0, 0, set()
     with serving(empty_url, tmp_path, 2, GEOSERVICE_PUBLIC_RATE="40/hour") as base:
+        # Both workers listening first: on a loaded machine one worker could otherwise take all 80.
+        started_by = time.monotonic() + 120
+        while (tmp_path / "serve.log").read_text().count("Application startup complete") < 2:
+            assert time.monotonic() < started_by, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.1)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and refused < 40:
             try:
