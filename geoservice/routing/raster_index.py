@@ -63,13 +63,13 @@ class RasterIndex:
         shapely.prepare(self.polygons)
         minx, miny, maxx, maxy = shapely.total_bounds(self.polygons)
         mid_lat = math.radians((miny + maxy) / 2)
+        metres_per_x, metres_per_y = 111_320.0 * max(math.cos(mid_lat), 0.01), 110_574.0  # per degree, for sizing
         # Coarser cells rather than an array beyond MAX_CELLS (a draft with a country-sized outline):
         # the answers stay exact, only more points need the exact test.
-        metres_x = (maxx - minx) * 111_320.0 * max(math.cos(mid_lat), 0.01)
-        metres_y = (maxy - miny) * 110_574.0
-        cell_m = max(cell_m, math.sqrt(max(metres_x, 1.0) * max(metres_y, 1.0) / MAX_CELLS))
-        self.dy = cell_m / 110_574.0
-        self.dx = cell_m / (111_320.0 * max(math.cos(mid_lat), 0.01))
+        extent_m2 = max((maxx - minx) * metres_per_x, 1.0) * max((maxy - miny) * metres_per_y, 1.0)
+        cell_m = max(cell_m, math.sqrt(extent_m2 / MAX_CELLS))
+        self.dy = cell_m / metres_per_y
+        self.dx = cell_m / metres_per_x
         self.x0, self.y0 = minx - self.dx, miny - self.dy
         self.nx = int((maxx - self.x0) / self.dx) + 2
         self.ny = int((maxy - self.y0) / self.dy) + 2
