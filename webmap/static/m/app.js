@@ -84,15 +84,16 @@ function render() {
 
 async function refresh() {
   if (!navigator.onLine || !token()) return;
-  const c = cache();
+  const fresh = {};
   try {
     const categories = await (await api("/v1/reference/categories")).json();
-    c.categories = categories.filter((x) => x.parent_code).map((x) => ({code: x.code, name: x.name}));
+    fresh.categories = categories.filter((x) => x.parent_code).map((x) => ({code: x.code, name: x.name}));
     const duties = await api("/v1/me/duties");
-    if (duties.ok) c.duties = (await duties.json()).items;
+    if (duties.ok) fresh.duties = (await duties.json()).items;
     const mine = await api("/v1/queue");
-    if (mine.ok) c.events = (await mine.json()).items;
-    localStorage.setItem(CACHE, JSON.stringify(c));
+    if (mine.ok) fresh.events = (await mine.json()).items;
+    // Merged into the cache as it is *now*: a locate() that answered during the awaits keeps its answer.
+    localStorage.setItem(CACHE, JSON.stringify({...cache(), ...fresh}));
   } catch (err) { /* offline again: the cache stays */ }
   render();
 }
