@@ -209,7 +209,7 @@ def main() -> None:
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     print("; ".join(f"{label}: {value}" for label, value in describe(conninfo).rows))
     print(f"grids {len(rows)}, patrols {args.patrols}, fixes {args.patrols * args.fixes}")
-    print(f"coverage (service: runs buffered in shapely): best {best:.3f} s")
+    print(f"coverage (service: swath unioned once in shapely): best {best:.3f} s")
     print(f"peer, one PostGIS statement:  best {min(postgis_s):.3f} s  ratio {min(postgis_s) / best:.2f}x  "
           f"largest share difference {worst_sql:.2e}")  # fmt: skip
     print(f"peer, shapely per fix + STRtree: best {min(peer_s):.3f} s  ratio {min(peer_s) / best:.2f}x  "
