@@ -26,6 +26,7 @@ from geoservice.boundaries.versions import current_version_id
 from geoservice.events.deadlines import ACCEPT_CLOCK_STATES, COLOURS, HANDLE_CLOCK_STATES, warning_sql
 from geoservice.events.queries import EventFilters, filter_clauses
 from geoservice.events.workflow import OPEN_STATES, STATUSES
+from geoservice.field.duty_status import duty_counts
 from geoservice.inputs import Name, ZonedTime
 from tiles.catalog import LAYERS
 from webmap.page import onemap_page, report_page
@@ -155,6 +156,9 @@ def get_warning_counts(
 ) -> JSONResponse:
     """Events per warning colour (and ``total``) under the queue panel's filters, in the caller's scope.
 
+    ``duties`` counts the duty lists' units overdue (red) and due soon (yellow) in the caller's
+    region, whatever the filters (null for callers who see no region: departments).
+
     ``/v1/queue`` counts only the caller's own open events; the map's panel follows the map's filters
     (state, time, category, region, optionally "mine"), so it needs the same counts for those.
     """
@@ -178,4 +182,7 @@ def get_warning_counts(
     ).all()
     counts = dict.fromkeys(COLOURS, 0) | {r.colour: r.n for r in rows}
     counts["total"] = sum(r.n for r in rows)
-    return JSONResponse({"counts": counts})
+    # The grids' duty lists warn beside the events: overdue visits (red) and those due soon (yellow).
+    version = current_version_id(session)
+    duties = duty_counts(session, version, scope_of(principal), datetime.now(UTC)) if version else {}
+    return JSONResponse({"counts": counts, "duties": duties[""].as_dict() if "" in duties else None})

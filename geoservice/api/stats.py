@@ -9,7 +9,7 @@ subtree, handlers their department. Nothing is written.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 from geoservice.api.deps import SessionDep
 from geoservice.api.problems import ProblemError
 from geoservice.auth.policy import allow, policy
+from geoservice.auth.scope import Scope, region_prefix, scope_of
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
 from geoservice.boundaries.versions import NoVersionInForce, current_version_id
+from geoservice.field.duty_status import duty_counts
 from geoservice.inputs import ZonedTime
 from geoservice.stats import counts as counts_module
 from geoservice.stats import hotspots as hotspots_module
@@ -100,7 +102,12 @@ def get_ranking(
     ranked, units, per = ranking_module.monthly_ranking(
         session, _version(session), month, level, where, [r for r in regions if len(r) == 12]
     )
-    rows = ranking_module.ranking_rows(ranked, units, per)
+    scope = scope_of(principal)
+    narrowest = max((region_prefix(r) for r in regions), key=len, default=None)
+    if narrowest and (scope.everything or scope.region_prefix is not None):
+        scope = Scope(region_prefix=narrowest)  # the asked region within the caller's
+    duties = duty_counts(session, _version(session), scope, datetime.now(UTC), by=level)
+    rows = ranking_module.ranking_rows(ranked, units, per, {k: (d.total, d.red) for k, d in duties.items()})
     body = {"month": month, "level": level, "region": region, "incidence_per": per, "weights": WEIGHTS,
             "supervision_penalty": SUPERVISION_PENALTY, "rows": rows}  # fmt: skip
     return _answer(body, rows, ranking_module.COLUMNS, format, f"ranking-{level}-{month}")

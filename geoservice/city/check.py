@@ -23,9 +23,10 @@ from etl.reference import DUPLICATE_COLUMNS, TRUE
 from etl.topology import SliverRepair, repair_slivers
 from etl.validate import FeatureError, References, Validation, validate
 from geoservice.city.pack import Pack, PackFault
+from geoservice.field.key_people import KEY_PERSON_LENGTHS
 from geoservice.open311.attributes import AttributeProblem, checked_definitions
 from layers.crs import metric_area, metric_epsg_for, metric_length
-from layers.models import Role
+from layers.models import KEY_PERSON_KINDS, Role
 
 FALSE = ("false", "no", "0", "否", "")
 ARGON2 = re.compile(r"^\$argon2(id|i|d)\$")
@@ -217,7 +218,38 @@ def _check_tables(pack: Pack) -> list[PackFault]:
         faults += _check_users(pack, users, region_codes, department_codes, grid_codes, parents)
     if (duties := pack.tables.get("duties")) is not None:
         faults += _check_duties(pack, duties, region_codes | grid_codes)
+    if (people := pack.tables.get("key_people")) is not None:
+        workers = set() if users is None else set(users.loc[users["role"] == "grid_worker", "username"])
+        faults += _check_key_people(pack, people, grid_codes, workers)
     return faults
+
+
+def _check_key_people(pack: Pack, frame: pd.DataFrame, grid_codes: set[str], workers: set[str]) -> list[PackFault]:
+    """The key people register: a known kind and grid, a whole visit cycle, a grid worker of the pack responsible."""
+    rows = _Rows(pack, "key_people")
+    rows.required(frame, ("name", "kind", "grid_code", "visit_cycle_days"), "grid_code")
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, row in frame.iterrows():
+        grid = row["grid_code"] or None
+        for column, longest in KEY_PERSON_LENGTHS.items():
+            if len(row[column]) > longest:
+                rows.add(index, column, f"{column} is at most {longest} characters", grid)
+        if row["kind"] and row["kind"] not in KEY_PERSON_KINDS:
+            rows.add(index, "kind", f"kind {row['kind']!r} is not one of {', '.join(KEY_PERSON_KINDS)}", grid)
+        if row["grid_code"] and row["grid_code"] not in grid_codes:
+            rows.add(index, "grid_code", f"grid {row['grid_code']!r} is not in the pack's grids", grid)
+        if row["visit_cycle_days"] and (days := rows.number(frame, index, "visit_cycle_days", whole=True)) is not None:
+            if not 1 <= days <= 3660:
+                rows.add(index, "visit_cycle_days", "visit_cycle_days is a whole number of days from 1 to 3660", grid)
+        if row["responsible_username"] and row["responsible_username"] not in workers:
+            rows.add(index, "responsible_username",
+                     f"{row['responsible_username']!r} is not a grid worker in users.csv", grid)  # fmt: skip
+        identity = (row["grid_code"], row["name"], row["id_number"])
+        if identity in seen:
+            again = f"the same person (grid, name, ID number) is also on line {seen[identity] + 2}"
+            rows.add(index, "name", again, grid)
+        seen.setdefault(identity, index)
+    return rows.faults
 
 
 def _check_duties(pack: Pack, frame: pd.DataFrame, unit_codes: set[str]) -> list[PackFault]:

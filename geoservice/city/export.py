@@ -18,6 +18,7 @@ from etl.writers import read_layer, write_layer
 from geoservice.boundaries.versions import resolve_version
 from geoservice.city.load import CITY_KEYS
 from geoservice.city.pack import CITY_FILE, CityInfo, write_city
+from geoservice.field.key_people import log_export
 from layers.dataset import dataset_settings
 
 TABLE_QUERIES = {
@@ -42,11 +43,19 @@ TABLE_QUERIES = {
     "AS must_change_password FROM users u WHERE NOT u.disabled ORDER BY u.username",
     "duties": "SELECT code, name, level, every_days, coalesce(region_code, '') AS region_code, description "
     "FROM duties ORDER BY code",
+    "key_people": "SELECT name, kind, grid_code, visit_cycle_days, id_number, phone, address, "
+    "coalesce(responsible_username, '') AS responsible_username, notes FROM key_people ORDER BY grid_code, name, id",
 }
 
 
-def export_pack(session: Session, directory: Path, version: str | None = None) -> dict[str, int]:
-    """Write the pack of ``version`` (default: the one in force) into ``directory``; return counts."""
+def export_pack(
+    session: Session, directory: Path, version: str | None = None, reader: str = "cli"
+) -> dict[str, int]:
+    """Write the pack of ``version`` (default: the one in force) into ``directory``; return counts.
+
+    The key people register goes out in full, so the export is logged as a read of each person by
+    ``reader`` (in the caller's transaction: no file without its log rows).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     version_id = resolve_version(session, version)
@@ -67,6 +76,8 @@ def export_pack(session: Session, directory: Path, version: str | None = None) -
         if len(rows) or table in ("departments", "categories"):
             rows.to_csv(directory / f"{table}.csv", index=False)
             counts[table] = len(rows)
+    if counts.get("key_people"):
+        log_export(session, reader, "geoservice city export")
     _write_city(session, directory / CITY_FILE, version_name)
     return counts
 

@@ -34,6 +34,7 @@ from geoservice.errors import InvalidInput
 from geoservice.events.deadlines import DeadlineHours
 from geoservice.events.levels import save_level_hours
 from geoservice.field.duties import load_duties
+from geoservice.field.key_people import load_key_people
 from geoservice.infra.database import transaction
 from geoservice.routing.bulk_events import route_imported_events
 from geoservice.settings import RoutingSettings
@@ -119,6 +120,9 @@ def load_pack(
             if "duties" in pack.tables:
                 step("loading the duty list")
                 report.counts["duties"] = load_duties(session, pack.tables["duties"].to_dict("records"))
+            if "key_people" in pack.tables:
+                step("loading the key people register")
+                report.counts["key_people"] = load_key_people(session, pack.tables["key_people"].to_dict("records"))
             _fill_grid_workers(session, report.version)
             if not draft:
                 step("publishing the boundaries")

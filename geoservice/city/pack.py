@@ -32,7 +32,7 @@ from layers.crs import parse_crs
 # Loaded in this order: each layer may refer to those before it (grids → communities, station
 # areas → stations, events → categories).
 GEO_LAYERS = ("regions", "grids", "posts", "station_areas", "places", "population", "events")
-TABLES = ("departments", "categories", "routing_rules", "users", "duties")
+TABLES = ("departments", "categories", "routing_rules", "users", "duties", "key_people")
 REQUIRED_FILES = ("regions", "grids", "departments", "categories")
 GEO_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".csv")
 CITY_FILE = "city.toml"
@@ -43,6 +43,9 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     **{t: (REFERENCE_REQUIRED[t], REFERENCE_OPTIONAL[t]) for t in REFERENCE_REQUIRED},
     "users": (USER_REQUIRED, USER_OPTIONAL),
     "duties": (("code", "name", "level", "every_days"), ("region_code", "description")),  # 职责清单 (issue 18)
+    # 重点人员: a person is known by grid, name and ID number (the register has no code of its own)
+    "key_people": (("name", "kind", "grid_code", "visit_cycle_days"),
+                   ("id_number", "phone", "address", "responsible_username", "notes")),
 }
 
 

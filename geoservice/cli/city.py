@@ -102,11 +102,13 @@ def export(
     version: Annotated[str | None, typer.Option(help="boundary version; default: the one in force")] = None,
 ) -> None:
     """Write the city as a pack that ``city load`` reads back."""
+    import getpass
+
     from geoservice.city.export import export_pack
 
     try:
         with transaction(open_database()) as session:
-            counts = export_pack(session, directory, version)
+            counts = export_pack(session, directory, version, reader=f"cli:{getpass.getuser()}")
     except (DomainError, VersionError, ValueError) as exc:
         raise fail(str(exc)) from exc
     console.print(f"wrote {directory}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), highlight=False)

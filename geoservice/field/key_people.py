@@ -26,6 +26,8 @@ KIND_NAMES = {
     "community_correction": "社区矫正对象", "mental_disorder": "严重精神障碍患者", "drug": "吸毒人员",
     "released": "刑满释放人员", "petition": "重点信访人员", "youth": "重点青少年", "elderly_alone": "独居老人",
 }  # fmt: skip
+KEY_PERSON_LENGTHS = {"name": 100, "id_number": 18, "phone": 50, "address": 300}  # the columns' limits
+PACK_CREATOR = "city-pack"  # created_by of the people a city pack loaded
 COLUMNS = (
     "kp.id, kp.name, kp.id_number, kp.phone, kp.kind, kp.address, kp.grid_code, kp.responsible_username, "
     "kp.visit_cycle_days, kp.notes, kp.created_at"
@@ -156,3 +158,41 @@ def reads_of(session: Session, person_id: int | None, limit: int = 200) -> list[
         {"person": person_id, "limit": limit},
     )  # fmt: skip
     return [dict(r._mapping) for r in rows]
+
+
+def load_key_people(session: Session, rows: list[dict[str, str]]) -> int:
+    """Upsert the pack's register (rows already checked by ``city check``); return how many.
+
+    The register has no code, so a person is matched by grid, name and ID number: a second load of
+    the same pack updates them in place, and people entered through the API are left alone.
+    """
+    for row in rows:
+        fields = {
+            "name": row["name"], "id_number": row.get("id_number", ""), "phone": row.get("phone", ""),
+            "kind": row["kind"], "address": row.get("address", ""), "grid_code": row["grid_code"],
+            "responsible_username": row.get("responsible_username") or None,
+            "visit_cycle_days": int(row["visit_cycle_days"]), "notes": row.get("notes", ""), "by": PACK_CREATOR,
+        }  # fmt: skip
+        updated = session.execute(
+            text("UPDATE key_people SET phone = :phone, kind = :kind, address = :address, "
+                 "responsible_username = :responsible_username, visit_cycle_days = :visit_cycle_days, notes = :notes "
+                 "WHERE grid_code = :grid_code AND name = :name AND id_number = :id_number"),
+            fields,
+        ).rowcount  # fmt: skip
+        if not updated:
+            session.execute(
+                text("INSERT INTO key_people (name, id_number, phone, kind, address, grid_code, responsible_username, "
+                     "visit_cycle_days, notes, created_by) VALUES (:name, :id_number, :phone, :kind, :address, "
+                     ":grid_code, :responsible_username, :visit_cycle_days, :notes, :by)"),
+                fields,
+            )  # fmt: skip
+    return len(rows)
+
+
+def log_export(session: Session, reader: str, what: str) -> int:
+    """An export of the whole register is a read of every person in it: one log row each."""
+    return session.execute(
+        text("INSERT INTO key_person_reads (reader, role, person_id, what, in_full) "
+             "SELECT :reader, 'admin', id, :what, true FROM key_people"),
+        {"reader": reader[:100], "what": what[:100]},
+    ).rowcount  # fmt: skip

@@ -22,7 +22,7 @@ from geoservice.stats.performance import performance
 Level = Literal["town", "community"]
 COLUMNS = ("rank", "code", "name", "index", "events", "on_time_rate", "mean_satisfaction", "reopen_rate",
            "incidence", "incidence_per", "population", "area_km2", "supervision_orders",
-           "supervision_overdue")  # fmt: skip
+           "supervision_overdue", "duties_total", "duties_overdue")  # fmt: skip
 
 # Units whose events the region :r (null: the whole city) may count: its own subtree, and the
 # ancestors that contain it (a community's town is ranked on that community's events alone).
@@ -76,14 +76,24 @@ def monthly_ranking(
     return rank_units(ranked_input), units, per
 
 
-def ranking_rows(ranked: list[Ranked], units: dict[str, dict], per: str) -> list[dict]:
-    """Flat rows for JSON and CSV."""
+def ranking_rows(
+    ranked: list[Ranked], units: dict[str, dict], per: str, duties: dict[str, tuple[int, int]] | None = None
+) -> list[dict]:
+    """Flat rows for JSON and CSV.
+
+    ``duties``: each unit's duty-list pairs and those overdue *now*, (total, overdue) (a visit is owed today, whatever
+    the month ranked); they stand beside the index, outside its formula. None (or a unit missing)
+    when the caller counts no duties.
+    """
+    duties = duties or {}
     return [
         {"rank": r.rank, "code": r.unit.code, "name": r.unit.name, "index": r.index, "events": r.unit.events,
          "on_time_rate": r.unit.on_time_rate, "mean_satisfaction": r.unit.mean_satisfaction,
          "reopen_rate": r.unit.reopen_rate, "incidence": round(r.unit.incidence, 4), "incidence_per": per,
          "population": float(units[r.unit.code]["population"]), "area_km2": round(units[r.unit.code]["area_km2"], 4),
          "supervision_orders": r.unit.supervision_orders, "supervision_overdue": r.unit.supervision_overdue,
+         "duties_total": duties[r.unit.code][0] if r.unit.code in duties else None,
+         "duties_overdue": duties[r.unit.code][1] if r.unit.code in duties else None,
          "components": r.components}  # fmt: skip
         for r in ranked
     ]

@@ -10,11 +10,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from geoservice.cli import app
+from geoservice.field.key_people import load_key_people
+from geoservice.infra.database import make_engine, transaction
 from geoservice.infra.embedded import EmbeddedCluster
 from tests.conftest import clone_template, drop_database
 
@@ -108,6 +111,8 @@ SNAPSHOT = {
     "user_grids": "SELECT u.username, g.grid_code FROM user_grids g JOIN users u ON u.id = g.user_id ORDER BY 1, 2",
     "city": "SELECT key, value FROM dataset_settings ORDER BY key",
     "duties": "SELECT * FROM duties ORDER BY code",
+    "key_people": "SELECT name, kind, grid_code, visit_cycle_days, id_number, phone, address, responsible_username, "
+    "notes FROM key_people ORDER BY grid_code, name",
 }
 
 
@@ -132,6 +137,14 @@ def test_load_export_load_gives_equal_data(use_database: str, second_url: str, t
     assert asking == [("city_management.garbage",), ("city_management.stall",), ("environment.noise",)]
     for table in SNAPSHOT:
         assert first[table] == second[table], table
+    assert len(first["key_people"]) == 3 and ("王某甲", "elderly_alone") == first["key_people"][0][:2]
+    # The export wrote the register in full: a read of each person, logged.
+    assert rows(use_database, "SELECT count(*), bool_and(in_full), min(what) FROM key_person_reads "
+                "WHERE reader LIKE 'cli:%'") == [(3, True, "geoservice city export")]  # fmt: skip
+    register = pd.read_csv(EXAMPLE / "key_people.csv", dtype=str, keep_default_na=False).to_dict("records")
+    with transaction(make_engine(use_database)) as session:
+        load_key_people(session, register)  # the register loaded again: matched by grid, name and ID number
+    assert snapshot(use_database)["key_people"] == first["key_people"]  # updated in place, not doubled
 
 
 def _faulty_pack(tmp_path: Path) -> Path:
@@ -158,6 +171,8 @@ def _faulty_pack(tmp_path: Path) -> Path:
     (pack / "categories.csv").write_text(categories)
     duties = (pack / "duties.csv").read_text().replace("grid,7,", "grid,weekly,", 1).replace(",community,30,", ",street,30,")
     (pack / "duties.csv").write_text(duties.replace(",320999001000,", ",320999888000,"))
+    people = (pack / "key_people.csv").read_text().replace(",elderly_alone,", ",lonely,", 1)
+    (pack / "key_people.csv").write_text(people.replace(",grid0012,", ",dispatcher,"))
     city = (pack / "city.toml").read_text().replace("[escalation.town]", "[escalation.village]", 1)
     (pack / "city.toml").write_text(city.replace("handle_hours = 72", "handle_hours = -72", 1))
     return pack
@@ -183,16 +198,20 @@ def test_a_faulty_pack_is_reported_whole_and_loads_nothing(use_database: str, tm
         "duties.csv: line 5: code key_place_check: field level: level 'street' is not grid or community",
         "duties.csv: line 6: code dispute_mediation: field region_code: region '320999888000' is not in the pack's "
         "regions or grids",
+        "key_people.csv: line 2: code 320999001001001: field kind: kind 'lonely' is not one of community_correction",
+        "key_people.csv: line 4: code 320999001002001: field responsible_username: 'dispatcher' is not a grid worker "
+        "in users.csv",
     ]
     for line in expected:
         assert line in checked.output, line
-    assert "fault(s) in 7 file(s)" in checked.output and "nothing was written" in checked.output
+    assert "fault(s) in 8 file(s)" in checked.output and "nothing was written" in checked.output
     loaded = run("city", "load", pack, "--passwords", tmp_path / "otp.tsv")
     assert loaded.exit_code == 1 and "nothing was loaded" in loaded.output
     for line in expected:
         assert line in loaded.output, line
     assert not (tmp_path / "otp.tsv").exists()
-    tables = ("boundary_versions", "regions", "grids", "police_posts", "key_places", "users", "departments", "duties")
+    tables = ("boundary_versions", "regions", "grids", "police_posts", "key_places", "users", "departments", "duties",
+              "key_people")  # fmt: skip
     assert rows(use_database, " UNION ALL ".join(f"SELECT count(*) FROM {t}" for t in tables)) == [(0,)] * len(tables)
 
 

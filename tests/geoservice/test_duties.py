@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +16,7 @@ from geoservice.infra.database import transaction
 from geoservice.media.settings import MediaSettings
 from geoservice.media.store import open_store
 from layers.models import Role
-from tests.geoservice.events_city import COMMUNITY_A, GRIDS, TOWN_A, TOWN_B, centre, events_city_client
+from tests.geoservice.events_city import COMMUNITY_A, COMMUNITY_B, GRIDS, TOWN_A, TOWN_B, centre, events_city_client
 from tests.geoservice.photo_files import photo
 from tests.geoservice.signin import sign_in
 
@@ -126,3 +127,35 @@ def test_a_visit_has_photos_like_an_event(client: TestClient, people: dict, tmp_
         assert client.get(url, headers=people[who]).status_code == status, who
     other = sign_in(client, client.app.state.engine, Role.grid_worker, "worker-a2", region_code=COMMUNITY_A)
     assert client.post(url, files=files, headers=other).status_code == 404  # not their visit
+
+
+def test_overdue_duties_warn_the_dispatcher_and_stand_in_the_ranking(client: TestClient, people: dict):
+    now = datetime.now(UTC)
+    lon, lat = centre(0)
+    for unit, days_ago, key in [(GRIDS[0], 1, "v-ok"), (GRIDS[1], 6.5, "v-soon")]:
+        body = {"duty_code": "rental_check", "unit_code": unit, "lon": lon, "lat": lat, "idempotency_key": key,
+                "visited_at": (now - timedelta(days=days_ago)).isoformat()}  # fmt: skip
+        assert client.post("/v1/visits", json=body, headers=people["worker"]).status_code == 201
+
+    def warned(who: str) -> dict | None:
+        response = client.get("/map/warning-counts", headers=people[who])
+        assert response.status_code == 200, response.text
+        return response.json()["duties"]
+
+    # Town A: two grids' rental checks (one done, one due soon) and its community's place check (never done).
+    assert warned("dispatcher") == {"red": 1, "yellow": 1, "total": 3}
+    # Town B: nothing visited, and its own extra duty on both grids.
+    assert warned("dispatcher_b") == {"red": 5, "yellow": 0, "total": 5}
+    assert warned("supervisor") == {"red": 6, "yellow": 1, "total": 8}
+
+    month = now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    ranking = client.get("/v1/stats/ranking", params={"month": month, "level": "community"},
+                         headers=people["supervisor"])  # fmt: skip
+    assert ranking.status_code == 200, ranking.text
+    rows = {r["code"]: (r["duties_total"], r["duties_overdue"]) for r in ranking.json()["rows"]}
+    assert rows == {COMMUNITY_A: (3, 1), COMMUNITY_B: (5, 5)}
+    mine = client.get("/v1/stats/ranking", params={"month": month, "level": "town"}, headers=people["dispatcher"])
+    assert {r["code"]: r["duties_overdue"] for r in mine.json()["rows"]} == {TOWN_A: 1}
+    csv = client.get("/v1/stats/ranking", params={"month": month, "level": "town", "format": "csv"},
+                     headers=people["supervisor"]).text  # fmt: skip
+    assert "duties_total,duties_overdue" in csv.splitlines()[0]

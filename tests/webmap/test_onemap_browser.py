@@ -8,6 +8,7 @@ intranet needs: no console errors, no failed requests, no request leaving 127.0.
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import psycopg
@@ -179,6 +180,21 @@ def test_the_one_map_in_chromium(demo_copy: Engine, artifacts):
             legend_text = page.evaluate("document.querySelector('.onemap-legend-body').textContent")
             assert "件/" in legend_text and "–" in legend_text, legend_text
             assert page.evaluate("window.onemap.incidenceBreaks.length") == 4
+            # The grid worker walks through the searched grid: the week's patrol coverage shades it.
+            patrol = api.post(f"{base}/v1/patrols", json={}, headers=worker).json()
+            now = datetime.now(UTC)
+            walk = [{"lon": search_lon + k * 1e-4, "lat": search_lat, "at": (now + timedelta(seconds=10 * k)).isoformat()}
+                    for k in range(-3, 4)]  # fmt: skip
+            stored = api.post(f"{base}/v1/patrols/{patrol['id']}/points", json={"fixes": walk}, headers=worker)
+            assert stored.status_code == 200 and stored.json()["stored"] == len(walk), stored.text
+            figures = api.get(f"{base}/v1/stats/patrol-coverage", headers=_token(api, base, *ADMIN)).json()
+            share = {g["grid_code"]: g["share"] for g in figures["grids"]}[searched_code]
+            assert share > 0
+            page.select_option("#onemap-measure", "patrol")
+            page.wait_for_function("document.querySelector('.onemap-legend-body')?.textContent.includes('巡查覆盖率')",
+                                   timeout=WAIT_MS)  # fmt: skip
+            assert figures["week"] in page.evaluate("document.querySelector('.onemap-legend-body').textContent")
+            assert page.evaluate(f"window.onemap.patrol['{searched_code}']") == share
             page.select_option("#onemap-measure", "open")
 
             # Every layer on, over the whole city: each one draws features.

@@ -31,6 +31,8 @@
     index: {},
     incidence: {},
     incidenceBreaks: [],
+    patrol: {},
+    patrolWeek: null,
     located: null,
     layers: {},
     overlays: {},
@@ -289,6 +291,11 @@
       if (rate === undefined || rate === null) return "#dddddd";
       return INCIDENCE_COLOURS[incidenceClass(rate)];
     }
+    if (state.measure === "patrol") {
+      var share = state.patrol[properties.code];
+      if (share === undefined || share === null) return "#dddddd";
+      return PATROL_COLOURS[Math.max(0, Math.min(4, Math.floor(share * 5)))]; // 20 % classes, as the legend says
+    }
     var values = state.counts[properties.code];
     var n = values ? values[state.measure === "overdue" ? 1 : 0] : 0;
     if (!n) return "#f7f7f7";
@@ -310,6 +317,8 @@
 
   var INDEX_COLOURS = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"];
   var INCIDENCE_COLOURS = ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"];
+  var PATROL_READERS = ["admin", "supervisor", "dispatcher", "grid_worker"]; // /v1/stats/patrol-coverage's policy
+  var PATROL_COLOURS = ["#f7fcf5", "#c7e9c0", "#74c476", "#31a354", "#006d2c"];
 
   /** The class (0–4) of an incidence among the communities' quintiles (state.incidenceBreaks). */
   function incidenceClass(rate) {
@@ -565,7 +574,8 @@
       state.maxOverdue = answer.max_overdue;
     });
     var index = measure !== "index" && measure !== "incidence" ? Promise.resolve() : loadIndex();
-    return Promise.all([counts, index])
+    var patrol = measure === "patrol" ? loadPatrol() : Promise.resolve();
+    return Promise.all([counts, index, patrol])
       .then(function () {
         if (state.layers.grids) whenSettled(function () {
           state.layers.grids.redraw();
@@ -611,6 +621,18 @@
       });
       state.incidenceBreaks = [1, 2, 3, 4].map(function (q) {
         return rates.length ? rates[Math.min(rates.length - 1, Math.floor(q * rates.length / 5))] : 0;
+      });
+    });
+  }
+
+  /** This week's patrol coverage of each grid in the user's scope (share of its area within 30 m of a track). */
+  function loadPatrol() {
+    return api("/v1/stats/patrol-coverage").then(function (answer) {
+      state.patrol = {};
+      state.patrolWeek = answer.week;
+      state.patrolCoverM = answer.cover_m;
+      answer.grids.forEach(function (row) {
+        state.patrol[row.grid_code] = row.share;
       });
     });
   }
@@ -1034,6 +1056,14 @@
         });
         setText("onemap-count-total", counts.total);
         state.counted = counts;
+        var duties = both[1].duties;
+        document.getElementById("onemap-duties").hidden = !duties || !duties.total;
+        if (duties) {
+          setText("onemap-duties-red", duties.red);
+          setText("onemap-duties-yellow", duties.yellow);
+          setText("onemap-duties-total", duties.total);
+        }
+        state.duties = duties;
         flagNewRed(page.items);
         setText("onemap-panel-updated", localTime(new Date().toISOString(), true).slice(11));
         state.newest = page.items.length;
@@ -1330,6 +1360,12 @@
         ["0–20", "20–40", "40–60", "60–80", "80–100"].map(function (label, k) {
           return swatch(INDEX_COLOURS[k]) + label;
         }).join(" ") + " " + swatch("#dddddd") + "无数据";
+    } else if (state.measure === "patrol") {
+      grids = "<b>网格着色：本周巡查覆盖率</b>（" + escapeHtml(state.patrolWeek || "") + "，轨迹 " +
+        fmt(state.patrolCoverM || 0) + " 米内的面积占比，越深越好）<br>" +
+        ["0–20%", "20–40%", "40–60%", "60–80%", "80–100%"].map(function (label, k) {
+          return swatch(PATROL_COLOURS[k]) + label;
+        }).join(" ") + " " + swatch("#dddddd") + "无数据";
     } else if (state.measure === "incidence") {
       var per = state.incidencePer === "10k residents" ? "件/万人" : state.incidencePer === "km²" ? "件/km²" : "";
       var breaks = state.incidenceBreaks || [];
@@ -1421,6 +1457,10 @@
         document.getElementById("onemap-zone").textContent = "时间 " + zoneOffset();
         state.readsEvents = me.role !== "planner";
         document.getElementById("onemap-panel").hidden = !state.readsEvents;
+        if (PATROL_READERS.indexOf(me.role) < 0) {
+          var patrolOption = document.querySelector("#onemap-measure option[value=patrol]");
+          if (patrolOption) patrolOption.remove(); // the coverage figures are the patrolling side's (403 to others)
+        }
         if (WALL && state.readsEvents) {
           document.body.classList.add("onemap-wall-mode");
           document.getElementById("onemap-wall").hidden = false;
