@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse
 
@@ -35,7 +35,12 @@ APP = STATIC / "m"
 
 
 @router.get("/m", response_class=FileResponse, **policy(ANYONE))
-def get_mobile_app() -> FileResponse:
+def get_mobile_app(
+    place: Annotated[
+        str | None, Query(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.\-]+$",
+                          description="a key place to inspect, preselected (read by the page's script)")
+    ] = None,
+) -> FileResponse:  # fmt: skip
     """The app's page (Chinese first, an English toggle)."""
     headers = {"Cache-Control": "no-cache"}
     return FileResponse(APP / "index.html", media_type="text/html; charset=utf-8", headers=headers)

@@ -49,6 +49,7 @@ const t = (key) => TEXT[lang][key] || key;
 const token = () => localStorage.getItem(TOKEN);
 const cache = () => JSON.parse(localStorage.getItem(CACHE) || "{}");
 const saveCache = (c) => localStorage.setItem(CACHE, JSON.stringify(c));
+const updateCache = (changes) => { const c = {...cache(), ...changes}; saveCache(c); return c; };
 let lastSeq = 0;
 const nextSeq = () => (lastSeq = Math.max(Date.now() * 1000, lastSeq + 1));  // the order items were made in
 const newKey = (kind) => `m-${kind}-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`;
@@ -182,7 +183,8 @@ function rings(geometry) {
 function drawMap(c) {
   const svg = $("minimap");
   const shape = c.gridShape && c.where && c.gridShape.code === c.where.code ? rings(c.gridShape.geometry) : [];
-  if (!shape.length) { svg.hidden = true; svg.innerHTML = ""; return; }
+  // (an <svg> has no ``hidden`` property: its display is set instead)
+  if (!shape.length) { svg.style.display = "none"; svg.innerHTML = ""; return; }
   const points = shape.flat();
   const me = c.position;
   if (me) points.push([me.lon, me.lat]);
@@ -197,33 +199,34 @@ function drawMap(c) {
   const d = shape.map((ring) => "M" + ring.map((p) => xy(p).join(",")).join("L") + "Z").join("");
   let dot = "";
   if (me) { const [x, y] = xy([me.lon, me.lat]); dot = `<circle id="me" class="me" cx="${x}" cy="${y}" r="6"/>`; }
-  svg.innerHTML = `<title>${esc(t("mapTitle"))}</title><path id="grid-outline" class="grid" fill-rule="evenodd" d="${d}"/>${dot}`;
-  svg.hidden = false;
+  svg.innerHTML = `<title>${esc(t("mapTitle"))}</title>` +
+    `<path id="grid-outline" class="grid" data-grid="${esc(c.gridShape.code)}" fill-rule="evenodd" d="${d}"/>${dot}`;
+  svg.style.display = "";
 }
 
 async function refresh() {
   if (!navigator.onLine || !token()) return;
-  const c = cache();
+  const changes = {};  // only what this reads: a fix answered meanwhile is not overwritten
   try {
     const names = await api("/map/names");
     if (names.ok) {
       const n = await names.json();
-      c.names = {categories: n.categories, statuses: n.statuses, actions: n.actions};
+      changes.names = {categories: n.categories, statuses: n.statuses, actions: n.actions};
     }
     const duties = await api("/v1/me/duties");
-    if (duties.ok) c.duties = (await duties.json()).items;
+    if (duties.ok) changes.duties = (await duties.json()).items;
     const mine = await api("/v1/queue");
-    if (mine.ok) c.events = (await mine.json()).items;
+    if (mine.ok) changes.events = (await mine.json()).items;
     const orders = await api("/v1/supervision?waiting=true");
-    if (orders.ok) c.orders = (await orders.json()).items;
+    if (orders.ok) changes.orders = (await orders.json()).items;
     const place = new URLSearchParams(location.search).get("place");
     if (place) {
       const p = await api(`/v1/me/places/${encodeURIComponent(place)}`);
-      c.place = p.ok ? await p.json() : null;
+      changes.place = p.ok ? await p.json() : null;
     }
     // the steps still waiting here are shown as taken (the server has not heard of them yet)
-    for (const item of queued.filter((x) => x.kind === "act")) applyLocally(c, item);
-    saveCache(c);
+    for (const item of queued.filter((x) => x.kind === "act")) applyLocally(changes, item);
+    updateCache(changes);
   } catch (err) { /* offline again: the cache stays */ }
   render();
 }
@@ -231,26 +234,25 @@ async function refresh() {
 function locate() {
   navigator.geolocation.getCurrentPosition(async (fix) => {
     position = {lon: fix.coords.longitude, lat: fix.coords.latitude};
-    const c = cache();
-    c.position = position;
-    saveCache(c);
+    updateCache({position});
     render();
     if (!navigator.onLine) return;
     try {
       const answer = await api(`/v1/locate?lon=${position.lon}&lat=${position.lat}`);
       if (!answer.ok) { say(t("noPosition")); return; }
       const a = await answer.json();
-      c.where = {code: a.grid.code, grid: a.grid.name, community: a.community ? a.community.name : "",
-                 station: a.station ? a.station.name : ""};
-      if (!c.gridShape || c.gridShape.code !== a.grid.code) {
+      const changes = {where: {code: a.grid.code, grid: a.grid.name, community: a.community ? a.community.name : "",
+                               station: a.station ? a.station.name : ""}};
+      const known = cache().gridShape;
+      if (!known || known.code !== a.grid.code) {
         // the outline, within my scope (a grid I may not see is a 404, and the map stays hidden)
         const shape = await api(`/collections/grids/items/${encodeURIComponent(a.grid.code)}`);
-        c.gridShape = shape.ok ? {code: a.grid.code, geometry: (await shape.json()).geometry} : null;
+        changes.gridShape = shape.ok ? {code: a.grid.code, geometry: (await shape.json()).geometry} : null;
       }
-      saveCache(c);
+      updateCache(changes);
       render();
     } catch (err) { /* offline: what was shown stays */ }
-  }, () => say(t("noPosition")), {enableHighAccuracy: true, timeout: 10000});
+  }, () => say(t("noPosition")), {enableHighAccuracy: true, timeout: 10000, maximumAge: 0});
 }
 
 // --- the offline queue ---------------------------------------------------------------------------------
@@ -434,7 +436,8 @@ function onFix(fix) {
   const here = {lon: fix.coords.longitude, lat: fix.coords.latitude};
   position = here;
   const at = new Date(fix.timestamp || Date.now()).toISOString();
-  if (p.buffer.some((f) => f.at === at) || (p.lastAt && at <= p.lastAt)) return;  // one fix per instant
+  // one fix per instant, none from before the start (a position the phone had kept)
+  if (at < p.started_at || p.buffer.some((f) => f.at === at) || (p.lastAt && at <= p.lastAt)) return;
   const accuracy = fix.coords.accuracy;
   if (accuracy == null || accuracy <= 100) {  // the server ignores rougher fixes too
     if (p.last) p.distance_m += metres(p.last, here);
