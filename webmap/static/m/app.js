@@ -435,9 +435,9 @@ function onFix(fix) {
   if (!p) return;
   const here = {lon: fix.coords.longitude, lat: fix.coords.latitude};
   position = here;
-  const at = new Date(fix.timestamp || Date.now()).toISOString();
-  // one fix per instant, none from before the start (a position the phone had kept)
-  if (at < p.started_at || p.buffer.some((f) => f.at === at) || (p.lastAt && at <= p.lastAt)) return;
+  // A position from before the start (the one the phone held when the watch began) is where I am now.
+  const at = new Date(fix.timestamp >= Date.parse(p.started_at) ? fix.timestamp : Date.now()).toISOString();
+  if (p.buffer.some((f) => f.at === at) || (p.lastAt && at <= p.lastAt)) return;  // one fix per instant
   const accuracy = fix.coords.accuracy;
   if (accuracy == null || accuracy <= 100) {  // the server ignores rougher fixes too
     if (p.last) p.distance_m += metres(p.last, here);
