@@ -86,8 +86,11 @@ async function loadQueue() {
   showPending();
   return queued;
 }
-async function putItem(item) { await store("readwrite", (s) => s.put(item)); return loadQueue(); }
-async function dropItem(key) { await store("readwrite", (s) => s.delete(key)); return loadQueue(); }
+// Any change of the queue makes a refresh already under way stale (it may have read the server before a
+// step was sent, and the page after it left the queue): only a refresh begun after it is shown.
+let generation = 0;
+async function putItem(item) { generation++; await store("readwrite", (s) => s.put(item)); return loadQueue(); }
+async function dropItem(key) { generation++; await store("readwrite", (s) => s.delete(key)); return loadQueue(); }
 
 async function migrateOldQueue() {
   // An earlier version kept the queue (photos as data: URLs) in localStorage: move it here once.
@@ -206,6 +209,7 @@ function drawMap(c) {
 
 async function refresh() {
   if (!navigator.onLine || !token()) return;
+  const begun = generation;
   const changes = {};  // only what this reads: a fix answered meanwhile is not overwritten
   try {
     const names = await api("/map/names");
@@ -225,6 +229,7 @@ async function refresh() {
       changes.place = p.ok ? await p.json() : null;
     }
     // the steps still waiting here are shown as taken (the server has not heard of them yet)
+    if (begun !== generation) return;  // stale: the refresh after the queue's change shows the page
     for (const item of queued.filter((x) => x.kind === "act")) applyLocally(changes, item);
     updateCache(changes);
   } catch (err) { /* offline again: the cache stays */ }
@@ -368,10 +373,12 @@ async function act(eventId, action, note, photo) {
   if (!e) return;
   const item = {kind: "act", key: newKey(action), eventId, photo: photo || null,
                 body: {action, expected_version: e.row_version, note: note || ""}};
+  await putItem({...item, seq: nextSeq()});  // queued first: the page never shows a step that is not waiting
   applyLocally(c, item);  // shown at once; the server's answer replaces it when online
   saveCache(c);
   render();
-  await enqueue(item);
+  say(t("queued"));
+  flush();
 }
 
 function feedbackForm(li, eventId) {
