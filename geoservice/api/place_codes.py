@@ -2,13 +2,16 @@
 
 The page (``/p/{code}``) is public — whoever scans a code on a wall — and shows what the place is,
 where it is (grid, community, station) and who is responsible, with a form to report a problem
-there (the anonymous public may report, rate-limited, as at ``POST /v1/events``). The QR code and
+there (the anonymous public may report, rate-limited, as at ``POST /v1/events``). The place's grid
+worker, signed in to the phone app on the same phone, is also offered "record an inspection here"
+(the page asks ``/v1/me/places/{code}`` with the app's token; the server page itself stays public). The QR code and
 the sheet are for staff; a sheet only for a community in the caller's region.
 """
 
 from __future__ import annotations
 
 import html
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -121,7 +124,8 @@ def _page(place: dict[str, Any], where: dict[str, Any], categories: list[Any]) -
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(place["name"])} · 场所码</title>
 <style>body{{font-family:sans-serif;margin:1em;max-width:40em}}th{{text-align:left;padding-right:1em;color:#555}}
-select,textarea,button{{width:100%;font-size:1em;margin:.3em 0}}#result{{margin-top:.5em}}</style></head>
+select,textarea,button{{width:100%;font-size:1em;margin:.3em 0}}#result{{margin-top:.5em}}
+.button{{display:block;text-align:center;background:#b71c1c;color:#fff;padding:.5em;border-radius:4px;text-decoration:none}}</style></head>
 <body><h1 id="name">{e(place["name"])}</h1>
 <table id="facts">{table}</table>
 <h2>在此报告问题</h2>
@@ -129,7 +133,25 @@ select,textarea,button{{width:100%;font-size:1em;margin:.3em 0}}#result{{margin-
 <select name="category" required>{options}</select>
 <textarea name="description" rows="3" maxlength="2000" placeholder="请描述问题" required></textarea>
 <button type="submit">提交</button></form><div id="result" role="status"></div>
+<section id="inspect" hidden><h2>场所巡查</h2><p id="inspect-due"></p>
+<a id="inspect-link" class="button" href="/m?place={e(place["code"])}">在此记录巡查</a></section>
 <script>
+// The place's grid worker, signed in to the phone app (/m) on this phone, may record an inspection here.
+(async () => {{
+  const token = localStorage.getItem("m.token");
+  if (!token) return;
+  try {{
+    const r = await fetch("/v1/me/places/" + encodeURIComponent({json.dumps(place["code"])}),
+                          {{headers: {{Authorization: "Bearer " + token}}}});
+    if (!r.ok) return;
+    const a = await r.json();
+    if (!a.responsible || !a.inspection) return;
+    const due = a.inspection.due_at ? new Date(a.inspection.due_at).toLocaleString("zh-CN",
+      {{timeZone: "Asia/Shanghai", dateStyle: "short", timeStyle: "short"}}) : "从未巡查";
+    document.getElementById("inspect-due").textContent = a.inspection.duty_name + " · 到期 " + due;
+    document.getElementById("inspect").hidden = false;
+  }} catch (err) {{ /* offline or signed out: the page stays the public one */ }}
+}})();
 document.getElementById("report").addEventListener("submit", async (ev) => {{
   ev.preventDefault();
   const f = ev.target, out = document.getElementById("result");

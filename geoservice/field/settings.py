@@ -30,3 +30,7 @@ class PlaceCodeSettings(BaseSettings):
         "the address the sheet was asked from"
     )  # fmt: skip
     page_shows_team: bool = Field(True, description="the place page names the grid's workers and officer (网格公示)")
+    inspection_duty: str = Field(
+        "key_place_check", min_length=1, max_length=50,
+        description="the duty (duties.csv code) an inspection of a key place is recorded against, from its page",
+    )  # fmt: skip

@@ -1,5 +1,6 @@
 """The phone app /m in Chromium (issue 18): a worker goes offline, reports with a photo and records a visit,
-comes back online, and the dispatcher's queue shows both exactly once."""
+comes back online, and the dispatcher's queue shows both exactly once; acts on their events, sees their grid on
+a small map, records a patrol, and inspects a key place from its page."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ class Remote:
 
     def post(self, path: str, **kwargs) -> requests.Response:
         return requests.post(self.base + path, timeout=10, **kwargs)
+
+
+# What waits in the app's IndexedDB queue: [kind, photo bytes or None], in the order it will be sent.
+QUEUED = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open("m");
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const all = open.result.transaction("queue").objectStore("queue").getAll();
+    all.onsuccess = () => resolve(all.result.sort((a, b) => a.seq - b.seq)
+      .map((x) => [x.kind, x.photo instanceof Blob ? x.photo.size : null]));
+  };
+})"""
 
 
 def count(engine: Engine, table: str) -> int:
@@ -82,6 +95,9 @@ def test_offline_report_with_photo_and_visit_arrive_once(empty_db: Engine, tmp_p
             page.click("#visit-form button")
             page.wait_for_function("document.getElementById('pending').dataset.count === '2'")
             page.screenshot(path=str(artifacts / "mobile-offline.png"))
+            waiting = page.evaluate(QUEUED)  # the photo's bytes wait in IndexedDB, not in localStorage
+            assert waiting == [["report", picture.stat().st_size], ["visit", None]]
+            assert page.evaluate("localStorage.getItem('m.queue')") is None
             assert count(empty_db, "events") == count(empty_db, "visits") == 0  # nothing left the phone
 
             phone.set_offline(False)

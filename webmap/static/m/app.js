@@ -1,6 +1,9 @@
-// 网格通: the grid worker's phone. Offline first: reports (with a photo) and visits are queued in
-// localStorage with an idempotency key and sent when the network returns; the server stores each
-// once (the key for reports and visits, the photo's bytes for photos), so a resend doubles nothing.
+// 网格通: the grid worker's phone. Offline first: reports (with a photo), visits, workflow steps on the
+// worker's events and patrol fixes are queued in IndexedDB (photo bytes do not fit localStorage's 5 MB),
+// each with its own key, and sent in order when the network returns. The server stores each once: the
+// idempotency key for reports, visits and patrol starts, the photo's bytes for photos, the fix's time
+// within its patrol for fixes, and the event's row_version for workflow steps (a step taken on a version
+// can be taken only once; a resend finds the event already moved and is not applied again).
 "use strict";
 
 const TEXT = {
@@ -8,36 +11,104 @@ const TEXT = {
        tasks: "我的任务", report: "上报事件", describe: "描述问题", send: "提交", visit: "记录走访",
        notes: "走访情况", record: "记录", signout: "退出", grid: "网格", community: "社区", station: "派出所",
        offline: "离线", pending: "待发送", queued: "已保存，联网后自动发送", sent: "已发送", noPosition: "无法定位",
-       overdue: "逾期", due_soon: "即将到期", ok: "正常", due: "到期", never: "从未走访", failed: "发送失败"},
+       overdue: "逾期", due_soon: "即将到期", ok: "正常", due: "到期", never: "从未走访", failed: "发送失败",
+       refused: "未被接受", changed: "事件已被他人处理，未提交", orders: "督办", replyBy: "回复期限",
+       noOrders: "暂无督办", feedbackNote: "处置情况（必填）", patrol: "巡逻", patrolStart: "开始巡逻",
+       patrolStop: "结束巡逻", patrolling: "巡逻中", patrolDone: "巡逻已结束", km: "公里", fixes: "个定位点",
+       inspect: "巡查场所", mapTitle: "网格范围与我的位置", act: "提交"},
   en: {title: "Grid worker", signin: "Sign in", username: "Username", password: "Password", where: "Where am I",
        locate: "Locate me", tasks: "My tasks", report: "Report an event", describe: "Describe the problem",
        send: "Send", visit: "Record a visit", notes: "What you found", record: "Record", signout: "Sign out",
        grid: "Grid", community: "Community", station: "Police station", offline: "offline", pending: "to send",
        queued: "Saved; it will be sent when online", sent: "Sent", noPosition: "No position",
-       overdue: "overdue", due_soon: "due soon", ok: "ok", due: "due", never: "never visited", failed: "Not sent"},
+       overdue: "overdue", due_soon: "due soon", ok: "ok", due: "due", never: "never visited", failed: "Not sent",
+       refused: "Refused", changed: "Someone else acted on the event first; not sent", orders: "Supervision orders",
+       replyBy: "reply by", noOrders: "No supervision orders", feedbackNote: "What was done (required)",
+       patrol: "Patrol", patrolStart: "Start patrol", patrolStop: "Stop patrol", patrolling: "Patrolling",
+       patrolDone: "Patrol stopped", km: "km", fixes: "fixes", inspect: "Inspect a place",
+       mapTitle: "My grid and my position", act: "Send"},
 };
-const QUEUE = "m.queue", TOKEN = "m.token", LANG = "m.lang", CACHE = "m.cache";
+// English names of what /map/names names in Chinese (the server's names are the Chinese ones).
+const EN = {
+  actions: {accept: "Accept", start: "Start handling", feedback: "Feed back"},
+  statuses: {reported: "reported", accepted: "accepted", dispatched: "dispatched", returned: "returned",
+             handling: "handling", handled: "handled", reopened: "reopened", verified: "verified"},
+};
+const STEPS = {accept: "accepted", start: "handling", feedback: "handled"};  // the phone's steps → their state
+const TOKEN = "m.token", LANG = "m.lang", CACHE = "m.cache", PATROL = "m.patrol", PATROL_IDS = "m.patrolIds";
+const OLD_QUEUE = "m.queue";  // the queue of an earlier version of the app, in localStorage
+const BATCH = 10;  // fixes per batch; a running patrol also sends what it has every minute
 let lang = localStorage.getItem(LANG) || "zh";
 let position = null;  // {lon, lat} of the last fix
-let flushing = false;
+let flushing = false, again = false;
+let queued = [];  // what waits in IndexedDB, in order (a mirror for the page)
+let watchId = null, ticker = null;
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[lang][key] || key;
 const token = () => localStorage.getItem(TOKEN);
-const queue = () => JSON.parse(localStorage.getItem(QUEUE) || "[]");
-const saveQueue = (items) => { localStorage.setItem(QUEUE, JSON.stringify(items)); showPending(); };
 const cache = () => JSON.parse(localStorage.getItem(CACHE) || "{}");
+const saveCache = (c) => localStorage.setItem(CACHE, JSON.stringify(c));
+const updateCache = (changes) => { const c = {...cache(), ...changes}; saveCache(c); return c; };
+let lastSeq = 0;
+const nextSeq = () => (lastSeq = Math.max(Date.now() * 1000, lastSeq + 1));  // the order items were made in
 const newKey = (kind) => `m-${kind}-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`;
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 // Times on the page are the city's (+08:00), whatever the phone's zone.
 const local = (iso) => iso ? new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB",
   {timeZone: "Asia/Shanghai", dateStyle: "short", timeStyle: "short"}) : t("never");
+
+// --- the queue, in IndexedDB ------------------------------------------------------------------------------
+let database = null;
+function db() {
+  if (!database) {
+    database = new Promise((resolve, reject) => {
+      const open = indexedDB.open("m", 1);
+      open.onupgradeneeded = () => open.result.createObjectStore("queue", {keyPath: "key"});
+      open.onsuccess = () => resolve(open.result);
+      open.onerror = () => reject(open.error);
+    });
+  }
+  return database;
+}
+async function store(mode, work) {
+  const d = await db();
+  return new Promise((resolve, reject) => {
+    const tx = d.transaction("queue", mode);
+    const request = work(tx.objectStore("queue"));
+    tx.oncomplete = () => resolve(request ? request.result : undefined);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+async function loadQueue() {
+  queued = ((await store("readonly", (s) => s.getAll())) || []).sort((a, b) => a.seq - b.seq);
+  showPending();
+  return queued;
+}
+// Any change of the queue makes a refresh already under way stale (it may have read the server before a
+// step was sent, and the page after it left the queue): only a refresh begun after it is shown.
+let generation = 0;
+async function putItem(item) { generation++; await store("readwrite", (s) => s.put(item)); return loadQueue(); }
+async function dropItem(key) { generation++; await store("readwrite", (s) => s.delete(key)); return loadQueue(); }
+
+async function migrateOldQueue() {
+  // An earlier version kept the queue (photos as data: URLs) in localStorage: move it here once.
+  const old = JSON.parse(localStorage.getItem(OLD_QUEUE) || "[]");
+  for (const item of old) {
+    if (typeof item.photo === "string") item.photo = await (await fetch(item.photo)).blob();
+    await putItem({...item, seq: item.seq || nextSeq()});
+  }
+  localStorage.removeItem(OLD_QUEUE);
+}
 
 function translate() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
   $("lang").textContent = lang === "zh" ? "EN" : "中文";
-  showNet(); showPending(); render();
+  $("minimap").setAttribute("aria-label", t("mapTitle"));
+  showNet(); showPending(); render(); showPatrol();
 }
 
 function showNet() {
@@ -45,7 +116,7 @@ function showNet() {
   $("net").className = navigator.onLine ? "net" : "net offline";
 }
 function showPending() {
-  const n = queue().length;
+  const n = queued.length;
   $("pending").textContent = n ? `${t("pending")} ${n}` : "";
   $("pending").dataset.count = String(n);
 }
@@ -57,43 +128,110 @@ async function api(path, options = {}) {
   if (response.status === 401) { signOut(); throw new Error("signed out"); }
   return response;
 }
+const postJson = (path, body) => api(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                                            body: JSON.stringify(body)});
 
 // --- what the page shows, from the cache when offline ----------------------------------------------
-function categoryName(code) {
-  const found = (cache().categories || []).find((x) => x.code === code);
-  return found && lang === "zh" ? found.name : code;
+function named(kind, code) {
+  if (lang !== "zh") return (EN[kind] && EN[kind][code]) || code;
+  const names = cache().names || {};
+  const found = (names[kind] || {})[code];
+  return found ? (typeof found === "string" ? found : found.name) : code;
+}
+
+function eventItem(e) {
+  const acts = (e.allowed_actions || []).filter((a) => a in STEPS);
+  const buttons = acts.map((a) =>
+    `<button type="button" data-act="${a}" data-event="${e.id}">${esc(named("actions", a))}</button>`).join("");
+  return `<li class="${e.warning}" data-event-id="${e.id}" data-status="${e.status}">` +
+    `<span class="what">#${e.id} ${esc(named("categories", e.category_code))} · ` +
+    `<span class="state">${esc(named("statuses", e.status))}</span> · ${t("due")} ${local(e.due_at)}</span>` +
+    (e.supervised ? ` · <b class="red">${t("orders")}</b>` : "") +
+    (buttons ? `<div class="acts">${buttons}</div>` : "") + "</li>";
 }
 
 function render() {
   const c = cache();
-  const categories = $("categories");
-  categories.innerHTML = (c.categories || []).map((x) =>
-    `<option value="${x.code}">${lang === "zh" ? x.name : x.code}</option>`).join("");
-  $("duties").innerHTML = (c.duties || []).map((d) =>
-    `<option value="${d.duty_code}|${d.unit_code}">${d.duty_name} · ${d.unit_name}</option>`).join("");
-  const tasks = [...(c.events || []).map((e) =>
-      `<li class="${e.warning}">#${e.id} ${categoryName(e.category_code)} · ${e.status}` +
-      ` · ${t("due")} ${local(e.due_at)}</li>`),
+  const categories = Object.entries((c.names || {}).categories || {}).filter(([, x]) => x.parent);
+  $("categories").innerHTML = categories.map(([code, x]) =>
+    `<option value="${esc(code)}">${esc(lang === "zh" ? x.name : code)}</option>`).join("");
+  const place = c.place && c.place.inspection ? c.place : null;
+  const placeOption = place ? `<option value="${esc(place.inspection.duty_code)}|${esc(place.inspection.unit_code)}|` +
+    `${esc(place.code)}" selected>${t("inspect")} · ${esc(place.name)} · ${esc(place.inspection.duty_name)}</option>` : "";
+  $("duties").innerHTML = placeOption + (c.duties || []).map((d) =>
+    `<option value="${esc(d.duty_code)}|${esc(d.unit_code)}">${esc(d.duty_name)} · ${esc(d.unit_name)}</option>`).join("");
+  $("visit-place").hidden = !place;
+  $("visit-place").textContent = place ? `${t("inspect")}: ${place.name} · ${t("due")} ${local(place.inspection.due_at)}` : "";
+  const tasks = [...(c.events || []).map(eventItem),
     ...(c.duties || []).filter((d) => d.status !== "ok").map((d) =>
-      `<li class="${d.warning}">${d.duty_name} · ${d.unit_name} · ${t(d.status)} · ${t("due")} ${local(d.due_at)}</li>`)];
+      `<li class="${d.warning}">${esc(d.duty_name)} · ${esc(d.unit_name)} · ${t(d.status)} · ${t("due")} ${local(d.due_at)}</li>`)];
   $("tasks").innerHTML = tasks.join("");
+  const orders = c.orders || [];
+  $("orders").innerHTML = orders.length ? orders.map((o) =>
+    `<li class="${o.overdue ? "red" : ""}" data-order="${o.id}">#${o.event_id} ${esc(o.instruction)} · ` +
+    `${t("replyBy")} ${local(o.reply_due_at)}</li>`).join("") : `<li>${t("noOrders")}</li>`;
   const w = c.where;
-  $("where").innerHTML = w ? `<dt>${t("grid")}</dt><dd id="where-grid">${w.grid}</dd>` +
-    `<dt>${t("community")}</dt><dd>${w.community}</dd><dt>${t("station")}</dt><dd>${w.station}</dd>` : "";
+  $("where").innerHTML = w ? `<dt>${t("grid")}</dt><dd id="where-grid">${esc(w.grid)}</dd>` +
+    `<dt>${t("community")}</dt><dd>${esc(w.community)}</dd><dt>${t("station")}</dt><dd>${esc(w.station)}</dd>` : "";
+  drawMap(c);
+}
+
+// --- the small map: the grid's outline and my position, drawn locally (no tiles) -------------------------
+function rings(geometry) {
+  if (!geometry) return [];
+  if (geometry.type === "Polygon") return geometry.coordinates;
+  if (geometry.type === "MultiPolygon") return geometry.coordinates.flat();
+  return [];
+}
+function drawMap(c) {
+  const svg = $("minimap");
+  const shape = c.gridShape && c.where && c.gridShape.code === c.where.code ? rings(c.gridShape.geometry) : [];
+  // (an <svg> has no ``hidden`` property: its display is set instead)
+  if (!shape.length) { svg.style.display = "none"; svg.innerHTML = ""; return; }
+  const points = shape.flat();
+  const me = c.position;
+  if (me) points.push([me.lon, me.lat]);
+  const lons = points.map((p) => p[0]), lats = points.map((p) => p[1]);
+  const [w, e, s, n] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
+  // A drawing, not a measurement: longitude shrunk by cos(latitude) so that the grid keeps its shape.
+  const k = Math.cos(((s + n) / 2) * Math.PI / 180);
+  const width = 300, height = 200, pad = 12;
+  const scale = Math.min((width - 2 * pad) / Math.max((e - w) * k, 1e-9), (height - 2 * pad) / Math.max(n - s, 1e-9));
+  const x0 = (width - (e - w) * k * scale) / 2, y0 = (height - (n - s) * scale) / 2;
+  const xy = ([lon, lat]) => [(x0 + (lon - w) * k * scale).toFixed(1), (y0 + (n - lat) * scale).toFixed(1)];
+  const d = shape.map((ring) => "M" + ring.map((p) => xy(p).join(",")).join("L") + "Z").join("");
+  let dot = "";
+  if (me) { const [x, y] = xy([me.lon, me.lat]); dot = `<circle id="me" class="me" cx="${x}" cy="${y}" r="6"/>`; }
+  svg.innerHTML = `<title>${esc(t("mapTitle"))}</title>` +
+    `<path id="grid-outline" class="grid" data-grid="${esc(c.gridShape.code)}" fill-rule="evenodd" d="${d}"/>${dot}`;
+  svg.style.display = "";
 }
 
 async function refresh() {
   if (!navigator.onLine || !token()) return;
-  const fresh = {};
+  const begun = generation;
+  const changes = {};  // only what this reads: a fix answered meanwhile is not overwritten
   try {
-    const categories = await (await api("/v1/reference/categories")).json();
-    fresh.categories = categories.filter((x) => x.parent_code).map((x) => ({code: x.code, name: x.name}));
+    const names = await api("/map/names");
+    if (names.ok) {
+      const n = await names.json();
+      changes.names = {categories: n.categories, statuses: n.statuses, actions: n.actions};
+    }
     const duties = await api("/v1/me/duties");
-    if (duties.ok) fresh.duties = (await duties.json()).items;
+    if (duties.ok) changes.duties = (await duties.json()).items;
     const mine = await api("/v1/queue");
-    if (mine.ok) fresh.events = (await mine.json()).items;
-    // Merged into the cache as it is *now*: a locate() that answered during the awaits keeps its answer.
-    localStorage.setItem(CACHE, JSON.stringify({...cache(), ...fresh}));
+    if (mine.ok) changes.events = (await mine.json()).items;
+    const orders = await api("/v1/supervision?waiting=true");
+    if (orders.ok) changes.orders = (await orders.json()).items;
+    const place = new URLSearchParams(location.search).get("place");
+    if (place) {
+      const p = await api(`/v1/me/places/${encodeURIComponent(place)}`);
+      changes.place = p.ok ? await p.json() : null;
+    }
+    // the steps still waiting here are shown as taken (the server has not heard of them yet)
+    if (begun !== generation) return;  // stale: the refresh after the queue's change shows the page
+    for (const item of queued.filter((x) => x.kind === "act")) applyLocally(changes, item);
+    updateCache(changes);
   } catch (err) { /* offline again: the cache stays */ }
   render();
 }
@@ -101,85 +239,273 @@ async function refresh() {
 function locate() {
   navigator.geolocation.getCurrentPosition(async (fix) => {
     position = {lon: fix.coords.longitude, lat: fix.coords.latitude};
-    if (!navigator.onLine) return;
-    const answer = await api(`/v1/locate?lon=${position.lon}&lat=${position.lat}`);
-    if (!answer.ok) { say(t("noPosition")); return; }
-    const a = await answer.json();
-    const c = cache();
-    c.where = {grid: a.grid.name, community: a.community ? a.community.name : "", station: a.station ? a.station.name : ""};
-    localStorage.setItem(CACHE, JSON.stringify(c));
+    updateCache({position});
     render();
-  }, () => say(t("noPosition")), {enableHighAccuracy: true, timeout: 10000});
+    if (!navigator.onLine) return;
+    try {
+      const answer = await api(`/v1/locate?lon=${position.lon}&lat=${position.lat}`);
+      if (!answer.ok) { say(t("noPosition")); return; }
+      const a = await answer.json();
+      const changes = {where: {code: a.grid.code, grid: a.grid.name, community: a.community ? a.community.name : "",
+                               station: a.station ? a.station.name : ""}};
+      const known = cache().gridShape;
+      if (!known || known.code !== a.grid.code) {
+        // the outline, within my scope (a grid I may not see is a 404, and the map stays hidden)
+        const shape = await api(`/collections/grids/items/${encodeURIComponent(a.grid.code)}`);
+        changes.gridShape = shape.ok ? {code: a.grid.code, geometry: (await shape.json()).geometry} : null;
+      }
+      updateCache(changes);
+      render();
+    } catch (err) { /* offline: what was shown stays */ }
+  }, () => say(t("noPosition")), {enableHighAccuracy: true, timeout: 10000, maximumAge: 0});
 }
 
 // --- the offline queue ---------------------------------------------------------------------------------
-function enqueue(item) {
-  saveQueue([...queue(), item]);
+async function enqueue(item) {
+  await putItem({...item, seq: nextSeq()});
   say(t("queued"));
   flush();
 }
 
+class Refused extends Error {}  // the server answered no for good: drop the item, say why
+
+async function refusal(response, what) {
+  let detail = response.status;
+  try { detail = (await response.json()).detail || detail; } catch (err) { /* not JSON */ }
+  return response.status >= 400 && response.status < 500 && ![408, 429].includes(response.status)
+    ? new Refused(`${what}: ${detail}`) : new Error(`${what} ${response.status}`);
+}
+
+async function uploadPhoto(eventId, blob) {
+  const form = new FormData();
+  form.append("file", blob, "photo.jpg");
+  const r = await api(`/v1/events/${eventId}/photos`, {method: "POST", body: form});
+  if (!r.ok) throw await refusal(r, "photo");
+}
+
+function patrolIds() { return JSON.parse(localStorage.getItem(PATROL_IDS) || "{}"); }
+
 async function sendOne(item) {
   if (item.kind === "visit") {
-    const r = await api("/v1/visits", {method: "POST", headers: {"Content-Type": "application/json"},
-                                      body: JSON.stringify(item.body)});
-    if (!r.ok && r.status !== 200) throw new Error(`visit ${r.status}`);
-    return null;
+    const r = await postJson("/v1/visits", item.body);
+    if (!r.ok) throw await refusal(r, "visit");
+    return;
+  }
+  if (item.kind === "act") {
+    if (item.photo && !item.photoSent) {
+      await uploadPhoto(item.eventId, item.photo);
+      item.photoSent = true;
+      await putItem(item);
+    }
+    const r = await postJson(`/v1/events/${item.eventId}/transitions`, item.body);
+    if (r.ok) return;
+    if (r.status === 409) {
+      // Sent before but the answer was lost? The step was taken on this row_version once; read the event.
+      const now = await api(`/v1/events/${item.eventId}`);
+      if (now.ok && (await now.json()).status === STEPS[item.body.action]) return;
+      throw new Refused(t("changed"));
+    }
+    throw await refusal(r, item.body.action);
+  }
+  if (item.kind === "patrol-start") {
+    const r = await postJson("/v1/patrols", {idempotency_key: item.key, started_at: item.started_at});
+    if (!r.ok) throw await refusal(r, "patrol");
+    const ids = patrolIds();
+    ids[item.local] = (await r.json()).id;
+    localStorage.setItem(PATROL_IDS, JSON.stringify(ids));
+    return;
+  }
+  if (item.kind === "fixes" || item.kind === "patrol-stop") {
+    const id = patrolIds()[item.local];
+    if (id == null) throw new Refused("patrol");  // its start was refused: nothing to add to
+    const r = item.kind === "fixes"
+      ? await postJson(`/v1/patrols/${id}/points`, {crs: "wgs84", fixes: item.fixes})
+      : await postJson(`/v1/patrols/${id}/stop`, {stopped_at: item.stopped_at});
+    if (!r.ok) throw await refusal(r, "patrol");
+    return;
   }
   if (item.eventId == null) {
-    const r = await api("/v1/events", {method: "POST", headers: {"Content-Type": "application/json"},
-                                      body: JSON.stringify(item.body)});
-    if (!r.ok) throw new Error(`report ${r.status}`);
+    const r = await postJson("/v1/events", item.body);
+    if (!r.ok) throw await refusal(r, "report");
     item.eventId = (await r.json()).id;
   }
-  if (item.photo) {
-    const form = new FormData();
-    form.append("file", await (await fetch(item.photo)).blob(), "photo.jpg");
-    const r = await api(`/v1/events/${item.eventId}/photos`, {method: "POST", body: form});
-    if (!r.ok) throw new Error(`photo ${r.status}`);
-  }
-  return item.eventId;
+  if (item.photo) await uploadPhoto(item.eventId, item.photo);
 }
 
 async function flush() {
-  if (flushing || !navigator.onLine || !token()) return;
+  if (flushing) { again = true; return; }
+  if (!navigator.onLine || !token()) return;
   flushing = true;
+  let stuck = false;
   try {
-    for (const item of queue()) {
-      try {
-        await sendOne(item);
-        saveQueue(queue().filter((x) => x.key !== item.key));
-        say(t("sent"));
-      } catch (err) {
-        // keep it (and what was done of it: the event id) for the next attempt
-        saveQueue(queue().map((x) => (x.key === item.key ? item : x)));
-        say(`${t("failed")}: ${err.message}`);
-        break;
+    do {
+      again = false;
+      for (const item of await loadQueue()) {
+        try {
+          await sendOne(item);
+          await dropItem(item.key);
+          say(t("sent"));
+        } catch (err) {
+          if (err instanceof Refused) { await dropItem(item.key); say(`${t("refused")}: ${err.message}`); continue; }
+          await putItem(item);  // keep it, and what was done of it (the event id), for the next attempt
+          say(`${t("failed")}: ${err.message}`);
+          stuck = true;
+          break;
+        }
       }
-    }
+    } while (again && !stuck && navigator.onLine);
   } finally { flushing = false; }
   refresh();
 }
 
-function readPhoto(file) {
-  return new Promise((resolve, reject) => {
-    if (!file) { resolve(null); return; }
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = reject;
-    reader.readAsDataURL(file);
+// --- my tasks: accept, start, feed back -------------------------------------------------------------------
+function applyLocally(c, item) {
+  const e = (c.events || []).find((x) => x.id === item.eventId);
+  if (!e || e.row_version !== item.body.expected_version) return;
+  e.status = STEPS[item.body.action];
+  e.row_version += 1;
+  e.allowed_actions = {accepted: e.small_matter ? ["start"] : [], handling: ["feedback"], handled: []}[e.status] || [];
+}
+
+async function act(eventId, action, note, photo) {
+  const c = cache();
+  const e = (c.events || []).find((x) => x.id === eventId);
+  if (!e) return;
+  const item = {kind: "act", key: newKey(action), eventId, photo: photo || null,
+                body: {action, expected_version: e.row_version, note: note || ""}};
+  await putItem({...item, seq: nextSeq()});  // queued first: the page never shows a step that is not waiting
+  applyLocally(c, item);  // shown at once; the server's answer replaces it when online
+  saveCache(c);
+  render();
+  say(t("queued"));
+  flush();
+}
+
+function feedbackForm(li, eventId) {
+  if (li.querySelector("form")) return;
+  const form = document.createElement("form");
+  form.className = "act-form";
+  form.innerHTML = `<textarea name="note" rows="2" maxlength="2000" required placeholder="${esc(t("feedbackNote"))}"></textarea>` +
+    `<input name="photo" type="file" accept="image/jpeg,image/png,image/webp" capture="environment">` +
+    `<button type="submit">${esc(named("actions", "feedback"))}</button>`;
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(eventId, "feedback", form.note.value.trim(), form.photo.files[0] || null);
   });
+  li.appendChild(form);
+  form.note.focus();
+}
+
+$("tasks").addEventListener("click", (ev) => {
+  const button = ev.target.closest("button[data-act]");
+  if (!button) return;
+  const eventId = Number(button.dataset.event);
+  if (button.dataset.act === "feedback") feedbackForm(button.closest("li"), eventId);
+  else act(eventId, button.dataset.act, "", null);
+});
+
+// --- patrols: start, fixes in batches, stop ---------------------------------------------------------------
+const patrol = () => JSON.parse(localStorage.getItem(PATROL) || "null");
+const savePatrol = (p) => (p ? localStorage.setItem(PATROL, JSON.stringify(p)) : localStorage.removeItem(PATROL));
+
+function metres(a, b) {
+  // what the worker reads (haversine on a 6371 km sphere); the server measures the track itself, in its metric CRS
+  const r = 6371008.8, rad = Math.PI / 180;
+  const dlat = (b.lat - a.lat) * rad, dlon = (b.lon - a.lon) * rad;
+  const h = Math.sin(dlat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dlon / 2) ** 2;
+  return 2 * r * Math.asin(Math.sqrt(h));
+}
+
+function showPatrol() {
+  const p = patrol();
+  $("patrol-start").hidden = Boolean(p);
+  $("patrol-stop").hidden = !p;
+  const stats = $("patrol-stats");
+  if (!p) { stats.textContent = stats.dataset.done ? t("patrolDone") : ""; return; }
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(p.started_at)) / 1000));
+  const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60].map((x) => String(x).padStart(2, "0")).join(":");
+  stats.textContent = `${t("patrolling")} ${hms} · ${(p.distance_m / 1000).toFixed(2)} ${t("km")} · ${p.count} ${t("fixes")}`;
+  stats.dataset.distance = String(Math.round(p.distance_m));
+  stats.dataset.count = String(p.count);
+}
+
+async function sendBatch(p) {
+  if (!p.buffer.length) return;
+  const fixes = p.buffer;
+  p.buffer = [];
+  savePatrol(p);
+  await enqueue({kind: "fixes", key: newKey("fixes"), local: p.local, fixes});
+}
+
+function onFix(fix) {
+  const p = patrol();
+  if (!p) return;
+  const here = {lon: fix.coords.longitude, lat: fix.coords.latitude};
+  position = here;
+  // A position from before the start (the one the phone held when the watch began) is where I am now.
+  const at = new Date(fix.timestamp >= Date.parse(p.started_at) ? fix.timestamp : Date.now()).toISOString();
+  if (p.buffer.some((f) => f.at === at) || (p.lastAt && at <= p.lastAt)) return;  // one fix per instant
+  const accuracy = fix.coords.accuracy;
+  if (accuracy == null || accuracy <= 100) {  // the server ignores rougher fixes too
+    if (p.last) p.distance_m += metres(p.last, here);
+    p.last = here;
+  }
+  p.lastAt = at;
+  p.buffer.push({lon: here.lon, lat: here.lat, at, ...(accuracy != null ? {accuracy_m: accuracy} : {})});
+  p.count += 1;
+  savePatrol(p);
+  if (p.buffer.length >= BATCH) sendBatch(p);
+  showPatrol();
+}
+
+function watch() {
+  if (watchId == null && patrol()) {
+    watchId = navigator.geolocation.watchPosition(onFix, () => say(t("noPosition")),
+                                                  {enableHighAccuracy: true, maximumAge: 0});
+  }
+  if (ticker == null && patrol()) {
+    let tick = 0;
+    ticker = setInterval(() => { showPatrol(); if (++tick % 60 === 0 && patrol()) sendBatch(patrol()); }, 1000);
+  }
+}
+
+async function startPatrol() {
+  if (patrol()) return;
+  const key = newKey("patrol");
+  const p = {local: key, started_at: new Date().toISOString(), buffer: [], count: 0, distance_m: 0, last: null};
+  savePatrol(p);
+  delete $("patrol-stats").dataset.done;
+  showPatrol();
+  watch();
+  await enqueue({kind: "patrol-start", key, local: key, started_at: p.started_at});
+}
+
+async function stopPatrol() {
+  const p = patrol();
+  if (!p) return;
+  if (watchId != null) navigator.geolocation.clearWatch(watchId);
+  clearInterval(ticker);
+  watchId = ticker = null;
+  savePatrol(null);
+  $("patrol-stats").dataset.done = "1";
+  showPatrol();
+  if (p.buffer.length) {
+    await putItem({kind: "fixes", key: newKey("fixes"), local: p.local, fixes: p.buffer,
+                   seq: nextSeq()});
+  }
+  await enqueue({kind: "patrol-stop", key: newKey("stop"), local: p.local, stopped_at: new Date().toISOString()});
 }
 
 // --- wiring ----------------------------------------------------------------------------------------------
 function signOut() { localStorage.removeItem(TOKEN); start(); }
 
-function start() {
+async function start() {
   const signedIn = Boolean(token());
   $("signin").hidden = signedIn;
   $("app").hidden = !signedIn;
+  try { await migrateOldQueue(); await loadQueue(); } catch (err) { say(`${t("failed")}: ${err.message}`); }
   translate();
-  if (signedIn) { refresh(); locate(); flush(); }
+  if (signedIn) { refresh(); locate(); flush(); watch(); }
 }
 
 $("signin-form").addEventListener("submit", async (ev) => {
@@ -196,25 +522,29 @@ $("report-form").addEventListener("submit", async (ev) => {
   const f = ev.target;
   if (!position) { say(t("noPosition")); return; }
   const key = newKey("report");
-  enqueue({kind: "report", key, photo: await readPhoto(f.photo.files[0]),
-           body: {lon: position.lon, lat: position.lat, category: f.category.value, description: f.description.value,
-                  source: "grid_worker", occurred_at: new Date().toISOString(), idempotency_key: key}});
+  const photo = f.photo.files[0] || null;  // a File is a Blob: IndexedDB keeps its bytes
+  const body = {lon: position.lon, lat: position.lat, category: f.category.value, description: f.description.value,
+                source: "grid_worker", occurred_at: new Date().toISOString(), idempotency_key: key};
   f.reset();
+  await enqueue({kind: "report", key, photo, body});
 });
 
-$("visit-form").addEventListener("submit", (ev) => {
+$("visit-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = ev.target;
-  const [duty, unit] = f.duty.value.split("|");
+  const [duty, unit, place] = f.duty.value.split("|");
   const key = newKey("visit");
   const body = {duty_code: duty, unit_code: unit, notes: f.notes.value, visited_at: new Date().toISOString(),
-                idempotency_key: key, ...(position ? {lon: position.lon, lat: position.lat} : {})};
-  enqueue({kind: "visit", key, body});
+                idempotency_key: key, ...(place ? {place_code: place} : {}),
+                ...(position ? {lon: position.lon, lat: position.lat} : {})};
   f.reset();
+  await enqueue({kind: "visit", key, body});
 });
 
 $("locate").addEventListener("click", locate);
 $("signout").addEventListener("click", signOut);
+$("patrol-start").addEventListener("click", startPatrol);
+$("patrol-stop").addEventListener("click", stopPatrol);
 $("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem(LANG, lang); translate(); });
 window.addEventListener("online", () => { showNet(); flush(); });
 window.addEventListener("offline", showNet);

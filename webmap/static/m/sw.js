@@ -1,6 +1,6 @@
 // The app shell, cached so that /m opens without a network; the API is never cached here (the page
 // keeps its own copy of what it showed, and queues what it sends).
-const SHELL = "m-shell-v1";
+const SHELL = "m-shell-v2";
 const FILES = ["/m", "/static/m/app.js", "/static/m/app.css", "/m/manifest.webmanifest", "/static/m/icon-192.png"];
 
 self.addEventListener("install", (event) => {
