@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from etl.readers import ReadError
+from etl.formats import ReadError
 from geoservice.cli.output import console, err, fail, spinner
 from geoservice.infra.database import open_database, transaction
 from geoservice.settings import RoutingSettings
