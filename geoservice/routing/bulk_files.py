@@ -45,6 +45,7 @@ NOT_NUMBERS = "lon/lat are missing or not numbers"
 OUT_OF_RANGE = "coordinates out of range (lon ±180, lat ±90): wrong --crs, or lat/lon swapped?"
 NOT_POINT = "geometry is not a Point"
 WKB_POINT_BYTES = 21  # byte order, uint32 type, two float64
+WKB_POINT = np.dtype([("order", "u1"), ("type", "<u4"), ("x", "<f8"), ("y", "<f8")])  # packed: 21 bytes
 GEO_METADATA_VERSION = "1.0.0"
 
 
@@ -330,12 +331,9 @@ def _wkb_points(wkb: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray
     if n and wkb.null_count == 0:
         offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32, count=n + 1, offset=wkb.offset * 4)
         if offsets[-1] - offsets[0] == WKB_POINT_BYTES * n and (np.diff(offsets) == WKB_POINT_BYTES).all():
-            data = np.frombuffer(wkb.buffers()[2], dtype=np.uint8, count=WKB_POINT_BYTES * n, offset=offsets[0])
-            rows = data.reshape(n, WKB_POINT_BYTES)
-            if (rows[:, 0] == 1).all() and (rows[:, 1:5].copy().view("<u4")[:, 0] == 1).all():
-                x = rows[:, 5:13].copy().view("<f8")[:, 0]
-                y = rows[:, 13:21].copy().view("<f8")[:, 0]
-                return x, y, np.ones(n, dtype=bool)
+            rows = np.frombuffer(wkb.buffers()[2], dtype=WKB_POINT, count=n, offset=int(offsets[0]))
+            if (rows["order"] == 1).all() and (rows["type"] == 1).all():
+                return rows["x"].copy(), rows["y"].copy(), np.ones(n, dtype=bool)
     import shapely
 
     geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False), on_invalid="ignore")
@@ -432,11 +430,8 @@ class _CsvOutput(_Writer):
 def wkb_points(lon: np.ndarray, lat: np.ndarray) -> pa.Array:
     """2-D little-endian WKB points as an Arrow binary array, built with numpy (no GEOS objects)."""
     n = len(lon)
-    rows = np.empty((n, WKB_POINT_BYTES), dtype=np.uint8)
-    rows[:, 0] = 1
-    rows[:, 1:5] = np.frombuffer(np.uint32(1).astype("<u4").tobytes(), dtype=np.uint8)
-    rows[:, 5:13] = np.ascontiguousarray(lon, dtype="<f8").view(np.uint8).reshape(n, 8)
-    rows[:, 13:21] = np.ascontiguousarray(lat, dtype="<f8").view(np.uint8).reshape(n, 8)
+    rows = np.empty(n, dtype=WKB_POINT)
+    rows["order"], rows["type"], rows["x"], rows["y"] = 1, 1, lon, lat
     offsets = np.arange(0, WKB_POINT_BYTES * (n + 1), WKB_POINT_BYTES, dtype=np.int32)
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(rows)])
 
@@ -468,7 +463,9 @@ class _ParquetOutput(_Writer):
         table = table.append_column("geometry", wkb_points(lon, lat))
         if self._writer is None:
             self._schema = table.schema.with_metadata({b"geo": geo_metadata()})
-            self._writer = pq.ParquetWriter(self.target, self._schema, compression="snappy")
+            # Dictionaries only where values repeat (the codes): on ids and points they cost time for nothing.
+            coded = [c for c in table.column_names if c.endswith("_code") or c in ("department", "category")]
+            self._writer = pq.ParquetWriter(self.target, self._schema, compression="snappy", use_dictionary=coded)
         self._writer.write_table(table.cast(self._schema))
 
     def close(self) -> None:
