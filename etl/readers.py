@@ -15,25 +15,10 @@ import pandas as pd
 import pyogrio
 import shapely
 
+from etl.formats import VECTOR_SUFFIXES, ReadError, choose_crs
 from layers.crs import InputCRS, crs_from_file, geometries_to_wgs84, parse_crs
 
-VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".zip"}
-
-
-class ReadError(ValueError):
-    """The file as a whole cannot be read (missing, unknown format, conflicting CRS).
-
-    The message names the file by its own name, never its directory: an uploaded file sits in a
-    temporary folder of the server, and where the server keeps things is nobody's business (the
-    reasons GDAL gives quote the full path, so it is taken out of them too).
-    """
-
-    def __init__(self, path: Path, reason: str) -> None:
-        path = Path(path)
-        for where in (str(path), str(path.parent) + "/"):
-            reason = reason.replace(where, path.name if where == str(path) else "")
-        super().__init__(f"{path.name}: {reason}")
-
+__all__ = ["VECTOR_SUFFIXES", "ReadError", "ReadResult", "choose_crs", "read_features"]
 
 @dataclass
 class ReadResult:
@@ -71,18 +56,6 @@ def read_features(path: Path, crs: str | None = None) -> ReadResult:
         frame.drop(columns=frame.geometry.name), geometry=geometries_to_wgs84(geoms, source), crs=4326
     )
     return ReadResult(_as_text_columns(frame), source)
-
-
-def choose_crs(path: Path, declared: InputCRS | None, asked: str | None) -> InputCRS:
-    """The CRS to read a file in: what it declares, or ``asked`` where that does not contradict it."""
-    if asked is None:
-        return declared or parse_crs("wgs84")
-    wanted = parse_crs(asked)
-    if declared is None or declared == wanted:
-        return wanted
-    if declared.is_geographic_wgs84_like and (wanted.is_geographic_wgs84_like or wanted.epsg is None):
-        return wanted  # lon/lat files carry no datum we could check GCJ-02/BD-09 against
-    raise ReadError(path, f"the file declares {declared.name} but --crs {wanted.name} was given")
 
 
 def _read_csv(path: Path, source: InputCRS) -> ReadResult:

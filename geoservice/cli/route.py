@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from etl.readers import ReadError
+from etl.formats import ReadError
 from geoservice.cli.output import console, err, fail, spinner
 from geoservice.infra.database import open_database, transaction
 from geoservice.settings import RoutingSettings
@@ -30,11 +30,12 @@ class RoutingEngine(enum.StrEnum):
 def route(
     source: Annotated[
         Path,
-        typer.Argument(metavar="IN", help="CSV (lon, lat), GeoJSON, GeoPackage, Shapefile; with --engine dask: "
-                       "a Parquet file or a directory of them (GeoParquet, or lon/lat columns)"),
+        typer.Argument(metavar="IN", help="CSV (lon, lat), Parquet (GeoParquet, or lon/lat columns), GeoJSON, "
+                       "GeoPackage, Shapefile; with --engine dask: a Parquet file or a directory of them"),
     ],  # fmt: skip
     target: Annotated[
-        Path, typer.Argument(metavar="OUT", help=".csv, .gpkg or .geojson; with --engine dask: a directory")
+        Path, typer.Argument(metavar="OUT", help=".csv, .parquet (GeoParquet), .gpkg or .geojson; "
+                             "with --engine dask: a directory")
     ],
     crs: Annotated[str | None, typer.Option(help="CRS of IN when it declares none")] = None,
     rejects: Annotated[Path | None, typer.Option(help="where unusable rows go; default OUT.rejected.csv")] = None,

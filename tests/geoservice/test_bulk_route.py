@@ -1,11 +1,14 @@
 """``geoservice route IN OUT`` on the tiny city: every row kept, codes added, bad rows rejected with a reason."""
 
+import csv
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from shapely import Point
+from shapely import LineString, Point
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
@@ -52,3 +55,88 @@ def test_geopackage_in_gcj02_to_geojson(routing_city: Engine, tmp_path: Path):
     out = gpd.read_file(tmp_path / "out.geojson")
     assert list(out["grid_code"]) == [WEST + "001", EAST + "001"]
     assert out.geometry.iloc[0].x == pytest.approx(X0 + 0.5 * D, abs=1e-9)  # written back in WGS84
+
+
+def test_csv_text_columns_come_out_as_they_came_in(routing_city: Engine, tmp_path: Path):
+    rows = [
+        ["id", "lon", "lat", "zip", "note", "empty", "number"],
+        ["007", str(X0 + 0.5 * D), str(Y0 + 0.5 * D), "00123", 'say "hi", twice', "", "1e5"],
+        ["008", f" {X0 + 3.5 * D} ", str(Y0 + 0.5 * D), "NA", "  spaced  ", "null", "0.10"],
+        ["009", str(X0 + 0.5 * D), str(Y0 + 0.5 * D), "N/A", "多行\n文本", "", "-0"],
+    ]  # fmt: skip
+    with (tmp_path / "in.csv").open("w", encoding="utf-8-sig", newline="") as handle:  # with a BOM, as Excel saves
+        csv.writer(handle).writerows(rows)
+    assert "3 rows: 3 routed" in route(tmp_path / "in.csv", tmp_path / "out.csv")
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as handle:
+        out = list(csv.reader(handle))
+    assert out[0] == [*rows[0], "grid_code", "community_code", "town_code", "station_code"]
+    assert [row[:7] for row in out[1:]] == rows[1:]  # every input field, byte for byte
+    assert [row[7] for row in out[1:]] == [WEST + "001", EAST + "002", WEST + "001"]
+
+
+def test_csv_bad_values_and_broken_lines_go_to_the_rejects(routing_city: Engine, tmp_path: Path):
+    good = f"{X0 + 0.5 * D},{Y0 + 0.5 * D}"
+    (tmp_path / "in.csv").write_text(
+        f"id,lon,lat\na,{good}\nb,120.1x,{Y0}\nc,,{Y0}\nd,{good},extra\ne,{good}\n", encoding="utf-8"
+    )
+    message = route(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert "5 rows: 2 routed, 0 outside every grid, 3 rejected" in message
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert list(out["id"]) == ["a", "e"]
+    rejected = pd.read_csv(tmp_path / "out.rejected.csv", dtype=str, keep_default_na=False)
+    assert list(rejected["id"][:2]) == ["b", "c"]
+    assert set(rejected["reason"][:2]) == {"lon/lat are missing or not numbers"}
+    assert "4 fields where the header has 3" in rejected["reason"].iloc[2]  # the broken line, with its text
+    assert "extra" in rejected["reason"].iloc[2]
+
+
+def test_parquet_with_lon_lat_to_geoparquet(routing_city: Engine, tmp_path: Path):
+    table = pa.table({"id": pa.array([1, 2, 3], pa.int64()),
+                      "lon": [X0 + 0.5 * D, X0 + 3.5 * D, float("nan")], "lat": [Y0 + 0.5 * D, Y0 + 0.5 * D, Y0],
+                      "note": ["西", "东", "坏"]})  # fmt: skip
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=2)
+    message = route(tmp_path / "in.parquet", tmp_path / "out.parquet", "--chunk", 1000)
+    assert "3 rows: 2 routed, 0 outside every grid, 1 rejected" in message
+    out = gpd.read_parquet(tmp_path / "out.parquet")
+    assert out.crs.to_epsg() == 4326
+    assert list(out["id"]) == [1, 2]  # an integer column stays an integer
+    assert list(out["note"]) == ["西", "东"]
+    assert list(out["grid_code"]) == [WEST + "001", EAST + "002"]
+    assert out.geometry.iloc[1].x == pytest.approx(X0 + 3.5 * D, abs=1e-12)
+    rejected = pd.read_csv(tmp_path / "out.rejected.csv", dtype=str, keep_default_na=False)
+    assert list(rejected["id"]) == ["3"]
+
+
+def test_geoparquet_in_gcj02_to_csv_and_geoparquet(routing_city: Engine, tmp_path: Path):
+    lon, lat = wgs84_to_gcj02([X0 + 0.5 * D, X0 + 2.5 * D], [Y0 + 0.5 * D] * 2)
+    geometry = [Point(lon[0], lat[0]), Point(lon[1], lat[1]), LineString([(lon[0], lat[0]), (lon[1], lat[1])]), None]
+    gpd.GeoDataFrame({"name": ["p", "q", "line", "none"]}, geometry=geometry, crs=4326).to_parquet(
+        tmp_path / "in.parquet"
+    )
+    message = route(tmp_path / "in.parquet", tmp_path / "out.csv", "--crs", "gcj02")
+    assert "4 rows: 2 routed, 0 outside every grid, 2 rejected" in message
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert list(out["name"]) == ["p", "q"] and "geometry" not in out.columns
+    assert list(out["grid_code"]) == [WEST + "001", EAST + "001"]
+    rejected = pd.read_csv(tmp_path / "out.rejected.csv", dtype=str, keep_default_na=False)
+    assert dict(zip(rejected["name"], rejected["reason"], strict=True)) == {
+        "line": "geometry is not a Point", "none": "lon/lat are missing or not numbers"}  # fmt: skip
+    route(tmp_path / "in.parquet", tmp_path / "out.parquet", "--crs", "gcj02")
+    back = gpd.read_parquet(tmp_path / "out.parquet")
+    assert back.geometry.iloc[0].x == pytest.approx(X0 + 0.5 * D, abs=1e-9)  # written back in WGS84
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("in.csv", "id,x,y\n1,2,3\n", "a CSV needs 'lon' and 'lat' columns"),
+        ("in.parquet", "not parquet at all", "cannot read as Parquet"),
+        ("in.txt", "lon,lat\n", "unsupported format '.txt'"),
+    ],
+)
+def test_bad_input_is_one_line(routing_city: Engine, tmp_path: Path, name: str, content: str, expected: str):
+    (tmp_path / name).write_text(content)
+    result = CliRunner().invoke(app, ["route", str(tmp_path / name), str(tmp_path / "out.csv")])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert expected in result.output.strip().splitlines()[-1]  # one line (after the progress bar's)

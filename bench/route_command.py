@@ -1,0 +1,252 @@
+"""``python -m bench.route_command``: the whole ``geoservice route IN OUT`` against a plain geopandas script.
+
+Issue 23: a user routing a file of points compares the command with the script they would otherwise
+write, so both are timed **end to end, as subprocesses**: interpreter start-up, imports, reading,
+routing, writing. For the command that includes opening the database and building the router from
+the boundary version in force (the router build is also timed alone, in this process, to show its
+share); for the script it includes reading the grids from a GeoPackage.
+
+* **city**: a bench county (``bench.cities``; ``--city simple`` by default: straight edges, the
+  fewest vertices, so the peer's point-in-polygon tests are as cheap as they get);
+* **points**: ``bench.points.random_points`` (95 % inside the county, 5 % in its bounding box) with
+  an ``id`` and a text column ``note``, as CSV and as plain Parquet (``lon``/``lat``), written before
+  the timing starts;
+* **ours**: ``geoservice route IN OUT`` (CSV → CSV, Parquet → GeoParquet): grid, community, town and
+  station codes for every point;
+* **peer**: the script below (``PEER``): grids read with geopandas from a GeoPackage exported from the
+  same city, points read with pyarrow, ``gpd.sjoin(predicate="intersects")``, the smallest code kept
+  per point (sjoin returns a row per grid for a point on a shared edge), written with pyarrow; grid
+  codes only;
+* **correctness**: the two grid codes must be equal on every point but those the router snapped
+  (outside every grid but within the snap tolerance of one: it answers, sjoin does not); the
+  difference count must be 0 or the run fails.
+
+``--code DIR`` runs another checkout's command (e.g. ``git archive HEAD~1 | tar -x -C DIR``) for a
+before/after comparison. ``--reuse`` uses the bench databases as they are instead of rebuilding them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+from rich.console import Console
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from bench.cities import TITLES, City, _describe, bench_cluster, build_cities, county_boundary
+from bench.machine import REPO, describe
+from bench.points import random_points
+from bench.report import Table, print_machine, print_table, verdict
+from geoservice.infra.database import make_engine
+from geoservice.routing.loader import load_router
+from geoservice.settings import RoutingSettings
+
+PEER = textwrap.dedent('''
+    """The plain geopandas script: grids from a file, points with pyarrow, sjoin, written with pyarrow."""
+    import sys
+
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    grids_path, source, target = sys.argv[1:4]
+    grids = gpd.read_file(grids_path, columns=["code"])
+    table = pq.read_table(source) if source.endswith(".parquet") else pcsv.read_csv(source)
+    lon = table["lon"].to_numpy()
+    lat = table["lat"].to_numpy()
+    points = gpd.GeoDataFrame(geometry=gpd.points_from_xy(lon, lat), crs=grids.crs)
+    joined = gpd.sjoin(points, grids, predicate="intersects", how="inner")
+    # A point on an edge two grids share matches both: keep the smallest code, as the router does.
+    row = joined.index.to_numpy()
+    code = joined["code"].to_numpy(dtype=object)
+    order = np.lexsort((code, row))
+    row, code = row[order], code[order]
+    first = np.r_[True, row[1:] != row[:-1]]
+    grid_code = np.full(len(lon), "", dtype=object)
+    grid_code[row[first]] = code[first]
+    out = table.append_column("grid_code", pa.array(grid_code, type=pa.string()))
+    if target.endswith(".parquet"):
+        pq.write_table(out, target)
+    else:
+        pcsv.write_csv(out, target)
+''')
+FORMATS = {"csv": (".csv", ".csv"), "parquet": (".parquet", ".parquet")}
+
+
+@dataclass
+class Run:
+    """One size and format: both methods' wall times and the comparison."""
+
+    points: int
+    fmt: str
+    ours_s: float
+    peer_s: float
+    covered: int  # points some grid covers (sjoin found one)
+    snapped: int  # points the router placed by its snap tolerance (sjoin found none)
+    differences: int
+    out_mb: float
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.route_command", description=__doc__.splitlines()[0])
+    parser.add_argument("--points", default="1000000,5000000", help="comma-separated sizes")
+    parser.add_argument("--formats", default="csv,parquet", help=f"comma-separated, of {', '.join(FORMATS)}")
+    parser.add_argument("--city", default="simple", choices=("simple", "dense"))
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose command runs (default this one)")
+    parser.add_argument("--reuse", action="store_true", help="use the bench database as it is (no rebuild)")
+    parser.add_argument("--keep", type=Path, help="write the files here and keep them (default a temporary dir)")
+    args = parser.parse_args(argv)
+    console = Console(width=160)
+    city = _city(args.city, args.reuse, console)
+    print_machine(console, describe(city.conninfo))
+    console.print(f"load average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} (1 / 5 min)")
+    build_s, router = _router(city)
+    console.log(f"router built in {build_s:.2f} s (load_router, in this process)")
+    sizes = [int(s) for s in args.points.split(",")]
+    formats = [f for f in args.formats.split(",") if f]
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="bench-route-") as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        grids = folder / "grids.gpkg"
+        _export_grids(city, grids)
+        (folder / "peer.py").write_text(PEER)
+        for n in sizes:
+            points = random_points(county_boundary(), n)
+            snapped = np.isfinite(router.locate_many(points.lon, points.lat).snapped_m)
+            for fmt in formats:
+                suffix_in, suffix_out = FORMATS[fmt]
+                source = folder / f"points-{n}{suffix_in}"
+                _write_points(points.lon, points.lat, source)
+                ours_out, peer_out = folder / f"ours-{n}{suffix_out}", folder / f"peer-{n}{suffix_out}"
+                console.log(f"{n:,} points, {fmt}: peer script")
+                peer_s = _timed([sys.executable, str(folder / "peer.py"), str(grids), str(source), str(peer_out)], {})
+                console.log(f"{n:,} points, {fmt}: geoservice route")
+                env = {"GEOSERVICE_DATABASE_URL": city.url, "PYTHONPATH": str(args.code)}
+                ours_s = _timed([str(Path(sys.executable).with_name("geoservice")), "route", str(source),
+                                 str(ours_out)], env)  # fmt: skip
+                covered, differences = _compare(ours_out, peer_out, snapped)
+                runs.append(Run(n, fmt, ours_s, peer_s, covered, int(snapped.sum()), differences,
+                                ours_out.stat().st_size / 1e6))  # fmt: skip
+                console.log(f"  ours {ours_s:.2f} s, peer {peer_s:.2f} s, {differences} differences")
+                for path in (source, ours_out, peer_out):
+                    path.unlink(missing_ok=True) if args.keep is None else None
+    table = _table(city, runs, build_s, args.code)
+    print_table(console, table)
+    return 0 if all(r.differences == 0 for r in runs) else 1
+
+
+def _city(key: str, reuse: bool, console: Console) -> City:
+    cluster = bench_cluster()
+    cluster.up("bench")
+    dbname = f"bench_{key}"
+    if reuse:
+        engine = make_engine(cluster.url(dbname))
+        try:
+            version_id, epsg, grids, vertices = _describe(engine)
+        finally:
+            engine.dispose()
+        return City(key, TITLES[key], dbname, cluster.url(dbname), cluster.conninfo(dbname), version_id, epsg,
+                    grids, vertices, 0.0)  # fmt: skip
+    return build_cities(cluster, (key,), step=console.log)[0]
+
+
+def _router(city: City):  # noqa: ANN202 (a Router)
+    engine = make_engine(city.url)
+    try:
+        started = time.perf_counter()
+        with Session(engine) as session:
+            router = load_router(session, city.version_id, RoutingSettings())
+        return time.perf_counter() - started, router
+    finally:
+        engine.dispose()
+
+
+def _export_grids(city: City, path: Path) -> None:
+    """The version's grids as a GeoPackage (what a user exports to run a script over)."""
+    engine = make_engine(city.url)
+    try:
+        with engine.connect() as conn:
+            frame = gpd.read_postgis(text(f"SELECT code, geom FROM grids WHERE version_id = {city.version_id}"),
+                                     conn, geom_col="geom")  # fmt: skip
+    finally:
+        engine.dispose()
+    frame.to_file(path, driver="GPKG")
+
+
+def _write_points(lon: np.ndarray, lat: np.ndarray, path: Path) -> None:
+    n = len(lon)
+    notes = np.array(["巡查", "投诉", "road works, north side", "夜间 noise"], dtype=object)
+    table = pa.table({"id": pa.array(np.arange(n).astype(str)), "lon": lon, "lat": lat,
+                      "note": pa.array(notes[np.arange(n) % len(notes)], type=pa.string())})  # fmt: skip
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    else:
+        pcsv.write_csv(table, path)
+
+
+def _timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, cwd="/")
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{command[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return seconds
+
+
+def _read_codes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if path.suffix == ".parquet":
+        table = pq.read_table(path, columns=["id", "grid_code"])
+    else:
+        options = pcsv.ConvertOptions(column_types={"id": pa.int64(), "grid_code": pa.string()},
+                                      include_columns=["id", "grid_code"])  # fmt: skip
+        table = pcsv.read_csv(path, convert_options=options)
+    ids = np.asarray(table["id"].to_numpy(), dtype=np.int64)
+    codes = table["grid_code"].fill_null("").to_numpy(zero_copy_only=False).astype(object)
+    return ids, codes
+
+
+def _compare(ours: Path, peer: Path, snapped: np.ndarray) -> tuple[int, int]:
+    """Points some grid covers, and points whose grid codes differ (a snapped point is not a difference)."""
+    ours_id, ours_code = _read_codes(ours)
+    peer_id, peer_code = _read_codes(peer)
+    if not (np.array_equal(ours_id, np.arange(len(snapped))) and np.array_equal(peer_id, ours_id)):
+        return 0, len(snapped)  # a row lost or out of order is as wrong as a wrong code
+    differ = (ours_code != peer_code) & ~(snapped & (peer_code == ""))
+    return int((peer_code != "").sum()), int(differ.sum())
+
+
+def _table(city: City, runs: list[Run], build_s: float, code: Path) -> Table:
+    table = Table(f"geoservice route, end to end — {city.title} ({city.grids:,} grids, {city.vertices:,} vertices)")
+    for run in runs:
+        ratio = run.peer_s / run.ours_s
+        table.add(f"{run.points:,} points, {run.fmt}", "geoservice route IN OUT (subprocess)",
+                  f"{run.ours_s:.2f} s", f"{ratio:.2f}× the script", "≥ 2×", verdict(ratio >= 2))  # fmt: skip
+        table.add("", "geopandas script: gpkg grids, pyarrow, sjoin intersects, pyarrow", f"{run.peer_s:.2f} s")
+        table.add("", "grid codes equal (snapped points aside)",
+                  f"{run.differences} differences ({run.covered:,} covered, {run.snapped:,} snapped)", "", "0",
+                  verdict(run.differences == 0))  # fmt: skip
+    table.notes.append(f"The router build alone (load_router from the database, in the bench process) took "
+                       f"{build_s:.2f} s; the command pays it on every run.")  # fmt: skip
+    table.notes.append(f"Code run: {code}. Outputs: CSV → CSV, Parquet → GeoParquet (point geometry added).")
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())
