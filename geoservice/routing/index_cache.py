@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump whenever the build's output or the stored arrays change meaning
 KEEP = 16  # entries kept: a grid and a station index per version, the current and a few past ones, per city
+KEY_CHUNK = 2_000  # polygons turned into WKB at a time while hashing
 STALE_TEMP_S = 3600.0  # a temporary directory older than this was left by a writer that died
 ARRAYS = {"cells": np.int32, "offsets": np.int64, "candidates": np.int32}
 PARAMS = ("x0", "y0", "dx", "dy", "nx", "ny", "cell_m")
@@ -56,9 +57,13 @@ def index_key(polygons: np.ndarray, cell_m: float, constants: dict[str, float]) 
     digest = hashlib.blake2b(digest_size=20)
     header = {"format": FORMAT, "cell_m": float(cell_m), "polygons": len(polygons), "geos": shapely.geos_version_string}
     digest.update(json.dumps({**header, **constants}, sort_keys=True).encode())
-    for wkb in shapely.to_wkb(polygons, output_dimension=2):
-        digest.update(len(wkb).to_bytes(8, "little"))
-        digest.update(wkb)
+    for start in range(0, len(polygons), KEY_CHUNK):  # a few MB of WKB at a time, not a province's at once
+        chunk = [
+            b"" if wkb is None else wkb
+            for wkb in shapely.to_wkb(polygons[start : start + KEY_CHUNK], output_dimension=2)
+        ]
+        digest.update(np.array([len(wkb) for wkb in chunk], dtype="<i8").tobytes())
+        digest.update(b"".join(chunk))
     return digest.hexdigest()
 
 

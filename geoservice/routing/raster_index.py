@@ -183,18 +183,18 @@ class RasterIndex:
 
     def _boundary_keys(self) -> NDArray[np.int64]:
         """Sorted unique (cell, rank) keys: every cell each polygon's boundary passes through or touches."""
-        part_rank = np.repeat(np.arange(len(self.polygons)), shapely.get_num_geometries(self.polygons))
-        ring_geoms, ring_part = shapely.get_rings(shapely.get_parts(self.polygons), return_index=True)
-        ring_rank = part_rank[ring_part]
-        # Segments no longer than a cell: each one's box then spans at most 3 × 3 cells.
-        dense = shapely.segmentize(ring_geoms, min(self.dx, self.dy))
-        del ring_geoms
-        ends = np.cumsum(shapely.get_num_coordinates(dense))
+        # Polygons in chunks of about CHUNK_COORDS vertices: the rings are copied (get_rings,
+        # segmentize) a chunk at a time, not a province's 23 million vertices at once (+1 GB, measured).
+        ends = np.cumsum(shapely.get_num_coordinates(self.polygons))
         keys, first = [], 0
-        while first < dense.size:  # rings in chunks of about CHUNK_COORDS vertices: bounded temporaries
+        while first < len(self.polygons):
             done = int(ends[first - 1]) if first else 0
             last = max(int(np.searchsorted(ends, done + CHUNK_COORDS, side="right")), first + 1)
-            keys.append(self._segment_keys(dense[first:last], ring_rank[first:last]))
+            parts, part_of = shapely.get_parts(self.polygons[first:last], return_index=True)
+            rings, ring_of = shapely.get_rings(parts, return_index=True)
+            # Segments no longer than a cell: each one's box then spans at most 3 × 3 cells.
+            dense = shapely.segmentize(rings, min(self.dx, self.dy))
+            keys.append(self._segment_keys(dense, first + part_of[ring_of]))
             first = last
         return sorted_unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
 
