@@ -323,10 +323,11 @@ class RasterIndex:
         if has_owner.any():
             extra = self._pair_key(boundary_ids[has_owner], centre_owner[has_owner])
             keys = sorted_unique(np.concatenate([keys, extra]))
-        all_cells, all_ranks = np.divmod(keys, len(self.polygons))
-        slot = np.searchsorted(boundary_ids, all_cells)
-        self.offsets = np.concatenate(([0], np.cumsum(np.bincount(slot, minlength=boundary_ids.size))))
-        self.candidates = all_ranks.astype(np.int32)
+        # Keys are sorted by cell, then rank: a cell's candidates start where its first key would.
+        # (No cell or slot array as long as the keys: 13.5 million keys each on a province.)
+        starts = np.searchsorted(keys, boundary_ids.astype(np.int64) * len(self.polygons))
+        self.offsets = np.append(starts, keys.size).astype(np.int64)
+        self.candidates = (keys % len(self.polygons)).astype(np.int32)
 
 
 def sorted_unique(keys: NDArray[np.int64]) -> NDArray[np.int64]:
