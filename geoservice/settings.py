@@ -59,10 +59,24 @@ class RoutingSettings(BaseSettings):
     ring_central_room_m: float = Field(1_000.0, gt=0)
     ring_station_m: float = Field(10_000.0, gt=0)
     index_cell_m: float = Field(30.0, ge=5, le=500, description="cell size of the router's raster index")
+    home: Path = Path(".geoservice")
+    router_cache: bool = Field(
+        True, description="keep built raster indexes on disk, keyed by the boundaries, for other workers and restarts"
+    )
+    router_cache_dir: Path | None = Field(
+        None, description="where the router's built indexes are kept; default: GEOSERVICE_HOME/router-cache"
+    )
     version_check_s: float = Field(
         2.0, gt=0, description="how often a worker checks the version in force, besides LISTEN/NOTIFY"
     )
     max_batch: int = Field(10_000, ge=1, le=1_000_000)
+
+    @property
+    def index_cache_dir(self) -> Path | None:
+        """The raster index cache's directory (``geoservice.routing.index_cache``); None when switched off."""
+        if not self.router_cache:
+            return None
+        return self.router_cache_dir if self.router_cache_dir is not None else self.home / "router-cache"
 
     @property
     def rings_m(self) -> dict[str, float]:

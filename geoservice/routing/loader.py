@@ -62,6 +62,7 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings) ->
         snap_tolerance_m=settings.snap_tolerance_m,
         rings_m=settings.rings_m,
         cell_m=settings.index_cell_m,
+        index_cache_dir=settings.index_cache_dir,
     )
 
 

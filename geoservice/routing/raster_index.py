@@ -26,12 +26,24 @@ measured with it.
 
 The candidate lists are complete as long as polygons overlap by less than a cell's width (import
 validation refuses larger overlaps): a polygon that covers part of a boundary cell either has its
-boundary in the cell, or covers the whole cell and so its centre, which is also tested.
+boundary in the cell, or covers the whole cell and so its centre, which is tested against every
+polygon whose box holds it and whose boundary is not in the cell (the one of smallest rank that
+covers it joins the candidates). Until issue 23 only the centre's smallest-rank cover was added,
+which missed a polygon covering the whole cell when the centre also lay in a smaller-coded polygon
+whose boundary crossed the cell (an overlap wider than half a cell): ``tests/geoservice/
+test_index_cache.py`` has the case.
+
+Build cost (issue 23). The build holds one int32 raster (the components are labelled into it, and
+each label replaced by its owner block by block), a one-byte mask while labelling, and the
+(cell, polygon) keys of the boundary cells, made ``CHUNK_COORDS`` vertices at a time. The result
+depends only on the polygons and the cell size, so ``cache_dir`` keeps it on disk for the next
+process (``geoservice.routing.index_cache``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +51,14 @@ import shapely
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from geoservice.routing.index_cache import IndexCache, index_key
+
 NO_POLYGON = -1
-MAX_CELLS = 60_000_000  # about 1 GB at build time; a 30 m raster reaches it at 54,000 km² of bounding box
+MAX_CELLS = 60_000_000  # 5 bytes a cell at build time (300 MB); a 30 m raster reaches it at 54,000 km² of box
 EPS_CELLS = 1e-6  # widen each boundary segment's box by this fraction of a cell: edges on cell lines count
+CHUNK_COORDS = 500_000  # boundary vertices turned into (cell, polygon) pairs at a time (~90 MB of temporaries)
+CHUNK_PAIRS = 1_000_000  # (boundary cell, polygon) pairs tested at a time for the cells' centres
+BLOCK_CELLS = 4_000_000  # raster cells scanned at a time after labelling
 
 
 @dataclass(frozen=True)
@@ -57,8 +74,15 @@ class IndexStats:
 class RasterIndex:
     """Point → rank of the covering polygon (``NO_POLYGON`` when none covers it)."""
 
-    def __init__(self, polygons: NDArray[np.object_] | list, cell_m: float = 20.0) -> None:
-        """``polygons`` are (Multi)Polygons in lon/lat, in rank order (rank 0 wins ties)."""
+    def __init__(
+        self, polygons: NDArray[np.object_] | list, cell_m: float = 20.0, cache_dir: str | os.PathLike | None = None
+    ) -> None:
+        """``polygons`` are (Multi)Polygons in lon/lat, in rank order (rank 0 wins ties).
+
+        With ``cache_dir`` the arrays are read from there when these polygons were indexed before
+        (by any process), else built and written there (``geoservice.routing.index_cache``).
+        """
+        asked_cell_m = cell_m
         self.polygons = np.asarray(polygons, dtype=object)
         shapely.prepare(self.polygons)
         minx, miny, maxx, maxy = shapely.total_bounds(self.polygons)
@@ -74,7 +98,12 @@ class RasterIndex:
         self.nx = int((maxx - self.x0) / self.dx) + 2
         self.ny = int((maxy - self.y0) / self.dy) + 2
         self.cell_m = cell_m
-        self._build()
+        self.cache = "off"  # or how the cache served: "hit", "built", "uncached" (it could not be written)
+        if cache_dir is None:
+            self._build()
+        else:
+            key = index_key(self.polygons, asked_cell_m, {"max_cells": MAX_CELLS, "eps_cells": EPS_CELLS})
+            self.cache = IndexCache(cache_dir).fill(self, key)
 
     def __setstate__(self, state: dict) -> None:
         # A pickled index (shipped to Dask workers) arrives with its polygons unprepared: prepare them
@@ -135,89 +164,170 @@ class RasterIndex:
 
     # --- build -----------------------------------------------------------------------------------
     def _build(self) -> None:
-        cell_ids, ranks = self._boundary_pairs()
-        boundary = np.zeros((self.ny, self.nx), dtype=bool)
-        boundary.flat[cell_ids] = True
-        cells = np.full((self.ny, self.nx), NO_POLYGON, dtype=np.int32)
-        self._label_interiors(cells, boundary)
-        self._store_candidates(cells, boundary, cell_ids, ranks)
+        """Fill ``cells``, ``offsets`` and ``candidates``: the build holds one int32 raster and no other.
+
+        Peak memory is the raster (4 bytes a cell), a one-byte mask while labelling, and the
+        (cell, polygon) pairs of the boundary cells; the temporaries of each step are bounded by
+        ``CHUNK_COORDS`` boundary vertices or ``BLOCK_CELLS`` raster cells at a time.
+        """
+        keys = self._boundary_keys()
+        cell_ids = keys // len(self.polygons)
+        boundary_ids = cell_ids[np.concatenate(([True], cell_ids[1:] != cell_ids[:-1]))] if cell_ids.size else cell_ids
+        cells = np.empty((self.ny, self.nx), dtype=np.int32)
+        self._label_interiors(cells, boundary_ids)
+        # Boundary cell k (in flat order) stores -(k + 2); its candidates are offsets[k]:offsets[k + 1].
+        cells.flat[boundary_ids] = -(np.arange(boundary_ids.size, dtype=np.int32) + 2)
+        del cell_ids
+        self._store_candidates(cells, boundary_ids, keys)
         self.cells = cells
 
-    def _boundary_pairs(self) -> tuple[NDArray[np.intp], NDArray[np.int32]]:
-        """(cell, rank) for every cell each polygon's boundary passes through, and the cell's centre cover."""
-        rings = shapely.get_rings(shapely.get_parts(self.polygons), return_index=True)
-        part_rank = np.repeat(np.arange(len(self.polygons)), shapely.get_num_geometries(self.polygons))
-        ring_geoms, ring_part = rings
-        # Segments no longer than a cell: each one's box then spans at most 3 × 3 cells.
-        dense = shapely.segmentize(ring_geoms, min(self.dx, self.dy))
-        coords, ring_of = shapely.get_coordinates(dense, return_index=True)
-        same_ring = ring_of[1:] == ring_of[:-1]
-        a, b = coords[:-1][same_ring], coords[1:][same_ring]
-        seg_rank = part_rank[ring_part[ring_of[:-1][same_ring]]]
+    def _boundary_keys(self) -> NDArray[np.int64]:
+        """Sorted unique (cell, rank) keys: every cell each polygon's boundary passes through or touches."""
+        # Polygons in chunks of about CHUNK_COORDS vertices: the rings are copied (get_rings,
+        # segmentize) a chunk at a time, not a province's 23 million vertices at once (+1 GB, measured).
+        ends = np.cumsum(shapely.get_num_coordinates(self.polygons))
+        keys, first = [], 0
+        while first < len(self.polygons):
+            done = int(ends[first - 1]) if first else 0
+            last = max(int(np.searchsorted(ends, done + CHUNK_COORDS, side="right")), first + 1)
+            parts, part_of = shapely.get_parts(self.polygons[first:last], return_index=True)
+            rings, ring_of = shapely.get_rings(parts, return_index=True)
+            # Segments no longer than a cell: each one's box then spans at most 3 × 3 cells.
+            dense = shapely.segmentize(rings, min(self.dx, self.dy))
+            keys.append(self._segment_keys(dense, first + part_of[ring_of]))
+            first = last
+        return sorted_unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
+
+    def _segment_keys(self, rings: NDArray[np.object_], ring_rank: NDArray) -> NDArray[np.int64]:
+        coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+        same_ring = np.flatnonzero(ring_of[1:] == ring_of[:-1])
+        seg_rank = ring_rank[ring_of[same_ring]]
+        ax, ay, bx, by = coords[same_ring, 0], coords[same_ring, 1], coords[same_ring + 1, 0], coords[same_ring + 1, 1]
+        del coords, ring_of, same_ring
         pad_x, pad_y = self.dx * EPS_CELLS, self.dy * EPS_CELLS
-        i0 = np.floor((np.minimum(a[:, 0], b[:, 0]) - pad_x - self.x0) / self.dx).astype(np.intp)
-        i1 = np.floor((np.maximum(a[:, 0], b[:, 0]) + pad_x - self.x0) / self.dx).astype(np.intp)
-        j0 = np.floor((np.minimum(a[:, 1], b[:, 1]) - pad_y - self.y0) / self.dy).astype(np.intp)
-        j1 = np.floor((np.maximum(a[:, 1], b[:, 1]) + pad_y - self.y0) / self.dy).astype(np.intp)
-        keys = []
-        for di in range(3):
-            for dj in range(3):
-                keep = (i0 + di <= i1) & (j0 + dj <= j1)
-                cell = (j0[keep] + dj) * self.nx + (i0[keep] + di)
-                keys.append(self._pair_key(cell, seg_rank[keep]))
-        keys = sorted_unique(np.concatenate(keys))
-        return np.divmod(keys, len(self.polygons))
+        i0 = np.floor((np.minimum(ax, bx) - pad_x - self.x0) / self.dx).astype(np.int64)
+        i1 = np.floor((np.maximum(ax, bx) + pad_x - self.x0) / self.dx).astype(np.int64)
+        j0 = np.floor((np.minimum(ay, by) - pad_y - self.y0) / self.dy).astype(np.int64)
+        j1 = np.floor((np.maximum(ay, by) + pad_y - self.y0) / self.dy).astype(np.int64)
+        del ax, ay, bx, by
+        # Every cell of each segment's box, as one flat list: segment s owns counts[s] entries.
+        ni = i1 - i0 + 1
+        counts = ni * (j1 - j0 + 1)
+        seg = np.repeat(np.arange(counts.size), counts)
+        within = np.arange(seg.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        dj, di = np.divmod(within, ni[seg])
+        cell = (j0[seg] + dj) * self.nx + (i0[seg] + di)
+        return sorted_unique(cell * len(self.polygons) + seg_rank[seg])
 
     def _pair_key(self, cell: NDArray, rank: NDArray) -> NDArray[np.int64]:
         """(cell, rank) as one integer, so that sorting pairs is a plain integer sort."""
         return cell.astype(np.int64) * len(self.polygons) + rank
 
-    def _label_interiors(self, cells: NDArray[np.int32], boundary: NDArray[np.bool_]) -> None:
-        labels, count = ndimage.label(~boundary)
+    def _row_blocks(self) -> range:
+        return range(0, self.ny, max(1, BLOCK_CELLS // self.nx))
+
+    def _label_interiors(self, cells: NDArray[np.int32], boundary_ids: NDArray) -> None:
+        """Every non-boundary cell gets its component's owner; boundary cells are left for the caller.
+
+        The components are labelled into ``cells`` itself (no second raster), then each label is
+        replaced by its owner, block by block.
+        """
+        free = np.ones(cells.size, dtype=bool)
+        free[boundary_ids] = False
+        count = ndimage.label(free.reshape(cells.shape), output=cells)
+        del free
         if count == 0:
             return
-        flat = labels.ravel()
-        # One cell of each component (its first): assigning in reverse order keeps the first write
-        # per label. np.unique(return_index=True) sorted 13.5 million cells to find the same (3 s).
-        cell_ids = np.flatnonzero(flat)
-        first_cell = np.empty(count + 1, dtype=np.intp)
-        first_cell[flat[cell_ids[::-1]]] = cell_ids[::-1]
-        first_cell = first_cell[1:]  # label 0 is the boundary cells
-        owner = self._cover_rank(first_cell)
-        lookup = np.full(count + 1, NO_POLYGON, dtype=np.int32)
-        lookup[flat[first_cell]] = owner
-        interior = labels > 0
-        cells[interior] = lookup[labels[interior]]
+        # One cell of each component (its first): blocks from the last to the first, and within a
+        # block in reverse order, so the first write per label is the one that stays.
+        # np.unique(return_index=True) sorted 13.5 million cells to find the same (3 s).
+        first_cell = np.zeros(count + 1, dtype=np.intp)
+        step = max(1, BLOCK_CELLS // self.nx)
+        for row in reversed(self._row_blocks()):
+            block = cells[row : row + step].ravel()
+            ids = np.flatnonzero(block)
+            first_cell[block[ids[::-1]]] = ids[::-1] + row * self.nx
+        lookup = np.empty(count + 1, dtype=np.int32)
+        lookup[0] = NO_POLYGON  # boundary cells: overwritten by the caller
+        lookup[1:] = self._cover_rank(first_cell[1:])
+        for row in self._row_blocks():
+            cells[row : row + step] = lookup[cells[row : row + step]]
 
     def _cover_rank(self, cell_ids: NDArray[np.intp]) -> NDArray[np.int32]:
-        """Exact covering rank of each cell's centre, by an R-tree over the polygons (build time only)."""
+        """Exact covering rank of each cell's centre (one cell per component), by an R-tree over the polygons."""
         j, i = np.divmod(cell_ids, self.nx)
         cx, cy = self.x0 + (i + 0.5) * self.dx, self.y0 + (j + 0.5) * self.dy
         # Boxes from the R-tree, then the exact test on the prepared polygons: the tree's own
-        # ``predicate="intersects"`` tests each point against an unprepared polygon, vertex by vertex
-        # (5.9 s against 0.x s for the 860,000 boundary cells of a 12,000 km² city, measured).
+        # ``predicate="intersects"`` tests each point against an unprepared polygon, vertex by vertex.
         point_idx, rank = shapely.STRtree(self.polygons).query(shapely.points(cx, cy))
+        return self._first_cover(len(cell_ids), point_idx, rank, cx, cy)
+
+    def _first_cover(self, n: int, point_idx: NDArray, rank: NDArray, cx: NDArray, cy: NDArray) -> NDArray[np.int32]:
+        """Smallest rank among (point, rank) pairs whose polygon covers the point; NO_POLYGON if none."""
         hit = shapely.intersects_xy(self.polygons[rank], cx[point_idx], cy[point_idx])
         point_idx, rank = point_idx[hit], rank[hit]
-        owner = np.full(len(cell_ids), np.iinfo(np.int32).max, dtype=np.int64)
+        owner = np.full(n, np.iinfo(np.int32).max, dtype=np.int64)
         np.minimum.at(owner, point_idx, rank)
         return np.where(owner == np.iinfo(np.int32).max, NO_POLYGON, owner).astype(np.int32)
 
-    def _store_candidates(
-        self, cells: NDArray[np.int32], boundary: NDArray[np.bool_], cell_ids: NDArray, ranks: NDArray
-    ) -> None:
-        boundary_ids = np.flatnonzero(boundary.ravel())
-        centre_owner = self._cover_rank(boundary_ids)
+    def _boundary_centre_cover(
+        self, cells: NDArray[np.int32], boundary_ids: NDArray, keys: NDArray[np.int64]
+    ) -> NDArray[np.int32]:
+        """Covering rank of each boundary cell's centre, where it adds to the cell's candidates.
+
+        A polygon can cover a whole boundary cell only where polygons overlap, and is then missing
+        from the cell's candidates (``keys``: its boundary is not in the cell). The R-tree's part is
+        done on the raster: each polygon's bounding box is a window of cells, and the boundary cells
+        in it whose candidates lack the polygon are tested: no point objects, no tree query (those
+        took 2 of the 4.3 s of a prefecture's build), and about one pair in eight left to test.
+        """
+        owner = np.full(boundary_ids.size, np.iinfo(np.int32).max, dtype=np.int64)
+        minx, miny, maxx, maxy = shapely.bounds(self.polygons).T
+        # Cells whose centre lies in the box, widened by one cell: extra pairs only cost a test.
+        i0 = np.clip(np.floor((minx - self.x0) / self.dx - 0.5), 0, self.nx - 1)
+        i1 = np.clip(np.floor((maxx - self.x0) / self.dx - 0.5) + 1, 0, self.nx - 1)
+        j0 = np.clip(np.floor((miny - self.y0) / self.dy - 0.5), 0, self.ny - 1)
+        j1 = np.clip(np.floor((maxy - self.y0) / self.dy - 0.5) + 1, 0, self.ny - 1)
+        valid = ~np.isnan(minx)
+        slots: list[NDArray] = []
+        ranks: list[NDArray] = []
+        pending = 0
+        for rank in np.flatnonzero(valid):
+            window = cells[int(j0[rank]) : int(j1[rank]) + 1, int(i0[rank]) : int(i1[rank]) + 1]
+            slot = -window[window < NO_POLYGON].astype(np.intp) - 2  # boundary cell k holds -(k + 2)
+            slots.append(slot)
+            ranks.append(np.full(slot.size, rank, dtype=np.intp))
+            pending += slot.size
+            if pending >= CHUNK_PAIRS:
+                self._centre_pairs(owner, np.concatenate(slots), np.concatenate(ranks), boundary_ids, keys)
+                slots, ranks, pending = [], [], 0
+        if slots:
+            self._centre_pairs(owner, np.concatenate(slots), np.concatenate(ranks), boundary_ids, keys)
+        return np.where(owner == np.iinfo(np.int32).max, NO_POLYGON, owner).astype(np.int32)
+
+    def _centre_pairs(self, owner: NDArray, slot: NDArray, rank: NDArray, boundary_ids: NDArray, keys: NDArray) -> None:
+        """Test (boundary cell, polygon) pairs not already candidates; keep each cell's smallest cover."""
+        cell = boundary_ids[slot]
+        pair = self._pair_key(cell, rank)
+        at = np.minimum(np.searchsorted(keys, pair), max(keys.size - 1, 0))
+        new = keys[at] != pair if keys.size else np.ones(pair.size, dtype=bool)
+        slot, rank, cell = slot[new], rank[new], cell[new]
+        j, i = np.divmod(cell, self.nx)
+        hit = shapely.intersects_xy(self.polygons[rank], self.x0 + (i + 0.5) * self.dx, self.y0 + (j + 0.5) * self.dy)
+        np.minimum.at(owner, slot[hit], rank[hit])
+
+    def _store_candidates(self, cells: NDArray[np.int32], boundary_ids: NDArray, keys: NDArray[np.int64]) -> None:
+        """Each boundary cell's candidates: polygons whose boundary touches it, and one covering it whole."""
+        centre_owner = self._boundary_centre_cover(cells, boundary_ids, keys)
         has_owner = centre_owner != NO_POLYGON
-        keys = sorted_unique(np.concatenate(
-            [self._pair_key(cell_ids, ranks), self._pair_key(boundary_ids[has_owner], centre_owner[has_owner])]
-        ))  # fmt: skip
-        all_cells, all_ranks = np.divmod(keys, len(self.polygons))
-        # Boundary cell k (in flat order) stores -(k + 2); its candidates are offsets[k]:offsets[k + 1].
-        slot = np.searchsorted(boundary_ids, all_cells)
-        self.offsets = np.concatenate(([0], np.cumsum(np.bincount(slot, minlength=boundary_ids.size))))
-        self.candidates = all_ranks.astype(np.int32)
-        cells.flat[boundary_ids] = -(np.arange(boundary_ids.size, dtype=np.int32) + 2)
+        if has_owner.any():
+            extra = self._pair_key(boundary_ids[has_owner], centre_owner[has_owner])
+            keys = sorted_unique(np.concatenate([keys, extra]))
+        # Keys are sorted by cell, then rank: a cell's candidates start where its first key would.
+        # (No cell or slot array as long as the keys: 13.5 million keys each on a province.)
+        starts = np.searchsorted(keys, boundary_ids.astype(np.int64) * len(self.polygons))
+        self.offsets = np.append(starts, keys.size).astype(np.int64)
+        self.candidates = (keys % len(self.polygons)).astype(np.int32)
 
 
 def sorted_unique(keys: NDArray[np.int64]) -> NDArray[np.int64]:

@@ -13,6 +13,7 @@ whole router at once when a version is published and no request ever sees half o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,19 +177,26 @@ class Router:
         places: dict[str, PlaceSet] | None = None,
         rules: list[Rule] | None = None,
         cell_m: float = 30.0,
+        index_cache_dir: str | os.PathLike | None = None,
     ) -> None:
         order = np.argsort([g.code for g in grids], kind="stable")  # rank 0 = smallest code
         self.version_id, self.version_name = version_id, version_name
         self.grids = [grids[i] for i in order]
         self.grid_codes = np.array([g.code for g in self.grids])
-        self.grid_index = RasterIndex(np.asarray(grid_geoms, dtype=object)[order], cell_m=cell_m)
+        self.grid_index = RasterIndex(
+            np.asarray(grid_geoms, dtype=object)[order], cell_m=cell_m, cache_dir=index_cache_dir
+        )
         self.regions = regions
         self.stations = stations
         station_order = np.argsort(stations.codes, kind="stable")
         has_area = np.array([g is not None and not g.is_empty for g in jurisdictions], dtype=bool)
         self._station_of_area = station_order[has_area[station_order]]
         self.station_index = (
-            RasterIndex(np.asarray(jurisdictions, dtype=object)[self._station_of_area], cell_m=cell_m * 4)
+            RasterIndex(
+                np.asarray(jurisdictions, dtype=object)[self._station_of_area],
+                cell_m=cell_m * 4,
+                cache_dir=index_cache_dir,
+            )
             if self._station_of_area.size
             else None
         )

@@ -1,0 +1,186 @@
+"""Raster indexes kept on disk, keyed by the boundaries they were built from (issue 23).
+
+A prefecture's grid index takes seconds and hundreds of megabytes to build, and every worker process
+builds the same one: at start, and again after each publish. Its arrays depend only on the polygons
+(in rank order), the cell size and the build code, so the first process to build them writes them
+here and every later one (another worker, a restart, a past version asked again) maps the files
+instead: ``np.load(mmap_mode="r")``, so the pages sit once in the page cache, shared by the workers.
+
+The key is a hash of the polygons' WKB, the cell size, the build's constants, ``FORMAT`` and the
+GEOS version: a new boundary version, a reordered code list or a changed ``GEOSERVICE_INDEX_CELL_M``
+gets a key of its own, so a cached answer can never come from other boundaries. An entry is a
+directory ``<key>/`` of ``.npy`` files and a ``meta.json`` written last, made under a temporary name
+and renamed into place, and each array's CRC-32 is checked when it is mapped. An entry that does not
+read back exactly (truncated, altered, another format) is ignored and rebuilt. A lock file per key
+makes workers that start together wait for one build rather than run it side by side. The
+``KEEP`` most recently used entries stay; older ones are removed when a new one is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import shapely
+
+if TYPE_CHECKING:
+    from geoservice.routing.raster_index import RasterIndex
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no cross-process lock, workers may build the same entry (harmless)
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump whenever the build's output or the stored arrays change meaning
+KEEP = 16  # entries kept: a grid and a station index per version, the current and a few past ones, per city
+KEY_CHUNK = 2_000  # polygons turned into WKB at a time while hashing
+STALE_TEMP_S = 3600.0  # a temporary directory older than this was left by a writer that died
+ARRAYS = {"cells": np.int32, "offsets": np.int64, "candidates": np.int32}
+PARAMS = ("x0", "y0", "dx", "dy", "nx", "ny", "cell_m")
+
+
+def index_key(polygons: np.ndarray, cell_m: float, constants: dict[str, float]) -> str:
+    """Hash of everything the index's arrays depend on (``cell_m`` as asked, before any coarsening)."""
+    digest = hashlib.blake2b(digest_size=20)
+    header = {"format": FORMAT, "cell_m": float(cell_m), "polygons": len(polygons), "geos": shapely.geos_version_string}
+    digest.update(json.dumps({**header, **constants}, sort_keys=True).encode())
+    for start in range(0, len(polygons), KEY_CHUNK):  # a few MB of WKB at a time, not a province's at once
+        chunk = [
+            b"" if wkb is None else wkb
+            for wkb in shapely.to_wkb(polygons[start : start + KEY_CHUNK], output_dimension=2)
+        ]
+        digest.update(np.array([len(wkb) for wkb in chunk], dtype="<i8").tobytes())
+        digest.update(b"".join(chunk))
+    return digest.hexdigest()
+
+
+class IndexCache:
+    """A directory of built indexes; ``fill`` gives an index its arrays, from here or built and stored."""
+
+    def __init__(self, directory: Path | str, keep: int = KEEP) -> None:
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def fill(self, index: RasterIndex, key: str) -> str:
+        """Load the index's arrays, or build and store them: ``"hit"``, ``"built"`` or ``"uncached"``."""
+        entry = self.directory / key
+        if self._load(index, entry, key):
+            return "hit"
+        with contextlib.ExitStack() as stack:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(_locked(self.directory / f"{key}.lock"))
+            except OSError as exc:  # a read-only or full disk: answer all the same, from a build of our own
+                log.warning("router index cache %s unusable (%s): building without it", self.directory, exc)
+                index._build()
+                return "uncached"
+            if self._load(index, entry, key):  # another worker built it while this one waited for the lock
+                return "hit"
+            index._build()
+            try:
+                self._store(index, entry, key)
+            except OSError as exc:
+                log.warning("could not write the router index cache entry %s: %s", entry, exc)
+                return "uncached"
+            self._load(index, entry, key)  # answer from the shared file pages too (the build's copy is freed)
+            self._prune(key)
+            return "built"
+
+    # --- reading -------------------------------------------------------------------------------
+    def _load(self, index: RasterIndex, entry: Path, key: str) -> bool:
+        meta_path = entry / "meta.json"
+        if not meta_path.exists():
+            return False
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != FORMAT or meta.get("key") != key or meta.get("polygons") != len(index.polygons):
+                raise ValueError("written for other polygons or by another format")
+            if any(meta["params"][name] != getattr(index, name) for name in PARAMS):
+                raise ValueError("another raster geometry")
+            arrays = {}
+            for name, dtype in ARRAYS.items():
+                array = np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                if array.dtype != dtype or list(array.shape) != meta["shapes"][name]:
+                    raise ValueError(f"{name}: {array.dtype} {array.shape}")
+                if zlib.crc32(array.data) != meta["crc32"][name]:
+                    raise ValueError(f"{name}: checksum differs")
+                arrays[name] = array.view(np.ndarray)  # plain arrays over the map: no memmap overhead per lookup
+            if arrays["cells"].shape != (index.ny, index.nx) or arrays["offsets"][0] != 0:
+                raise ValueError("inconsistent arrays")
+            if arrays["offsets"][-1] != arrays["candidates"].size:
+                raise ValueError("inconsistent arrays")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring router index cache entry %s: %s", entry, exc)
+            return False
+        index.cells, index.offsets, index.candidates = arrays["cells"], arrays["offsets"], arrays["candidates"]
+        with contextlib.suppress(OSError):
+            os.utime(meta_path)  # most recently used: kept by _prune
+        return True
+
+    # --- writing -------------------------------------------------------------------------------
+    def _store(self, index: RasterIndex, entry: Path, key: str) -> None:
+        temp = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{key}-"))
+        try:
+            meta: dict = {"format": FORMAT, "key": key, "polygons": len(index.polygons), "shapes": {}, "crc32": {}}
+            meta["params"] = {name: getattr(index, name) for name in PARAMS}
+            for name, dtype in ARRAYS.items():
+                array = np.ascontiguousarray(getattr(index, name), dtype=dtype)
+                np.save(temp / f"{name}.npy", array, allow_pickle=False)
+                meta["shapes"][name] = list(array.shape)
+                meta["crc32"][name] = zlib.crc32(array.data)
+            (temp / "meta.json").write_text(json.dumps(meta))
+            if entry.exists():  # an entry that did not read back: move it aside, then take its place
+                aside = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{key}-old-"))
+                entry.rename(aside / "entry")
+                _remove(aside)
+            temp.rename(entry)  # atomic: readers see no entry or a whole one
+        finally:
+            _remove(temp)
+
+    def _prune(self, current: str) -> None:
+        """Keep the ``keep`` most recently used entries (and ``current``); drop dead writers' leftovers."""
+        entries, now = [], time.time()
+        for path in self.directory.iterdir():
+            with contextlib.suppress(OSError):
+                if path.name.startswith("."):
+                    if path.is_dir() and now - path.stat().st_mtime > STALE_TEMP_S:
+                        _remove(path)
+                elif path.is_dir() and path.name != current:
+                    meta = path / "meta.json"
+                    entries.append((meta.stat().st_mtime if meta.exists() else 0.0, path))
+        entries.sort(reverse=True)
+        for _, path in entries[max(self.keep - 1, 0) :]:
+            _remove(path)
+            with contextlib.suppress(OSError):
+                (self.directory / f"{path.name}.lock").unlink()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (flock on a file of the key's own)."""
+    if fcntl is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
