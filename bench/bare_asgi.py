@@ -17,3 +17,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": BODY})
+
+
+# The floor for JSON answers (bench.http): about the size of one locate answer, as application/json.
+JSON_BODY = b'{"floor":"' + b"x" * 690 + b'"}'
+JSON_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(JSON_BODY)).encode())]
+
+
+async def json_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+    await send({"type": "http.response.body", "body": JSON_BODY})

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
 ROUTER_APP = "geoservice.app:create_app"
 POSTGIS_APP = "bench.postgis_locate_app:create_app"
+FLOOR_APP = "bench.bare_asgi:json_app"  # the same JSON bytes for every request, no code: what uvicorn and wrk allow
 THREADS, CONNECTIONS = 2, 32
 WARMUP_S = 2
 COMPARE = 300
@@ -50,7 +51,8 @@ function done(summary, latency, requests)
 end
 """
 
-LUA = """
+LUA = (
+    """
 local points = {%s}
 local counter = 0
 function setup(thread)
@@ -64,7 +66,9 @@ function request()
   i = i + 1
   return wrk.format("GET", "/v1/locate?" .. points[(i %% #points) + 1])
 end
-""" + LUA_DONE
+"""
+    + LUA_DONE
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class HttpResult:
     compared: int
     differences: list[str]
     seconds: int
+    floor: WrkResult | None = None
 
 
 def bench_http(city: City, points: list[tuple[float, float]], seconds: int) -> HttpResult:
@@ -110,15 +115,22 @@ def bench_http(city: City, points: list[tuple[float, float]], seconds: int) -> H
             answers[name] = [_get(base, x, y) for x, y in points[:COMPARE]]
             run_wrk(base, script, WARMUP_S)
             results[name] = run_wrk(base, script, seconds)
+    with serve(FLOOR_APP, env, OUT / f"uvicorn_{city.key}_floor.log", None) as base:
+        run_wrk(base, script, WARMUP_S)
+        floor = run_wrk(base, script, seconds)
     differences = compare_answers(answers["router"], answers["postgis"], points)
-    return HttpResult(results["router"], results["postgis"], len(answers["router"]), differences, seconds)
+    return HttpResult(results["router"], results["postgis"], len(answers["router"]), differences, seconds, floor)
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str], log_path: Path, probe: tuple[float, float]) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port until the block ends; yield its base URL."""
+def serve(app: str, env: dict[str, str], log_path: Path, probe: tuple[float, float] | None) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port until the block ends; yield its base URL.
+
+    ``probe`` None: ``app`` is an ASGI app, not a factory, and any answer means it is ready.
+    """
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
+    factory = ["--factory"] if probe is not None else []
+    argv = [sys.executable, "-m", "uvicorn", app, *factory, "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--no-access-log", "--log-level", "warning"]  # fmt: skip
     with open(log_path, "w") as log:
         proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -130,13 +142,16 @@ def serve(app: str, env: dict[str, str], log_path: Path, probe: tuple[float, flo
         _stop(proc)
 
 
-def _wait_ready(proc: subprocess.Popen, base: str, probe: tuple[float, float], log_path: Path) -> None:
+def _wait_ready(proc: subprocess.Popen, base: str, probe: tuple[float, float] | None, log_path: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{base} exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
         try:
-            _get(base, *probe)
+            if probe is None:
+                urllib.request.urlopen(base, timeout=10).read()
+            else:
+                _get(base, *probe)
             return
         except (urllib.error.URLError, ConnectionError, OSError):
             time.sleep(0.25)
@@ -158,7 +173,6 @@ def _stop(proc: subprocess.Popen) -> None:
 def _get(base: str, lon: float, lat: float) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base}/v1/locate?lon={lon!r}&lat={lat!r}", timeout=10) as response:
         return json.loads(response.read())
-
 
 
 def run_wrk(base: str, script: Path, seconds: int) -> WrkResult:

@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 from geoservice.api.locate import LocateAnswer
 from geoservice.api.problems import ProblemError, register_error_handlers
-from geoservice.settings import DatabaseSettings, RoutingSettings
+from geoservice.settings import DatabaseSettings, OperationsSettings, RoutingSettings
 
 POOL_SIZE = 4  # two per core: more connections only contend for the same two cores
 KNN_CANDIDATES = 8
@@ -91,7 +91,7 @@ def locate_sql(epsg: int) -> str:
     """
 
 
-def answer_of(m: Mapping[str, Any], lon: float, lat: float, rings: dict[str, float]) -> dict[str, Any]:
+def answer_of(m: Mapping[str, Any], lon: float, lat: float, rings: dict[str, float], phone: str) -> dict[str, Any]:
     """The same JSON as the router's endpoint (distances rounded to 0.1 m)."""
 
     def named(prefix: str) -> dict[str, str] | None:
@@ -107,8 +107,8 @@ def answer_of(m: Mapping[str, Any], lon: float, lat: float, rings: dict[str, flo
     return {
         "point": {"lon": lon, "lat": lat, "crs": "wgs84"},
         "version": {"id": m["version_id"], "name": m["version_name"]},
-        "grid": {"code": m["grid_code"], "name": m["grid_name"], "workers": list(m["workers"] or ()),
-                 "officer": m["officer"]},
+        # wrk sends no token: the public's answer, as the service gives it (no team names, the service phone)
+        "grid": {"code": m["grid_code"], "name": m["grid_name"]},
         "community": named("community"),
         "town": named("town"),
         "city": named("city"),
@@ -117,6 +117,7 @@ def answer_of(m: Mapping[str, Any], lon: float, lat: float, rings: dict[str, flo
         },
         "posts": posts,
         "snapped_m": None,
+        "service_phone": phone,
     }  # fmt: skip
 
 
@@ -179,6 +180,7 @@ def create_app(conninfo: str | None = None) -> FastAPI:
         epsg = int(conn.execute("SELECT value FROM dataset_settings WHERE key = 'metric_epsg'").fetchone()[0])
     query = locate_sql(epsg)
     rings = RoutingSettings().rings_m
+    phone = OperationsSettings().public_service_phone
     connections = Connections(conninfo, POOL_SIZE)
     app = baseline_app("PostGIS-per-request locate (benchmark baseline)", connections)
 
@@ -191,6 +193,6 @@ def create_app(conninfo: str | None = None) -> FastAPI:
             row = await cursor.fetchone()
         if row is None:
             raise ProblemError(404, "Outside every grid", f"no grid covers ({lon}, {lat})")
-        return JSONResponse(answer_of(row, lon, lat, rings))
+        return JSONResponse(answer_of(row, lon, lat, rings, phone))
 
     return app

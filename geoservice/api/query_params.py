@@ -46,8 +46,13 @@ def known_parameters(route: APIRoute) -> frozenset[str] | None:
     return getattr(route, _ATTRIBUTE)
 
 
-def refuse_unknown_query(request: Request) -> None:
-    """The app-wide dependency: a 422 naming every query parameter the matched route does not take."""
+async def refuse_unknown_query(request: Request) -> None:
+    """The app-wide dependency: a 422 naming every query parameter the matched route does not take.
+
+    Async although it awaits nothing: FastAPI runs a plain ``def`` dependency in its thread pool,
+    and that hand-off to a thread and back cost every request of the app more than the locate
+    answer itself (issue 22: about half of a ``GET /v1/locate``'s time in process, measured).
+    """
     if not request.scope.get("query_string"):
         return
     route = request.scope.get("route")

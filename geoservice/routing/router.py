@@ -13,6 +13,7 @@ whole router at once when a version is published and no request ever sees half o
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
 from layers.crs import metric_transformer, project
 from layers.models import POST_LEVELS
 
-BRUTE_FORCE_POSTS = 2_000
+MAX_POST_CELLS = 250_000  # per post level: a few MB of candidate lists at most
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,15 @@ class GridRecord:
 
 @dataclass
 class PostSet:
-    """Posts of one level (or the stations), with a k-d tree over their metric coordinates."""
+    """Posts of one level (or the stations), with a k-d tree over their metric coordinates.
+
+    One point's nearest post is found through ``index_area``'s cells: each cell of a square grid
+    over the area keeps every post that can be the nearest to some point in it (a few), so a query
+    is one cell lookup and a handful of distances in plain Python floats. Points off the cells (far
+    outside the city) scan every post with numpy. Both measure the same way (``(px - x)² + (py -
+    y)²``, the root of the least) and both keep the first least in code order, so they give the same
+    post and the same metres, the smallest code on a tie as PostGIS ``ORDER BY distance, code``.
+    """
 
     codes: NDArray[np.str_]
     names: NDArray[np.str_]
@@ -62,18 +71,52 @@ class PostSet:
     def __post_init__(self) -> None:
         self.tree = cKDTree(self.xy) if len(self.codes) else None
         self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()
+        # Plain Python values for the single-point path: numpy scalars cost ~0.1-1 µs per touch.
+        self.size = len(self.codes)
+        self.code_list: list[str] = [str(c) for c in self.codes]
+        self.name_list: list[str] = [str(n) for n in self.names]
+        self.x_list: list[float] = self._x.tolist()
+        self.y_list: list[float] = self._y.tolist()
+        self._cells: list[tuple[tuple[int, float, float], ...]] | None = None
+        self._grid = (0.0, 0.0, 1.0, 0, 0)  # x0, y0, side, nx, ny
+
+    def index_area(self, bounds: tuple[float, float, float, float]) -> None:
+        """Cells over ``bounds`` (metric), each with the posts that can be nearest to a point in it.
+
+        A cell of side ``s`` and centre ``c``, whose nearest post ``q`` is ``d`` away: for a point
+        ``x`` in the cell, its nearest post ``p`` is no farther than ``q`` (``d + s/√2`` at most),
+        so ``p`` is within ``d + s·√2`` of ``c`` (every post tied for nearest too). Those posts
+        are the cell's candidates, found with the k-d tree at build time (1 m of slack for a point
+        that rounding puts a hair outside its cell).
+        """
+        if self.tree is None:
+            return
+        minx, miny, maxx, maxy = bounds
+        width, height = max(maxx - minx, 1.0), max(maxy - miny, 1.0)
+        side = max(math.sqrt(width * height / self.size) / 2, math.sqrt(width * height / MAX_POST_CELLS), 1.0)
+        nx, ny = int(width // side) + 1, int(height // side) + 1
+        cx, cy = np.meshgrid(minx + (np.arange(nx) + 0.5) * side, miny + (np.arange(ny) + 0.5) * side)
+        centres = np.column_stack([cx.ravel(), cy.ravel()])  # row j, column i at j * nx + i
+        nearest, _ = self.tree.query(centres)
+        found = self.tree.query_ball_point(centres, nearest + side * math.sqrt(2) + 1.0)
+        xs, ys = self.x_list, self.y_list
+        self._cells = [tuple((k, xs[k], ys[k]) for k in sorted(ks)) for ks in found]
+        self._grid = (float(minx), float(miny), float(side), nx, ny)
 
     def nearest_one(self, x: float, y: float) -> tuple[int, float]:
-        """Index and distance (m) of the nearest post to one metric point; (-1, inf) when none.
-
-        A k-d tree query costs ~25 µs of call overhead for one point; scanning a few hundred posts
-        with numpy costs ~6 µs, so small sets are scanned and only large ones use the tree.
-        """
-        if not len(self.codes):
+        """Index and distance (m) of the nearest post to one metric point; (-1, inf) when none."""
+        if not self.size:
             return -1, float("inf")
-        if len(self.codes) > BRUTE_FORCE_POSTS:
-            distance, index = self.tree.query((x, y))
-            return int(index), float(distance)
+        x0, y0, side, nx, ny = self._grid
+        fx, fy = (x - x0) / side, (y - y0) / side
+        if self._cells is not None and 0.0 <= fx < nx and 0.0 <= fy < ny:  # NaN fails too
+            best, found = math.inf, -1
+            for k, px, py in self._cells[int(fy) * nx + int(fx)]:
+                dx, dy = px - x, py - y
+                squared = dx * dx + dy * dy
+                if squared < best:
+                    best, found = squared, k
+            return found, best**0.5
         squared = (self._x - x) ** 2 + (self._y - y) ** 2
         k = int(squared.argmin())
         return k, float(squared[k]) ** 0.5
@@ -207,8 +250,22 @@ class Router:
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
         self._to_metric = metric_transformer(metric_epsg)
-        self._metric_tree = shapely.STRtree(project(self.grid_index.polygons, metric_epsg))
+        metric_grids = project(self.grid_index.polygons, metric_epsg)
+        self._metric_tree = shapely.STRtree(metric_grids)
         self._code_columns = self._tabulate_codes()
+        # Resolved once here, not per answer: each grid's community, town and city; the station
+        # areas' station as plain ints; the posts' candidate cells over the grids and the posts.
+        self._chain = [self._regions_of(grid) for grid in self.grids]
+        self._station_of_area_list: list[int] = self._station_of_area.tolist()
+        area = _metric_area(metric_grids, [stations, *posts.values()])
+        for post_set in (stations, *posts.values()):
+            post_set.index_area(area)
+
+    def _regions_of(self, grid: GridRecord) -> tuple[GridRecord, Region | None, Region | None, Region | None]:
+        community = self.regions.get(grid.community_code)
+        town = self.regions.get(community.parent_code) if community and community.parent_code else None
+        city = self.regions.get(town.parent_code) if town and town.parent_code else None
+        return grid, community, town, city
 
     def to_metric(self, lon: NDArray, lat: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """WGS84 to the city's metric CRS (for distances)."""
@@ -223,18 +280,15 @@ class Router:
         if rank == NO_POLYGON:
             # Bounded search first (cheap); only a point beyond the tolerance, whose 404 must still
             # name the nearest grid, pays for the unbounded one.
-            here = np.array([[x, y]])
-            near_rank, distance = self._nearest_grid(here, within_m=self.snap_tolerance_m)
-            if near_rank[0] >= 0:
-                rank, snapped = int(near_rank[0]), float(distance[0])
+            here = shapely.Point(x, y)
+            rank, distance = self._nearest_grid_one(here, self.snap_tolerance_m)
+            if rank != NO_POLYGON:
+                snapped = distance
             else:
-                near_rank, distance = self._nearest_grid(here)
-                if near_rank[0] >= 0:
-                    nearest, nearest_m = self.grids[near_rank[0]], float(distance[0])
-        grid = self.grids[rank] if rank != NO_POLYGON else None
-        community = self.regions.get(grid.community_code) if grid else None
-        town = self.regions.get(community.parent_code) if community and community.parent_code else None
-        city = self.regions.get(town.parent_code) if town and town.parent_code else None
+                near_rank, distance = self._nearest_grid_one(here, None)
+                if near_rank != NO_POLYGON:
+                    nearest, nearest_m = self.grids[near_rank], distance
+        grid, community, town, city = self._chain[rank] if rank != NO_POLYGON else (None, None, None, None)
         return Location(
             grid=grid, snapped_m=snapped, nearest_grid=nearest, nearest_grid_m=nearest_m,
             community=community, town=town, city=city,
@@ -242,26 +296,36 @@ class Router:
         )  # fmt: skip
 
     def _station(self, lon: float, lat: float, x: float, y: float) -> StationAnswer | None:
-        if not len(self.stations.codes):
+        stations = self.stations
+        if not stations.size:
             return None
         by_area = self.station_index.locate(lon, lat) if self.station_index else NO_POLYGON
         if by_area != NO_POLYGON:
-            k = int(self._station_of_area[by_area])
-            sx, sy = self.stations.xy[k]
-            distance, by = float(np.hypot(sx - x, sy - y)), "jurisdiction"
-        else:
-            (k, distance), by = self.stations.nearest_one(x, y), "nearest"
-        return StationAnswer(str(self.stations.codes[k]), str(self.stations.names[k]), by, distance)
+            k = self._station_of_area_list[by_area]
+            # np.hypot as before (math.hypot rounds differently in the last bit now and then).
+            distance = float(np.hypot(stations.x_list[k] - x, stations.y_list[k] - y))
+            return StationAnswer(stations.code_list[k], stations.name_list[k], "jurisdiction", distance)
+        k, distance = stations.nearest_one(x, y)
+        return StationAnswer(stations.code_list[k], stations.name_list[k], "nearest", distance)
 
     def _posts(self, x: float, y: float) -> dict[str, PostAnswer | None]:
         answers: dict[str, PostAnswer | None] = {}
+        rings = self.rings_m
         for level in POST_LEVELS:
             posts = self.posts[level]
             k, d = posts.nearest_one(x, y)
-            answers[level] = (
-                None if k < 0 else PostAnswer(str(posts.codes[k]), str(posts.names[k]), d, d <= self.rings_m[level])
-            )
+            answers[level] = None if k < 0 else PostAnswer(posts.code_list[k], posts.name_list[k], d, d <= rings[level])
         return answers
+
+    def _nearest_grid_one(self, point: shapely.Point, within_m: float | None) -> tuple[int, float]:
+        """``_nearest_grid`` for one metric point, without the batch's arrays: (rank, metres) or (-1, inf)."""
+        rank, distance = self._metric_tree.query_nearest(
+            point, max_distance=within_m, return_distance=True, all_matches=True
+        )
+        if not len(rank):
+            return NO_POLYGON, math.inf
+        least = distance.min()
+        return int(rank[distance == least].min()), float(least)
 
     def _nearest_grid(
         self, xy: NDArray[np.float64], within_m: float | None = None
@@ -355,3 +419,17 @@ class Router:
             "town_code": np.array([*towns, ""], dtype=object),
             "station_code": np.array([*self.stations.codes, ""], dtype=object),
         }
+
+
+def _metric_area(grids: NDArray[np.object_], post_sets: list[PostSet]) -> tuple[float, float, float, float]:
+    """Metric bounds of the grids and every post: where single points get the posts' cells."""
+    boxes = [shapely.total_bounds(grids)] if len(grids) else []
+    boxes += [(*p.xy.min(axis=0), *p.xy.max(axis=0)) for p in post_sets if p.size]
+    if not boxes:
+        return 0.0, 0.0, 1.0, 1.0
+    b = np.asarray(boxes, dtype=np.float64)
+    if not np.isfinite(b).all():
+        b = b[np.isfinite(b).all(axis=1)]
+    if not len(b):
+        return 0.0, 0.0, 1.0, 1.0
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
