@@ -1,6 +1,8 @@
 """``/v1/queue``: the open events the caller acts for now, with the count of each warning colour.
 
 What a grid worker, a level's dispatcher or a department opens first: the events they own.
+``/v1/queue/cotasks`` is a co-department's part of that (联合处置): the live co-tasks it works on,
+which are on events another department leads and so never in its ``/v1/queue``.
 
 The list is ``GET /v1/events?owner=mine&status=<open states>`` (same filters, same pages); the counts
 use the same warning rule in SQL (``events.deadlines.warning_sql``), so the badge and the list agree.
@@ -20,6 +22,7 @@ from geoservice.api.deps import SessionDep
 from geoservice.auth.policy import allow, policy
 from geoservice.auth.scope import owner_sql, scope_of, scope_sql
 from geoservice.auth.users import Principal
+from geoservice.events.cotasks import live_tasks_of
 from geoservice.events.deadlines import COLOURS, warning_sql
 from geoservice.events.queries import EventFilters, event_view, list_events
 from geoservice.events.workflow import OPEN_STATES, STATUSES
@@ -30,6 +33,8 @@ from layers.models import Role
 router = APIRouter(prefix="/v1/queue", tags=["events"])
 # Those who act for an owner: units (dispatchers, grid workers), departments (handlers), admins.
 HOLDERS = allow(Role.admin, Role.dispatcher, Role.grid_worker, Role.handler)
+# Those who take co-task steps (``api.event_tasks``): a department's handlers, dispatchers in scope, admins.
+TASK_WORKERS = allow(Role.admin, Role.dispatcher, Role.handler)
 OPEN = tuple(s for s in STATUSES if s in OPEN_STATES)
 
 
@@ -63,3 +68,23 @@ def get_queue(
     page = list_events(session, scope, filters, now=now, settings=settings, sort=sort, limit=limit, cursor=cursor)
     items = [event_view(e, principal, now, settings) for e in page.items]
     return JSONResponse(jsonable_encoder({"counts": counts, "items": items, "next_cursor": page.next_cursor}))
+
+
+@router.get("/cotasks", **policy(TASK_WORKERS))
+def get_cotask_queue(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(TASK_WORKERS)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+) -> JSONResponse:
+    """Your live co-tasks (联合处置), earliest deadline first: ``counts`` per warning colour, then ``items``.
+
+    A handler's are their department's; a dispatcher's those on events in their scope; an admin's all.
+    Each item: the task (``id``, ``department_code``, ``status`` open or handling, ``due_at``,
+    ``warning``, ``overdue``) and its event (``event_id``, ``category_code``, ``event_status``,
+    ``description``, ``place`` — community and grid names — ``lon``, ``lat``). Take the steps with
+    ``POST /v1/events/{event_id}/tasks/{department_code}/start`` and ``/feedback``.
+    """
+    settings: EventSettings = request.app.state.event_settings
+    answer = live_tasks_of(session, principal, datetime.now(UTC), settings, limit)
+    return JSONResponse(jsonable_encoder(answer))

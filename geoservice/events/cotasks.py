@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.auth.scope import scope_of
+from geoservice.auth.scope import scope_of, scope_sql
 from geoservice.auth.users import Principal
 from geoservice.errors import Conflict, Forbidden, InvalidInput, NotFound
-from geoservice.events.deadlines import Clock, warning_colour
+from geoservice.events.deadlines import COLOURS, Clock, warning_colour
 from geoservice.events.log import log_step
 from geoservice.events.queries import fetch_event
 from geoservice.settings import EventSettings
@@ -115,6 +115,48 @@ def list_tasks(
     return [task_view(dict(r._mapping), now, settings) for r in rows]
 
 
+def live_tasks_of(
+    session: Session, principal: Principal, now: datetime, settings: EventSettings, limit: int
+) -> dict[str, Any]:
+    """The live co-tasks the caller works on (``/v1/queue/cotasks``): ``counts`` per colour, then the ``items``.
+
+    A handler's are their department's (a co-department's handler finds its work nowhere else: the
+    event's queue is the lead's); a dispatcher's, those on events in their scope (they may move a task
+    too); an admin's, every one. The events are read through ``auth.scope`` like every other surface.
+    Each item carries what the phone lists without another request: the event's category, state and
+    place (community and grid names of the version the event was placed in), the task's deadline and
+    its warning colour (``task_view``, the deadlines module's rule). Earliest deadline first.
+    """
+    seen, params = scope_sql(scope_of(principal))
+    mine = "TRUE"
+    if principal.role == Role.handler:
+        mine, params = "t.department_code = :department", {**params, "department": principal.department_code}
+    rows = session.execute(
+        text(
+            f"SELECT {TASK_COLUMNS}, e.category_code, e.status AS event_status, e.description, e.grid_code, "
+            "e.community_code, g.name AS grid_name, r.name AS community_name, "
+            "ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat "
+            "FROM event_tasks t JOIN departments d ON d.code = t.department_code "
+            "JOIN events e ON e.id = t.event_id "
+            "LEFT JOIN grids g ON g.version_id = e.boundary_version_id AND g.code = e.grid_code "
+            "LEFT JOIN regions r ON r.version_id = e.boundary_version_id AND r.code = e.community_code "
+            f"WHERE t.status IN ('open', 'handling') AND {seen} AND {mine} "
+            "ORDER BY t.due_at NULLS LAST, t.id LIMIT :limit"
+        ),
+        {**params, "limit": limit},
+    )
+    items = []
+    for row in rows:
+        task = dict(row._mapping)
+        names = [task["community_name"] or task["community_code"], task["grid_name"] or task["grid_code"]]
+        task["place"] = " ".join(n for n in names if n)
+        items.append(task_view(task, now, settings))
+    counts = dict.fromkeys(COLOURS, 0)
+    for item in items:
+        counts[item["warning"]] += 1
+    return {"counts": {**counts, "total": len(items)}, "items": items}
+
+
 def task_view(task: dict[str, Any], now: datetime, settings: EventSettings) -> dict[str, Any]:
     """A task with the colour of its own clock (from its creation to its deadline, while it is live)."""
     clock = Clock("handle", task["created_at"], task["due_at"]) if task["status"] in LIVE and task["due_at"] else None
@@ -141,7 +183,15 @@ def feed_back_task(
         raise InvalidInput("say what your department did (note)", title="A note is required")
     if len(note) > MAX_NOTE:
         raise InvalidInput(f"the note has at most {MAX_NOTE:,} characters", title="Text too long")
-    event, task = _task(session, event_id, department, actor)
+    try:
+        event, task = _task(session, event_id, department, actor)
+    except NotFound:
+        # A fed-back task takes the event out of its handler's scope: the same feedback again (its first
+        # answer lost on the phone's network) would find no event. Their own stored feedback is the answer.
+        retry = _own_feedback(session, event_id, department, actor, note)
+        if retry is None:
+            raise
+        return retry
     if task["status"] == "fed_back" and task["feedback"] == note:
         return task
     if task["status"] != "handling":
@@ -168,6 +218,26 @@ def _step(
     )  # fmt: skip
     return {**task, "status": target, f"{stamp}_at": now, f"{stamp}_by": actor.username,
             **({"feedback": note} if feedback else {})}  # fmt: skip
+
+
+def _own_feedback(
+    session: Session, event_id: int, department: str, actor: Principal, note: str
+) -> dict[str, Any] | None:
+    """The department's current task on the event if ``actor`` fed it back with exactly ``note``; else None.
+
+    Only what the actor wrote themselves is answered, so nothing of an event outside their scope shows.
+    """
+    row = session.execute(
+        text(
+            f"SELECT {TASK_COLUMNS} FROM event_tasks t JOIN departments d ON d.code = t.department_code "
+            "WHERE t.event_id = :id AND t.department_code = :d AND t.status <> 'replaced' "
+            "ORDER BY t.id DESC LIMIT 1"
+        ),
+        {"id": event_id, "d": department},
+    ).first()
+    if row is None or row.status != "fed_back" or row.fed_back_by != actor.username or row.feedback != note:
+        return None
+    return dict(row._mapping)
 
 
 def _task(session: Session, event_id: int, department: str, actor: Principal) -> tuple[dict, dict]:

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from layers.models import Role
-from tests.geoservice.events_city import centre, events_city_client
+from tests.geoservice.events_city import COMMUNITY_A, COMMUNITY_B, centre, events_city_client
 from tests.geoservice.signin import sign_in
 
 LEAD = "urban_management"
@@ -120,3 +120,43 @@ def test_lead_and_co_departments_walk_the_loop(client: TestClient, empty_db: Eng
     ]
     dispatches = [e["details"]["co_departments"] for e in log if e["action"] == "dispatch"]
     assert dispatches == [["police", "ecology"], ["ecology", "emergency"]]
+
+
+def test_a_department_lists_its_live_co_tasks_and_a_lost_feedback_answer_can_be_asked_again(
+    client: TestClient, empty_db: Engine
+):
+    """``/v1/queue/cotasks``: the co-department's work (the phone's list), scoped; a resent feedback is harmless."""
+    dispatcher = sign_in(client, empty_db, Role.dispatcher)
+    other = sign_in(client, empty_db, Role.dispatcher, "disp-b", region_code=COMMUNITY_B)
+    police = sign_in(client, empty_db, Role.handler, "police-h", department_code="police")
+    ecology = sign_in(client, empty_db, Role.handler, "eco-h", department_code="ecology")
+    worker = sign_in(client, empty_db, Role.grid_worker, "worker-a", region_code=COMMUNITY_A)
+    lon, lat = centre(0)
+    event = client.post("/v1/events", json={"lon": lon, "lat": lat, "category": "city_management.garbage"},
+                        headers=dispatcher).json()  # fmt: skip
+    event = _step(client, dispatcher, event, "accept")
+    event = _step(client, dispatcher, event, "dispatch", department_code=LEAD, co_departments=["police"])
+
+    mine = client.get("/v1/queue/cotasks", headers=police).json()
+    assert mine["counts"]["total"] == 1 and sum(mine["counts"][c] for c in ("none", "blue", "yellow", "red")) == 1
+    [task] = mine["items"]
+    assert (task["event_id"], task["department_code"], task["status"]) == (event["id"], "police", "open")
+    assert task["category_code"] == "city_management.garbage" and task["event_status"] == "dispatched"
+    assert task["place"] == "甲村 网格1" and task["due_at"] == event["handle_due_at"]
+    assert task["warning"] == "none" and task["overdue"] is False
+    assert client.get("/v1/queue/cotasks", headers=ecology).json()["items"] == []  # not ecology's task
+    assert [t["event_id"] for t in client.get("/v1/queue/cotasks", headers=dispatcher).json()["items"]] == [event["id"]]
+    assert client.get("/v1/queue/cotasks", headers=other).json()["items"] == []  # outside that dispatcher's scope
+    assert client.get("/v1/queue/cotasks", headers=worker).status_code == 403  # co-tasks are departments' work
+    assert client.get("/v1/queue/cotasks?limit=0", headers=police).status_code == 422
+
+    _task(client, police, event["id"], "police", "start")
+    assert client.get("/v1/queue/cotasks", headers=police).json()["items"][0]["status"] == "handling"
+    done = _task(client, police, event["id"], "police", "feedback", note="已到场维持秩序")
+    assert client.get(f"/v1/events/{event['id']}", headers=police).status_code == 404  # no longer theirs to see
+    again = _task(client, police, event["id"], "police", "feedback", note="已到场维持秩序")  # the answer was lost
+    assert again["status"] == "fed_back" and again["fed_back_at"] == done["fed_back_at"]
+    _task(client, police, event["id"], "police", "feedback", 404, note="另一段话")  # other words: still not theirs
+    assert client.get("/v1/queue/cotasks", headers=police).json()["items"] == []
+    log = client.get(f"/v1/events/{event['id']}/log", headers=dispatcher).json()["entries"]
+    assert [e["action"] for e in log if e["action"].startswith("co_")] == ["co_task_start", "co_task_feedback"]
