@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 from sqlalchemy import Engine, text
 
 from geoservice.app import create_app
@@ -88,6 +88,32 @@ def status_of(engine: Engine, event_id: int) -> str:
         return conn.execute(text("SELECT status FROM events WHERE id = :id"), {"id": event_id}).scalar_one()
 
 
+def lose_answers(page: Page, pattern: str) -> None:
+    """The server gets the request and answers, the phone never hears it (a network that drops the answer)."""
+
+    def lose(route: Route) -> None:
+        route.fetch()
+        route.abort()
+
+    page.route(pattern, lose)
+
+
+def resend(page: Page, context: BrowserContext, pattern: str) -> None:
+    """After a lost answer: the item waits; the network comes back, and the phone sends it again."""
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('发送失败')")
+    assert page.get_attribute("#pending", "data-count") == "1"
+    page.unroute(pattern)
+    context.set_offline(True)
+    context.set_offline(False)
+    wait_sent(page)
+
+
+def log_of(engine: Engine, event_id: int, action: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT actor, note FROM event_log WHERE event_id = :id "
+                                                    "AND action = :a ORDER BY id"), {"id": event_id, "a": action})]
+
+
 def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_path: Path, artifacts):
     picture = tmp_path / "after.jpg"
     picture.write_bytes(photo(640, 480, gps=centre(0)))
@@ -98,6 +124,8 @@ def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_
         lon, lat = centre(0)
         reported = requests.post(f"{f.base}/v1/events", headers=citizen, timeout=10, json={
             "lon": lon, "lat": lat, "category": SMALL, "description": "占道经营"}).json()  # fmt: skip
+        big = requests.post(f"{f.base}/v1/events", headers=citizen, timeout=10, json={
+            "lon": lon, "lat": lat, "category": "city_management.garbage", "description": "垃圾堆积成山"}).json()  # fmt: skip
         order = requests.post(f"{f.base}/v1/events/{reported['id']}/supervision", headers=supervisor, timeout=10,
                               json={"instruction": "今天之内清理占道摊点", "reply_hours": 24})  # fmt: skip
         assert order.status_code == 201, order.text
@@ -129,6 +157,12 @@ def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_
         task.locator("input[name=photo]").set_input_files(str(picture))
         task.locator("form button").click()
         page.wait_for_function("document.getElementById('pending').dataset.count === '1'")
+        order_li = page.locator(f"#orders li[data-order='{order.json()['id']}']")  # the reply, offline too
+        order_li.locator("button[data-reply]").click()
+        order_li.locator("textarea[name=note]").fill("已安排今天下午清理")
+        order_li.locator("form button").click()
+        page.wait_for_function("document.getElementById('pending').dataset.count === '2'")
+        assert order_li.get_attribute("data-replied") == "1" and "已回复: 已安排今天下午清理" in order_li.inner_text()
         page.wait_for_function(f"document.querySelector(\"#tasks li[data-event-id='{reported['id']}']\")"
                                ".dataset.status === 'handled'")  # fmt: skip
         assert task.locator("button").count() == 0  # nothing more to do here
@@ -137,12 +171,30 @@ def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_
 
         context.set_offline(False)
         wait_sent(page)
+        assert log_of(empty_db, reported["id"], "supervision_reply") == [("worker-a", "已安排今天下午清理")]
+
+        # Escalate (上报升级) a matter too big for the grid; the server's answer is lost, the phone sends it again:
+        # the row_version it was taken on makes the resend a 409, the phone finds the event already a level up.
+        escalated = page.locator(f"#tasks li[data-event-id='{big['id']}']")
+        assert escalated.locator("button[data-act=escalate]").inner_text() == "上报升级"
+        lose_answers(page, f"**/v1/events/{big['id']}/transitions")
+        escalated.locator("button[data-act=escalate]").click()
+        escalated.locator("textarea[name=note]").fill("垃圾量大，需镇里调车清运")
+        escalated.locator("form button").click()
+        resend(page, context, f"**/v1/events/{big['id']}/transitions")
+        assert log_of(empty_db, big["id"], "escalate") == [("worker-a", "垃圾量大，需镇里调车清运")]
+        with empty_db.connect() as conn:
+            level = conn.execute(text("SELECT escalation_level FROM events WHERE id = :id"), {"id": big["id"]}).scalar()
+        assert level == "community"
         page.reload()  # starts again and flushes an empty queue: the feedback is not sent twice
         page.wait_for_function("document.getElementById('where-grid') !== null")
         assert "已处置" in page.locator(f"#tasks li[data-event-id='{reported['id']}']").inner_text()
         page.click("#lang")
         assert page.locator("#tasks").locator("xpath=following-sibling::h3").inner_text() == "Supervision orders"
+        assert page.locator(f"#tasks li[data-event-id='{big['id']}']").count() == 0  # the community's now
         context.close()
+
+        co_task_on_the_phone(f, empty_db, picture, artifacts)
 
     assert status_of(empty_db, reported["id"]) == "handled"
     with empty_db.connect() as conn:
@@ -150,7 +202,66 @@ def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_
                                   "('accept', 'start', 'feedback') ORDER BY id"), {"id": reported["id"]}).all()  # fmt: skip
     assert [tuple(s) for s in steps] == [("accept", "worker-a", ""), ("start", "worker-a", ""),
                                          ("feedback", "worker-a", "摊点已清理，已劝离")]  # fmt: skip
-    assert count(empty_db, "photos") == 1
+    with empty_db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM photos WHERE event_id = :id"), {"id": reported["id"]}).scalar() == 1
+        orders = conn.execute(text("SELECT replied_by, reply FROM supervision_orders")).all()
+    assert [tuple(o) for o in orders] == [("worker-a", "已安排今天下午清理")]  # one order, its one reply
+
+
+def co_task_on_the_phone(f: Field, engine: Engine, picture: Path, artifacts: Path) -> None:
+    """A police handler's co-task (联合处置) on /m: started online, fed back offline, its answer lost, sent once."""
+    dispatcher = sign_in(f.server, engine, Role.dispatcher, "disp-a", region_code=COMMUNITY_A)
+    sign_in(f.server, engine, Role.handler, "police-h", department_code="police")
+    lon, lat = centre(0)
+    event = requests.post(f"{f.base}/v1/events", headers=dispatcher, timeout=10, json={
+        "lon": lon, "lat": lat, "category": "city_management.garbage", "description": "占道堆物，阻碍通行"}).json()  # fmt: skip
+    for body in ({"action": "accept"}, {"action": "dispatch", "department_code": "urban_management",
+                                        "co_departments": ["police"]}):  # fmt: skip
+        answer = requests.post(f"{f.base}/v1/events/{event['id']}/transitions", headers=dispatcher, timeout=10,
+                               json={**body, "expected_version": event["row_version"]})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        event = answer.json()
+    with engine.connect() as conn:
+        garbage = conn.execute(text("SELECT name FROM categories WHERE code = 'city_management.garbage'")).scalar_one()
+
+    context = phone(f, centre(0))
+    page = signed_in(f, context, "police-h")
+    task = page.locator(f"#tasks li[data-cotask-event='{event['id']}']")
+    task.locator("button[data-co=start]").wait_for()
+    assert f"联合处置 #{event['id']} {garbage} · 甲村 网格1 · 待处置 · 到期 " in task.inner_text()
+    assert task.get_attribute("data-department") == "police"
+    page.click("#lang")
+    assert task.inner_text().startswith(f"Co-task #{event['id']} ") and "to start" in task.inner_text()
+    assert task.locator("button[data-co=start]").inner_text() == "Start handling"
+    page.click("#lang")
+    task.locator("button[data-co=start]").click()
+    task.locator("button[data-co=feedback]").wait_for()
+    wait_sent(page)
+
+    context.set_offline(True)
+    page.wait_for_function("document.getElementById('net').textContent === '离线'")
+    task.locator("button[data-co=feedback]").click()
+    task.locator("textarea[name=note]").fill("已派警力维持秩序")
+    task.locator("input[name=photo]").set_input_files(str(picture))
+    task.locator("form button").click()
+    page.wait_for_function(f"document.querySelector(\"#tasks li[data-cotask-event='{event['id']}']\")"
+                           ".dataset.status === 'fed_back'")  # fmt: skip
+    assert "已反馈" in task.inner_text() and task.locator("button").count() == 0
+    page.screenshot(path=str(artifacts / "mobile-cotask-offline.png"))
+    pattern = f"**/v1/events/{event['id']}/tasks/police/feedback"
+    lose_answers(page, pattern)
+    context.set_offline(False)
+    resend(page, context, pattern)  # the task was fed back, the event left police's scope: the stored answer
+    context.close()
+
+    with engine.connect() as conn:
+        tasks = conn.execute(text("SELECT status, fed_back_by, feedback FROM event_tasks WHERE event_id = :id"),
+                             {"id": event["id"]}).all()  # fmt: skip
+        photos = conn.execute(text("SELECT count(*) FROM photos WHERE event_id = :id"), {"id": event["id"]}).scalar()
+    assert [tuple(t) for t in tasks] == [("fed_back", "police-h", "已派警力维持秩序")]
+    assert [a for a, _ in log_of(engine, event["id"], "co_task_start")] == ["police-h"]
+    assert log_of(engine, event["id"], "co_task_feedback") == [("police-h", "已派警力维持秩序")]
+    assert photos == 1
 
 
 IN_FILL = """() => {
@@ -201,6 +312,10 @@ def test_where_am_i_draws_my_grid_and_my_position_from_local_assets(empty_db: En
         other.close()
 
 
+def track_points(page: Page) -> int:
+    return len((page.get_attribute("#track", "points") or "").split())
+
+
 def test_patrol_recorded_partly_offline_arrives_whole(empty_db: Engine, tmp_path: Path, artifacts):
     lon, lat = centre(0)
     steps = [(lon - 0.004 + 0.0005 * k, lat) for k in range(16)]  # eastwards, ~48 m a step
@@ -209,6 +324,7 @@ def test_patrol_recorded_partly_offline_arrives_whole(empty_db: Engine, tmp_path
         worker = sign_in(f.server, empty_db, Role.grid_worker, "worker-a2", region_code=COMMUNITY_A)
         context = phone(f, steps[0])
         page = signed_in(f, context, "worker-a")
+        page.locator("#minimap #grid-outline").wait_for()
         page.click("#patrol-start")
         page.wait_for_function("document.getElementById('patrol-stats').textContent.startsWith('巡逻中')")
         wait_sent(page)
@@ -222,6 +338,7 @@ def test_patrol_recorded_partly_offline_arrives_whole(empty_db: Engine, tmp_path
 
         for k in range(1, 11):  # the tenth fix makes a batch, sent at once
             walk(k)
+        assert track_points(page) == 11  # the track so far on the small map, one vertex a fix
         wait_sent(page)
         assert count(empty_db, "patrol_points") == 10
         context.set_offline(True)
@@ -229,10 +346,15 @@ def test_patrol_recorded_partly_offline_arrives_whole(empty_db: Engine, tmp_path
             walk(k)
         stats = page.locator("#patrol-stats").inner_text()
         shown_m = int(page.get_attribute("#patrol-stats", "data-distance") or 0)
+        assert track_points(page) == len(steps)
+        page.screenshot(path=str(artifacts / "mobile-patrol-track.png"))
+        xs = [float(p.split(",")[0]) for p in (page.get_attribute("#track", "points") or "").split()]
+        assert xs == sorted(xs) and xs[-1] > xs[0]  # eastwards, as walked
         assert re.search(r"^巡逻中 \d\d:\d\d:\d\d · 0\.\d\d 公里 · 16 个定位点$", stats), stats
         page.click("#patrol-stop")
         page.wait_for_function("document.getElementById('pending').dataset.count === '2'")  # last fixes, the stop
         assert page.locator("#patrol-stats").inner_text() == "巡逻已结束"
+        assert page.locator("#track").count() == 0  # the track goes with the patrol
         page.screenshot(path=str(artifacts / "mobile-patrol-offline.png"))
         assert count(empty_db, "patrol_points") == 10  # nothing left the phone while offline
 

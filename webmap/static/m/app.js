@@ -1,9 +1,12 @@
-// 网格通: the grid worker's phone. Offline first: reports (with a photo), visits, workflow steps on the
-// worker's events and patrol fixes are queued in IndexedDB (photo bytes do not fit localStorage's 5 MB),
-// each with its own key, and sent in order when the network returns. The server stores each once: the
-// idempotency key for reports, visits and patrol starts, the photo's bytes for photos, the fix's time
-// within its patrol for fixes, and the event's row_version for workflow steps (a step taken on a version
-// can be taken only once; a resend finds the event already moved and is not applied again).
+// 网格通: the phone of grid workers, patrol officers and handlers. Offline first: reports (with a photo),
+// visits, workflow steps on the worker's events, co-task steps, replies to supervision orders and patrol
+// fixes are queued in IndexedDB (photo bytes do not fit localStorage's 5 MB), each with its own key, and
+// sent in order when the network returns. The server stores each once: the idempotency key for reports,
+// visits and patrol starts, the photo's bytes for photos, the fix's time within its patrol for fixes, the
+// event's row_version for workflow steps (a step taken on a version can be taken only once; a resend
+// finds the event already moved and is not applied again), the task's state for co-task steps (a start
+// of a task in hand, the same feedback again answer the stored task) and the order's one reply for
+// replies (the same words from the same person again answer the stored reply).
 "use strict";
 
 const TEXT = {
@@ -15,7 +18,9 @@ const TEXT = {
        refused: "未被接受", changed: "事件已被他人处理，未提交", orders: "督办", replyBy: "回复期限",
        noOrders: "暂无督办", feedbackNote: "处置情况（必填）", patrol: "巡逻", patrolStart: "开始巡逻",
        patrolStop: "结束巡逻", patrolling: "巡逻中", patrolDone: "巡逻已结束", km: "公里", fixes: "个定位点",
-       inspect: "巡查场所", mapTitle: "网格范围与我的位置", act: "提交"},
+       inspect: "巡查场所", mapTitle: "网格范围与我的位置", act: "提交", cotask: "联合处置",
+       task_open: "待处置", task_handling: "处置中", task_fed_back: "已反馈", reply: "回复", replyNote: "回复内容",
+       replied: "已回复", escalateNote: "上报原因（必填）", escalatedTo: "已上报至", track: "巡逻轨迹"},
   en: {title: "Grid worker", signin: "Sign in", username: "Username", password: "Password", where: "Where am I",
        locate: "Locate me", tasks: "My tasks", report: "Report an event", describe: "Describe the problem",
        send: "Send", visit: "Record a visit", notes: "What you found", record: "Record", signout: "Sign out",
@@ -26,15 +31,27 @@ const TEXT = {
        replyBy: "reply by", noOrders: "No supervision orders", feedbackNote: "What was done (required)",
        patrol: "Patrol", patrolStart: "Start patrol", patrolStop: "Stop patrol", patrolling: "Patrolling",
        patrolDone: "Patrol stopped", km: "km", fixes: "fixes", inspect: "Inspect a place",
-       mapTitle: "My grid and my position", act: "Send"},
+       mapTitle: "My grid and my position", act: "Send", cotask: "Co-task", task_open: "to start",
+       task_handling: "handling", task_fed_back: "fed back", reply: "Reply", replyNote: "Your reply",
+       replied: "Replied", escalateNote: "Why escalate (required)", escalatedTo: "escalated to",
+       track: "Patrol track"},
 };
 // English names of what /map/names names in Chinese (the server's names are the Chinese ones).
 const EN = {
-  actions: {accept: "Accept", start: "Start handling", feedback: "Feed back"},
+  actions: {accept: "Accept", start: "Start handling", feedback: "Feed back", escalate: "Escalate"},
   statuses: {reported: "reported", accepted: "accepted", dispatched: "dispatched", returned: "returned",
              handling: "handling", handled: "handled", reopened: "reopened", verified: "verified"},
+  levels: {grid: "grid", community: "community", town: "town", city: "city"},
 };
-const STEPS = {accept: "accepted", start: "handling", feedback: "handled"};  // the phone's steps → their state
+// The phone's steps → their state (escalate keeps a unit's state; a department's is taken back, returned).
+const STEPS = {accept: "accepted", start: "handling", feedback: "handled", escalate: null};
+const LEVELS = ["grid", "community", "town", "city"];
+const DEPARTMENT_HELD = ["dispatched", "handling", "reopened"];
+const CO_STEPS = {start: "handling", feedback: "fed_back"};  // co-task steps → the task's state
+const CO_ROLES = ["handler", "dispatcher", "admin"];  // who works on co-tasks (GET /v1/queue/cotasks)
+// What opens a form (a note, maybe a photo) before it is queued: the key is the button's step.
+const FORMS = {feedback: {note: "feedbackNote", photo: true}, escalate: {note: "escalateNote", photo: false},
+               "co-feedback": {note: "feedbackNote", photo: true}, reply: {note: "replyNote", photo: false}};
 const TOKEN = "m.token", LANG = "m.lang", CACHE = "m.cache", PATROL = "m.patrol", PATROL_IDS = "m.patrolIds";
 const OLD_QUEUE = "m.queue";  // the queue of an earlier version of the app, in localStorage
 const BATCH = 10;  // fixes per batch; a running patrol also sends what it has every minute
@@ -143,11 +160,31 @@ function eventItem(e) {
   const acts = (e.allowed_actions || []).filter((a) => a in STEPS);
   const buttons = acts.map((a) =>
     `<button type="button" data-act="${a}" data-event="${e.id}">${esc(named("actions", a))}</button>`).join("");
-  return `<li class="${e.warning}" data-event-id="${e.id}" data-status="${e.status}">` +
+  return `<li class="${e.warning}" data-event-id="${e.id}" data-status="${e.status}" data-level="${e.escalation_level}">` +
     `<span class="what">#${e.id} ${esc(named("categories", e.category_code))} · ` +
     `<span class="state">${esc(named("statuses", e.status))}</span> · ${t("due")} ${local(e.due_at)}</span>` +
+    (e.escalated ? ` · <b class="escalated">${t("escalatedTo")} ${esc(named("levels", e.escalation_level))}</b>` : "") +
     (e.supervised ? ` · <b class="red">${t("orders")}</b>` : "") +
     (buttons ? `<div class="acts">${buttons}</div>` : "") + "</li>";
+}
+
+// A co-task (联合处置): my department's part of an event another department leads.
+function cotaskItem(k) {
+  const acts = {open: ["start"], handling: ["feedback"]}[k.status] || [];
+  const buttons = acts.map((a) => `<button type="button" data-co="${a}" data-event="${k.event_id}" ` +
+    `data-department="${esc(k.department_code)}">${esc(named("actions", a))}</button>`).join("");
+  return `<li class="cotask ${k.warning}" data-cotask-event="${k.event_id}" data-department="${esc(k.department_code)}" ` +
+    `data-status="${k.status}"><span class="what"><b>${t("cotask")}</b> #${k.event_id} ` +
+    `${esc(named("categories", k.category_code))} · ${esc(k.place)} · <span class="state">${t(`task_${k.status}`)}</span>` +
+    ` · ${t("due")} ${local(k.due_at)}</span>` + (buttons ? `<div class="acts">${buttons}</div>` : "") + "</li>";
+}
+
+function orderItem(o) {
+  const answer = o.reply
+    ? `<div class="reply">${t("replied")}: ${esc(o.reply)}</div>`
+    : `<div class="acts"><button type="button" data-reply="${o.id}">${t("reply")}</button></div>`;
+  return `<li class="${o.overdue ? "red" : ""}" data-order="${o.id}" data-replied="${o.reply ? 1 : 0}">#${o.event_id} ` +
+    `${esc(o.instruction)} · ${t("replyBy")} ${local(o.reply_due_at)}${answer}</li>`;
 }
 
 function render() {
@@ -162,14 +199,15 @@ function render() {
     `<option value="${esc(d.duty_code)}|${esc(d.unit_code)}">${esc(d.duty_name)} · ${esc(d.unit_name)}</option>`).join("");
   $("visit-place").hidden = !place;
   $("visit-place").textContent = place ? `${t("inspect")}: ${place.name} · ${t("due")} ${local(place.inspection.due_at)}` : "";
-  const tasks = [...(c.events || []).map(eventItem),
+  const tasks = [...(c.events || []).map(eventItem), ...(c.cotasks || []).map(cotaskItem),
     ...(c.duties || []).filter((d) => d.status !== "ok").map((d) =>
       `<li class="${d.warning}">${esc(d.duty_name)} · ${esc(d.unit_name)} · ${t(d.status)} · ${t("due")} ${local(d.due_at)}</li>`)];
-  $("tasks").innerHTML = tasks.join("");
   const orders = c.orders || [];
-  $("orders").innerHTML = orders.length ? orders.map((o) =>
-    `<li class="${o.overdue ? "red" : ""}" data-order="${o.id}">#${o.event_id} ${esc(o.instruction)} · ` +
-    `${t("replyBy")} ${local(o.reply_due_at)}</li>`).join("") : `<li>${t("noOrders")}</li>`;
+  // a form being filled in survives the lists being drawn again (a refresh may land while the worker types)
+  const open = [...openForms($("tasks")), ...openForms($("orders"))];
+  $("tasks").innerHTML = tasks.join("");
+  $("orders").innerHTML = orders.length ? orders.map(orderItem).join("") : `<li>${t("noOrders")}</li>`;
+  reopenForms(open);
   const w = c.where;
   $("where").innerHTML = w ? `<dt>${t("grid")}</dt><dd id="where-grid">${esc(w.grid)}</dd>` +
     `<dt>${t("community")}</dt><dd>${esc(w.community)}</dd><dt>${t("station")}</dt><dd>${esc(w.station)}</dd>` : "";
@@ -191,6 +229,9 @@ function drawMap(c) {
   const points = shape.flat();
   const me = c.position;
   if (me) points.push([me.lon, me.lat]);
+  const p = patrol();
+  const track = p && p.track ? p.track : [];  // the running patrol's fixes so far, drawn on the same projection
+  points.push(...track);
   const lons = points.map((p) => p[0]), lats = points.map((p) => p[1]);
   const [w, e, s, n] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
   // A drawing, not a measurement: longitude shrunk by cos(latitude) so that the grid keeps its shape.
@@ -202,8 +243,10 @@ function drawMap(c) {
   const d = shape.map((ring) => "M" + ring.map((p) => xy(p).join(",")).join("L") + "Z").join("");
   let dot = "";
   if (me) { const [x, y] = xy([me.lon, me.lat]); dot = `<circle id="me" class="me" cx="${x}" cy="${y}" r="6"/>`; }
+  const line = track.length ? `<polyline id="track" class="track" aria-label="${esc(t("track"))}" ` +
+    `points="${track.map((q) => xy(q).join(",")).join(" ")}"/>` : "";
   svg.innerHTML = `<title>${esc(t("mapTitle"))}</title>` +
-    `<path id="grid-outline" class="grid" data-grid="${esc(c.gridShape.code)}" fill-rule="evenodd" d="${d}"/>${dot}`;
+    `<path id="grid-outline" class="grid" data-grid="${esc(c.gridShape.code)}" fill-rule="evenodd" d="${d}"/>${line}${dot}`;
   svg.style.display = "";
 }
 
@@ -215,14 +258,20 @@ async function refresh() {
     const names = await api("/map/names");
     if (names.ok) {
       const n = await names.json();
-      changes.names = {categories: n.categories, statuses: n.statuses, actions: n.actions};
+      changes.names = {categories: n.categories, statuses: n.statuses, actions: n.actions, levels: n.levels};
     }
+    const me = await api("/v1/auth/me");
+    if (me.ok) changes.role = (await me.json()).role;
     const duties = await api("/v1/me/duties");
     if (duties.ok) changes.duties = (await duties.json()).items;
     const mine = await api("/v1/queue");
     if (mine.ok) changes.events = (await mine.json()).items;
     const orders = await api("/v1/supervision?waiting=true");
     if (orders.ok) changes.orders = (await orders.json()).items;
+    if (CO_ROLES.includes(changes.role || cache().role)) {  // co-tasks are departments' work, never a grid worker's
+      const co = await api("/v1/queue/cotasks");
+      if (co.ok) changes.cotasks = (await co.json()).items;
+    } else changes.cotasks = [];
     const place = new URLSearchParams(location.search).get("place");
     if (place) {
       const p = await api(`/v1/me/places/${encodeURIComponent(place)}`);
@@ -230,7 +279,7 @@ async function refresh() {
     }
     // the steps still waiting here are shown as taken (the server has not heard of them yet)
     if (begun !== generation) return;  // stale: the refresh after the queue's change shows the page
-    for (const item of queued.filter((x) => x.kind === "act")) applyLocally(changes, item);
+    for (const item of queued) applyLocally(changes, item);
     updateCache(changes);
   } catch (err) { /* offline again: the cache stays */ }
   render();
@@ -300,12 +349,42 @@ async function sendOne(item) {
     const r = await postJson(`/v1/events/${item.eventId}/transitions`, item.body);
     if (r.ok) return;
     if (r.status === 409) {
-      // Sent before but the answer was lost? The step was taken on this row_version once; read the event.
+      // Sent before but the answer was lost? The step was taken on this row_version once; read the event:
+      // already in the step's state (an escalation: already above the level it was taken at) is done.
       const now = await api(`/v1/events/${item.eventId}`);
-      if (now.ok && (await now.json()).status === STEPS[item.body.action]) return;
+      const e = now.ok ? await now.json() : null;
+      if (e && (item.body.action === "escalate" ? LEVELS.indexOf(e.escalation_level) > LEVELS.indexOf(item.level)
+                                                  : e.status === STEPS[item.body.action])) return;
       throw new Refused(t("changed"));
     }
     throw await refusal(r, item.body.action);
+  }
+  if (item.kind === "cotask") {
+    if (item.photo && !item.photoSent) {  // before the feedback: a fed-back task leaves the handler's scope
+      await uploadPhoto(item.eventId, item.photo);
+      item.photoSent = true;
+      await putItem(item);
+    }
+    const path = `/v1/events/${item.eventId}/tasks/${encodeURIComponent(item.department)}/${item.step}`;
+    const r = item.step === "feedback" ? await postJson(path, {note: item.note}) : await api(path, {method: "POST"});
+    if (r.ok) return;  // a start of a task in hand, the same feedback again: the server answers the stored task
+    if (r.status === 409) {
+      // the task moved meanwhile: done if it is where this step leads (a feedback: with these words)
+      const now = await api(`/v1/events/${item.eventId}/tasks`);
+      const mine = now.ok ? (await now.json()).items.filter((k) => k.department_code === item.department &&
+                                                           k.status !== "replaced").pop() : null;
+      if (mine && (item.step === "start" ? ["handling", "fed_back"].includes(mine.status)
+                                         : mine.status === "fed_back" && mine.feedback === item.note)) return;
+      throw new Refused(t("changed"));
+    }
+    throw await refusal(r, t("cotask"));
+  }
+  if (item.kind === "reply") {
+    // One reply per order; the same words from me again answer the stored reply, other words (someone
+    // else answered first) are a 409, dropped with the server's reason.
+    const r = await postJson(`/v1/supervision/${item.orderId}/reply`, {reply: item.reply});
+    if (!r.ok) throw await refusal(r, t("reply"));
+    return;
   }
   if (item.kind === "patrol-start") {
     const r = await postJson("/v1/patrols", {idempotency_key: item.key, started_at: item.started_at});
@@ -359,11 +438,31 @@ async function flush() {
 }
 
 // --- my tasks: accept, start, feed back -------------------------------------------------------------------
+// What a queued item changes on the page, before the server has heard of it (and after a refresh that
+// read the server before it was sent).
 function applyLocally(c, item) {
+  if (item.kind === "cotask") {
+    const k = (c.cotasks || []).find((x) => x.event_id === item.eventId && x.department_code === item.department);
+    if (k && k.status !== "fed_back") k.status = CO_STEPS[item.step];
+    return;
+  }
+  if (item.kind === "reply") {
+    const o = (c.orders || []).find((x) => x.id === item.orderId);
+    if (o && !o.reply) o.reply = item.reply;
+    return;
+  }
+  if (item.kind !== "act") return;
   const e = (c.events || []).find((x) => x.id === item.eventId);
   if (!e || e.row_version !== item.body.expected_version) return;
-  e.status = STEPS[item.body.action];
   e.row_version += 1;
+  if (item.body.action === "escalate") {  // sent up: no longer mine to act on
+    e.escalation_level = LEVELS[LEVELS.indexOf(e.escalation_level) + 1] || e.escalation_level;
+    if (DEPARTMENT_HELD.includes(e.status)) e.status = "returned";
+    e.escalated = true;
+    e.allowed_actions = [];
+    return;
+  }
+  e.status = STEPS[item.body.action];
   e.allowed_actions = {accepted: e.small_matter ? ["start"] : [], handling: ["feedback"], handled: []}[e.status] || [];
 }
 
@@ -371,9 +470,14 @@ async function act(eventId, action, note, photo) {
   const c = cache();
   const e = (c.events || []).find((x) => x.id === eventId);
   if (!e) return;
-  const item = {kind: "act", key: newKey(action), eventId, photo: photo || null,
+  const item = {kind: "act", key: newKey(action), eventId, photo: photo || null, level: e.escalation_level,
                 body: {action, expected_version: e.row_version, note: note || ""}};
+  await queueAndShow(item);
+}
+
+async function queueAndShow(item) {
   await putItem({...item, seq: nextSeq()});  // queued first: the page never shows a step that is not waiting
+  const c = cache();
   applyLocally(c, item);  // shown at once; the server's answer replaces it when online
   saveCache(c);
   render();
@@ -381,28 +485,72 @@ async function act(eventId, action, note, photo) {
   flush();
 }
 
-function feedbackForm(li, eventId) {
-  if (li.querySelector("form")) return;
+async function coStep(eventId, department, step, note, photo) {
+  await queueAndShow({kind: "cotask", key: newKey(`co-${step}`), eventId, department, step, note: note || "",
+                      photo: photo || null});
+}
+
+async function reply(orderId, text) {
+  await queueAndShow({kind: "reply", key: newKey("reply"), orderId, reply: text});
+}
+
+// A button's step: an event's action, a co-task's (co-start, co-feedback), or a reply to an order.
+const stepOf = (b) => b.dataset.act || (b.dataset.co ? `co-${b.dataset.co}` : "reply");
+const formId = (b) => [stepOf(b), b.dataset.event, b.dataset.department, b.dataset.reply].join("|");
+
+function openForm(button) {
+  const li = button.closest("li");
+  const id = formId(button);
+  const known = [...li.querySelectorAll("form[data-for]")].find((f) => f.dataset.for === id);
+  if (known) return known;
+  const spec = FORMS[stepOf(button)];
   const form = document.createElement("form");
   form.className = "act-form";
-  form.innerHTML = `<textarea name="note" rows="2" maxlength="2000" required placeholder="${esc(t("feedbackNote"))}"></textarea>` +
-    `<input name="photo" type="file" accept="image/jpeg,image/png,image/webp" capture="environment">` +
-    `<button type="submit">${esc(named("actions", "feedback"))}</button>`;
+  form.dataset.for = id;
+  form.innerHTML = `<textarea name="note" rows="2" maxlength="2000" required placeholder="${esc(t(spec.note))}"></textarea>` +
+    (spec.photo ? `<input name="photo" type="file" accept="image/jpeg,image/png,image/webp" capture="environment">` : "") +
+    `<button type="submit">${esc(button.textContent)}</button>`;
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    act(eventId, "feedback", form.note.value.trim(), form.photo.files[0] || null);
+    const note = form.note.value.trim(), photo = spec.photo ? form.photo.files[0] || null : null;
+    if (!note) return;
+    form.remove();
+    const step = stepOf(button), eventId = Number(button.dataset.event);
+    if (step === "reply") reply(Number(button.dataset.reply), note);
+    else if (step === "co-feedback") coStep(eventId, button.dataset.department, "feedback", note, photo);
+    else act(eventId, step, note, photo);
   });
   li.appendChild(form);
   form.note.focus();
+  return form;
 }
 
-$("tasks").addEventListener("click", (ev) => {
-  const button = ev.target.closest("button[data-act]");
+function openForms(list) {
+  return [...list.querySelectorAll("form[data-for]")].map((f) => ({
+    id: f.dataset.for, note: f.note.value, files: f.photo ? f.photo.files : null,
+    focused: f.contains(document.activeElement)}));
+}
+function reopenForms(open) {
+  for (const o of open) {
+    const button = [...document.querySelectorAll("#tasks button, #orders button")].find((b) => formId(b) === o.id);
+    if (!button) continue;  // the step was taken meanwhile
+    const form = openForm(button);
+    form.note.value = o.note;
+    if (o.files && form.photo) form.photo.files = o.files;
+    if (!o.focused) form.note.blur();
+  }
+}
+
+function onListClick(ev) {
+  const button = ev.target.closest("button[data-act], button[data-co], button[data-reply]");
   if (!button) return;
-  const eventId = Number(button.dataset.event);
-  if (button.dataset.act === "feedback") feedbackForm(button.closest("li"), eventId);
-  else act(eventId, button.dataset.act, "", null);
-});
+  const step = stepOf(button), eventId = Number(button.dataset.event);
+  if (step in FORMS) openForm(button);
+  else if (button.dataset.co) coStep(eventId, button.dataset.department, button.dataset.co, "", null);
+  else act(eventId, step, "", null);
+}
+$("tasks").addEventListener("click", onListClick);
+$("orders").addEventListener("click", onListClick);
 
 // --- patrols: start, fixes in batches, stop ---------------------------------------------------------------
 const patrol = () => JSON.parse(localStorage.getItem(PATROL) || "null");
@@ -449,6 +597,7 @@ function onFix(fix) {
   if (accuracy == null || accuracy <= 100) {  // the server ignores rougher fixes too
     if (p.last) p.distance_m += metres(p.last, here);
     p.last = here;
+    (p.track = p.track || []).push([here.lon, here.lat]);  // drawn on the small map while the patrol runs
   }
   p.lastAt = at;
   p.buffer.push({lon: here.lon, lat: here.lat, at, ...(accuracy != null ? {accuracy_m: accuracy} : {})});
@@ -456,6 +605,7 @@ function onFix(fix) {
   savePatrol(p);
   if (p.buffer.length >= BATCH) sendBatch(p);
   showPatrol();
+  drawMap(updateCache({position: here}));
 }
 
 function watch() {
@@ -472,7 +622,8 @@ function watch() {
 async function startPatrol() {
   if (patrol()) return;
   const key = newKey("patrol");
-  const p = {local: key, started_at: new Date().toISOString(), buffer: [], count: 0, distance_m: 0, last: null};
+  const p = {local: key, started_at: new Date().toISOString(), buffer: [], count: 0, distance_m: 0, last: null,
+             track: []};
   savePatrol(p);
   delete $("patrol-stats").dataset.done;
   showPatrol();
@@ -489,6 +640,7 @@ async function stopPatrol() {
   savePatrol(null);
   $("patrol-stats").dataset.done = "1";
   showPatrol();
+  drawMap(cache());  // the track goes with the patrol
   if (p.buffer.length) {
     await putItem({kind: "fixes", key: newKey("fixes"), local: p.local, fixes: p.buffer,
                    seq: nextSeq()});
@@ -548,5 +700,7 @@ $("patrol-stop").addEventListener("click", stopPatrol);
 $("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem(LANG, lang); translate(); });
 window.addEventListener("online", () => { showNet(); flush(); });
 window.addEventListener("offline", showNet);
+// A send that failed on a network that still says "online" (no "online" event will come) is tried again.
+setInterval(() => { if (queued.length && navigator.onLine && token()) flush(); }, 30000);
 if ("serviceWorker" in navigator) navigator.serviceWorker.register("/m/sw.js", {scope: "/m"}).catch(() => {});
 start();
