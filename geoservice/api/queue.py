@@ -77,7 +77,7 @@ def get_cotask_queue(
     principal: Annotated[Principal, Depends(TASK_WORKERS)],
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> JSONResponse:
-    """Your live co-tasks (联合处置), earliest deadline first: ``counts`` per warning colour, then ``items``.
+    """Your live co-tasks (联合处置), earliest deadline first: ``counts`` per colour (of those listed), ``items``.
 
     A handler's are their department's; a dispatcher's those on events in their scope; an admin's all.
     Each item: the task (``id``, ``department_code``, ``status`` open or handling, ``due_at``,
