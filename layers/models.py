@@ -916,17 +916,24 @@ class Duty(Base):
 
 
 class Visit(Base):
-    """A visit (走访) recorded against a duty, for one grid or community, by its worker; idempotent by key."""
+    """A visit (走访) by its worker, idempotent by key: against a duty for one grid or community, or a key person.
+
+    A key person's visits are due by the person's own cycle, so a visit names exactly one of the
+    two (``one_duty``); its ``unit_code`` is then the person's grid.
+    """
 
     __tablename__ = "visits"
     __table_args__ = (
         UniqueConstraint("username", "idempotency_key"),
+        CheckConstraint("(duty_code IS NULL) <> (key_person_id IS NULL)", name="one_duty"),
         Index("ix_visits_duty_unit", "duty_code", "unit_code", "visited_at"),
+        Index("ix_visits_key_person", "key_person_id", "visited_at"),
         Index("ix_visits_geom", "geom", postgresql_using="gist"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    duty_code: Mapped[str] = mapped_column(ForeignKey("duties.code", ondelete="CASCADE"))
+    duty_code: Mapped[str | None] = mapped_column(ForeignKey("duties.code", ondelete="CASCADE"))
+    key_person_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("key_people.id", ondelete="CASCADE"))
     unit_code: Mapped[str] = mapped_column(String(15))
     username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
     visited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -87,7 +87,8 @@ def post_visit_photo(
     photo = prepare_photo(file.file.read(settings.photo_max_bytes + 1), settings)
     view, created = attach_photo(
         request.app.state.sessions, request.app.state.media_store, settings,
-        visit_owner(visit_id, principal, writing=True), principal, photo, caption=" ".join(caption.split()),
+        visit_owner(visit_id, principal, _police(request), writing=True), principal, photo,
+        caption=" ".join(caption.split()),
     )  # fmt: skip
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200,
                         headers={"Location": view["url"]})  # fmt: skip
@@ -95,12 +96,13 @@ def post_visit_photo(
 
 @router.get("/v1/visits/{visit_id}/photos", **policy(VISIT_READERS))
 def get_visit_photos(
+    request: Request,
     session: SessionDep,
     principal: Annotated[Principal, Depends(VISIT_READERS)],
     visit_id: Annotated[int, VISIT_ID],
 ) -> JSONResponse:
     """The visit's photos, oldest first."""
-    photos = photos_of(session, visit_owner(visit_id, principal))
+    photos = photos_of(session, visit_owner(visit_id, principal, _police(request)))
     return JSONResponse(jsonable_encoder({"visit_id": visit_id, "photos": photos}))
 
 
@@ -112,7 +114,7 @@ def get_photo(
     photo_id: Annotated[int, PHOTO_ID],
 ) -> Response:
     """The photo, upright and without its metadata, if you may see its event."""
-    row = visible_photo(session, photo_id, principal)
+    row = visible_photo(session, photo_id, principal, _police(request))
     content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[row["format"]]
     return _file(request, row["display_key"], content_type, row["sha256"])
 
@@ -125,7 +127,7 @@ def get_thumb(
     photo_id: Annotated[int, PHOTO_ID],
 ) -> Response:
     """The photo's thumbnail (JPEG), if you may see its event."""
-    row = visible_photo(session, photo_id, principal)
+    row = visible_photo(session, photo_id, principal, _police(request))
     return _file(request, row["thumb_key"], "image/jpeg", row["sha256"] + "-thumb")
 
 
@@ -136,3 +138,8 @@ def _file(request: Request, key: str, content_type: str, etag: str) -> Response:
                        title="Photo file missing")  # fmt: skip
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     return Response(data, media_type=content_type, headers=headers)
+
+
+def _police(request: Request) -> str:
+    """The police department, who read key people (and so photos of visits to them) in full."""
+    return request.app.state.force_settings.patrol_department

@@ -4,12 +4,18 @@ A worker's own list (``duties.my_duties``) walks their units in Python; a town o
 thousands of grids × a duty list of a hundred items, so here the same rule — overdue when the last
 visit is more than a cycle ago or there was none (red), due soon in the cycle's last quarter
 (yellow) — runs as one SQL statement grouped by community and town.
+
+Key people's visits count too, each person a pair of its own due by the person's visit cycle, in
+the person's grid's community and town: one more branch of the same statement (an index on
+``visits (key_person_id, visited_at)`` answers each person's last visit). Only counts leave here,
+never a person, so nothing is logged as a read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -25,9 +31,13 @@ class DutyCounts:
     total: int = 0
     red: int = 0
     yellow: int = 0
+    people_total: int = 0  # of which key people's visits
+    people_red: int = 0
+    people_yellow: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {"red": self.red, "yellow": self.yellow, "total": self.total}
+    def as_dict(self) -> dict[str, Any]:
+        people = {"red": self.people_red, "yellow": self.people_yellow, "total": self.people_total}
+        return {"red": self.red, "yellow": self.yellow, "total": self.total, "key_people": people}
 
 
 STATUS_SQL = """
@@ -42,16 +52,29 @@ STATUS_SQL = """
         SELECT 'community', r.code, r.code, r.parent_code FROM regions r
          WHERE r.version_id = :version AND r.level = 'community'
     ), pairs AS (
-        SELECT u.community, u.town, d.every_days,
+        SELECT u.community, u.town, d.every_days, false AS person,
                (SELECT max(v.visited_at) FROM visits v WHERE v.duty_code = d.code AND v.unit_code = u.code) AS last
           FROM d JOIN units u ON u.level = d.level AND u.code LIKE d.prefix || '%' AND u.code LIKE :scope
+        UNION ALL
+        SELECT g.community_code, c.parent_code, kp.visit_cycle_days, true,
+               (SELECT max(v.visited_at) FROM visits v WHERE v.key_person_id = kp.id)
+          FROM key_people kp
+          LEFT JOIN grids g ON g.version_id = :version AND g.code = kp.grid_code
+          LEFT JOIN regions c ON c.version_id = :version AND c.code = g.community_code
+         WHERE kp.grid_code LIKE :scope
+    ), judged AS (
+        SELECT community, town, person,
+               last IS NULL OR last + make_interval(days => every_days) < :now AS red,
+               last + make_interval(days => every_days) >= :now
+                 AND last + make_interval(days => every_days) - :now <= make_interval(days => every_days) * :soon
+                 AS yellow
+          FROM pairs
     )
-    SELECT {key} AS key, count(*) AS total,
-           count(*) FILTER (WHERE last IS NULL OR last + make_interval(days => every_days) < :now) AS red,
-           count(*) FILTER (WHERE last + make_interval(days => every_days) >= :now
-                              AND last + make_interval(days => every_days) - :now
-                                  <= make_interval(days => every_days) * :soon) AS yellow
-      FROM pairs GROUP BY 1
+    SELECT {key} AS key, count(*) AS total, count(*) FILTER (WHERE red) AS red,
+           count(*) FILTER (WHERE yellow) AS yellow, count(*) FILTER (WHERE person) AS people_total,
+           count(*) FILTER (WHERE person AND red) AS people_red,
+           count(*) FILTER (WHERE person AND yellow) AS people_yellow
+      FROM judged GROUP BY 1
 """
 KEYS = {"all": "''", "community": "community", "town": "town"}
 
@@ -71,8 +94,6 @@ def duty_counts(
     else:
         return {}
     duties = session.execute(text("SELECT code, level, every_days, region_code FROM duties ORDER BY code")).all()
-    if not duties:
-        return {}
     rows = session.execute(
         text(STATUS_SQL.format(key=KEYS[by])),
         {"codes": [d.code for d in duties], "levels": [d.level for d in duties],
@@ -80,4 +101,8 @@ def duty_counts(
          "prefixes": [region_prefix(d.region_code) if d.region_code else "" for d in duties],
          "version": version_id, "scope": prefix + "%", "now": now, "soon": DUE_SOON},
     ).all()  # fmt: skip
-    return {r.key: DutyCounts(r.total, r.red, r.yellow) for r in rows if r.key is not None}
+    return {
+        r.key: DutyCounts(r.total, r.red, r.yellow, r.people_total, r.people_red, r.people_yellow)
+        for r in rows
+        if r.key is not None
+    }

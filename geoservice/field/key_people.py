@@ -140,14 +140,23 @@ def _logged(
     session: Session, principal: Principal, people: list[dict[str, Any]], police_department: str, what: str
 ) -> list[dict[str, Any]]:
     views = [person_view(p, sees_in_full(principal, p, police_department)) for p in people]
-    if views:
+    log_reads(session, principal, [(v["id"], not v["masked"]) for v in views], what)
+    return views
+
+
+def log_reads(session: Session, principal: Principal, reads: list[tuple[int, bool]], what: str) -> None:
+    """One log row per person answered (id, in full or not), in the caller's transaction.
+
+    Everything that answers a key person — the register, a duty list, a visit to them — logs here,
+    so the audit sees every way a person was read.
+    """
+    if reads:
         session.execute(
             text("INSERT INTO key_person_reads (reader, role, person_id, what, in_full) "
                  "VALUES (:reader, :role, :person, :what, :full)"),
-            [{"reader": principal.username, "role": str(principal.role), "person": v["id"], "what": what[:100],
-              "full": not v["masked"]} for v in views],
+            [{"reader": principal.username, "role": str(principal.role), "person": person, "what": what[:100],
+              "full": full} for person, full in reads],
         )  # fmt: skip
-    return views
 
 
 def reads_of(session: Session, person_id: int | None, limit: int = 200) -> list[dict[str, Any]]:

@@ -143,10 +143,11 @@ def test_overdue_duties_warn_the_dispatcher_and_stand_in_the_ranking(client: Tes
         return response.json()["duties"]
 
     # Town A: two grids' rental checks (one done, one due soon) and its community's place check (never done).
-    assert warned("dispatcher") == {"red": 1, "yellow": 1, "total": 3}
+    nobody = {"key_people": {"red": 0, "yellow": 0, "total": 0}}  # no key people registered here
+    assert warned("dispatcher") == {"red": 1, "yellow": 1, "total": 3, **nobody}
     # Town B: nothing visited, and its own extra duty on both grids.
-    assert warned("dispatcher_b") == {"red": 5, "yellow": 0, "total": 5}
-    assert warned("supervisor") == {"red": 6, "yellow": 1, "total": 8}
+    assert warned("dispatcher_b") == {"red": 5, "yellow": 0, "total": 5, **nobody}
+    assert warned("supervisor") == {"red": 6, "yellow": 1, "total": 8, **nobody}
 
     month = now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
     ranking = client.get("/v1/stats/ranking", params={"month": month, "level": "community"},
