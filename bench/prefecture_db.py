@@ -48,8 +48,8 @@ from sqlalchemy import text
 from bench.cities import ADCODE, TITLES, City, _describe, bench_cluster, county_boundary, synthetic_layers
 from bench.machine import REPO, describe
 from bench.report import Table, print_machine, print_table, verdict
-from bench.route_command import compare
 from bench.route_command import _table as route_table
+from bench.route_command import compare
 
 DBNAME = "bench_prefecture"
 AREA_KM2 = 12_000.0
@@ -163,9 +163,10 @@ def child_load_router(url: str, cache: str) -> dict:
     seconds = time.perf_counter() - started
     after = _memory()
     engine.dispose()
-    return {"imports_s": imports_s, "s": seconds, "router_s": built["router_s"], "sql_s": seconds - built["router_s"],
-            "before_mb": before["VmRSS"], "peak_mb": after["VmHWM"], "rss_mb": after["VmRSS"],
-            "anon_mb": after["RssAnon"], "file_mb": after["RssFile"], "index_cache": router.grid_index.cache}  # fmt: skip
+    return {"imports_s": imports_s, "s": seconds, "router_s": built["router_s"],
+            "sql_s": seconds - built["router_s"], "before_mb": before["VmRSS"], "peak_mb": after["VmHWM"],
+            "rss_mb": after["VmRSS"], "anon_mb": after["RssAnon"], "file_mb": after["RssFile"],
+            "index_cache": router.grid_index.cache}  # fmt: skip
 
 
 def time_load_router(city: City, cache_dir: Path, rounds: int, console: Console) -> dict[str, list[dict]]:
@@ -311,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             for cache, runs in results.items():
                 seconds, peak = _med([r["s"] for r in runs]), _med([r["peak_mb"] for r in runs])
                 added = _med([r["peak_mb"] - r["before_mb"] for r in runs])
-                table.add("load_router (fresh process)", f"{labels[cache]}; load {_span([r['load'] for r in runs])}",
-                          f"{seconds:.2f} s [{_span([r['s'] for r in runs])}]", "", "≤ 3 s", verdict(seconds <= 3))  # fmt: skip
+                loads = _span([r["load"] for r in runs])
+                table.add("load_router (fresh process)", f"{labels[cache]}; load {loads}",
+                          f"{seconds:.2f} s [{_span([r['s'] for r in runs])}]", "", "≤ 3 s",
+                          verdict(seconds <= 3))  # fmt: skip
                 table.add("", f"  of which SQL + WKB {_med([r['sql_s'] for r in runs]):.2f} s, Router "
                           f"{_med([r['router_s'] for r in runs]):.2f} s", "")  # fmt: skip
                 table.add("", "  peak RSS of the process (above the imports' RSS)",
@@ -330,11 +333,13 @@ def main(argv: list[str] | None = None) -> int:
                         runs_by[cache].append(r)
                         console.log(f"serve --workers {workers}, {cache}: first 200 {r['first_s']:.2f} s, all "
                                     f"{r['all_s']:.2f} s; worker RSS {_span(r['worker_rss'])} MB, total RSS "
-                                    f"{r['total_rss']:.0f} MB, PSS {r['total_pss']:.0f} MB (load {r['load']:.1f})")  # fmt: skip
+                                    f"{r['total_rss']:.0f} MB, PSS {r['total_pss']:.0f} MB "
+                                    f"(load {r['load']:.1f})")  # fmt: skip
                 for cache, runs in runs_by.items():
                     first = [r["first_s"] for r in runs]
+                    loads = _span([r["load"] for r in runs])
                     table.add(f"geoservice serve --workers {workers}, {cache} cache",
-                              f"start → first 200 from /readyz (router loaded); load {_span([r['load'] for r in runs])}",
+                              f"start → first 200 from /readyz (router loaded); load {loads}",
                               f"{_med(first):.2f} s [{_span(first)}]")  # fmt: skip
                     if workers > 1:
                         every = [r["all_s"] for r in runs]
@@ -342,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                     last = runs[-1]
                     table.add("", "each worker's RSS then: private + file-backed (peak)",
                               "; ".join(f"{a:.0f} + {f:.0f} MB ({p:.0f})" for a, f, p in
-                                        zip(last["worker_anon"], last["worker_file"], last["worker_peak"], strict=True)),
+                                        zip(last["worker_anon"], last["worker_file"], last["worker_peak"],
+                                            strict=True)),
                               "", "≤ 300 MB", verdict(max(last["worker_rss"]) <= 300))  # fmt: skip
                     table.add("", f"all {last['processes']} processes: RSS summed / PSS (shared pages once)",
                               f"{last['total_rss']:.0f} / {last['total_pss']:.0f} MB")  # fmt: skip
