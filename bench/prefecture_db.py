@@ -320,8 +320,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{_med([r['router_s'] for r in runs]):.2f} s", "")  # fmt: skip
                 table.add("", "  peak RSS of the process (above the imports' RSS)",
                           f"{peak:.0f} MB (+{added:.0f})", "", "≤ 300 MB", verdict(peak <= 300))  # fmt: skip
-                table.add("", "  RSS after: private / file-backed (the mapped cache)",
-                          f"{_med([r['anon_mb'] for r in runs]):.0f} / {_med([r['file_mb'] for r in runs]):.0f} MB")
+                table.add(
+                    "",
+                    "  RSS after: private / file-backed (the mapped cache)",
+                    f"{_med([r['anon_mb'] for r in runs]):.0f} / {_med([r['file_mb'] for r in runs]):.0f} MB",
+                )
         if "serve" not in skip:
             home = Path(scratch) / "home"
             home.mkdir()
