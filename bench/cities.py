@@ -167,11 +167,19 @@ def county_boundary() -> shapely.Geometry:
 
 
 def synthetic_layers(
-    seed: int = SEED, n_grids: int = N_GRIDS, n_communities: int = N_COMMUNITIES
+    seed: int = SEED,
+    n_grids: int = N_GRIDS,
+    n_communities: int = N_COMMUNITIES,
+    boundary: shapely.Geometry | None = None,
 ) -> dict[str, _Layers]:
-    """Both variants of the synthetic city: same cells, codes, posts; only the edges' vertices differ."""
+    """Both variants of the synthetic city: same cells, codes, posts; only the edges' vertices differ.
+
+    ``boundary`` (WGS84) replaces the county's, e.g. ``bench.prefecture_db``'s county scaled to a
+    prefecture's 12,000 km²: the density model and the vertex spacing are relative to the city and
+    in metres, so the same code makes a city of any size.
+    """
     rng = np.random.default_rng(seed)
-    boundary = county_boundary()
+    boundary = county_boundary() if boundary is None else boundary
     epsg = demo_metric_epsg(shapely.centroid(boundary).x)
     city = city_polygon(boundary, epsg, PRECISION)
     model = urban_model(city, town_centres(city, N_TOWNS, rng), rng)

@@ -21,6 +21,8 @@ share); for the script it includes reading the grids from a GeoPackage.
   (outside every grid but within the snap tolerance of one: it answers, sjoin does not); the
   difference count must be 0 or the run fails.
 
+``--cache cold,warm`` times the command with its router cache emptied before the run and filled by the
+run before; ``--rounds`` interleaves ours and the script that many times and reports medians.
 ``--code DIR`` runs another checkout's command (e.g. ``git archive HEAD~1 | tar -x -C DIR``) for a
 before/after comparison. ``--reuse`` uses the bench databases as they are instead of rebuilding them.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
+import shapely
 from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -91,22 +95,34 @@ FORMATS = {"csv": (".csv", ".csv"), "parquet": (".parquet", ".parquet")}
 
 @dataclass
 class Run:
-    """One size and format: both methods' wall times and the comparison."""
+    """One size, format and router-cache state: median wall times over the rounds, and the comparison."""
 
     points: int
     fmt: str
-    ours_s: float
-    peer_s: float
+    cache: str  # "cold" (cache directory emptied before the run) or "warm" (filled by an earlier run)
+    ours_s: list[float]
+    peer_s: list[float]
+    loads: list[float]  # 1-minute load average at the start of each of ours' runs
     covered: int  # points some grid covers (sjoin found one)
     snapped: int  # points the router placed by its snap tolerance (sjoin found none)
     differences: int
     out_mb: float
+
+    @property
+    def ours(self) -> float:
+        return float(np.median(self.ours_s))
+
+    @property
+    def peer(self) -> float:
+        return float(np.median(self.peer_s))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.route_command", description=__doc__.splitlines()[0])
     parser.add_argument("--points", default="1000000,5000000", help="comma-separated sizes")
     parser.add_argument("--formats", default="csv,parquet", help=f"comma-separated, of {', '.join(FORMATS)}")
+    parser.add_argument("--cache", default="cold,warm", help="router cache states to time: cold, warm or both")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ours, peer, ours, peer …)")
     parser.add_argument("--city", default="simple", choices=("simple", "dense"))
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose command runs (default this one)")
     parser.add_argument("--reuse", action="store_true", help="use the bench database as it is (no rebuild)")
@@ -116,40 +132,82 @@ def main(argv: list[str] | None = None) -> int:
     city = _city(args.city, args.reuse, console)
     print_machine(console, describe(city.conninfo))
     console.print(f"load average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} (1 / 5 min)")
+    runs, build_s = compare(city, county_boundary(), [int(s) for s in args.points.split(",")],
+                            [f for f in args.formats.split(",") if f], [c for c in args.cache.split(",") if c],
+                            args.rounds, args.code, args.keep, console)  # fmt: skip
+    table = _table(city, runs, build_s, args.code)
+    print_table(console, table)
+    return 0 if all(r.differences == 0 for r in runs) else 1
+
+
+def compare(
+    city: City,
+    boundary: shapely.Geometry,
+    sizes: list[int],
+    formats: list[str],
+    caches: list[str],
+    rounds: int,
+    code: Path,
+    keep: Path | None,
+    console: Console,
+) -> tuple[list[Run], float]:
+    """Time ``geoservice route`` against the script on ``city``, interleaved, each cache state per round.
+
+    Per round and input: ours with the cache emptied first (cold), ours again (warm: the cold run filled
+    it), then the script, so a change of the machine's load falls on both sides; medians are reported.
+    The router cache lives in a directory of its own (``GEOSERVICE_ROUTER_CACHE_DIR``) so "cold" is
+    really cold and no other process's entries count.
+    """
     build_s, router = _router(city)
     console.log(f"router built in {build_s:.2f} s (load_router, in this process)")
-    sizes = [int(s) for s in args.points.split(",")]
-    formats = [f for f in args.formats.split(",") if f]
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-route-") as scratch:
-        folder = args.keep or Path(scratch)
+        folder = keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
+        cache_dir = folder / "router-cache"
         grids = folder / "grids.gpkg"
         _export_grids(city, grids)
         (folder / "peer.py").write_text(PEER)
+        env = {"GEOSERVICE_DATABASE_URL": city.url, "PYTHONPATH": str(code),
+               "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir)}  # fmt: skip
+        ours_cmd = [str(Path(sys.executable).with_name("geoservice")), "route"]
         for n in sizes:
-            points = random_points(county_boundary(), n)
+            points = random_points(boundary, n)
             snapped = np.isfinite(router.locate_many(points.lon, points.lat).snapped_m)
             for fmt in formats:
                 suffix_in, suffix_out = FORMATS[fmt]
                 source = folder / f"points-{n}{suffix_in}"
                 _write_points(points.lon, points.lat, source)
-                ours_out, peer_out = folder / f"ours-{n}{suffix_out}", folder / f"peer-{n}{suffix_out}"
-                console.log(f"{n:,} points, {fmt}: peer script")
-                peer_s = _timed([sys.executable, str(folder / "peer.py"), str(grids), str(source), str(peer_out)], {})
-                console.log(f"{n:,} points, {fmt}: geoservice route")
-                env = {"GEOSERVICE_DATABASE_URL": city.url, "PYTHONPATH": str(args.code)}
-                ours_s = _timed([str(Path(sys.executable).with_name("geoservice")), "route", str(source),
-                                 str(ours_out)], env)  # fmt: skip
-                covered, differences = _compare(ours_out, peer_out, snapped)
-                runs.append(Run(n, fmt, ours_s, peer_s, covered, int(snapped.sum()), differences,
-                                ours_out.stat().st_size / 1e6))  # fmt: skip
-                console.log(f"  ours {ours_s:.2f} s, peer {peer_s:.2f} s, {differences} differences")
-                for path in (source, ours_out, peer_out):
-                    path.unlink(missing_ok=True) if args.keep is None else None
-    table = _table(city, runs, build_s, args.code)
-    print_table(console, table)
-    return 0 if all(r.differences == 0 for r in runs) else 1
+                peer_out = folder / f"peer-{n}{suffix_out}"
+                ours_s: dict[str, list[float]] = {c: [] for c in caches}
+                loads: dict[str, list[float]] = {c: [] for c in caches}
+                peer_s: list[float] = []
+                if "cold" not in caches:  # warm only: fill the cache once, untimed
+                    _timed([*ours_cmd, str(source), str(folder / f"prime{suffix_out}")], env)
+                for r in range(rounds):
+                    for cache in caches:
+                        if cache == "cold":
+                            shutil.rmtree(cache_dir, ignore_errors=True)
+                        loads[cache].append(os.getloadavg()[0])
+                        out = folder / f"ours-{cache}-{n}{suffix_out}"
+                        ours_s[cache].append(_timed([*ours_cmd, str(source), str(out)], env))
+                        console.log(f"{n:,} {fmt} round {r + 1}: ours ({cache} cache) {ours_s[cache][-1]:.2f} s "
+                                    f"(load {loads[cache][-1]:.1f})")  # fmt: skip
+                    peer_s.append(_timed([sys.executable, str(folder / "peer.py"), str(grids), str(source),
+                                          str(peer_out)], {}))  # fmt: skip
+                    console.log(f"{n:,} {fmt} round {r + 1}: peer {peer_s[-1]:.2f} s (load {os.getloadavg()[0]:.1f})")
+                for cache in caches:
+                    out = folder / f"ours-{cache}-{n}{suffix_out}"
+                    covered, differences = _compare(out, peer_out, snapped)
+                    runs.append(Run(n, fmt, cache, ours_s[cache], peer_s, loads[cache], covered, int(snapped.sum()),
+                                    differences, out.stat().st_size / 1e6))  # fmt: skip
+                    console.log(f"  {n:,} {fmt} {cache}: ours {runs[-1].ours:.2f} s, peer {runs[-1].peer:.2f} s "
+                                f"(medians), {differences} differences")  # fmt: skip
+                if keep is None:
+                    for path in folder.glob(f"*-{n}{suffix_out}"):
+                        path.unlink(missing_ok=True)
+                    source.unlink(missing_ok=True)
+    return runs, build_s
 
 
 def _city(key: str, reuse: bool, console: Console) -> City:
@@ -172,7 +230,7 @@ def _router(city: City):  # noqa: ANN202 (a Router)
     try:
         started = time.perf_counter()
         with Session(engine) as session:
-            router = load_router(session, city.version_id, RoutingSettings())
+            router = load_router(session, city.version_id, RoutingSettings(router_cache=False))
         return time.perf_counter() - started, router
     finally:
         engine.dispose()
@@ -235,15 +293,21 @@ def _compare(ours: Path, peer: Path, snapped: np.ndarray) -> tuple[int, int]:
 def _table(city: City, runs: list[Run], build_s: float, code: Path) -> Table:
     table = Table(f"geoservice route, end to end — {city.title} ({city.grids:,} grids, {city.vertices:,} vertices)")
     for run in runs:
-        ratio = run.peer_s / run.ours_s
-        table.add(f"{run.points:,} points, {run.fmt}", "geoservice route IN OUT (subprocess)",
-                  f"{run.ours_s:.2f} s", f"{ratio:.2f}× the script", "≥ 2×", verdict(ratio >= 2))  # fmt: skip
-        table.add("", "geopandas script: gpkg grids, pyarrow, sjoin intersects, pyarrow", f"{run.peer_s:.2f} s")
+        ratio = run.peer / run.ours
+        loads = f"load {min(run.loads):.1f}–{max(run.loads):.1f}"
+        table.add(f"{run.points:,} points, {run.fmt}, {run.cache} router cache",
+                  f"geoservice route IN OUT (subprocess; {loads})",
+                  f"{run.ours:.2f} s [{', '.join(f'{s:.2f}' for s in run.ours_s)}]", f"{ratio:.2f}× the script",
+                  "≥ 2×", verdict(ratio >= 2))  # fmt: skip
+        table.add("", "geopandas script: gpkg grids, pyarrow, sjoin intersects, pyarrow",
+                  f"{run.peer:.2f} s [{', '.join(f'{s:.2f}' for s in run.peer_s)}]")  # fmt: skip
         table.add("", "grid codes equal (snapped points aside)",
                   f"{run.differences} differences ({run.covered:,} covered, {run.snapped:,} snapped)", "", "0",
                   verdict(run.differences == 0))  # fmt: skip
-    table.notes.append(f"The router build alone (load_router from the database, in the bench process) took "
-                       f"{build_s:.2f} s; the command pays it on every run.")  # fmt: skip
+    table.notes.append(f"The router build alone (load_router from the database, in the bench process, no cache) "
+                       f"took {build_s:.2f} s.")  # fmt: skip
+    table.notes.append("Medians of the rounds (each run in brackets); rounds interleave ours (cold, warm) and the "
+                       "script.")  # fmt: skip
     table.notes.append(f"Code run: {code}. Outputs: CSV → CSV, Parquet → GeoParquet (point geometry added).")
     return table
 
