@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from geoservice.auth.scope import Scope, scope_of
@@ -179,8 +180,12 @@ class ReportIntake:
     def _write(self, batch: list[_Submission]) -> None:
         try:
             alone = self._write_batch(batch)
-        except Exception:
-            log.warning("a batch of %d reports failed; storing each on its own", len(batch), exc_info=True)
+        except OperationalError as exc:  # the database away or restarting: one line, not a traceback per batch
+            log.warning("a batch of %d reports failed (%s); trying each on its own", len(batch),
+                        str(exc).splitlines()[0])  # fmt: skip
+            alone = batch
+        except Exception:  # one report's row the database refused, or a bug: each report on its own tells
+            log.exception("a batch of %d reports failed; trying each on its own", len(batch))
             alone = batch
         for submission in alone:
             submission.settle(self._write_one(submission))
