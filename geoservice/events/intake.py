@@ -117,7 +117,7 @@ class ReportIntake:
         routers: RouterRegistry,
         secret: Callable[[], str],
         *,
-        writers: int = 2,
+        writers: int = 1,
         max_batch: int = 64,
     ) -> None:
         self.sessions = sessions
