@@ -159,6 +159,12 @@ class EventSettings(BaseSettings):
     warning_yellow: float = Field(0.75, gt=0, le=1)
     warning_red: float = Field(1.0, gt=0, le=1)
     event_sweep_s: float = Field(60.0, ge=0, description="seconds between deadline sweeps in the server; 0: off")
+    # Reports are stored in batches (``geoservice.events.intake``): whatever arrived while the last
+    # batch was being committed goes in with one statement and one commit. One writer: on 2 cores,
+    # 2 and 4 writers answered fewer reports (552, 553 vs 618/s) for more CPU per report (GIL
+    # contention, smaller batches); see bench/RESULTS.md.
+    intake_writers: int = Field(1, ge=1, le=16, description="threads storing batches of reports per process")
+    intake_max_batch: int = Field(64, ge=1, le=1000, description="most reports stored in one transaction")
 
     @model_validator(mode="after")
     def _thresholds_rise(self) -> EventSettings:

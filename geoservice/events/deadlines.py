@@ -8,6 +8,7 @@ on read, in list filters (the same rule in SQL) and by the sweep.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,19 +22,25 @@ COLOURS = ("none", "blue", "yellow", "red")
 ACCEPT_CLOCK_STATES = frozenset({"reported"})
 HANDLE_CLOCK_STATES = frozenset({"dispatched", "handling", "reopened"})
 
-LOOKUP = text(
-    """
+# Exact category, else its class, else the category's own hours × the priority factor: one
+# candidate query, written once for a single lookup (``:c``, ``:p``) and for a batch's pairs (``k.c``, ``k.p``).
+CANDIDATES = """
     SELECT accept_hours, handle_hours FROM (
-        SELECT 1 AS rank, accept_hours, handle_hours FROM deadlines WHERE category_code = :c AND priority = :p
+        SELECT 1 AS rank, accept_hours, handle_hours FROM deadlines WHERE category_code = {c} AND priority = {p}
         UNION ALL
         SELECT 2, d.accept_hours, d.handle_hours FROM deadlines d
-          JOIN categories c ON d.category_code = c.parent_code WHERE c.code = :c AND d.priority = :p
+          JOIN categories c ON d.category_code = c.parent_code WHERE c.code = {c} AND d.priority = {p}
         UNION ALL
         SELECT 3, c.accept_hours * coalesce(f.accept_hours, 1), c.handle_hours * coalesce(f.handle_hours, 1)
-          FROM categories c LEFT JOIN deadlines f ON f.category_code IS NULL AND f.priority = :p
-         WHERE c.code = :c
+          FROM categories c LEFT JOIN deadlines f ON f.category_code IS NULL AND f.priority = {p}
+         WHERE c.code = {c}
     ) AS candidates ORDER BY rank LIMIT 1
-    """
+"""
+LOOKUP = text(CANDIDATES.format(c=":c", p=":p"))
+LOOKUP_MANY = text(
+    "SELECT k.c, k.p, h.accept_hours, h.handle_hours "
+    "FROM jsonb_to_recordset(CAST(:pairs AS jsonb)) AS k(c text, p text) "
+    f"CROSS JOIN LATERAL ({CANDIDATES.format(c='k.c', p='k.p')}) AS h"
 )
 
 
@@ -64,6 +71,17 @@ def deadline_hours(session: Session, category_code: str, priority: str) -> Deadl
     """Exact category, else its parent class, else the category's own hours × the priority factor."""
     row = session.execute(LOOKUP, {"c": category_code, "p": priority}).first()
     return None if row is None else DeadlineHours(float(row.accept_hours), float(row.handle_hours))
+
+
+def deadline_hours_many(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], DeadlineHours]:
+    """``deadline_hours`` of every (category, priority) pair in one round trip; unknown categories are absent.
+
+    The intake asks this once per batch of reports rather than once per report.
+    """
+    if not pairs:
+        return {}
+    rows = session.execute(LOOKUP_MANY, {"pairs": json.dumps([{"c": c, "p": p} for c, p in sorted(pairs)])})
+    return {(r.c, r.p): DeadlineHours(float(r.accept_hours), float(r.handle_hours)) for r in rows}
 
 
 def running_clock(event: dict[str, Any]) -> Clock | None:

@@ -14,6 +14,8 @@ answer leaks nothing the public API does not already show.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +84,76 @@ def possible_duplicates(
         if scope is not None:
             item.update(category=row.category, status=row.status, reported_at=row.reported_at)
         found.append(item)
+    return found
+
+
+# The same search for many reports at once (the intake's batch): each report's point, category and
+# instant come in one JSON array; ``LATERAL`` runs the per-report search, each with its own radius,
+# served by the same index. ``later`` are the batch's own events stored after this one: a report
+# of the batch sees those stored before it, as if the batch's reports had come one after another.
+NEAR_MANY = """
+    SELECT i.ord, d.id, d.distance_m, d.category, d.status, d.reported_at
+      FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS i(ord integer, lon float8, lat float8, category text,
+                                                          now timestamptz, exclude bigint, later bigint[])
+      JOIN categories c ON c.code = i.category
+     CROSS JOIN LATERAL (
+        SELECT e.id,
+               ST_Distance(geography(e.geom), geography(ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326))) AS distance_m,
+               e.category_code AS category, e.status, e.reported_at
+          FROM events e JOIN categories ec ON ec.code = e.category_code
+         WHERE ST_DWithin(geography(e.geom), geography(ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326)),
+                          c.duplicate_radius_m)
+           AND coalesce(ec.parent_code, ec.code) = coalesce(c.parent_code, c.code)
+           AND e.status = ANY(:open)
+           AND e.reported_at >= i.now - c.duplicate_window_hours * interval '1 hour'
+           AND e.id <> i.exclude
+           AND e.id <> ALL(i.later)
+           AND {where}
+         ORDER BY distance_m, e.id
+         LIMIT :limit
+     ) AS d
+     ORDER BY i.ord, d.distance_m, d.id
+"""
+
+
+@dataclass(frozen=True)
+class DuplicateQuery:
+    """One report's duplicate search: its point (WGS84), category, instant, own id and the batch's later ids."""
+
+    lon: float
+    lat: float
+    category_code: str
+    now: datetime
+    exclude_id: int
+    later_ids: tuple[int, ...] = ()
+
+
+def possible_duplicates_many(
+    session: Session, queries: list[DuplicateQuery], scope: Scope | None
+) -> list[list[dict[str, Any]]]:
+    """``possible_duplicates`` of each query (all in the same ``scope``) in one round trip, in order."""
+    if not queries:
+        return []
+    if scope is None:
+        where = "e.source = ANY(:sources) AND NOT ec.sensitive"
+        params: dict[str, Any] = {"sources": list(PUBLIC_SOURCES)}
+    else:
+        where, params = scope_sql(scope)
+    items = json.dumps([
+        {"ord": k, "lon": q.lon, "lat": q.lat, "category": q.category_code, "now": q.now.isoformat(),
+         "exclude": q.exclude_id, "later": list(q.later_ids)}
+        for k, q in enumerate(queries)
+    ])  # fmt: skip
+    found: list[list[dict[str, Any]]] = [[] for _ in queries]
+    rows = session.execute(
+        text(NEAR_MANY.format(where=where)),
+        {**params, "items": items, "open": sorted(OPEN_STATES), "limit": MAX_DUPLICATES},
+    )
+    for row in rows:
+        item = {"id": row.id, "distance_m": round(row.distance_m, 1)}
+        if scope is not None:
+            item.update(category=row.category, status=row.status, reported_at=row.reported_at)
+        found[row.ord].append(item)
     return found
 
 

@@ -8,11 +8,13 @@ exactly one of N concurrent identical submissions in, and the others read the wi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from geoservice.auth.users import Principal
 from geoservice.errors import Conflict, InvalidInput
-from geoservice.events.deadlines import deadline_hours
+from geoservice.events.deadlines import DeadlineHours, deadline_hours
 from geoservice.events.queries import COLUMNS, fetch_event
 from geoservice.inputs import check_http_url, check_text
 from geoservice.routing.router import Router
@@ -39,29 +41,53 @@ CLOCK_SKEW = timedelta(minutes=5)
 PHONE = re.compile(r"^\+?[0-9][0-9 -]{2,30}$")
 REQUEST_HASH = "request_sha256"
 
-# The event and its ``report`` log row in one statement (one round trip, and the answer comes back
-# from RETURNING): nothing comes back when another submission with the key got in first.
-INSERT_WITH_LOG = text(
+# Every column of a stored report, in the order ``INSERT_REPORTS`` reads them from its JSON rows.
+REPORT_FIELDS = """
+    key text, lon float8, lat float8, category text, description text, source text, priority text,
+    reporter_name text, reporter_phone text, reporter_username text, client_id text, photos jsonb,
+    occurred_at timestamptz, now timestamptz, grid text, community text, town text, station text,
+    department text, rule_id integer, reason text, version_id integer, accept_due_at timestamptz,
+    properties jsonb, actor text, role text, details jsonb
+"""
+# Any number of reports and their ``report`` log rows in one statement (one round trip, and the
+# answers come back from RETURNING): the rows come as one JSON array, so the statement's text is the
+# same for one report or sixty and is prepared once per connection. A report whose key another
+# submission got in first comes back as nothing. Rows go in in key order, so two batches that share
+# keys (retries racing) wait for each other in the same order and never deadlock.
+INSERT_REPORTS = text(
     f"""
-    WITH stored AS (
+    WITH input AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({REPORT_FIELDS})
+    ), stored AS (
         INSERT INTO events AS e (
             idempotency_key, geom, category_code, description, source, priority, status, escalation_level,
             reporter_name, reporter_phone, reporter_username, client_id, photos, occurred_at, reported_at,
             updated_at, grid_code, community_code, town_code, station_code, department_code, rule_id, route_reason,
             boundary_version_id, accept_due_at, properties)
-        VALUES (:key, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :category, :description, :source, :priority,
-                'reported', 'grid', :reporter_name, :reporter_phone, :reporter_username, :client_id,
-                CAST(:photos AS jsonb), :occurred_at, :now, :now, :grid, :community, :town, :station, :department,
-                :rule_id, :reason, :version_id, :accept_due_at, CAST(:properties AS jsonb))
+        SELECT key, ST_SetSRID(ST_MakePoint(lon, lat), 4326), category, description, source, priority,
+               'reported', 'grid', reporter_name, reporter_phone, reporter_username, client_id,
+               photos, occurred_at, now, now, grid, community, town, station, department,
+               rule_id, reason, version_id, accept_due_at, properties
+          FROM input ORDER BY key
         ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING {COLUMNS}
+        RETURNING e.idempotency_key AS stored_key, {COLUMNS}
     ), logged AS (
         INSERT INTO event_log (event_id, at, actor, role, action, from_status, to_status, note, details)
-        SELECT id, :now, :actor, :role, 'report', NULL, 'reported', '', CAST(:details AS jsonb) FROM stored
+        SELECT s.id, i.now, i.actor, i.role, 'report', NULL, 'reported', '', i.details
+          FROM stored s JOIN input i ON i.key = s.stored_key ORDER BY s.id
     )
     SELECT * FROM stored
     """
 )
+
+
+@dataclass(frozen=True)
+class PreparedReport:
+    """A checked, routed report, ready to store: its row for ``INSERT_REPORTS`` and its identity."""
+
+    key: str
+    fingerprint: str
+    row: dict[str, Any]
 
 
 def report_event(
@@ -93,20 +119,91 @@ def report_event(
     two clients choosing the same key never see each other's events.
     """
     now = now or datetime.now(UTC)
-    request = _validated(
+    request = ReportRequest(
         lon=lon, lat=lat, crs=crs, category_code=category_code, description=description, source=source,
         priority=priority, reporter_name=reporter_name, reporter_phone=reporter_phone, photos=photos or [],
-        idempotency_key=idempotency_key, actor=actor, occurred_at=occurred_at, now=now,
+        idempotency_key=idempotency_key, actor=actor, client_id=client_id, anonymous_client=anonymous_client,
+        occurred_at=occurred_at, attributes=attributes,
     )  # fmt: skip
-    if attributes:  # an Open311 service's answers, checked against its definition by the caller
-        request["attributes"] = attributes
-    x, y = point_to_wgs84(lon, lat, crs, check_degrees=True)
-    hours = deadline_hours(session, category_code, priority)
+    checked = request.checked(now)
+    prepared = prepare_report(request, checked, router, deadline_hours(session, category_code, priority), now,
+                              session=session)  # fmt: skip
+    stored = store_reports(session, [prepared])
+    if prepared.key not in stored:
+        return the_earlier_report(session, prepared.key, prepared.fingerprint), False
+    return stored[prepared.key], True
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """What a reporter sent, as the service takes it (the API's body, Open311's form, the intake's queue)."""
+
+    lon: float
+    lat: float
+    category_code: str
+    actor: Principal
+    crs: str = "wgs84"
+    description: str = ""
+    source: str = "public"
+    priority: str = "normal"
+    reporter_name: str | None = None
+    reporter_phone: str | None = None
+    photos: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    idempotency_key: str | None = None
+    client_id: str | None = None
+    anonymous_client: str | None = None
+    occurred_at: datetime | None = None
+    attributes: dict[str, Any] | None = None
+
+    def checked(self, now: datetime) -> CheckedReport:
+        """Refuse anything unusable (before any lookup or write); the request's identity and its WGS84 point.
+
+        Needs no database, so the intake runs it on the event loop and a bad report never waits
+        for a batch.
+        """
+        identity = _validated(
+            lon=self.lon, lat=self.lat, crs=self.crs, category_code=self.category_code, description=self.description,
+            source=self.source, priority=self.priority, reporter_name=self.reporter_name,
+            reporter_phone=self.reporter_phone, photos=self.photos, idempotency_key=self.idempotency_key,
+            actor=self.actor, occurred_at=self.occurred_at, now=now,
+        )  # fmt: skip
+        if self.attributes:  # an Open311 service's answers, checked against its definition by the caller
+            identity["attributes"] = self.attributes
+        x, y = point_to_wgs84(self.lon, self.lat, self.crs, check_degrees=True)
+        fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+        key = _namespaced_key(self.idempotency_key, self.actor, self.client_id, self.anonymous_client)
+        return CheckedReport(x, y, key, fingerprint)
+
+
+@dataclass(frozen=True)
+class CheckedReport:
+    """A valid request's point in WGS84, its stored key and its fingerprint (the idempotency check)."""
+
+    x: float
+    y: float
+    key: str
+    fingerprint: str
+
+
+def prepare_report(
+    request: ReportRequest,
+    checked: CheckedReport,
+    router: Router,
+    hours: DeadlineHours | None,
+    now: datetime,
+    *,
+    session: Session,
+) -> PreparedReport:
+    """Route a checked report and give it its accept deadline: the row to store, or the problem with it.
+
+    ``hours`` is the category's deadline (``deadline_hours``) and None for an unknown category;
+    ``session`` only reads the category list for that error's message.
+    """
     if hours is None:
         known = session.execute(text("SELECT code FROM categories ORDER BY code")).scalars().all()
-        detail = f"no category {category_code!r}; categories are: {', '.join(known)}"
+        detail = f"no category {request.category_code!r}; categories are: {', '.join(known)}"
         raise InvalidInput(detail, title="Unknown category")
-    routed = router.route(x, y, category_code)
+    routed = router.route(checked.x, checked.y, request.category_code)
     location = routed.location
     if location.grid is None:
         nearest = location.nearest_grid
@@ -116,34 +213,46 @@ def report_event(
             "check the coordinates and their crs",
             title="Outside every grid",
         )
-    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
-    key = _namespaced_key(idempotency_key, actor, client_id, anonymous_client)
-    params = {
-        "key": key, "lon": x, "lat": y, "category": category_code, "description": description, "source": source,
-        "priority": priority, "reporter_name": reporter_name, "reporter_phone": reporter_phone,
-        "reporter_username": None if actor.anonymous else actor.username, "client_id": client_id,
-        "photos": json.dumps(photos or [], ensure_ascii=False), "occurred_at": occurred_at or now, "now": now,
+    actor, attributes = request.actor, request.attributes
+    accept_due = hours.accept_due(now)
+    row = {
+        "key": checked.key, "lon": checked.x, "lat": checked.y, "category": request.category_code,
+        "description": request.description, "source": request.source, "priority": request.priority,
+        "reporter_name": request.reporter_name, "reporter_phone": request.reporter_phone,
+        "reporter_username": None if actor.anonymous else actor.username, "client_id": request.client_id,
+        "photos": request.photos, "occurred_at": (request.occurred_at or now).isoformat(), "now": now.isoformat(),
         "grid": location.grid.code, "community": location.community.code if location.community else None,
         "town": location.town.code if location.town else None,
         "station": location.station.code if location.station else None,
         "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
-        "version_id": router.version_id, "accept_due_at": hours.accept_due(now),
-        "properties": json.dumps({REQUEST_HASH: fingerprint, "snapped_m": location.snapped_m,
-                                  **({"attributes": attributes} if attributes else {})}, ensure_ascii=False),
+        "version_id": router.version_id, "accept_due_at": accept_due.isoformat(),
+        "properties": {REQUEST_HASH: checked.fingerprint, "snapped_m": location.snapped_m,
+                       **({"attributes": attributes} if attributes else {})},
         "actor": actor.username, "role": str(actor.role),
-        "details": json.dumps({
-            "source": source, "client_id": client_id, "grid": location.grid.code,
+        "details": {
+            "source": request.source, "client_id": request.client_id, "grid": location.grid.code,
             "department": routed.department_code, "rule_id": routed.rule_id, "reason": routed.reason,
-            "accept_due_at": hours.accept_due(now).isoformat(),
-        }, ensure_ascii=False),
+            "accept_due_at": accept_due.isoformat(),
+        },
     }  # fmt: skip
-    row = session.execute(INSERT_WITH_LOG, params).first()
-    if row is None:
-        return _the_earlier_report(session, key, fingerprint), False
-    return dict(row._mapping), True
+    return PreparedReport(checked.key, checked.fingerprint, row)
 
 
-def _the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[str, Any]:
+def store_reports(session: Session, reports: list[PreparedReport]) -> dict[str, dict[str, Any]]:
+    """Insert reports (distinct keys) with their log rows in one statement; the stored events by key.
+
+    A key missing from the answer was already taken (by an earlier or a concurrent submission,
+    which this statement waited for): ``the_earlier_report`` tells the caller what it is.
+    """
+    rows = json.dumps([r.row for r in reports], ensure_ascii=False, default=str)
+    stored = {}
+    for found in session.execute(INSERT_REPORTS, {"rows": rows}):
+        event = dict(found._mapping)
+        stored[event.pop("stored_key")] = event
+    return stored
+
+
+def the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[str, Any]:
     """The event stored under ``key`` (committed by whoever won), refusing a different body."""
     event_id = session.execute(text("SELECT id FROM events WHERE idempotency_key = :k"), {"k": key}).scalar_one()
     event = fetch_event(session, event_id)
