@@ -47,6 +47,7 @@ from geoservice.api import tiles as tiles_api
 from geoservice.api.compression import Compression, EncodedBodies
 from geoservice.api.cors import cors_options
 from geoservice.api.limits import BodySizeLimit, PublicRateLimiter
+from geoservice.api.locate_hits import LocateHits
 from geoservice.api.openapi import install_openapi
 from geoservice.api.problems import register_error_handlers
 from geoservice.api.query_params import refuse_unknown_query
@@ -157,6 +158,7 @@ def create_app(
         max(1, int(app.state.tile_settings.cache_mb * 1024 * 1024 / 10)), operations.compress_min_bytes
     )
     app.add_middleware(TileHits)  # cached tiles without the framework's ~0.3 ms
+    app.add_middleware(LocateHits)  # the plain locate too
     app.add_middleware(BodySizeLimit, max_bytes=operations.max_body_bytes)
     # Outside the tile fast path, so cached tiles are compressed too; SSE is left alone (api.compression).
     app.add_middleware(Compression, minimum_size=operations.compress_min_bytes)
