@@ -67,11 +67,7 @@ def possible_duplicates(
     search = session.execute(SEARCH, {"category": category_code}).first()
     if search is None:
         return []
-    if scope is None:
-        where = "e.source = ANY(:sources) AND NOT ec.sensitive"
-        params: dict[str, Any] = {"sources": list(PUBLIC_SOURCES)}
-    else:
-        where, params = scope_sql(scope)
+    where, params = _visible(scope)
     rows = session.execute(
         text(NEAR.format(where=where)),
         {**params, "lon": lon, "lat": lat, "family": search.family, "radius_m": search.radius_m,
@@ -134,11 +130,7 @@ def possible_duplicates_many(
     """``possible_duplicates`` of each query (all in the same ``scope``) in one round trip, in order."""
     if not queries:
         return []
-    if scope is None:
-        where = "e.source = ANY(:sources) AND NOT ec.sensitive"
-        params: dict[str, Any] = {"sources": list(PUBLIC_SOURCES)}
-    else:
-        where, params = scope_sql(scope)
+    where, params = _visible(scope)
     items = json.dumps([
         {"ord": k, "lon": q.lon, "lat": q.lat, "category": q.category_code, "now": q.now.isoformat(),
          "exclude": q.exclude_id, "later": list(q.later_ids)}
@@ -168,3 +160,10 @@ def duplicates_of(session: Session, event: dict[str, Any], scope: Scope, now: da
         session, lon=event["lon"], lat=event["lat"], category_code=event["category_code"], now=moment, scope=scope,
         exclude_id=event["id"],
     )  # fmt: skip
+
+
+def _visible(scope: Scope | None) -> tuple[str, dict[str, Any]]:
+    """The events a search may show: the caller's scope, or for the public the published reports only."""
+    if scope is None:
+        return "e.source = ANY(:sources) AND NOT ec.sensitive", {"sources": list(PUBLIC_SOURCES)}
+    return scope_sql(scope)
