@@ -2,7 +2,8 @@
 
 Writes manage their own transaction inside the handler, so the answer is sent only after the
 commit: a client that got a 201 has an event, and a retried report finds it. The deadline sweep
-runs beside the app (this router's lifespan) every ``GEOSERVICE_EVENT_SWEEP_S`` seconds.
+runs beside the app (this router's lifespan) every ``GEOSERVICE_EVENT_SWEEP_S`` seconds; it also
+removes the media store's staged files older than ``GEOSERVICE_MEDIA_STAGED_MAX_AGE_S``.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ EVENT_ID = Path(ge=1, le=2**63 - 1, description="event id", examples=[1])
 
 @asynccontextmanager
 async def sweep_alongside(app: FastAPI) -> AsyncIterator[None]:
-    """Run the deadline sweep and the report intake's writers for as long as the app runs."""
+    """Run the deadline sweep (with the media store's sweep of staged files) and the report intake's writers."""
     settings: EventSettings = app.state.event_settings
-    sweep = PeriodicSweep(app.state.engine, settings.event_sweep_s, settings)
+    sweep = PeriodicSweep(app.state.engine, settings.event_sweep_s, settings, media=app.state.media_store,
+                          staged_max_age_s=app.state.media_settings.media_staged_max_age_s)  # fmt: skip
     sweep.start()
     intake = app.state.report_intake = _new_intake(app)
     intake.start()

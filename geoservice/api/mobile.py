@@ -48,8 +48,13 @@ def get_mobile_app(
 
 @router.get("/m/sw.js", response_class=FileResponse, **policy(ANYONE))
 def get_service_worker() -> FileResponse:
-    """The service worker that keeps the app's shell for offline starts."""
-    return FileResponse(APP / "sw.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+    """The service worker that keeps the app's shell for offline starts.
+
+    ``Service-Worker-Allowed``: the app is ``/m``, above the script's own folder ``/m/``, which is as
+    high as a worker may reach without it (the browser refused to register it at all).
+    """
+    headers = {"Cache-Control": "no-cache", "Service-Worker-Allowed": "/m"}
+    return FileResponse(APP / "sw.js", media_type="text/javascript", headers=headers)
 
 
 @router.get("/m/manifest.webmanifest", response_class=FileResponse, **policy(ANYONE))

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Coverage of the police-post rings: gap reports and where new posts would help."),
     "open311": ("geoservice.cli.open311", "open311_app",
                 "Open311 GeoReport v2 client applications and their API keys."),
+    "media": ("geoservice.cli.media", "media_app", "The photo store: staged uploads never attached, removed."),
     "notify": ("geoservice.cli.notify", "notify_app", "Notifications: fan-out and delivery loops, dead letters."),
     "serve": ("geoservice.cli.serve", "serve", "Serve the HTTP API (OpenAPI at /docs)."),
 }  # fmt: skip

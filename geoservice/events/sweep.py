@@ -13,6 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -97,11 +98,29 @@ def sweep_deadlines(
     return SweepResult(breaches, escalated, at_top, warnings)
 
 
-class PeriodicSweep:
-    """Runs the sweep every ``interval_s`` seconds in a daemon thread, for the life of the server."""
+class StagedFiles(Protocol):
+    """The one thing the sweep needs of a media store (``geoservice.media.store``, a room above this one)."""
 
-    def __init__(self, engine: Engine, interval_s: float, settings: EventSettings | None = None) -> None:
+    def sweep_staged(self, older_than_s: float) -> int: ...
+
+
+class PeriodicSweep:
+    """Runs the sweep every ``interval_s`` seconds in a daemon thread, for the life of the server.
+
+    With a ``media`` store it also removes the store's staged files older than ``staged_max_age_s``
+    (uploads a crash or a failed transaction left behind), so no cron job is needed for them.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        interval_s: float,
+        settings: EventSettings | None = None,
+        media: StagedFiles | None = None,
+        staged_max_age_s: float = 86400.0,
+    ) -> None:
         self.engine, self.interval_s, self.settings = engine, interval_s, settings
+        self.media, self.staged_max_age_s = media, staged_max_age_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,17 +136,28 @@ class PeriodicSweep:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
-                with transaction(self.engine) as session:
-                    result = sweep_deadlines(session, settings=self.settings)
-                if result.breaches or result.warnings:
-                    log.info("deadline sweep: %s", result)
-            except Exception:  # a failed sweep must not end the loop: the next one retries
-                log.exception("deadline sweep failed")
-            try:  # its own transaction: a failure here does not undo the deadline escalations
-                with transaction(self.engine) as session:
-                    late = sweep_supervision(session, datetime.now(UTC))
-                if late:
-                    log.info("supervision sweep escalated orders %s", late)
+            self.sweep_once()
+
+    def sweep_once(self) -> None:
+        """One round: deadlines, supervision orders, staged media; each failure logged, none stops the rest."""
+        try:
+            with transaction(self.engine) as session:
+                result = sweep_deadlines(session, settings=self.settings)
+            if result.breaches or result.warnings:
+                log.info("deadline sweep: %s", result)
+        except Exception:  # a failed sweep must not end the loop: the next one retries
+            log.exception("deadline sweep failed")
+        try:  # its own transaction: a failure here does not undo the deadline escalations
+            with transaction(self.engine) as session:
+                late = sweep_supervision(session, datetime.now(UTC))
+            if late:
+                log.info("supervision sweep escalated orders %s", late)
+        except Exception:
+            log.exception("supervision sweep failed")
+        if self.media is not None:
+            try:  # files only, no database: staged files belong to no row
+                removed = self.media.sweep_staged(self.staged_max_age_s)
+                if removed:
+                    log.info("media sweep removed %d staged files older than %ss", removed, self.staged_max_age_s)
             except Exception:
-                log.exception("supervision sweep failed")
+                log.exception("media sweep failed")

@@ -79,9 +79,15 @@ class S3Store:
         return True
 
     def sweep_staged(self, older_than_s: float) -> int:
+        """As the local store's; removing an object another sweep removed first is a success in S3."""
         cutoff, removed = datetime.now(UTC) - timedelta(seconds=older_than_s), 0
-        for item in self.client.list_objects(self.bucket, prefix=f"{STAGED}/"):
-            if item.last_modified is not None and item.last_modified < cutoff and item.object_name:
-                self.client.remove_object(self.bucket, item.object_name)
-                removed += 1
+        try:
+            for item in self.client.list_objects(self.bucket, prefix=f"{STAGED}/"):
+                if item.last_modified is not None and item.last_modified < cutoff and item.object_name:
+                    self.client.remove_object(self.bucket, item.object_name)
+                    removed += 1
+        except S3Error as exc:
+            if exc.code == "NoSuchBucket":  # no photo was ever stored: nothing staged either
+                return 0
+            raise
         return removed

@@ -28,6 +28,13 @@ class MediaSettings(BaseSettings):
     media_s3_secret_key: SecretStr | None = None
     media_s3_secure: bool = Field(True, description="https to the S3 endpoint")
     media_s3_region: str | None = None
+    media_staged_max_age_s: float = Field(
+        86400.0,
+        ge=60,
+        le=30 * 86400,
+        description="staged files older than this are removed by the server's sweep and `geoservice media sweep`; "
+        "at least a minute, since an upload in progress holds its files staged for one transaction",
+    )
     photo_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="largest photo file")
     photo_max_pixels: int = Field(
         50_000_000, ge=10_000, le=500_000_000, description="largest width × height (decompression bombs)"

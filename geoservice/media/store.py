@@ -6,7 +6,9 @@ row is being written; after the commit ``publish`` moves them to their key (an a
 a local disk), and if the transaction fails ``discard`` removes them. Keys are content addresses
 (the SHA-256 of the bytes), so publishing the same key twice is harmless and a retried upload can
 re-publish files a crash lost between commit and rename. Staged files a crash left behind are
-removed by ``sweep_staged``.
+removed by ``sweep_staged``, which the server runs with its deadline sweep (``geoservice.events.sweep``)
+and ``geoservice media sweep`` runs from cron; two sweeps at once (two workers, a server and cron)
+both succeed, each counting what it removed.
 """
 
 from __future__ import annotations
@@ -97,13 +99,19 @@ class LocalStore:
 
     def sweep_staged(self, older_than_s: float) -> int:
         folder = self.root / STAGED
-        if not folder.is_dir():
-            return 0
         cutoff, removed = time.time() - older_than_s, 0
-        for path in folder.iterdir():
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
+        try:
+            paths = list(folder.iterdir())
+        except FileNotFoundError:  # nothing was ever staged here
+            return 0
+        for path in paths:
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:  # another sweep (or the upload's own publish) took it first
+                continue
+            removed += 1
         return removed
 
 

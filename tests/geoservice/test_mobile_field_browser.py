@@ -191,7 +191,7 @@ def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_
         assert "已处置" in page.locator(f"#tasks li[data-event-id='{reported['id']}']").inner_text()
         page.click("#lang")
         assert page.locator("#tasks").locator("xpath=following-sibling::h3").inner_text() == "Supervision orders"
-        assert page.locator(f"#tasks li[data-event-id='{big['id']}']").count() == 0  # the community's now
+        page.locator(f"#tasks li[data-event-id='{big['id']}']").wait_for(state="detached")  # the community's now
         context.close()
 
         co_task_on_the_phone(f, empty_db, picture, artifacts)

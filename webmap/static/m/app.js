@@ -20,7 +20,8 @@ const TEXT = {
        patrolStop: "结束巡逻", patrolling: "巡逻中", patrolDone: "巡逻已结束", km: "公里", fixes: "个定位点",
        inspect: "巡查场所", mapTitle: "网格范围与我的位置", act: "提交", cotask: "联合处置",
        task_open: "待处置", task_handling: "处置中", task_fed_back: "已反馈", reply: "回复", replyNote: "回复内容",
-       replied: "已回复", escalateNote: "上报原因（必填）", escalatedTo: "已上报至", track: "巡逻轨迹"},
+       replied: "已回复", escalateNote: "上报原因（必填）", escalatedTo: "已上报至", track: "巡逻轨迹",
+       unsent: "还有 {n} 条记录未发送，退出后将被删除。仍要退出吗？"},
   en: {title: "Grid worker", signin: "Sign in", username: "Username", password: "Password", where: "Where am I",
        locate: "Locate me", tasks: "My tasks", report: "Report an event", describe: "Describe the problem",
        send: "Send", visit: "Record a visit", notes: "What you found", record: "Record", signout: "Sign out",
@@ -34,7 +35,7 @@ const TEXT = {
        mapTitle: "My grid and my position", act: "Send", cotask: "Co-task", task_open: "to start",
        task_handling: "handling", task_fed_back: "fed back", reply: "Reply", replyNote: "Your reply",
        replied: "Replied", escalateNote: "Why escalate (required)", escalatedTo: "escalated to",
-       track: "Patrol track"},
+       track: "Patrol track", unsent: "{n} unsent records will be lost. Sign out anyway?"},
 };
 // English names of what /map/names names in Chinese (the server's names are the Chinese ones).
 const EN = {
@@ -54,16 +55,31 @@ const FORMS = {feedback: {note: "feedbackNote", photo: true}, escalate: {note: "
                "co-feedback": {note: "feedbackNote", photo: true}, reply: {note: "replyNote", photo: false}};
 const TOKEN = "m.token", LANG = "m.lang", CACHE = "m.cache", PATROL = "m.patrol", PATROL_IDS = "m.patrolIds";
 const OLD_QUEUE = "m.queue";  // the queue of an earlier version of the app, in localStorage
+// Whose data the phone holds (the token's subject). It outlives an expired token, so that the same worker
+// signing in again finds their queue, and anyone else signing in finds nothing of theirs.
+const USER = "m.user";
+const USER_DATA = [CACHE, PATROL, PATROL_IDS, OLD_QUEUE];  // a user's data in localStorage (m.lang is the phone's)
+// The app shell the service worker keeps (sw.js, FILES); any other cached answer is a user's and goes at sign-out.
+const SHELL_FILES = ["/m", "/static/m/app.js", "/static/m/app.css", "/m/manifest.webmanifest", "/static/m/icon-192.png"];
 const BATCH = 10;  // fixes per batch; a running patrol also sends what it has every minute
 let lang = localStorage.getItem(LANG) || "zh";
 let position = null;  // {lon, lat} of the last fix
-let flushing = false, again = false;
+let flushing = null, again = false;  // the flush under way (a promise), and whether to go round again
 let queued = [];  // what waits in IndexedDB, in order (a mirror for the page)
 let watchId = null, ticker = null;
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[lang][key] || key;
 const token = () => localStorage.getItem(TOKEN);
+// The username in a token (a JWT's ``sub``), read here without checking it: the server checks every request.
+function userOf(tok) {
+  try {
+    const part = tok.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(part.padEnd(Math.ceil(part.length / 4) * 4, "=")), (ch) => ch.charCodeAt(0));
+    return String(JSON.parse(new TextDecoder().decode(bytes)).sub);
+  } catch (err) { return null; }
+}
+const me = () => (token() ? userOf(token()) : null);
 const cache = () => JSON.parse(localStorage.getItem(CACHE) || "{}");
 const saveCache = (c) => localStorage.setItem(CACHE, JSON.stringify(c));
 const updateCache = (changes) => { const c = {...cache(), ...changes}; saveCache(c); return c; };
@@ -98,16 +114,33 @@ async function store(mode, work) {
     tx.onabort = () => reject(tx.error);
   });
 }
+// Only the signed-in user's items are shown or sent: another's (left by an expired session) wait for them.
 async function loadQueue() {
-  queued = ((await store("readonly", (s) => s.getAll())) || []).sort((a, b) => a.seq - b.seq);
+  const who = me();
+  queued = ((await store("readonly", (s) => s.getAll())) || []).filter((x) => who && x.user === who)
+    .sort((a, b) => a.seq - b.seq);
   showPending();
   return queued;
 }
 // Any change of the queue makes a refresh already under way stale (it may have read the server before a
 // step was sent, and the page after it left the queue): only a refresh begun after it is shown.
 let generation = 0;
-async function putItem(item) { generation++; await store("readwrite", (s) => s.put(item)); return loadQueue(); }
+// An item belongs to whoever was signed in when it was made; it is sent only under their token.
+async function putItem(item) {
+  if (item.user && item.user !== me()) return queued;  // a send that outlived its sign-out does not bring it back
+  generation++;
+  await store("readwrite", (s) => s.put({user: me(), ...item}));
+  return loadQueue();
+}
 async function dropItem(key) { generation++; await store("readwrite", (s) => s.delete(key)); return loadQueue(); }
+
+async function claimUntagged() {
+  // Items of a version that did not record their user were made under the token the phone holds now.
+  const who = me(), all = (await store("readonly", (s) => s.getAll())) || [];
+  for (const item of all.filter((x) => !x.user)) {
+    await store("readwrite", (s) => (who ? s.put({...item, user: who}) : s.delete(item.key)));
+  }
+}
 
 async function migrateOldQueue() {
   // An earlier version kept the queue (photos as data: URLs) in localStorage: move it here once.
@@ -139,14 +172,17 @@ function showPending() {
 }
 function say(text) { $("status").textContent = text; }
 
+// ``options.user``: the request is someone's queued write, sent only while they are the one signed in.
 async function api(path, options = {}) {
-  const headers = {...(options.headers || {}), Authorization: `Bearer ${token()}`};
-  const response = await fetch(path, {...options, headers});
-  if (response.status === 401) { signOut(); throw new Error("signed out"); }
+  const {user, ...rest} = options;
+  if (user && user !== me()) throw new Error("signed out");
+  const headers = {...(rest.headers || {}), Authorization: `Bearer ${token()}`};
+  const response = await fetch(path, {...rest, headers});
+  if (response.status === 401) { sessionEnded(); throw new Error("signed out"); }
   return response;
 }
-const postJson = (path, body) => api(path, {method: "POST", headers: {"Content-Type": "application/json"},
-                                            body: JSON.stringify(body)});
+const postJson = (path, body, user) => api(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                                                  body: JSON.stringify(body), user});
 
 // --- what the page shows, from the cache when offline ----------------------------------------------
 function named(kind, code) {
@@ -188,7 +224,7 @@ function orderItem(o) {
 }
 
 function render() {
-  const c = cache();
+  const c = token() ? cache() : {};  // signed out: nothing of anyone's, not even in the hidden page
   const categories = Object.entries((c.names || {}).categories || {}).filter(([, x]) => x.parent);
   $("categories").innerHTML = categories.map(([code, x]) =>
     `<option value="${esc(code)}">${esc(lang === "zh" ? x.name : code)}</option>`).join("");
@@ -252,7 +288,7 @@ function drawMap(c) {
 
 async function refresh() {
   if (!navigator.onLine || !token()) return;
-  const begun = generation;
+  const begun = generation, who = me();
   const changes = {};  // only what this reads: a fix answered meanwhile is not overwritten
   try {
     const names = await api("/map/names");
@@ -260,8 +296,8 @@ async function refresh() {
       const n = await names.json();
       changes.names = {categories: n.categories, statuses: n.statuses, actions: n.actions, levels: n.levels};
     }
-    const me = await api("/v1/auth/me");
-    if (me.ok) changes.role = (await me.json()).role;
+    const account = await api("/v1/auth/me");
+    if (account.ok) changes.role = (await account.json()).role;
     const duties = await api("/v1/me/duties");
     if (duties.ok) changes.duties = (await duties.json()).items;
     const mine = await api("/v1/queue");
@@ -278,7 +314,7 @@ async function refresh() {
       changes.place = p.ok ? await p.json() : null;
     }
     // the steps still waiting here are shown as taken (the server has not heard of them yet)
-    if (begun !== generation) return;  // stale: the refresh after the queue's change shows the page
+    if (begun !== generation || who !== me()) return;  // stale: the refresh after the queue's change shows the page
     for (const item of queued) applyLocally(changes, item);
     updateCache(changes);
   } catch (err) { /* offline again: the cache stays */ }
@@ -286,7 +322,9 @@ async function refresh() {
 }
 
 function locate() {
+  const who = me();
   navigator.geolocation.getCurrentPosition(async (fix) => {
+    if (who !== me()) return;  // signed out meanwhile
     position = {lon: fix.coords.longitude, lat: fix.coords.latitude};
     updateCache({position});
     render();
@@ -297,12 +335,14 @@ function locate() {
       const a = await answer.json();
       const changes = {where: {code: a.grid.code, grid: a.grid.name, community: a.community ? a.community.name : "",
                                station: a.station ? a.station.name : ""}};
+      if (who !== me()) return;
       const known = cache().gridShape;
       if (!known || known.code !== a.grid.code) {
         // the outline, within my scope (a grid I may not see is a 404, and the map stays hidden)
         const shape = await api(`/collections/grids/items/${encodeURIComponent(a.grid.code)}`);
         changes.gridShape = shape.ok ? {code: a.grid.code, geometry: (await shape.json()).geometry} : null;
       }
+      if (who !== me()) return;
       updateCache(changes);
       render();
     } catch (err) { /* offline: what was shown stays */ }
@@ -325,10 +365,10 @@ async function refusal(response, what) {
     ? new Refused(`${what}: ${detail}`) : new Error(`${what} ${response.status}`);
 }
 
-async function uploadPhoto(eventId, blob) {
+async function uploadPhoto(eventId, blob, user) {
   const form = new FormData();
   form.append("file", blob, "photo.jpg");
-  const r = await api(`/v1/events/${eventId}/photos`, {method: "POST", body: form});
+  const r = await api(`/v1/events/${eventId}/photos`, {method: "POST", body: form, user});
   if (!r.ok) throw await refusal(r, "photo");
 }
 
@@ -336,22 +376,22 @@ function patrolIds() { return JSON.parse(localStorage.getItem(PATROL_IDS) || "{}
 
 async function sendOne(item) {
   if (item.kind === "visit") {
-    const r = await postJson("/v1/visits", item.body);
+    const r = await postJson("/v1/visits", item.body, item.user);
     if (!r.ok) throw await refusal(r, "visit");
     return;
   }
   if (item.kind === "act") {
     if (item.photo && !item.photoSent) {
-      await uploadPhoto(item.eventId, item.photo);
+      await uploadPhoto(item.eventId, item.photo, item.user);
       item.photoSent = true;
       await putItem(item);
     }
-    const r = await postJson(`/v1/events/${item.eventId}/transitions`, item.body);
+    const r = await postJson(`/v1/events/${item.eventId}/transitions`, item.body, item.user);
     if (r.ok) return;
     if (r.status === 409) {
       // Sent before but the answer was lost? The step was taken on this row_version once; read the event:
       // already in the step's state (an escalation: already above the level it was taken at) is done.
-      const now = await api(`/v1/events/${item.eventId}`);
+      const now = await api(`/v1/events/${item.eventId}`, {user: item.user});
       const e = now.ok ? await now.json() : null;
       if (e && (item.body.action === "escalate" ? LEVELS.indexOf(e.escalation_level) > LEVELS.indexOf(item.level)
                                                   : e.status === STEPS[item.body.action])) return;
@@ -361,16 +401,17 @@ async function sendOne(item) {
   }
   if (item.kind === "cotask") {
     if (item.photo && !item.photoSent) {  // before the feedback: a fed-back task leaves the handler's scope
-      await uploadPhoto(item.eventId, item.photo);
+      await uploadPhoto(item.eventId, item.photo, item.user);
       item.photoSent = true;
       await putItem(item);
     }
     const path = `/v1/events/${item.eventId}/tasks/${encodeURIComponent(item.department)}/${item.step}`;
-    const r = item.step === "feedback" ? await postJson(path, {note: item.note}) : await api(path, {method: "POST"});
+    const r = item.step === "feedback" ? await postJson(path, {note: item.note}, item.user)
+                                           : await api(path, {method: "POST", user: item.user});
     if (r.ok) return;  // a start of a task in hand, the same feedback again: the server answers the stored task
     if (r.status === 409) {
       // the task moved meanwhile: done if it is where this step leads (a feedback: with these words)
-      const now = await api(`/v1/events/${item.eventId}/tasks`);
+      const now = await api(`/v1/events/${item.eventId}/tasks`, {user: item.user});
       const mine = now.ok ? (await now.json()).items.filter((k) => k.department_code === item.department &&
                                                            k.status !== "replaced").pop() : null;
       if (mine && (item.step === "start" ? ["handling", "fed_back"].includes(mine.status)
@@ -382,15 +423,16 @@ async function sendOne(item) {
   if (item.kind === "reply") {
     // One reply per order; the same words from me again answer the stored reply, other words (someone
     // else answered first) are a 409, dropped with the server's reason.
-    const r = await postJson(`/v1/supervision/${item.orderId}/reply`, {reply: item.reply});
+    const r = await postJson(`/v1/supervision/${item.orderId}/reply`, {reply: item.reply}, item.user);
     if (!r.ok) throw await refusal(r, t("reply"));
     return;
   }
   if (item.kind === "patrol-start") {
-    const r = await postJson("/v1/patrols", {idempotency_key: item.key, started_at: item.started_at});
+    const r = await postJson("/v1/patrols", {idempotency_key: item.key, started_at: item.started_at}, item.user);
     if (!r.ok) throw await refusal(r, "patrol");
-    const ids = patrolIds();
-    ids[item.local] = (await r.json()).id;
+    const ids = patrolIds(), answer = await r.json();
+    if (item.user !== me()) return;
+    ids[item.local] = answer.id;
     localStorage.setItem(PATROL_IDS, JSON.stringify(ids));
     return;
   }
@@ -398,43 +440,46 @@ async function sendOne(item) {
     const id = patrolIds()[item.local];
     if (id == null) throw new Refused("patrol");  // its start was refused: nothing to add to
     const r = item.kind === "fixes"
-      ? await postJson(`/v1/patrols/${id}/points`, {crs: "wgs84", fixes: item.fixes})
-      : await postJson(`/v1/patrols/${id}/stop`, {stopped_at: item.stopped_at});
+      ? await postJson(`/v1/patrols/${id}/points`, {crs: "wgs84", fixes: item.fixes}, item.user)
+      : await postJson(`/v1/patrols/${id}/stop`, {stopped_at: item.stopped_at}, item.user);
     if (!r.ok) throw await refusal(r, "patrol");
     return;
   }
   if (item.eventId == null) {
-    const r = await postJson("/v1/events", item.body);
+    const r = await postJson("/v1/events", item.body, item.user);
     if (!r.ok) throw await refusal(r, "report");
     item.eventId = (await r.json()).id;
   }
-  if (item.photo) await uploadPhoto(item.eventId, item.photo);
+  if (item.photo) await uploadPhoto(item.eventId, item.photo, item.user);
 }
 
-async function flush() {
-  if (flushing) { again = true; return; }
-  if (!navigator.onLine || !token()) return;
-  flushing = true;
+// Returns the flush under way, so that signing out can wait for what is being sent.
+function flush() {
+  if (flushing) { again = true; return flushing; }
+  if (!navigator.onLine || !token()) return Promise.resolve();
+  flushing = sendQueued().finally(() => { flushing = null; refresh(); });
+  return flushing;
+}
+
+async function sendQueued() {
   let stuck = false;
-  try {
-    do {
-      again = false;
-      for (const item of await loadQueue()) {
-        try {
-          await sendOne(item);
-          await dropItem(item.key);
-          say(t("sent"));
-        } catch (err) {
-          if (err instanceof Refused) { await dropItem(item.key); say(`${t("refused")}: ${err.message}`); continue; }
-          await putItem(item);  // keep it, and what was done of it (the event id), for the next attempt
-          say(`${t("failed")}: ${err.message}`);
-          stuck = true;
-          break;
-        }
+  do {
+    again = false;
+    for (const item of await loadQueue()) {
+      if (item.user !== me()) return;  // signed out meanwhile: not one more request under anyone's token
+      try {
+        await sendOne(item);
+        await dropItem(item.key);
+        say(t("sent"));
+      } catch (err) {
+        if (err instanceof Refused) { await dropItem(item.key); say(`${t("refused")}: ${err.message}`); continue; }
+        await putItem(item);  // keep it, and what was done of it (the event id), for the next attempt
+        say(`${t("failed")}: ${err.message}`);
+        stuck = true;
+        break;
       }
-    } while (again && !stuck && navigator.onLine);
-  } finally { flushing = false; }
-  refresh();
+    }
+  } while (again && !stuck && navigator.onLine);
 }
 
 // --- my tasks: accept, start, feed back -------------------------------------------------------------------
@@ -619,16 +664,22 @@ function watch() {
   }
 }
 
+let starting = false;
 async function startPatrol() {
-  if (patrol()) return;
+  if (patrol() || starting) return;
+  starting = true;
   const key = newKey("patrol");
   const p = {local: key, started_at: new Date().toISOString(), buffer: [], count: 0, distance_m: 0, last: null,
              track: []};
+  try {  // queued first, as every step: the page never shows a patrol whose start is not waiting to be sent
+    await putItem({kind: "patrol-start", key, local: key, started_at: p.started_at, seq: nextSeq()});
+  } finally { starting = false; }
   savePatrol(p);
   delete $("patrol-stats").dataset.done;
   showPatrol();
   watch();
-  await enqueue({kind: "patrol-start", key, local: key, started_at: p.started_at});
+  say(t("queued"));
+  flush();
 }
 
 async function stopPatrol() {
@@ -649,13 +700,63 @@ async function stopPatrol() {
 }
 
 // --- wiring ----------------------------------------------------------------------------------------------
-function signOut() { localStorage.removeItem(TOKEN); start(); }
+// Signing out on a shared phone leaves nothing of the worker behind: what is still queued is sent first
+// (a running patrol is stopped and sent too); what cannot be sent now (offline, refused for a while) is
+// named and lost only if the worker says so. Then the cached answers, the queue and the user's keys go.
+async function signOut() {
+  if (patrol()) await stopPatrol();
+  if (queued.length && navigator.onLine) {
+    say(t("pending"));
+    await flush();
+    await loadQueue();
+  }
+  if (queued.length && !confirm(t("unsent").replace("{n}", String(queued.length)))) return;
+  await forget();
+  localStorage.removeItem(TOKEN);
+  localStorage.removeItem(USER);
+  say("");
+  start();
+}
+
+// An expired or revoked token (a 401): the page signs out but keeps the queue and the cache, both marked
+// with their user, who finds them on signing in again; anyone else signing in gets neither (``forget``).
+function sessionEnded() {
+  if (!token()) return;
+  localStorage.removeItem(TOKEN);
+  start();
+}
+
+// Everything a user left on the phone: the cached answers, the queue, the running patrol, and any answer
+// a cache of the service worker holds beside the app shell.
+async function forget() {
+  generation++;
+  if (watchId != null) navigator.geolocation.clearWatch(watchId);
+  clearInterval(ticker);
+  watchId = ticker = null;
+  position = null;
+  delete $("patrol-stats").dataset.done;
+  $("report-form").reset();
+  $("visit-form").reset();
+  for (const key of USER_DATA) localStorage.removeItem(key);
+  sessionStorage.clear();
+  await store("readwrite", (s) => s.clear());
+  queued = [];
+  showPending();
+  if (!("caches" in window)) return;
+  for (const name of await caches.keys()) {
+    const cached = await caches.open(name);
+    for (const request of await cached.keys()) {
+      if (!SHELL_FILES.includes(new URL(request.url).pathname)) await cached.delete(request);
+    }
+  }
+}
 
 async function start() {
   const signedIn = Boolean(token());
+  if (signedIn && !localStorage.getItem(USER)) localStorage.setItem(USER, me());  // signed in before m.user was kept
   $("signin").hidden = signedIn;
   $("app").hidden = !signedIn;
-  try { await migrateOldQueue(); await loadQueue(); } catch (err) { say(`${t("failed")}: ${err.message}`); }
+  try { await claimUntagged(); await migrateOldQueue(); await loadQueue(); } catch (err) { say(`${t("failed")}: ${err.message}`); }
   translate();
   if (signedIn) { refresh(); locate(); flush(); watch(); }
 }
@@ -665,7 +766,12 @@ $("signin-form").addEventListener("submit", async (ev) => {
   const r = await fetch("/v1/auth/token", {method: "POST", body: new URLSearchParams(new FormData(ev.target))});
   const a = await r.json();
   if (!r.ok) { $("signin-error").textContent = a.detail || r.status; return; }
+  const who = userOf(a.access_token);
+  if (localStorage.getItem(USER) !== who) await forget();  // someone else's (or no one's) data: gone before mine
+  localStorage.setItem(USER, who);
   localStorage.setItem(TOKEN, a.access_token);
+  ev.target.reset();  // the password does not wait in the hidden form for the next person
+  $("signin-error").textContent = "";
   start();
 });
 
