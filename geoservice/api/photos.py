@@ -132,11 +132,20 @@ def get_thumb(
 
 
 def _file(request: Request, key: str, content_type: str, etag: str) -> Response:
+    """The file, or a 304 when the caller's copy is current: only after the caller was allowed to see it.
+
+    ``no-cache`` with ``Vary: Authorization``: a browser keeps its copy but asks every time, so a
+    shared phone never shows one user's photo to the next from its cache, and a copy still allowed
+    costs a 304 (the photo's hash is its ETag: its bytes never change).
+    """
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache", "Vary": "Authorization",
+               "X-Content-Type-Options": "nosniff"}  # fmt: skip
+    if headers["ETag"] in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+        return Response(status_code=304, headers=headers)
     data = request.app.state.media_store.read(key)
     if data is None:
         raise NotFound("the photo's file is not in the store; uploading the same photo again restores it",
                        title="Photo file missing")  # fmt: skip
-    headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     return Response(data, media_type=content_type, headers=headers)
 
 

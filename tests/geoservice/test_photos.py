@@ -159,6 +159,22 @@ def test_a_photo_is_seen_only_by_whoever_may_see_its_event(client: TestClient, p
     assert client.get("/v1/photos/999999", headers=people["supervisor"]).status_code == 404
 
 
+def test_a_browser_asks_again_before_showing_a_kept_photo(client: TestClient, people: dict):
+    """A shared phone's cache must not show one user's photo to the next: kept copies are revalidated."""
+    event = report(client, people["citizen"])
+    stored = upload(client, people["citizen"], event["id"], photo()).json()
+    for url in (stored["url"], stored["thumb_url"]):
+        first = client.get(url, headers=people["worker"])
+        assert first.status_code == 200 and first.content
+        assert first.headers["cache-control"] == "private, no-cache" and first.headers["vary"] == "Authorization"
+        kept = {"If-None-Match": first.headers["etag"]}
+        again = client.get(url, headers={**people["worker"], **kept})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == first.headers["etag"]
+        assert client.get(url, headers={**people["other_citizen"], **kept}).status_code == 404  # asked, and refused
+        stale = client.get(url, headers={**people["worker"], "If-None-Match": '"another"'})
+        assert stale.status_code == 200 and stale.content == first.content
+
+
 def test_a_failed_commit_leaves_no_file_and_a_lost_file_is_restored_by_a_retry(
     client: TestClient, people: dict, media: MediaSettings, empty_db: Engine
 ):
