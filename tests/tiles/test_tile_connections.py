@@ -105,3 +105,17 @@ def test_database_errors_come_out_as_sqlalchemys_and_the_connection_stays_usable
     finally:
         connections.close()
     assert len(connections) == 0
+
+
+def test_the_apps_end_closes_its_tile_connections(empty_db: Engine):
+    events_city.load_events_city(empty_db)
+
+    def tile_backends() -> list:
+        with empty_db.connect() as conn:
+            return conn.execute(text(TILE_BACKENDS)).all()
+
+    with events_client(empty_db) as client:
+        admin = sign_in(client, empty_db, Role.admin)
+        assert client.get(GRIDS_TILE, headers=admin).status_code == 200
+        assert tile_backends()
+    wait_for(lambda: not tile_backends(), "the tile connections to close with the app")
