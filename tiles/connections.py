@@ -58,6 +58,9 @@ class TileConnections:
                 else:
                     self._give(conn)
                 raise DBAPIError.instance(statement, values, exc, psycopg.Error) from exc
+            except BaseException:  # interrupted mid-statement: the connection's state is unknown
+                conn.close()
+                raise
             self._give(conn)
             return None if row is None else row[0]
 
