@@ -2,7 +2,7 @@
 
 Through the engine's pool a tile query took four round trips: the pool's pre-ping, ``BEGIN``
 (psycopg opens a transaction before the first statement), the query, and the ``ROLLBACK`` that
-returns the connection to the pool: 0.8 ms of a 1.2 ms tile at z14 on the 2-core machine
+returns the connection to the pool: 0.9 ms of a 1.2 ms tile at z14 on the 2-core machine
 (measured in-process, against the same query on a raw autocommit connection). A tile query is
 one read-only statement, so it needs no transaction of its own: these connections run in
 autocommit and send the statement alone.

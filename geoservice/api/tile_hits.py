@@ -6,7 +6,7 @@ tile against 285 µs for ``GET /v1/auth/me``), which put the cached tile's p99 o
 on the 2-core machine. So this middleware answers a tile GET itself, but only when it is certain
 without I/O: a bearer token of a staff member this process already knows, a well-formed address
 and filters, and the tile in the cache and still right. Anything else (no token, a caller not yet
-known, a parameter the route would refuse, a miss) goes on to the route, which decides as always
+known, a parameter the route would refuse) goes on to the route, which decides as always
 and says why. Both take the caller's scope, the filters and the answer's headers from the same
 code (``geoservice.api.tiles``), so a hit here and a hit there are the same bytes and headers.
 
