@@ -13,11 +13,17 @@
 * **peer, plain PostGIS**: the textbook ``ST_AsMVT`` query per tile (simplify after the transform,
   no joins, no scope), timed on a direct connection: what a hand-rolled tile endpoint would cost
   before HTTP. The ratio is its median over the cold median through HTTP.
+* **content**: every sampled grid tile as served cold through HTTP is compared with (a) the
+  service's own tile query sent directly to PostGIS (byte for byte: the HTTP path adds or drops
+  nothing) and (b) the plain query's tile (the codes and names of the features drawn inside the
+  tile; the two simplify differently, so a sliver in the 64-pixel buffer may go either way).
+  Both must show 0 differences.
 * **peer, GeoJSON**: ``/collections/grids/items?bbox=`` for the same tiles: time and bytes.
 * **page**: ``/map`` in headless Chromium until the first grid is drawn (token already in the tab).
 
 Targets (issue 5, 2-core machine): cold grid tile p99 ≤ 20 ms at z10-z16; events tile p99 ≤ 50 ms
-at any zoom with 50,000 events; cached tile p99 ≤ 2 ms; grids drawn within 2 s.
+at any zoom with 50,000 events; cached tile p99 ≤ 2 ms; grids drawn within 2 s. Issue 22: a cold
+grid tile through HTTP at z12-z16 within 1.5× the plain query's time (p50 against p50).
 
 ``python -m bench.tiles [--url URL]`` runs it alone (on an existing demo database, or building the
 demo city in the bench cluster first); ``run`` has the signature of a suite in ``bench/__main__.py``.
@@ -49,7 +55,9 @@ from sqlalchemy import create_engine
 from bench.cities import City, bench_cluster, build_cities
 from bench.report import Table, print_table, verdict
 from tiles.address import TileAddress
+from tiles.catalog import EXTENT, BuildContext, TileFilters, TileScope
 from tiles.catalog import LAYERS as CATALOG
+from tiles.settings import TileSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "bench" / "out"
@@ -61,6 +69,8 @@ SAMPLE = 40
 SEED = 5
 ADMIN = ("admin", "admin-demo-2026")
 TARGET_GRID_MS, TARGET_EVENTS_MS, TARGET_CACHED_MS, TARGET_PAGE_S = 20.0, 50.0, 2.0, 2.0
+TARGET_PLAIN_RATIO = 1.5  # issue 22: cold grid tile through HTTP at most this many times the plain query (p50)
+PLAIN_RATIO_ZOOMS = (12, 14, 16)
 OPEN = "reported,accepted,dispatched,returned,handling,handled,reopened"
 PEER_SQL = """
 WITH b AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS clip,
@@ -104,6 +114,8 @@ def measure(url: str, title: str, console: Console) -> tuple[list[Table], bool]:
             cold_ms, sizes = _fetch_all(cold, name, tiles, params)
             rows[(layer, z)] = {"cold_p50": _pct(cold_ms, 50), "cold_p99": _pct(cold_ms, 99),
                                 "bytes": statistics.mean(sizes)}  # fmt: skip
+        console.log("tiles: content of every sampled grid tile against the direct and the plain queries")
+        content = {z: _compare_content(cold, conninfo, version, sample[z]) for z in ZOOMS}
         # Round by round over every row, so that a noisy second of the machine is shared by all rows
         # instead of deciding one row's p99 (each row's 2,000 requests took one second in a row).
         console.log(f"tiles: cached, {CACHED_ROUNDS} rounds over every layer and zoom")
@@ -126,7 +138,7 @@ def measure(url: str, title: str, console: Console) -> tuple[list[Table], bool]:
         geojson = {z: _geojson(cold_base, sample[z]) for z in ZOOMS}
         console.log("tiles: /map in headless Chromium")
         page_s = _page_seconds(warm_base, warm.token)
-    return _tables(title, rows, peers, events_peers, geojson, page_s, events, (floor, bare_floor), misses)
+    return _tables(title, rows, peers, events_peers, geojson, page_s, events, (floor, bare_floor), misses, content)
 
 
 class Client:
@@ -150,8 +162,9 @@ class Client:
         return response.status, body, elapsed
 
 
-def _tables(title, rows, peers, events_peers, geojson, page_s, events, floors, misses) -> tuple[list[Table], bool]:  # noqa: ANN001, E501
+def _tables(title, rows, peers, events_peers, geojson, page_s, events, floors, misses, content) -> tuple[list[Table], bool]:  # noqa: ANN001, E501
     table = Table(f"vector tiles through HTTP — {title} ({events:,} events)")
+    same = all(direct == 0 and plain == 0 for _, direct, plain in content.values())
     names = ("GET /v1/auth/me: the lightest signed-in route, same server",
              "bare ASGI app under uvicorn (16 kB, no code): the HTTP floor")
     for name, ms in zip(names, floors, strict=True):
@@ -180,6 +193,14 @@ def _tables(title, rows, peers, events_peers, geojson, page_s, events, floors, m
                       f"{events_peers[z]:.1f} ms", "1.0×")  # fmt: skip
         if layer == "grids":
             table.add("", "peer: plain ST_AsMVT query, direct connection (p50)", f"{peers[z]:.1f} ms", "1.0×")
+            if z in PLAIN_RATIO_ZOOMS:
+                times = r["cold_p50"] / peers[z]
+                table.add("", "cold through HTTP over the plain query (p50 / p50; issue 22)", f"{times:.2f}×", "",
+                          f"≤ {TARGET_PLAIN_RATIO:g}×", verdict(times <= TARGET_PLAIN_RATIO))  # fmt: skip
+            tiles, direct, plain = content[z]
+            table.add("", f"content of {tiles} tiles: differences from the direct query (bytes) / the plain "
+                      "query (features drawn)", f"{direct} / {plain}", "", "0 / 0",
+                      verdict(direct == plain == 0))  # fmt: skip
             ms, size = geojson[z]
             table.add("", "peer: GeoJSON of the tile's bbox (OGC items, p50)", f"{ms:.1f} ms, {size / 1024:.1f} kB",
                       f"{size / max(r['bytes'], 1):.1f}× bytes")  # fmt: skip
@@ -198,8 +219,12 @@ def _tables(title, rows, peers, events_peers, geojson, page_s, events, floors, m
         "connection.",
         "events·open: the page's default filter (open states); events: every state. Below z14 events are counts per "
         "cell, from z14 one point each.",
+        "Content: each distinct sampled grid tile, fetched cold through HTTP as the admin, against the service's own "
+        "query for it sent directly to PostGIS (bytes) and against the plain query's tile (code and name of every "
+        "feature drawn inside the tile, the 64-pixel buffer left out: the plain query simplifies after the transform, "
+        "geoservice before it, so a sliver in the buffer may be kept by one and dropped by the other).",
     ]
-    return [table], True
+    return [table], same
 
 
 def _sample_tiles(bounds: tuple[float, float, float, float], z: int) -> list[TileAddress]:
@@ -226,6 +251,51 @@ def _fetch_all(client: Client, layer: str, tiles: list[TileAddress],
         times.append(ms)
         sizes.append(len(body))
     return times, sizes
+
+
+def _compare_content(client: Client, conninfo: str, version: int, tiles: list[TileAddress]) -> tuple[int, int, int]:
+    """Distinct tiles compared, and how many differ from the direct query (bytes) and the plain one (features)."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+
+    dialect = psycopg_dialect.dialect()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        epsg = int(conn.execute("SELECT value FROM dataset_settings WHERE key = 'metric_epsg'").fetchone()[0])
+        context = BuildContext(version, epsg, {}, "'none'", None, TileSettings().max_features, 14)
+        distinct, direct, plain = sorted(set(tiles)), 0, 0
+        for t in distinct:
+            status, served, _ = client.get(f"/tiles/grids/{t.z}/{t.x}/{t.y}.mvt")
+            if status not in (200, 204):
+                raise RuntimeError(f"{status} for grids {t}: {served[:200]!r}")
+            sql, params = CATALOG["grids"].build(t, TileScope(), TileFilters(), context)
+            compiled = text(sql).compile(dialect=dialect)  # as the service sends it
+            built = conn.execute(compiled.string, compiled.construct_params(params)).fetchone()[0]
+            plain_tile = conn.execute(PEER_SQL, {"z": t.z, "x": t.x, "y": t.y, "tol": t.pixel_m, "v": version})
+            direct += served != bytes(built or b"")
+            plain += _drawn(served) != _drawn(bytes(plain_tile.fetchone()[0] or b""))
+    return len(distinct), direct, plain
+
+
+def _drawn(body: bytes) -> set[tuple[str, str]]:
+    """(code, name) of every grid with a vertex inside the tile proper (the buffer left out)."""
+    import mapbox_vector_tile
+
+    if not body:
+        return set()
+    found = set()
+    for feature in mapbox_vector_tile.decode(body).get("grids", {}).get("features", []):
+        xs, ys = zip(*_points(feature["geometry"]["coordinates"]), strict=True)
+        if max(xs) > 0 and min(xs) < EXTENT and max(ys) > 0 and min(ys) < EXTENT:
+            found.add((feature["properties"]["code"], feature["properties"]["name"]))
+    return found
+
+
+def _points(coordinates: list) -> Iterator[tuple[float, float]]:
+    if isinstance(coordinates[0], int | float):
+        yield coordinates[0], coordinates[1]
+        return
+    for part in coordinates:
+        yield from _points(part)
 
 
 def _events_by_rows_ms(url: str, tiles: list[TileAddress]) -> float:

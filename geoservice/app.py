@@ -123,6 +123,9 @@ def create_app(
         yield
         await app.state.routers.stop()
         await app.state.principals.stop()
+        tile_service = getattr(app.state, "tile_service", None)
+        if tile_service is not None:  # its connections are its own, not the engine's pool
+            tile_service.close()
         if own_engine:
             app.state.engine.dispose()
 

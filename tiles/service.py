@@ -30,6 +30,7 @@ from tiles.catalog import (
     TileLayer,
     TileScope,
 )
+from tiles.connections import TileConnections
 from tiles.event_points import EventPoints, PointFilters, Thresholds
 from tiles.settings import TileSettings
 from tiles.versions import Box, DataVersions
@@ -73,6 +74,7 @@ class TileService:
         self.versions = DataVersions(engine, self.settings.version_check_s)
         self.cache = TileCache(int(self.settings.cache_mb * 1024 * 1024))
         self.event_points = EventPoints(engine, self.settings.events_max_age_s)
+        self.connections = TileConnections(engine, self.settings.connections)
         self._extents: dict[tuple[str, Hashable], Box | None] = {}
         self._lock = threading.Lock()
 
@@ -139,9 +141,7 @@ class TileService:
         if layer.name == "events" and address.z < context.events_cluster_until and self.settings.events_in_memory:
             return self._counted_events(address, scope, filters, rules, current["events"], context.now)
         sql, params = layer.build(address, scope, filters, context)
-        with self.engine.connect() as conn:
-            body = conn.execute(text(sql), params).scalar()
-        return bytes(body or b"")
+        return bytes(self.connections.scalar(sql, params) or b"")
 
     def _counted_events(
         self, address: TileAddress, scope: TileScope, filters: TileFilters, rules: Rules, version: Hashable,
@@ -158,9 +158,7 @@ class TileService:
         params = {"z": address.z, "x": address.x, "y": address.y, "xs": cells.mx.tolist(), "ys": cells.my.tolist(),
                   "counts": cells.count.tolist(), "reds": cells.red.tolist(), "yellows": cells.yellow.tolist(),
                   "blues": cells.blue.tolist()}  # fmt: skip
-        with self.engine.connect() as conn:
-            body = conn.execute(text(CELLS_TILE_SQL), params).scalar()
-        return bytes(body or b"")
+        return bytes(self.connections.scalar(CELLS_TILE_SQL, params) or b"")
 
     def extent(self, layer: TileLayer, current: dict[str, Hashable], rules: Rules) -> Box | None:
         """Bounds (lon/lat) of the layer's data for the versions in force; None when it holds nothing."""
@@ -185,6 +183,10 @@ class TileService:
             self._extents = {k: v for k, v in self._extents.items() if k[0] != source}  # keep only the newest
             self._extents[(source, token)] = found
         return found
+
+    def close(self) -> None:
+        """Close the tile queries' own connections (the engine's pool is its owner's to dispose)."""
+        self.connections.close()
 
     def _grown_events_extent(self, token: tuple[Hashable, ...]) -> Box | None:
         """Events only arrive (none is deleted or moved): the old extent plus the new points, without a scan."""

