@@ -25,8 +25,8 @@ share); for the script it includes reading the grids from a GeoPackage.
 run before; ``--rounds`` interleaves ours and the script that many times and reports medians.
 ``--code DIR`` runs another checkout's command (e.g. ``git archive HEAD~1 | tar -x -C DIR``) for a
 before/after comparison; ``--before DIR`` runs that checkout's command too, in the same rounds (ours,
-before, script …), so both sides of a change meet the same load. Each run's peak RSS is read from the
-kernel (``wait4``). ``--reuse`` uses the bench databases as they are instead of rebuilding them.
+before, script …), so both sides of a change meet the same load. Each run's peak RSS is read by GNU time
+(``/usr/bin/time -f %M``). ``--reuse`` uses the bench databases as they are instead of rebuilding them.
 """
 
 from __future__ import annotations
@@ -113,6 +113,9 @@ class Run:
     before_s: list[float] = field(default_factory=list)  # --before: that checkout's command, same rounds
     before_rss: list[float] = field(default_factory=list)
     before_differences: int = 0
+    cpu: list[float] = field(default_factory=list)  # CPU seconds (user + system) of each of ours' runs
+    before_cpu: list[float] = field(default_factory=list)
+    peer_use: list[tuple[float, float]] = field(default_factory=list)  # the script's (peak RSS MB, CPU s)
 
     @property
     def ours(self) -> float:
@@ -199,8 +202,10 @@ def compare(
                 peer_out = folder / f"peer-{n}{suffix_out}"
                 seconds = {(side, c): [] for side in sides for c in caches}
                 rss = {(side, c): [] for side in sides for c in caches}
+                cpu = {(side, c): [] for side in sides for c in caches}
                 loads: dict[str, list[float]] = {c: [] for c in caches}
                 peer_s: list[float] = []
+                peer_use: list[tuple[float, float]] = []  # the script's peak RSS and CPU seconds per round
                 if "cold" not in caches:  # warm only: fill the cache once, untimed
                     for side_env, _ in sides.values():
                         _timed([*ours_cmd, str(source), str(folder / f"prime{suffix_out}")], side_env)
@@ -212,21 +217,27 @@ def compare(
                             if side == "ours":
                                 loads[cache].append(os.getloadavg()[0])
                             out = folder / f"{side}-{cache}-{n}{suffix_out}"
-                            took, peak = _timed_rss([*ours_cmd, str(source), str(out)], side_env)
+                            took, peak, spent = _timed_rss([*ours_cmd, str(source), str(out)], side_env)
                             seconds[side, cache].append(took)
                             rss[side, cache].append(peak)
-                            console.log(f"{n:,} {fmt} round {r + 1}: {side} ({cache} cache) {took:.2f} s, peak RSS "
-                                        f"{peak:.0f} MB (load {os.getloadavg()[0]:.1f})")  # fmt: skip
-                    peer_s.append(_timed([sys.executable, str(folder / "peer.py"), str(grids), str(source),
-                                          str(peer_out)], {}))  # fmt: skip
+                            cpu[side, cache].append(spent)
+                            console.log(f"{n:,} {fmt} round {r + 1}: {side} ({cache} cache) {took:.2f} s, CPU "
+                                        f"{spent:.2f} s, peak RSS {peak:.0f} MB "
+                                        f"(load {os.getloadavg()[0]:.1f})")  # fmt: skip
+                    took, peak, spent = _timed_rss([sys.executable, str(folder / "peer.py"), str(grids), str(source),
+                                                    str(peer_out)], {})  # fmt: skip
+                    peer_s.append(took)
+                    peer_use.append((peak, spent))
                     console.log(f"{n:,} {fmt} round {r + 1}: peer {peer_s[-1]:.2f} s (load {os.getloadavg()[0]:.1f})")
                 for cache in caches:
                     out = folder / f"ours-{cache}-{n}{suffix_out}"
                     covered, differences = _compare(out, peer_out, snapped)
                     run = Run(n, fmt, cache, seconds["ours", cache], peer_s, loads[cache], covered, int(snapped.sum()),
-                              differences, out.stat().st_size / 1e6, rss["ours", cache])  # fmt: skip
+                              differences, out.stat().st_size / 1e6, rss["ours", cache], cpu=cpu["ours", cache],
+                              peer_use=peer_use)  # fmt: skip
                     if "before" in sides:
                         run.before_s, run.before_rss = seconds["before", cache], rss["before", cache]
+                        run.before_cpu = cpu["before", cache]
                         run.before_differences = _compare(folder / f"before-{cache}-{n}{suffix_out}", peer_out,
                                                           snapped)[1]  # fmt: skip
                     runs.append(run)
@@ -297,18 +308,25 @@ def _timed(command: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def _timed_rss(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and the process's peak RSS (MB, from the kernel's ``wait4``)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=output, stderr=output, cwd="/")
-        _, status, usage = os.wait4(process.pid, 0)
+def _timed_rss(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, the command's peak RSS in MB and its CPU seconds (user + system), from GNU time.
+
+    The CPU time is what the command itself spent, less at the mercy of a shared machine's load than
+    the wall time (which is what a user waits, and what the ratio uses).
+
+    Not ``wait4`` from here: a child's ``ru_maxrss`` starts at its parent's RSS at fork (this
+    process holds the points, ~500 MB), so every run would read the same. GNU time is small, and
+    the command it forks starts from that.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *command], env={**os.environ, **env},
+                              capture_output=True, text=True, cwd="/")  # fmt: skip
         seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
-            output.seek(0)
-            raise SystemExit(f"{command[0]} failed ({process.returncode}):\n{output.read().decode()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
+        if done.returncode != 0:
+            raise SystemExit(f"{command[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+        peak_kb, user, system = rss.read().split()[-3:]
+        return seconds, int(peak_kb) / 1024, float(user) + float(system)
 
 
 def _read_codes(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -343,18 +361,23 @@ def _table(city: City, runs: list[Run], build_s: float, code: Path, before: Path
                   f"{run.ours:.2f} s [{', '.join(f'{s:.2f}' for s in run.ours_s)}]", f"{ratio:.2f}× the script",
                   "≥ 2×", verdict(ratio >= 2))  # fmt: skip
         if run.ours_rss:
-            table.add("", "  its peak RSS", f"{np.median(run.ours_rss):.0f} MB "
-                      f"[{', '.join(f'{m:.0f}' for m in run.ours_rss)}]")  # fmt: skip
+            table.add("", "  its peak RSS; its CPU time (user + system)", f"{np.median(run.ours_rss):.0f} MB "
+                      f"[{', '.join(f'{m:.0f}' for m in run.ours_rss)}]; {np.median(run.cpu):.2f} s "
+                      f"[{', '.join(f'{c:.2f}' for c in run.cpu)}]")  # fmt: skip
         if run.before_s:
             table.add("", f"the same command from {before} (same rounds)",
                       f"{run.before:.2f} s [{', '.join(f'{s:.2f}' for s in run.before_s)}]",
                       f"{run.peer / run.before:.2f}× the script")  # fmt: skip
-            table.add("", "  its peak RSS; grid codes against the script",
+            table.add("", "  its peak RSS; CPU time; grid codes against the script",
                       f"{np.median(run.before_rss):.0f} MB [{', '.join(f'{m:.0f}' for m in run.before_rss)}]; "
+                      f"{np.median(run.before_cpu):.2f} s [{', '.join(f'{c:.2f}' for c in run.before_cpu)}]; "
                       f"{run.before_differences} differences", "", "0",
                       verdict(run.before_differences == 0))  # fmt: skip
         table.add("", "geopandas script: gpkg grids, pyarrow, sjoin intersects, pyarrow",
                   f"{run.peer:.2f} s [{', '.join(f'{s:.2f}' for s in run.peer_s)}]")  # fmt: skip
+        if run.peer_use:
+            table.add("", "  its peak RSS; its CPU time", f"{np.median([u[0] for u in run.peer_use]):.0f} MB; "
+                      f"{np.median([u[1] for u in run.peer_use]):.2f} s")  # fmt: skip
         table.add("", "grid codes equal (snapped points aside)",
                   f"{run.differences} differences ({run.covered:,} covered, {run.snapped:,} snapped)", "", "0",
                   verdict(run.differences == 0))  # fmt: skip
