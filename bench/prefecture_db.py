@@ -20,7 +20,8 @@ benches measure the router on polygons held in memory (``bench.index_build``) or
   reading the city's grids from a GeoPackage (``bench.route_command.compare``: interleaved, cold and
   warm cache, 0 differences required).
 
-``--reuse`` keeps the loaded database (building and loading the city takes a few minutes).
+``--reuse`` keeps the loaded database (building and loading the city takes a few minutes); ``--code DIR``
+runs another checkout's load_router, serve and route (e.g. the commit before a change) on the same database.
 """
 
 from __future__ import annotations
@@ -169,16 +170,18 @@ def child_load_router(url: str, cache: str) -> dict:
             "index_cache": router.grid_index.cache}  # fmt: skip
 
 
-def time_load_router(city: City, cache_dir: Path, rounds: int, console: Console) -> dict[str, list[dict]]:
+def time_load_router(
+    city: City, cache_dir: Path, rounds: int, console: Console, code: Path = REPO
+) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {"off": [], "cold": [], "warm": []}
     for r in range(rounds):
         for cache in results:
             if cache == "cold":
                 shutil.rmtree(cache_dir, ignore_errors=True)
             load = os.getloadavg()[0]
-            env = {**os.environ, "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir)}
+            env = {**os.environ, "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(code)}
             out = subprocess.run([sys.executable, "-m", "bench.prefecture_db", "--child", cache, "--url", city.url],
-                                 env=env, capture_output=True, text=True, check=True, cwd=REPO)  # fmt: skip
+                                 env=env, capture_output=True, text=True, check=True, cwd=code)  # fmt: skip
             figures = {**json.loads(out.stdout.strip().splitlines()[-1]), "load": load}
             results[cache].append(figures)
             console.log(f"load_router round {r + 1}, cache {cache}: {figures['s']:.2f} s (SQL {figures['sql_s']:.2f}, "
@@ -227,13 +230,16 @@ def _readyz(port: int) -> dict | None:
         return None
 
 
-def time_serve(city: City, cache_dir: Path, workers: int, cache: str, home: Path) -> dict:
-    """``geoservice serve``: start → first 200 from /readyz → every worker answered; then the processes' memory."""
+def time_serve(city: City, cache_dir: Path, workers: int, cache: str, home: Path, code: Path = REPO) -> dict:
+    """``geoservice serve``: start → first 200 from /readyz → every worker answered; then the processes' memory.
+
+    ``code``: the checkout whose command runs (its directory on PYTHONPATH, inherited by the workers).
+    """
     if cache == "cold":
         shutil.rmtree(cache_dir, ignore_errors=True)
     port = _free_port()
     env = {**os.environ, "GEOSERVICE_DATABASE_URL": city.url, "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir),
-           "GEOSERVICE_HOME": str(home), "GEOSERVICE_VERSION_CHECK_S": "60"}  # fmt: skip
+           "GEOSERVICE_HOME": str(home), "GEOSERVICE_VERSION_CHECK_S": "60", "PYTHONPATH": str(code)}  # fmt: skip
     load = os.getloadavg()[0]
     started = time.perf_counter()
     server = subprocess.Popen([GEOSERVICE, "serve", "--port", str(port), "--workers", str(workers)], env=env,
@@ -287,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", default="1000000", help="route: comma-separated sizes")
     parser.add_argument("--formats", default="csv", help="route: csv, parquet or both")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: router, serve, route")
+    parser.add_argument("--code", type=Path, default=REPO,
+                        help="the checkout whose load_router, serve and route run (default this one)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -306,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-prefecture-run-") as scratch:
         cache_dir = Path(scratch) / "router-cache"
         if "router" not in skip:
-            results = time_load_router(city, cache_dir, args.rounds, console)
+            results = time_load_router(city, cache_dir, args.rounds, console, args.code)
             labels = {"off": "cache off (GEOSERVICE_ROUTER_CACHE=false)", "cold": "cache empty: build + write",
                       "warm": "cache filled: map"}  # fmt: skip
             for cache, runs in results.items():
@@ -332,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs_by: dict[str, list[dict]] = {"cold": [], "warm": []}
                 for _ in range(args.rounds):
                     for cache in runs_by:
-                        r = time_serve(city, cache_dir, workers, cache, home)
+                        r = time_serve(city, cache_dir, workers, cache, home, args.code)
                         runs_by[cache].append(r)
                         console.log(f"serve --workers {workers}, {cache}: first 200 {r['first_s']:.2f} s, all "
                                     f"{r['all_s']:.2f} s; worker RSS {_span(r['worker_rss'])} MB, total RSS "
@@ -355,12 +363,13 @@ def main(argv: list[str] | None = None) -> int:
                               "", "≤ 300 MB", verdict(max(last["worker_rss"]) <= 300))  # fmt: skip
                     table.add("", f"all {last['processes']} processes: RSS summed / PSS (shared pages once)",
                               f"{last['total_rss']:.0f} / {last['total_pss']:.0f} MB")  # fmt: skip
+    table.notes.append(f"Code run: {args.code}.")
     print_table(console, table)
     if "route" not in skip:
         runs, build_s = compare(city, prefecture_boundary(), [int(s) for s in args.points.split(",")],
-                                [f for f in args.formats.split(",") if f], ["cold", "warm"], args.rounds, REPO, None,
-                                console)  # fmt: skip
-        print_table(console, route_table(city, runs, build_s, REPO))
+                                [f for f in args.formats.split(",") if f], ["cold", "warm"], args.rounds, args.code,
+                                None, console)  # fmt: skip
+        print_table(console, route_table(city, runs, build_s, args.code))
         ok = ok and all(r.differences == 0 for r in runs)
     return 0 if ok else 1
 

@@ -24,7 +24,9 @@ share); for the script it includes reading the grids from a GeoPackage.
 ``--cache cold,warm`` times the command with its router cache emptied before the run and filled by the
 run before; ``--rounds`` interleaves ours and the script that many times and reports medians.
 ``--code DIR`` runs another checkout's command (e.g. ``git archive HEAD~1 | tar -x -C DIR``) for a
-before/after comparison. ``--reuse`` uses the bench databases as they are instead of rebuilding them.
+before/after comparison; ``--before DIR`` runs that checkout's command too, in the same rounds (ours,
+before, script …), so both sides of a change meet the same load. Each run's peak RSS is read by GNU time
+(``/usr/bin/time -f %M``). ``--reuse`` uses the bench databases as they are instead of rebuilding them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -107,10 +109,21 @@ class Run:
     snapped: int  # points the router placed by its snap tolerance (sjoin found none)
     differences: int
     out_mb: float
+    ours_rss: list[float] = field(default_factory=list)  # peak RSS of each of ours' runs, MB
+    before_s: list[float] = field(default_factory=list)  # --before: that checkout's command, same rounds
+    before_rss: list[float] = field(default_factory=list)
+    before_differences: int = 0
+    cpu: list[float] = field(default_factory=list)  # CPU seconds (user + system) of each of ours' runs
+    before_cpu: list[float] = field(default_factory=list)
+    peer_use: list[tuple[float, float]] = field(default_factory=list)  # the script's (peak RSS MB, CPU s)
 
     @property
     def ours(self) -> float:
         return float(np.median(self.ours_s))
+
+    @property
+    def before(self) -> float:
+        return float(np.median(self.before_s))
 
     @property
     def peer(self) -> float:
@@ -125,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ours, peer, ours, peer …)")
     parser.add_argument("--city", default="simple", choices=("simple", "dense"))
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose command runs (default this one)")
+    parser.add_argument("--before", type=Path, help="also run this checkout's command in the same rounds")
     parser.add_argument("--reuse", action="store_true", help="use the bench database as it is (no rebuild)")
     parser.add_argument("--keep", type=Path, help="write the files here and keep them (default a temporary dir)")
     args = parser.parse_args(argv)
@@ -134,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"load average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} (1 / 5 min)")
     runs, build_s = compare(city, county_boundary(), [int(s) for s in args.points.split(",")],
                             [f for f in args.formats.split(",") if f], [c for c in args.cache.split(",") if c],
-                            args.rounds, args.code, args.keep, console)  # fmt: skip
-    table = _table(city, runs, build_s, args.code)
+                            args.rounds, args.code, args.keep, console, before=args.before)  # fmt: skip
+    table = _table(city, runs, build_s, args.code, args.before)
     print_table(console, table)
-    return 0 if all(r.differences == 0 for r in runs) else 1
+    return 0 if all(r.differences == 0 and r.before_differences == 0 for r in runs) else 1
 
 
 def compare(
@@ -150,13 +164,15 @@ def compare(
     code: Path,
     keep: Path | None,
     console: Console,
+    before: Path | None = None,
 ) -> tuple[list[Run], float]:
     """Time ``geoservice route`` against the script on ``city``, interleaved, each cache state per round.
 
     Per round and input: ours with the cache emptied first (cold), ours again (warm: the cold run filled
     it), then the script, so a change of the machine's load falls on both sides; medians are reported.
     The router cache lives in a directory of its own (``GEOSERVICE_ROUTER_CACHE_DIR``) so "cold" is
-    really cold and no other process's entries count.
+    really cold and no other process's entries count. With ``before`` that checkout's command runs
+    right after ours in each round and cache state, with a cache directory of its own.
     """
     build_s, router = _router(city)
     console.log(f"router built in {build_s:.2f} s (load_router, in this process)")
@@ -171,6 +187,11 @@ def compare(
         env = {"GEOSERVICE_DATABASE_URL": city.url, "PYTHONPATH": str(code),
                "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir)}  # fmt: skip
         ours_cmd = [str(Path(sys.executable).with_name("geoservice")), "route"]
+        sides = {"ours": (env, cache_dir)}
+        if before is not None:
+            sides["before"] = ({**env, "PYTHONPATH": str(before),
+                                "GEOSERVICE_ROUTER_CACHE_DIR": str(folder / "router-cache-before")},
+                               folder / "router-cache-before")  # fmt: skip
         for n in sizes:
             points = random_points(boundary, n)
             snapped = np.isfinite(router.locate_many(points.lon, points.lat).snapped_m)
@@ -179,29 +200,48 @@ def compare(
                 source = folder / f"points-{n}{suffix_in}"
                 _write_points(points.lon, points.lat, source)
                 peer_out = folder / f"peer-{n}{suffix_out}"
-                ours_s: dict[str, list[float]] = {c: [] for c in caches}
+                seconds = {(side, c): [] for side in sides for c in caches}
+                rss = {(side, c): [] for side in sides for c in caches}
+                cpu = {(side, c): [] for side in sides for c in caches}
                 loads: dict[str, list[float]] = {c: [] for c in caches}
                 peer_s: list[float] = []
+                peer_use: list[tuple[float, float]] = []  # the script's peak RSS and CPU seconds per round
                 if "cold" not in caches:  # warm only: fill the cache once, untimed
-                    _timed([*ours_cmd, str(source), str(folder / f"prime{suffix_out}")], env)
+                    for side_env, _ in sides.values():
+                        _timed([*ours_cmd, str(source), str(folder / f"prime{suffix_out}")], side_env)
                 for r in range(rounds):
                     for cache in caches:
-                        if cache == "cold":
-                            shutil.rmtree(cache_dir, ignore_errors=True)
-                        loads[cache].append(os.getloadavg()[0])
-                        out = folder / f"ours-{cache}-{n}{suffix_out}"
-                        ours_s[cache].append(_timed([*ours_cmd, str(source), str(out)], env))
-                        console.log(f"{n:,} {fmt} round {r + 1}: ours ({cache} cache) {ours_s[cache][-1]:.2f} s "
-                                    f"(load {loads[cache][-1]:.1f})")  # fmt: skip
-                    peer_s.append(_timed([sys.executable, str(folder / "peer.py"), str(grids), str(source),
-                                          str(peer_out)], {}))  # fmt: skip
+                        for side, (side_env, side_cache) in sides.items():
+                            if cache == "cold":
+                                shutil.rmtree(side_cache, ignore_errors=True)
+                            if side == "ours":
+                                loads[cache].append(os.getloadavg()[0])
+                            out = folder / f"{side}-{cache}-{n}{suffix_out}"
+                            took, peak, spent = _timed_rss([*ours_cmd, str(source), str(out)], side_env)
+                            seconds[side, cache].append(took)
+                            rss[side, cache].append(peak)
+                            cpu[side, cache].append(spent)
+                            console.log(f"{n:,} {fmt} round {r + 1}: {side} ({cache} cache) {took:.2f} s, CPU "
+                                        f"{spent:.2f} s, peak RSS {peak:.0f} MB "
+                                        f"(load {os.getloadavg()[0]:.1f})")  # fmt: skip
+                    took, peak, spent = _timed_rss([sys.executable, str(folder / "peer.py"), str(grids), str(source),
+                                                    str(peer_out)], {})  # fmt: skip
+                    peer_s.append(took)
+                    peer_use.append((peak, spent))
                     console.log(f"{n:,} {fmt} round {r + 1}: peer {peer_s[-1]:.2f} s (load {os.getloadavg()[0]:.1f})")
                 for cache in caches:
                     out = folder / f"ours-{cache}-{n}{suffix_out}"
                     covered, differences = _compare(out, peer_out, snapped)
-                    runs.append(Run(n, fmt, cache, ours_s[cache], peer_s, loads[cache], covered, int(snapped.sum()),
-                                    differences, out.stat().st_size / 1e6))  # fmt: skip
-                    console.log(f"  {n:,} {fmt} {cache}: ours {runs[-1].ours:.2f} s, peer {runs[-1].peer:.2f} s "
+                    run = Run(n, fmt, cache, seconds["ours", cache], peer_s, loads[cache], covered, int(snapped.sum()),
+                              differences, out.stat().st_size / 1e6, rss["ours", cache], cpu=cpu["ours", cache],
+                              peer_use=peer_use)  # fmt: skip
+                    if "before" in sides:
+                        run.before_s, run.before_rss = seconds["before", cache], rss["before", cache]
+                        run.before_cpu = cpu["before", cache]
+                        run.before_differences = _compare(folder / f"before-{cache}-{n}{suffix_out}", peer_out,
+                                                          snapped)[1]  # fmt: skip
+                    runs.append(run)
+                    console.log(f"  {n:,} {fmt} {cache}: ours {run.ours:.2f} s, peer {run.peer:.2f} s "
                                 f"(medians), {differences} differences")  # fmt: skip
                 if keep is None:
                     for path in folder.glob(f"*-{n}{suffix_out}"):
@@ -268,6 +308,27 @@ def _timed(command: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
+def _timed_rss(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, the command's peak RSS in MB and its CPU seconds (user + system), from GNU time.
+
+    The CPU time is what the command itself spent, less at the mercy of a shared machine's load than
+    the wall time (which is what a user waits, and what the ratio uses).
+
+    Not ``wait4`` from here: a child's ``ru_maxrss`` starts at its parent's RSS at fork (this
+    process holds the points, ~500 MB), so every run would read the same. GNU time is small, and
+    the command it forks starts from that.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *command], env={**os.environ, **env},
+                              capture_output=True, text=True, cwd="/")  # fmt: skip
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{command[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+        peak_kb, user, system = rss.read().split()[-3:]
+        return seconds, int(peak_kb) / 1024, float(user) + float(system)
+
+
 def _read_codes(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.suffix == ".parquet":
         table = pq.read_table(path, columns=["id", "grid_code"])
@@ -290,7 +351,7 @@ def _compare(ours: Path, peer: Path, snapped: np.ndarray) -> tuple[int, int]:
     return int((peer_code != "").sum()), int(differ.sum())
 
 
-def _table(city: City, runs: list[Run], build_s: float, code: Path) -> Table:
+def _table(city: City, runs: list[Run], build_s: float, code: Path, before: Path | None = None) -> Table:
     table = Table(f"geoservice route, end to end — {city.title} ({city.grids:,} grids, {city.vertices:,} vertices)")
     for run in runs:
         ratio = run.peer / run.ours
@@ -299,8 +360,24 @@ def _table(city: City, runs: list[Run], build_s: float, code: Path) -> Table:
                   f"geoservice route IN OUT (subprocess; {loads})",
                   f"{run.ours:.2f} s [{', '.join(f'{s:.2f}' for s in run.ours_s)}]", f"{ratio:.2f}× the script",
                   "≥ 2×", verdict(ratio >= 2))  # fmt: skip
+        if run.ours_rss:
+            table.add("", "  its peak RSS; its CPU time (user + system)", f"{np.median(run.ours_rss):.0f} MB "
+                      f"[{', '.join(f'{m:.0f}' for m in run.ours_rss)}]; {np.median(run.cpu):.2f} s "
+                      f"[{', '.join(f'{c:.2f}' for c in run.cpu)}]")  # fmt: skip
+        if run.before_s:
+            table.add("", f"the same command from {before} (same rounds)",
+                      f"{run.before:.2f} s [{', '.join(f'{s:.2f}' for s in run.before_s)}]",
+                      f"{run.peer / run.before:.2f}× the script")  # fmt: skip
+            table.add("", "  its peak RSS; CPU time; grid codes against the script",
+                      f"{np.median(run.before_rss):.0f} MB [{', '.join(f'{m:.0f}' for m in run.before_rss)}]; "
+                      f"{np.median(run.before_cpu):.2f} s [{', '.join(f'{c:.2f}' for c in run.before_cpu)}]; "
+                      f"{run.before_differences} differences", "", "0",
+                      verdict(run.before_differences == 0))  # fmt: skip
         table.add("", "geopandas script: gpkg grids, pyarrow, sjoin intersects, pyarrow",
                   f"{run.peer:.2f} s [{', '.join(f'{s:.2f}' for s in run.peer_s)}]")  # fmt: skip
+        if run.peer_use:
+            table.add("", "  its peak RSS; its CPU time", f"{np.median([u[0] for u in run.peer_use]):.0f} MB; "
+                      f"{np.median([u[1] for u in run.peer_use]):.2f} s")  # fmt: skip
         table.add("", "grid codes equal (snapped points aside)",
                   f"{run.differences} differences ({run.covered:,} covered, {run.snapped:,} snapped)", "", "0",
                   verdict(run.differences == 0))  # fmt: skip

@@ -14,17 +14,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from etl.contracts import LayerContract, contract
-from etl.readers import read_features
-from etl.validate import FeatureError, References, Validation, parse_times, validate
 from layers.crs import dataset_metric_epsg
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from etl.validate import FeatureError, References, Validation
+
+# The readers and the checks (geopandas, pandas, pyogrio: ~70 MB and ~0.5 s, measured) are imported by the
+# functions that read and check a file. ``ImportRejected`` and ``copy_rows`` are what most importers of
+# this module want, among them every server worker (the API's error table, re-routing): not those.
 
 
 class ImportRejected(Exception):
@@ -59,6 +65,8 @@ def import_layer(
     A rejection names the file by its own name (as ``ReadError`` does): an upload sits in a
     temporary folder of the server, which is no business of the client's.
     """
+    from etl.readers import read_features
+
     read = read_features(path, crs)
     return import_frame(session, layer, read.frame, fix=fix, version=version, source=Path(path).name,
                         read_problems=read.problems)  # fmt: skip
@@ -75,6 +83,8 @@ def import_frame(
     read_problems: dict[int, str] | None = None,
 ) -> ImportReport:
     """Validate and load features already in WGS84 (the demo builder loads through here too)."""
+    from etl.validate import validate
+
     rules = contract(layer)
     version_id = _draft_version(session, version) if rules.versioned else None
     refs = references(session, rules, frame, version_id)
@@ -91,6 +101,8 @@ def references(
     session: Session, rules: LayerContract, frame: gpd.GeoDataFrame, version_id: int | None
 ) -> References:
     """Collect from the database only what this layer's checks need."""
+    from etl.validate import References
+
     refs = References(metric_epsg=dataset_metric_epsg(session, frame.geometry.values))
     if version_id is not None:
         rows = session.execute(
@@ -126,6 +138,8 @@ def _draft_version(session: Session, name: str | None) -> int:
             {"n": name},
         ).scalar_one()
     if row.status != "draft":
+        from etl.validate import FeatureError
+
         raise ImportRejected(
             "boundary version",
             name,
@@ -256,6 +270,8 @@ def _write_events(session: Session, checked: Validation, version_id: int | None)
     properties, so statistics count them at once; ``updated_at`` is the latest step.
     """
     import pandas as pd
+
+    from etl.validate import parse_times
 
     history_columns = ("accepted_at", "dispatched_at", "handling_at", "handled_at", "verified_at", "archived_at",
                        "evaluated_at", "accept_due_at", "handle_due_at", "reopen_count", "satisfaction")  # fmt: skip

@@ -33,6 +33,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# The enums live apart, free of SQLAlchemy and GeoAlchemy2, for code that needs only them (the router);
+# they are re-exported here, where the models and the rest of the code have always found them.
+from layers.enums import POST_LEVELS as POST_LEVELS
+from layers.enums import PostLevel as PostLevel
+from layers.enums import RegionLevel as RegionLevel
+from layers.enums import Role as Role
+from layers.enums import VersionStatus as VersionStatus
+
 SRID = 4326
 EVENT_STATUSES = (
     "reported",
@@ -67,33 +75,6 @@ class Base(DeclarativeBase):
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
-
-
-class VersionStatus(enum.StrEnum):
-    """Life of a boundary version: draft → published → retired."""
-
-    draft = "draft"
-    published = "published"
-    retired = "retired"
-
-
-class RegionLevel(enum.StrEnum):
-    """The administrative levels grids nest in."""
-
-    city = "city"
-    town = "town"
-    community = "community"
-
-
-class PostLevel(enum.StrEnum):
-    """百米见村级警务室、千米见中心警务室、万米见派出所."""
-
-    village_room = "village_room"
-    central_room = "central_room"
-    station = "station"
-
-
-POST_LEVELS: tuple[PostLevel, ...] = tuple(PostLevel)  # smallest ring first, as the rule reads
 
 
 class BoundaryVersion(Base):
@@ -435,18 +416,6 @@ class Population(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[float] = mapped_column(Float)
     geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
-
-
-class Role(enum.StrEnum):
-    """Who may do what (the design's roles)."""
-
-    admin = "admin"
-    planner = "planner"
-    dispatcher = "dispatcher"
-    handler = "handler"
-    grid_worker = "grid_worker"
-    supervisor = "supervisor"
-    public = "public"
 
 
 class User(Base):

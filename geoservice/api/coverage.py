@@ -24,9 +24,6 @@ from geoservice.auth.policy import allow, policy
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
 from geoservice.boundaries.units import HINT, UnknownRegion
 from geoservice.boundaries.versions import current_version_id
-from geoservice.coverage.html import render_html
-from geoservice.coverage.output import report_csv, report_geojson, report_json, suggestion_json
-from geoservice.coverage.service import coverage_report, suggest_sites
 from geoservice.coverage.siting import TIME_LIMIT_S
 from geoservice.inputs import ZonedTime
 from layers.models import PostLevel, Role
@@ -75,6 +72,12 @@ def get_coverage(
 
     For the region and each child region one level down (city → towns → communities → grids).
     """
+    # Deferred: the service and its outputs bring geopandas, scipy and folium (~90 MB, measured), which a
+    # server worker should hold only once someone asks for coverage.
+    from geoservice.coverage.html import render_html
+    from geoservice.coverage.output import report_csv, report_geojson, report_json
+    from geoservice.coverage.service import coverage_report
+
     _zoned(as_of)
     report = coverage_report(
         session,
@@ -118,6 +121,9 @@ def suggest(
     Candidate sites: every community centre, grid centre and key place in the region. Each site comes
     with the demand it adds; the total is what the report shows more once the posts exist.
     """
+    from geoservice.coverage.output import suggestion_json  # deferred, as in get_coverage
+    from geoservice.coverage.service import suggest_sites
+
     _zoned(as_of)
     suggestion = suggest_sites(
         session,

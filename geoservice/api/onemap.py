@@ -29,7 +29,6 @@ from geoservice.events.workflow import OPEN_STATES, STATUSES
 from geoservice.field.duty_status import duty_counts
 from geoservice.inputs import Name, ZonedTime
 from tiles.catalog import LAYERS
-from webmap.page import onemap_page, report_page
 
 OPEN = allow(EVERYONE)
 VIEWERS = allow(STAFF)
@@ -63,12 +62,16 @@ def get_map(
     service = getattr(request.app.state, "tile_service", None)  # tests may run one with their own settings
     tile_settings = service.settings if service else request.app.state.tile_settings
     tiles["events"]["clusterUntil"] = tile_settings.events_cluster_until
+    from webmap.page import onemap_page  # deferred, with folium (~15 MB): a worker serves pages only if asked
+
     return HTMLResponse(onemap_page(request.app.state.map_settings, tiles), headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/report", response_class=HTMLResponse, **policy(OPEN))
 def get_report_page() -> HTMLResponse:
     """The citizens' page (随手拍): report a problem, follow one's reports; where a citizen lands, not on the map."""
+    from webmap.page import report_page  # deferred, as above
+
     return HTMLResponse(report_page(), headers={"Cache-Control": "no-cache"})
 
 

@@ -23,13 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from etl.formats import ReadError  # etl.readers' own, without the readers (geopandas, pyogrio)
 from etl.load import ImportRejected
-from etl.readers import ReadError
 from geoservice.boundaries.drafts import EditRejected
 from geoservice.boundaries.publish import DraftInvalid
 from geoservice.boundaries.versions import VersionError, VersionNotFound
-from geoservice.city.load import PackRejected
-from geoservice.coverage.service import NoDemandLayer
+from geoservice.coverage.inputs import NoDemandLayer
 from geoservice.errors import (
     Conflict,
     Forbidden,
@@ -100,7 +99,7 @@ PROBLEMS: dict[type[Exception], ProblemKind] = {
     EditRejected: ProblemKind(422, "Edit refused"),
     ImportRejected: ProblemKind(422, "File rejected", _rejected_features),
     ReadError: ProblemKind(422, "File cannot be read"),
-    PackRejected: ProblemKind(422, "City pack rejected"),
+    # city.load's PackRejected is an InvalidInput (above): 422 and its own title, "City pack rejected".
     NoDemandLayer: ProblemKind(409, "No demand layer"),
     PhotoTooLarge: ProblemKind(413),
     NotAPhoto: ProblemKind(415),

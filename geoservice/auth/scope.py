@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geoservice.auth.users import SCOPED_BY_REGION, Principal
-from layers.models import Role
+from layers.enums import Role
 
 REGION_SEGMENTS = (2, 4, 6, 9, 12)  # province, prefecture, county, town, village in 统计用区划代码
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from geoservice.errors import Forbidden, InvalidInput
-from layers.models import Role
+from layers.enums import Role
 
 HASHER = PasswordHasher()
 SCOPED_BY_REGION = {Role.dispatcher, Role.grid_worker}

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -77,6 +76,8 @@ def event_moves(
         return []
     lon = np.array([r.lon for r in rows], dtype=float)
     lat = np.array([r.lat for r in rows], dtype=float)
+    import pandas as pd  # deferred: every server worker imports this module (re-route on publish), few re-route
+
     routed = route_points(router, lon, lat, np.array([r.category_code for r in rows], dtype=object))
     routed = routed.rename(columns={"department": "department_code"})
     moves = []

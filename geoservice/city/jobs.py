@@ -14,16 +14,20 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
 
 from geoservice.boundaries.settings import BoundarySettings
-from geoservice.city.load import PackLoad, PackRejected, check_directory, load_pack
-from geoservice.city.pack import CITY_FILE
 from geoservice.errors import InvalidInput, NotFound
 from geoservice.infra.database import transaction
 from geoservice.settings import RoutingSettings
+
+if TYPE_CHECKING:
+    from geoservice.city.load import PackLoad
+
+# city.load and city.pack (geopandas, pandas, pyogrio) are imported by the functions that check and load a
+# pack: every server worker imports this module for the upload routes, few ever receive a pack.
 
 MAX_UNPACKED_BYTES = 2 * 1024**3  # a zip bomb stops here; a real city's pack is a few hundred MB at most
 
@@ -39,6 +43,8 @@ class JobSettings:
 
 def unpack(archive: Path, destination: Path) -> Path:
     """Extract a zipped pack; the directory holding city.toml. Paths leaving ``destination`` are refused."""
+    from geoservice.city.pack import CITY_FILE
+
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
@@ -64,6 +70,8 @@ def start_job(engine: Engine, directory: Path, scratch: Path, actor: str, settin
 
     ``scratch`` (the unpacked upload) belongs to the job from here on and is removed when it ends.
     """
+    from geoservice.city.load import PackRejected, check_directory
+
     _, checked = check_directory(directory, settings.boundaries)
     if not checked.ok:
         raise PackRejected(checked.faults)
@@ -98,6 +106,8 @@ def _run(engine: Engine, job_id: int, directory: Path, scratch: Path, settings: 
         _update(
             engine, job_id, "UPDATE pack_jobs SET step = :s, steps_done = steps_done + 1 WHERE id = :i", s=description
         )
+
+    from geoservice.city.load import PackRejected, load_pack
 
     try:
         report = load_pack(

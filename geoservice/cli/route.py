@@ -54,7 +54,8 @@ def route(
     if engine == RoutingEngine.local and (scheduler or load):
         raise fail("--scheduler and --load go with --engine dask")
     try:
-        database = open_database()
+        # No warm-up of new connections: it prepares PostGIS transforms for tiles, which routing never asks for.
+        database = open_database(warm=False)
         router = RouterRegistry(database, RoutingSettings()).current()
         if engine == RoutingEngine.dask:
             _route_on_dask(router, source, target, crs, scheduler, workers, load, database)

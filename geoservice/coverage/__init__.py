@@ -13,7 +13,27 @@
 * ``output`` and ``html``: JSON, GeoJSON, CSV and the printable HTML page.
 """
 
-from geoservice.coverage.report import CoverageReport, LevelFigures, UnitFigures
-from geoservice.coverage.service import Suggestion, coverage_report, suggest_sites
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from geoservice.coverage.report import CoverageReport, LevelFigures, UnitFigures
+    from geoservice.coverage.service import Suggestion, coverage_report, suggest_sites
+
+# Re-exported on first use (PEP 562), not imported here: importing any module of the package runs this
+# file, and every server worker imports ``coverage.inputs`` (the API's error table), which should not
+# bring the service's geopandas, spopt and scipy along (~90 MB, measured) before anyone asks for coverage.
+_EXPORTS = {"CoverageReport": "report", "LevelFigures": "report", "UnitFigures": "report",
+            "Suggestion": "service", "coverage_report": "service", "suggest_sites": "service"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = ["CoverageReport", "LevelFigures", "Suggestion", "UnitFigures", "coverage_report", "suggest_sites"]

@@ -28,6 +28,14 @@ LEVELS = POST_LEVELS
 CHILD_LEVEL = {"city": "town", "town": "community", "community": "grid", "grid": None}
 
 
+class NoDemandLayer(LookupError):
+    """The demand asked for has no layer loaded (e.g. no population).
+
+    Defined here, with the inputs, rather than in ``service`` (which re-exports it): the API's error
+    table needs the class in every server worker, the service's imports (geopandas) only on use.
+    """
+
+
 @dataclass(frozen=True)
 class Unit:
     """A region (city, town, community) or a grid that figures are given for; ``geom`` is metric."""

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from geoservice.coverage.inputs import (
     LEVELS,
     CoverageInputs,
+    NoDemandLayer,
     Points,
     Sites,
     load_candidate_sites,
@@ -74,10 +75,6 @@ def coverage_report(
 
 
 DEMANDS = ("population", "places", "events")
-
-
-class NoDemandLayer(LookupError):
-    """The demand asked for has no layer loaded (e.g. no population)."""
 
 
 @dataclass(frozen=True)

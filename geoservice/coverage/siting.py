@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pulp
-from scipy.spatial import cKDTree
 
 MAX_CANDIDATES = {"mclp": 300, "lscp": 1_000}
 THIN = {"mclp": 0.5, "lscp": 1.0}  # side of the squares candidates are thinned in, in radii
 MAX_CLASSES = 2_500
+# pulp and scipy are imported by the functions that solve and search: every server worker imports this module
+# (the API's default time limit), few of them ever site a post.
 TIME_LIMIT_S = 30.0
 
 
@@ -113,6 +113,8 @@ def demand_cells(demand: Demand, cell_m: float) -> Demand:
 
 def scores(cells: Demand, sites_xy: np.ndarray, radius: float) -> np.ndarray:
     """Uncovered demand within ``radius`` of each site."""
+    from scipy.spatial import cKDTree
+
     if len(cells.xy) == 0 or len(sites_xy) == 0:
         return np.zeros(len(sites_xy))
     reach = cKDTree(cells.xy).query_ball_point(sites_xy, radius)
@@ -133,6 +135,8 @@ def bound_candidates(sites_xy: np.ndarray, score: np.ndarray, square: float, lim
 
 def build_problem(demand: Demand, sites_xy: np.ndarray, radius: float, model: str) -> Problem:
     """Bound candidates and merge demand into classes (see the module docstring for the rule)."""
+    from scipy.spatial import cKDTree
+
     cell_m = radius / 10
     while True:
         cells = demand_cells(demand, cell_m)
@@ -183,6 +187,8 @@ def solve_lscp(problem: Problem, time_limit_s: float = TIME_LIMIT_S) -> SolverRu
 
 
 def _solve(model: Any, name: str, problem: Problem, started: float, time_limit_s: float) -> SolverRun:
+    import pulp
+
     solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, math.ceil(time_limit_s)))
     try:
         model.solve(solver, results=False)
@@ -209,6 +215,8 @@ def exact_gains(sites_xy: np.ndarray, demand: Demand, radius: float) -> list[Sit
     ``gain`` counts a point once, for the first site in this order that reaches it, so the gains add
     up to the total the sites cover together; ``alone`` is what each would cover by itself.
     """
+    from scipy.spatial import cKDTree
+
     if len(sites_xy) == 0:
         return []
     if len(demand.xy) == 0:

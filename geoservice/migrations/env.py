@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from layers import forces as forces  # its tables share Base.metadata: compared and created like the others
 from layers.models import Base
 
 connection = context.config.attributes["connection"]

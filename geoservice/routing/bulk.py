@@ -9,21 +9,30 @@ the first rule it matches.
 from __future__ import annotations
 
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 import shapely
 from numpy.typing import NDArray
 
 from geoservice.routing.router import BatchLocation, Router
 from geoservice.routing.rules import Rule, category_chain
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+# pandas and pyarrow are imported where they are used, not here: every server worker imports this module
+# (re-routing on publish) and few route a batch; together they cost a worker ~70 MB of RSS (measured).
+# (``geoservice route`` loads both anyway: pyarrow imports pandas at its first conversion of numpy arrays.)
+
 
 def route_points(
     router: Router, lon: NDArray[np.float64], lat: NDArray[np.float64], categories: NDArray | None = None
 ) -> pd.DataFrame:
     """Columns grid_code, community_code, town_code, station_code (+ department, rule_id)."""
+    import pandas as pd
+
     batch = router.locate_many(lon, lat)
     codes = router.codes_of(batch)
     columns: dict[str, NDArray] = dict(codes)
@@ -42,6 +51,8 @@ def route_arrow(
     The codes are taken from each table of codes by index in C++ (``Array.take``): building a
     Python string per point and converting it back cost more than locating the point.
     """
+    import pyarrow as pa
+
     batch = router.locate_many(lon, lat)
     tables = _code_tables(router)
     grid = pa.array(batch.grid.astype(np.int64) + 1)  # -1 (none) takes the table's leading ''
@@ -60,6 +71,8 @@ _CODE_TABLES: weakref.WeakKeyDictionary[Router, dict[str, pa.Array]] = weakref.W
 
 def _code_tables(router: Router) -> dict[str, pa.Array]:
     """Per code column, '' then the code of each grid (or station) by the router's index; once per router."""
+    import pyarrow as pa
+
     tables = _CODE_TABLES.get(router)
     if tables is None:
         every = BatchLocation(
@@ -80,6 +93,8 @@ def _departments(
     lat: NDArray[np.float64],
     categories: NDArray[np.object_],
 ) -> tuple[NDArray[np.object_], pd.array]:
+    import pandas as pd
+
     department = np.full(len(lon), "", dtype=object)
     rule_id = np.full(len(lon), -1, dtype=np.int64)
     located = batch.grid >= 0
@@ -124,6 +139,8 @@ def _ranked(rules: list[Rule], category: str) -> list[Rule]:
 
 
 def _city_codes(router: Router, towns: NDArray[np.object_]) -> NDArray[np.object_]:
+    import pandas as pd
+
     city_of = {t: (router.regions[t].parent_code or "") if t in router.regions else "" for t in pd.unique(towns)}
     return pd.Series(towns).map(city_of).to_numpy(dtype=object)
 

@@ -11,7 +11,7 @@ from geoservice.routing.router import GridRecord, PlaceSet, PostSet, Region, Rou
 from geoservice.routing.rules import Rule
 from geoservice.settings import RoutingSettings
 from layers.crs import city_metric_epsg
-from layers.models import POST_LEVELS
+from layers.enums import POST_LEVELS
 
 
 def load_router(session: Session, version_id: int, settings: RoutingSettings) -> Router:

@@ -49,7 +49,6 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from geoservice.routing.index_cache import IndexCache, index_key
 
@@ -232,6 +231,8 @@ class RasterIndex:
         The components are labelled into ``cells`` itself (no second raster), then each label is
         replaced by its owner, block by block.
         """
+        from scipy import ndimage  # deferred: only a build labels; a router mapped from the cache never does
+
         free = np.ones(cells.size, dtype=bool)
         free[boundary_ids] = False
         count = ndimage.label(free.reshape(cells.shape), output=cells)

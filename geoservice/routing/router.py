@@ -7,7 +7,7 @@ whole router at once when a version is published and no request ever sees half o
   the snap tolerance (``snapped_m``), measured in the city's metric CRS;
 * community, town, city: by the grid's codes;
 * station: the one whose jurisdiction covers the point (same index kind), else the nearest;
-* for each post level: the nearest post (k-d tree on metric coordinates), its distance in metres
+* for each post level: the nearest post (candidate cells over metric coordinates), its distance in metres
   and whether the point is inside that level's ring.
 """
 
@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
 from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
 from layers.crs import metric_transformer, project
-from layers.models import POST_LEVELS
+from layers.enums import POST_LEVELS
 
 MAX_POST_CELLS = 250_000  # per post level: a few MB of candidate lists at most
 
@@ -53,23 +52,26 @@ class GridRecord:
 
 @dataclass
 class PostSet:
-    """Posts of one level (or the stations), with a k-d tree over their metric coordinates.
+    """Posts of one level (or the stations), and their candidate cells over the city.
 
-    One point's nearest post is found through ``index_area``'s cells: each cell of a square grid
-    over the area keeps every post that can be the nearest to some point in it (a few), so a query
-    is one cell lookup and a handful of distances in plain Python floats. Points off the cells (far
-    outside the city) scan every post with numpy. Both measure the same way (``(px - x)² + (py -
-    y)²``, the root of the least) and both keep the first least in code order, so they give the same
-    post and the same metres, the smallest code on a tie as PostGIS ``ORDER BY distance, code``.
+    A point's nearest post is found through ``index_area``'s cells: each cell of a square grid over
+    the area keeps every post that can be the nearest to some point in it (a few), so a query is one
+    cell lookup and a handful of distances (in plain Python floats for one point, in numpy for many).
+    Points off the cells (far outside the city) scan every post. All paths measure the same way
+    (``(px - x)² + (py - y)²``, the root of the least) and keep the first least in code order, so they
+    give the same post and the same metres, the smallest code on a tie as PostGIS ``ORDER BY
+    distance, code``.
+
+    No k-d tree (scipy): the cells answer the many-point queries too, and building them takes shapely's
+    R-tree; scipy.spatial alone cost every ``geoservice route`` and every server worker ~0.3 s and
+    ~20-40 MB of RSS at start (measured).
     """
 
     codes: NDArray[np.str_]
     names: NDArray[np.str_]
     xy: NDArray[np.float64]  # metric
-    tree: cKDTree | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tree = cKDTree(self.xy) if len(self.codes) else None
         self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()
         # Plain Python values for the single-point path: numpy scalars cost ~0.1-1 µs per touch.
         self.size = len(self.codes)
@@ -78,6 +80,9 @@ class PostSet:
         self.x_list: list[float] = self._x.tolist()
         self.y_list: list[float] = self._y.tolist()
         self._cells: list[tuple[tuple[int, float, float], ...]] | None = None
+        # The same candidates as arrays, for many points: cell c's are _cell_posts[_cell_start[c] : _cell_start[c + 1]].
+        self._cell_start = np.zeros(1, dtype=np.intp)
+        self._cell_posts = np.zeros(0, dtype=np.intp)
         self._grid = (0.0, 0.0, 1.0, 0, 0)  # x0, y0, side, nx, ny
 
     def index_area(self, bounds: tuple[float, float, float, float]) -> None:
@@ -86,21 +91,28 @@ class PostSet:
         A cell of side ``s`` and centre ``c``, whose nearest post ``q`` is ``d`` away: for a point
         ``x`` in the cell, its nearest post ``p`` is no farther than ``q`` (``d + s/√2`` at most),
         so ``p`` is within ``d + s·√2`` of ``c`` (every post tied for nearest too). Those posts
-        are the cell's candidates, found with the k-d tree at build time (1 m of slack for a point
-        that rounding puts a hair outside its cell).
+        are the cell's candidates, found with an R-tree over the posts at build time (1 m of slack
+        for a point that rounding puts a hair outside its cell).
         """
-        if self.tree is None:
+        if not self.size:
             return
         minx, miny, maxx, maxy = bounds
         width, height = max(maxx - minx, 1.0), max(maxy - miny, 1.0)
         side = max(math.sqrt(width * height / self.size) / 2, math.sqrt(width * height / MAX_POST_CELLS), 1.0)
         nx, ny = int(width // side) + 1, int(height // side) + 1
         cx, cy = np.meshgrid(minx + (np.arange(nx) + 0.5) * side, miny + (np.arange(ny) + 0.5) * side)
-        centres = np.column_stack([cx.ravel(), cy.ravel()])  # row j, column i at j * nx + i
-        nearest, _ = self.tree.query(centres)
-        found = self.tree.query_ball_point(centres, nearest + side * math.sqrt(2) + 1.0)
-        xs, ys = self.x_list, self.y_list
-        self._cells = [tuple((k, xs[k], ys[k]) for k in sorted(ks)) for ks in found]
+        centres = shapely.points(cx.ravel(), cy.ravel())  # row j, column i at j * nx + i
+        tree = shapely.STRtree(shapely.points(self.xy))
+        (cell, post), distance = tree.query_nearest(centres, return_distance=True, all_matches=False)
+        nearest = np.full(len(centres), np.inf)
+        nearest[cell] = distance
+        cell, post = tree.query(centres, predicate="dwithin", distance=nearest + side * math.sqrt(2) + 1.0)
+        order = np.lexsort((post, cell))  # by cell, then in code order
+        cell, post = cell[order], post[order]
+        self._cell_start = np.searchsorted(cell, np.arange(len(centres) + 1)).astype(np.intp)
+        self._cell_posts = post.astype(np.intp)
+        xs, ys, start, ks = self.x_list, self.y_list, self._cell_start.tolist(), self._cell_posts.tolist()
+        self._cells = [tuple((k, xs[k], ys[k]) for k in ks[start[c] : start[c + 1]]) for c in range(len(centres))]
         self._grid = (float(minx), float(miny), float(side), nx, ny)
 
     def nearest_one(self, x: float, y: float) -> tuple[int, float]:
@@ -122,10 +134,44 @@ class PostSet:
         return k, float(squared[k]) ** 0.5
 
     def nearest(self, xy: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-        """Distance (m) and index of the nearest post for each metric point; (inf, -1) when none."""
-        if self.tree is None:
-            return np.full(len(xy), np.inf), np.full(len(xy), -1, dtype=np.intp)
-        distance, index = self.tree.query(xy)
+        """Distance (m) and index of the nearest post for each metric point; (inf, -1) when none.
+
+        ``nearest_one`` over arrays: the candidates of each point's cell, or every post off the cells
+        (and for NaN); the first least in code order, so the same post as one point at a time (the
+        metres may differ in the last bit: numpy's square root against Python's ``** 0.5``).
+        """
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        distance, index = np.full(len(xy), np.inf), np.full(len(xy), -1, dtype=np.intp)
+        if not self.size or not len(xy):
+            return distance, index
+        x0, y0, side, nx, ny = self._grid
+        fx, fy = (xy[:, 0] - x0) / side, (xy[:, 1] - y0) / side
+        on_cells = (fx >= 0) & (fx < nx) & (fy >= 0) & (fy < ny)  # NaN fails too
+        if self._cells is None:
+            on_cells[:] = False
+        rows = np.flatnonzero(on_cells)
+        if rows.size:
+            cell = fy[rows].astype(np.intp) * nx + fx[rows].astype(np.intp)
+            first, count = self._cell_start[cell], np.diff(self._cell_start)[cell]
+            # One (point, candidate) pair per candidate: pair j of point r is its cell's candidate
+            # number j - (pairs before r), i.e. _cell_posts[first[r] - (pairs before r) + j].
+            pair_row = np.repeat(np.arange(rows.size), count)
+            before = np.cumsum(count) - count
+            pair_post = self._cell_posts[np.repeat(first - before, count) + np.arange(int(count.sum()))]
+            dx, dy = self._x[pair_post] - xy[rows[pair_row], 0], self._y[pair_post] - xy[rows[pair_row], 1]
+            squared = dx * dx + dy * dy
+            order = np.lexsort((pair_post, squared, pair_row))  # per point: least, then first in code order
+            best = order[np.r_[True, pair_row[order][1:] != pair_row[order][:-1]]]
+            index[rows[pair_row[best]]] = pair_post[best]
+            distance[rows[pair_row[best]]] = squared[best] ** 0.5
+        block = max(1, 4_000_000 // self.size)  # off the cells: every post, a block of points at a time
+        for start in range(0, len(xy), block):
+            rest = np.flatnonzero(~on_cells[start : start + block]) + start
+            if rest.size:
+                squared = (self._x[None, :] - xy[rest, :1]) ** 2 + (self._y[None, :] - xy[rest, 1:]) ** 2
+                k = squared.argmin(axis=1)  # the first least: code order
+                index[rest] = k
+                distance[rest] = squared[np.arange(rest.size), k] ** 0.5
         return distance, index
 
 

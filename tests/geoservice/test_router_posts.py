@@ -50,6 +50,25 @@ def test_cells_give_the_scan_answer_and_the_smallest_code_on_ties():
     assert ties > 500  # the lattice points did test the tie-break
 
 
+def test_many_points_give_the_one_point_answers():
+    """``nearest`` (stations of ``locate_many``) answers each point as ``nearest_one`` does, ties included."""
+    rng = np.random.default_rng(8)
+    xy = rng.uniform(0, 10_000, (300, 2)).round(-2)
+    xy[150:160] = xy[10]
+    posts = PostSet(np.array([f"P{k:04d}" for k in range(300)]), np.array(["p"] * 300), xy)
+    posts.index_area((0.0, 0.0, 10_000.0, 10_000.0))
+    queries = np.vstack([rng.uniform(-500, 10_500, (20_000, 2)), rng.integers(0, 201, (5_000, 2)) * 50.0,
+                         [[5.0, 1e6], [-1e6, -1e6]]])  # fmt: skip
+    distance, index = posts.nearest(queries)
+    expected = [posts.nearest_one(x, y) for x, y in queries.tolist()]
+    assert index.tolist() == [k for k, _ in expected]
+    # The same squared metres; numpy's root and Python's ``** 0.5`` may differ in the last bit.
+    assert np.allclose(distance, [d for _, d in expected], rtol=1e-15, atol=0)
+    empty = PostSet(np.array([], dtype=str), np.array([], dtype=str), np.empty((0, 2)))
+    empty.index_area((0.0, 0.0, 1.0, 1.0))
+    assert [a.tolist() for a in empty.nearest(queries[:2])] == [[float("inf")] * 2, [-1, -1]]
+
+
 def test_off_the_cells_and_empty():
     posts = PostSet(np.array(["A", "B"]), np.array(["a", "b"]), np.array([[0.0, 0.0], [10.0, 0.0]]))
     posts.index_area((0.0, 0.0, 10.0, 10.0))
