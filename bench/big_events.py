@@ -150,7 +150,9 @@ end
 """ + LUA_DONE
 
 
-def measure(cluster: EmbeddedCluster, seconds: int, console: Console) -> tuple[list[Table], bool]:
+def measure(
+    cluster: EmbeddedCluster, seconds: int, console: Console, workers: bool = True, only: str | None = None
+) -> tuple[list[Table], bool]:
     """Every figure of the suite, service and baseline side by side; the tables and whether all checks held."""
     cluster.up(DBNAME)
     engine = make_engine(cluster.url(DBNAME))
@@ -161,7 +163,7 @@ def measure(cluster: EmbeddedCluster, seconds: int, console: Console) -> tuple[l
     conninfo = cluster.conninfo(DBNAME)
     print_machine(console, describe(conninfo))
     console.log(f"load average at start: {_load()}")
-    scenarios = _scenarios(conninfo)
+    scenarios = [sc for sc in _scenarios(conninfo) if only is None or sc.kind == only]
     env = _env(cluster.url(DBNAME))
     tables: list[Table] = []
     ok = True
@@ -173,8 +175,9 @@ def measure(cluster: EmbeddedCluster, seconds: int, console: Console) -> tuple[l
                 console.log(f"{sc.group}: {sc.name} ({len(sc.paths)} requests compared, then {seconds} s each)")
                 compared, differences = _compare(sc, base, peer, tokens, console)
                 span = seconds if sc.kind == "list" else seconds * 2  # slower answers: enough of them for a p99
-                ours = _load_run(base, sc.paths, tokens[sc.user], span, f"{sc.kind}_service")
-                theirs = _load_run(peer, [_peer_path(p, sc.user) for p in sc.paths], "", span, f"{sc.kind}_peer")
+                ours = _load_run(base, sc.paths, tokens[sc.user], span, f"{sc.kind}_service", CONNECTIONS)
+                theirs = _load_run(peer, [_peer_path(p, sc.user) for p in sc.paths], "", span, f"{sc.kind}_peer",
+                                   CONNECTIONS)  # fmt: skip
                 results[(sc.group, sc.name)] = (ours, theirs, compared, differences)
         rss_big = _rss(proc)
     console.log(f"load average after the scenarios: {_load()}")
@@ -185,17 +188,21 @@ def measure(cluster: EmbeddedCluster, seconds: int, console: Console) -> tuple[l
             good = ours.non_2xx == theirs.non_2xx == 0 and ours.errors == 0 and differences == 0
             ok &= good
             table.add(sc.name, "service p50 / p99", _latency(ours),
-                      f"{theirs.p99_ms / max(ours.p99_ms, 1e-3):.2f}×", f"p99 ≤ {sc.target_ms:.0f} ms",
+                      _ratio(theirs, ours), f"p99 ≤ {sc.target_ms:.0f} ms",
                       verdict(ours.requests > 0 and ours.p99_ms <= sc.target_ms))  # fmt: skip
             table.add(sc.name, "one SQL statement p50 / p99", _latency(theirs), "1×")
             table.add(sc.name, "answers compared, differences, non-2xx (service/peer)",
                       f"{compared}, {differences}, {ours.non_2xx}/{theirs.non_2xx}", "", "0 differences, 0 non-2xx",
                       verdict(good))  # fmt: skip
-        table.notes.append(f"wrk -t{THREADS} -c{CONNECTIONS}, {seconds} s per app after {WARMUP_S} s, one worker each, "
+        table.notes.append(f"wrk -t{min(THREADS, CONNECTIONS)} -c{CONNECTIONS}, {seconds} s per app after "
+                           f"{WARMUP_S} s, one worker each, "
                            "the same requests cycled (counts and tiles: twice as long); "
                            "ratio = the statement's p99 over the service's")  # fmt: skip
         tables.append(table)
-    tables.append(_workers_and_memory(cluster, env, scenarios, rss_big, seconds, console))
+    if workers and only is None:
+        tables.append(_workers_and_memory(cluster, env, scenarios, rss_big, seconds, console))
+    else:
+        tables[-1].notes.append(f"RSS of the worker after the scenarios: {rss_big / 2**20:,.0f} MiB")
     console.log(f"load average at the end: {_load()}")
     return tables, ok
 
@@ -439,6 +446,12 @@ def _time(epoch: float) -> str:
     return urllib.parse.quote(time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch)))
 
 
+def _ratio(peer: Load, ours: Load) -> str:
+    if not (peer.requests and ours.requests):
+        return "—"
+    return f"{peer.p99_ms / max(ours.p99_ms, 1e-3):.2f}×"
+
+
 def _latency(load: Load) -> str:
     if load.requests == 0:
         return f"no answer within {load.seconds:.0f} s"
@@ -502,11 +515,15 @@ def _timed(call: Any) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global CONNECTIONS, THREADS  # one run, one setting (--connections)
     parser = argparse.ArgumentParser(prog="python -m bench.big_events")
     parser.add_argument("--build", action="store_true", help="build the million-event city (about 20 min)")
     parser.add_argument("--events", type=int, default=N_EVENTS)
     parser.add_argument("--seconds", type=int, default=SECONDS, help="measured seconds per scenario and app")
     parser.add_argument("--down", action="store_true", help="stop the suite's cluster afterwards")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="wrk connections for the latencies")
+    parser.add_argument("--only", choices=("list", "counts", "tile"), help="one kind of scenario")
+    parser.add_argument("--no-workers", action="store_true", help="skip the memory and --workers 2 figures")
     parser.add_argument("--queries", action="store_true", help="only time the list and count queries in process")
     args = parser.parse_args(argv)
     cluster = big_cluster()
@@ -521,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         (OUT / "big_events_queries.md").write_text(_markdown([table]))
         return 0
     try:
-        tables, ok = measure(cluster, args.seconds, console)
+        CONNECTIONS = args.connections
+        THREADS = min(THREADS, CONNECTIONS)
+        tables, ok = measure(cluster, args.seconds, console, not args.no_workers, args.only)
     finally:
         if args.down:
             cluster.down()
