@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -266,6 +267,13 @@ class Event(Base):
         # Duplicates and following (issue 17): metric searches on geography, one-hop masters.
         Index("ix_events_geography", text("geography(geom)"), postgresql_using="gist"),
         Index("ix_events_merged_into", "merged_into"),
+        # The million-event lists (migration 0016): scope/region prefixes, category families, q=.
+        Index("ix_events_place", literal_column("coalesce(grid_code, community_code, town_code, '')").label("place"),
+              postgresql_ops={"place": "text_pattern_ops"},
+              postgresql_include=["grid_code", "community_code", "town_code", "reported_at"]),
+        Index("ix_events_category", "category_code", postgresql_ops={"category_code": "text_pattern_ops"}),
+        Index("ix_events_description_trgm", "description", postgresql_using="gin",
+              postgresql_ops={"description": "gin_trgm_ops"}),
         CheckConstraint(
             "merged_into IS NULL OR (status = 'merged' AND merged_into <> id)",
             name="merged_with_master",

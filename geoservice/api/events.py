@@ -208,7 +208,7 @@ def get_events(
     cursor: Annotated[Name | None, Query(max_length=500)] = None,
     format: Annotated[Literal["json", "geojson"] | None, Query(description="default: by Accept")] = None,
     crs: Annotated[str, Query(description="output coordinates: wgs84, gcj02 or bd09")] = "wgs84",
-) -> JSONResponse:
+) -> Response:
     """The caller's queue: events in scope, filtered, sorted, a page at a time (``next_cursor``)."""
     settings: EventSettings = request.app.state.event_settings
     filters = EventFilters(
@@ -223,14 +223,16 @@ def get_events(
                        cursor=cursor)  # fmt: skip
     views = [_in_crs(event_view(e, principal, now, settings), crs) for e in page.items]
     wants_geojson = format == "geojson" or (format is None and GEOJSON in request.headers.get("accept", ""))
+    # ``_json``, not ``jsonable_encoder``: walking a page of 50 events value by value took 8-12 ms,
+    # more than the query itself on a million events (bench.big_events).
     if wants_geojson:
         body = {
             "type": "FeatureCollection",
             "features": [_feature(v) for v in views],
             "next_cursor": page.next_cursor,
         }
-        return JSONResponse(jsonable_encoder(body), media_type=GEOJSON)
-    return JSONResponse(jsonable_encoder({"items": views, "next_cursor": page.next_cursor}))
+        return Response(_json(body), media_type=GEOJSON)
+    return Response(_json({"items": views, "next_cursor": page.next_cursor}), media_type="application/json")
 
 
 @router.get("/{event_id}", **policy(READERS))

@@ -114,6 +114,10 @@ def is_overdue(clock: Clock | None, now: datetime) -> bool:
     return clock is not None and now >= clock.due_at
 
 
+# The states whose clock runs (``warning_sql``'s first branch): only these can be blue, yellow or red.
+CLOCKED_STATUSES = ("reported", "dispatched", "handling", "reopened")
+
+
 def warning_sql(settings: EventSettings, alias: str = "e") -> str:
     """The same colour rule as ``warning_colour``, as a SQL expression over ``alias`` and ``:now``.
 
@@ -134,7 +138,7 @@ def warning_sql(settings: EventSettings, alias: str = "e") -> str:
     blue, yellow, red = float(settings.warning_blue), float(settings.warning_yellow), float(settings.warning_red)
     # The first branch only saves work: most events are closed, and for them it decides at once.
     return (
-        f"(CASE WHEN {alias}.status NOT IN ('reported', 'dispatched', 'handling', 'reopened') THEN 'none' "
+        f"(CASE WHEN {alias}.status NOT IN {CLOCKED_STATUSES!r} THEN 'none' "
         f"WHEN {due} IS NULL THEN 'none' "
         f"WHEN CAST(:now AS timestamptz) >= {due} OR coalesce({used}, 'Infinity') >= {red} THEN 'red' "
         f"WHEN {used} >= {yellow} THEN 'yellow' WHEN {used} >= {blue} THEN 'blue' ELSE 'none' END)"

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from geoservice.auth.scope import Scope, owner_sql, region_prefix, scope_sql
 from geoservice.auth.users import Principal
 from geoservice.errors import InvalidInput
-from geoservice.events.deadlines import is_overdue, running_clock, warning_colour, warning_sql
+from geoservice.events.deadlines import CLOCKED_STATUSES, is_overdue, running_clock, warning_colour, warning_sql
 from geoservice.events.workflow import actions_for
 from geoservice.settings import EventSettings
 from layers.models import Role
@@ -124,10 +124,16 @@ def list_events(
         clauses.append(f"(e.{column}, e.id) {op} (CAST(:after_value AS {_sql_type(column)}), :after_id)")
         params.update(after_value=after_value, after_id=after_id)
     direction = "DESC" if descending else "ASC"
+    ordered = f"e.{column}"
+    if _small_subtree(scope, filters):
+        # A community or a grid holds a few thousand events at most: read them through the place
+        # index and sort them. Ordered by the bare column, the planner walks the whole time index
+        # backwards hoping to meet 50 of them early (a grid worker's queue: 0.2 s at a million).
+        ordered = f"({ordered} + interval '0 s')" if column != "id" else f"({ordered} + 0)"
     rows = session.execute(
         text(
             f"SELECT {COLUMNS}, {SUPERVISION} FROM events e WHERE {' AND '.join(clauses)} "
-            f"ORDER BY e.{column} {direction}, e.id {direction} LIMIT :limit"
+            f"ORDER BY {ordered} {direction}, e.id {direction} LIMIT :limit"
         ),
         {**params, "limit": limit + 1},
     ).all()
@@ -193,6 +199,11 @@ def filter_clauses(filters: EventFilters, settings: EventSettings) -> tuple[list
     if filters.warning:
         clauses.append(f"{warning_sql(settings)} = ANY(:warnings)")
         params["warnings"] = list(filters.warning)
+        if "none" not in filters.warning:
+            # Implied by the colour (only a running clock has one), but an index can serve it: without
+            # it a colour no event has read all million rows to say so (bench.big_events).
+            clauses.append("e.status = ANY(:clocked)")
+            params["clocked"] = list(CLOCKED_STATUSES)
     if filters.category:
         clauses.append("(e.category_code = :category OR e.category_code LIKE :category_children)")
         params.update(category=filters.category, category_children=_like_escape(filters.category) + ".%")
@@ -229,6 +240,15 @@ def filter_clauses(filters: EventFilters, settings: EventSettings) -> tuple[list
         clauses.append(mine)
         params.update(mine_params)
     return clauses, params
+
+
+SMALL_SUBTREE_DIGITS = 12  # a community (12 digits) or a grid (15): the levels whose events fit in one sort
+
+
+def _small_subtree(scope: Scope, filters: EventFilters) -> bool:
+    """Whether the scope or the ``region`` filter narrows the events to one community or grid."""
+    prefixes = [scope.region_prefix or "", region_prefix(filters.region) if filters.region else ""]
+    return max(len(p) for p in prefixes) >= SMALL_SUBTREE_DIGITS
 
 
 def _like_escape(value: str) -> str:
