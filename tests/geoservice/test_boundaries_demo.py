@@ -1,12 +1,11 @@
 """The issue's "done means" on the demo city: split a grid, see validation pass and the impact list the
 events that move, publish, watch ``/v1/locate`` answer from the new version, roll back, see the old answer.
 
-The demo is loaded once for this module into a database of its own (the shared ``demo_db`` is
-read-only), and the app runs with its router registry, as a server does.
+The demo is copied for this module into a database of its own (``demo_copy``; the shared ``demo_db``
+is read-only), and the app runs with its router registry, as a server does.
 """
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -15,22 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from geoservice.app import create_app
-from geoservice.city.demo import load_demo
-from geoservice.infra.database import make_engine
-from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import RoutingSettings
-from tests.conftest import clone_template, drop_database
-from tests.settings import PUBLISHING
-
-
-@pytest.fixture(scope="module")
-def demo_copy(cluster: EmbeddedCluster) -> Iterator[Engine]:
-    name = f"demo_boundaries_{uuid.uuid4().hex[:8]}"
-    engine = make_engine(clone_template(cluster, name))
-    load_demo(engine, **PUBLISHING)
-    yield engine
-    engine.dispose()
-    drop_database(cluster, name)
 
 
 @pytest.fixture(scope="module")
