@@ -14,9 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from psycopg import sql
 from sqlalchemy import Engine
 
+from geoservice.auth import passwords
 from geoservice.infra.database import make_engine, migrate
 from geoservice.infra.embedded import EmbeddedCluster
 from tests.settings import PUBLISHING
@@ -25,6 +27,12 @@ ROOT = Path(__file__).parents[1]
 TEMPLATE = "geoservice_template"
 DEMO_PRISTINE = "geoservice_demo_pristine"  # the demo as loaded, copied for modules that change it
 ARTIFACTS = ROOT / "test-artifacts"
+
+# Hashes made by the tests' own process use argon2id at its cheapest: the suite creates and signs in
+# a few thousand accounts, and at the service's cost (0.22 s to hash, 0.12 s to check) that was a
+# sixth of the suite's time. Still argon2id, still checked for real; a hash carries its parameters,
+# so servers the tests start as processes check them as they would any other.
+passwords.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture(scope="session")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from geoservice.auth.passwords import hash_matches, hash_password
 from geoservice.errors import Forbidden, InvalidInput
 from layers.enums import Role
 
-HASHER = PasswordHasher()
 SCOPED_BY_REGION = {Role.dispatcher, Role.grid_worker}
 
 
@@ -77,7 +75,7 @@ def add_user(
                 ),
                 {
                     "u": username,
-                    "h": HASHER.hash(password),
+                    "h": hash_password(password),
                     "r": role.value,
                     "region": region_code,
                     "dept": department_code,
@@ -108,11 +106,9 @@ def authenticate(session: Session, username: str, password: str) -> Principal | 
         {"u": username},
     ).first()
     if row is None:
-        HASHER.hash(password)  # same work as a real check: timing does not reveal which usernames exist
+        hash_password(password)  # same work as a real check: timing does not reveal which usernames exist
         return None
-    try:
-        HASHER.verify(row.password_hash, password)
-    except (VerificationError, InvalidHashError):
+    if not hash_matches(row.password_hash, password):
         return None
     if row.disabled:
         return None
@@ -129,12 +125,9 @@ def password_matches(session: Session, username: str, password: str) -> bool:
         text("SELECT password_hash FROM users WHERE username = :u AND NOT disabled"), {"u": username}
     ).first()
     if row is None:
-        HASHER.hash(password)  # same work as a real check
+        hash_password(password)  # same work as a real check
         return False
-    try:
-        return bool(HASHER.verify(row.password_hash, password))
-    except (VerificationError, InvalidHashError):
-        return False
+    return hash_matches(row.password_hash, password)
 
 
 def set_password(session: Session, username: str, current: str, new: str) -> None:
@@ -143,7 +136,7 @@ def set_password(session: Session, username: str, current: str, new: str) -> Non
         raise InvalidInput("the new password has at least 8 characters and differs from the current one")
     session.execute(
         text("UPDATE users SET password_hash = :h, must_change_password = false WHERE username = :u"),
-        {"h": HASHER.hash(new), "u": username},
+        {"h": hash_password(new), "u": username},
     )
 
 

@@ -23,8 +23,9 @@ import shapely
 from sqlalchemy import Engine, text
 
 from etl.demo import DemoCity, build_demo_city
+from geoservice.auth.passwords import hash_password
 from geoservice.boundaries.settings import BoundarySettings
-from geoservice.city.load import HASHER, load_pack
+from geoservice.city.load import load_pack
 from geoservice.city.pack import CityInfo, write_pack
 from geoservice.events.levels import DEFAULT_LEVEL_HOURS
 from geoservice.settings import RoutingSettings
@@ -119,7 +120,7 @@ def write_demo_pack(city: DemoCity, directory: Path, adcode: str) -> None:
     users = pd.DataFrame(
         [
             {"username": u.username, "name": u.username, "role": u.role.value, "region_code": u.region_code or "",
-             "department_code": u.department_code or "", "password_hash": HASHER.hash(u.password),
+             "department_code": u.department_code or "", "password_hash": hash_password(u.password),
              "must_change_password": "false"}
             for u in demo_users(adcode)
         ]

@@ -19,12 +19,12 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import shapely
-from argon2 import PasswordHasher
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from etl.load import copy_rows, import_frame
 from etl.reference import TRUE, load_reference_data
+from geoservice.auth.passwords import hash_password
 from geoservice.boundaries.publish import publish
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.versions import notify_layers_changed
@@ -40,7 +40,6 @@ from geoservice.routing.bulk_events import route_imported_events
 from geoservice.settings import RoutingSettings
 from layers.dataset import remember_dataset_settings
 
-HASHER = PasswordHasher()
 CITY_KEYS = {"city_name": "name", "city_adcode": "adcode", "city_timezone": "timezone"}
 
 
@@ -170,7 +169,7 @@ def _load_users(session: Session, users: pd.DataFrame, passwords_file: Path) -> 
         if not given and row.username not in existing:
             password = secrets.token_urlsafe(12)
             issued.append((row.username, password))
-            password_hash, must_change = HASHER.hash(password), True
+            password_hash, must_change = hash_password(password), True
         rows.append(
             {"u": row.username, "h": password_hash or None, "keep": not password_hash, "r": row.role,
              "region": row.region_code or None, "dept": row.department_code or None, "name": row.name,
