@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.datastructures import State
 
 from geoservice.api.problems import ProblemError, problem_error
 from geoservice.auth.policy import EVERYONE, allow, charge_public, policy
@@ -200,7 +201,12 @@ class Audience:
 
 
 def _audience(request: Request, who: Principal) -> Audience:
-    return Audience(who.role != Role.public, request.app.state.operations.public_service_phone)
+    return audience_of(request.app.state, who)
+
+
+def audience_of(state: State, who: Principal) -> Audience:
+    """Staff see the grid's team; the public, signed in or not, the service phone."""
+    return Audience(who.role != Role.public, state.operations.public_service_phone)
 
 
 def answer_of(location: Location, router_: Router, point: dict[str, Any], audience: Audience) -> dict[str, Any]:

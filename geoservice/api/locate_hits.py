@@ -66,8 +66,7 @@ def _answer(scope: Scope) -> Response | None:
         location = router_.locate(*point_to_wgs84(point["lon"], point["lat"], point["crs"]))
     except (NoVersionInForce, ValueError):  # no version yet, an unknown CRS, a point off the Earth
         return None
-    audience = locate_api.Audience(not public, state.operations.public_service_phone)
-    answer = locate_api.answer_of(location, router_, point, audience)
+    answer = locate_api.answer_of(location, router_, point, locate_api.audience_of(state, principal))
     if "error" in answer:
         return None
     if public and limiter is not None:
