@@ -47,6 +47,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.http import LUA_DONE, OUT, REPO, _stop
+from bench.http import WrkResult as Load
 from bench.machine import describe
 from bench.report import Table, print_machine, print_table, verdict
 from geoservice.auth.scope import scope_of
@@ -102,22 +103,6 @@ def build(cluster: EmbeddedCluster, n_events: int = N_EVENTS, dbname: str = DBNA
         conn.execute("CHECKPOINT")
     print(f"built in {time.perf_counter() - started:.0f} s: {counts}", flush=True)
     return cluster.url(dbname)
-
-
-@dataclass(frozen=True)
-class Load:
-    """One wrk run."""
-
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    errors: int
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
 
 
 @dataclass(frozen=True)
@@ -185,7 +170,7 @@ def measure(
         table = Table(group)
         for sc in (s for s in scenarios if s.group == group):
             ours, theirs, compared, differences = results[(group, sc.name)]
-            good = ours.non_2xx == theirs.non_2xx == 0 and ours.errors == 0 and differences == 0
+            good = ours.non_2xx == theirs.non_2xx == 0 and ours.socket_errors == 0 and differences == 0
             ok &= good
             table.add(sc.name, "service p50 / p99", _latency(ours),
                       _ratio(theirs, ours), f"p99 ≤ {sc.target_ms:.0f} ms",
