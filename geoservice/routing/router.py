@@ -21,9 +21,10 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
+from geoservice.routing.nearest_grid import NearestGrid
 from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
 from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
-from layers.crs import metric_transformer, project
+from layers.crs import metric_transformer
 from layers.enums import POST_LEVELS
 
 MAX_POST_CELLS = 250_000  # per post level: a few MB of candidate lists at most
@@ -296,14 +297,13 @@ class Router:
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
         self._to_metric = metric_transformer(metric_epsg)
-        metric_grids = project(self.grid_index.polygons, metric_epsg)
-        self._metric_tree = shapely.STRtree(metric_grids)
+        self._nearest_grids = NearestGrid(self.grid_index.polygons, metric_epsg)
         self._code_columns = self._tabulate_codes()
         # Resolved once here, not per answer: each grid's community, town and city; the station
         # areas' station as plain ints; the posts' candidate cells over the grids and the posts.
         self._chain = [self._regions_of(grid) for grid in self.grids]
         self._station_of_area_list: list[int] = self._station_of_area.tolist()
-        area = _metric_area(metric_grids, [stations, *posts.values()])
+        area = _metric_area(self._nearest_grids.envelopes, [stations, *posts.values()])
         for post_set in (stations, *posts.values()):
             post_set.index_area(area)
 
@@ -326,12 +326,11 @@ class Router:
         if rank == NO_POLYGON:
             # Bounded search first (cheap); only a point beyond the tolerance, whose 404 must still
             # name the nearest grid, pays for the unbounded one.
-            here = shapely.Point(x, y)
-            rank, distance = self._nearest_grid_one(here, self.snap_tolerance_m)
+            rank, distance = self._nearest_grids.one(x, y, self.snap_tolerance_m)
             if rank != NO_POLYGON:
                 snapped = distance
             else:
-                near_rank, distance = self._nearest_grid_one(here, None)
+                near_rank, distance = self._nearest_grids.one(x, y, None)
                 if near_rank != NO_POLYGON:
                     nearest, nearest_m = self.grids[near_rank], distance
         grid, community, town, city = self._chain[rank] if rank != NO_POLYGON else (None, None, None, None)
@@ -362,36 +361,6 @@ class Router:
             k, d = posts.nearest_one(x, y)
             answers[level] = None if k < 0 else PostAnswer(posts.code_list[k], posts.name_list[k], d, d <= rings[level])
         return answers
-
-    def _nearest_grid_one(self, point: shapely.Point, within_m: float | None) -> tuple[int, float]:
-        """``_nearest_grid`` for one metric point, without the batch's arrays: (rank, metres) or (-1, inf)."""
-        rank, distance = self._metric_tree.query_nearest(
-            point, max_distance=within_m, return_distance=True, all_matches=True
-        )
-        if not len(rank):
-            return NO_POLYGON, math.inf
-        least = distance.min()
-        return int(rank[distance == least].min()), float(least)
-
-    def _nearest_grid(
-        self, xy: NDArray[np.float64], within_m: float | None = None
-    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        """Nearest grid (smallest code among equally near ones) and its metric distance, per point.
-
-        ``within_m`` bounds the search (much faster for batches, which only need the snap tolerance);
-        points with no grid that near get (-1, inf).
-        """
-        points = shapely.points(xy)
-        (point_idx, rank), distance = self._metric_tree.query_nearest(
-            points, max_distance=within_m, return_distance=True, all_matches=True
-        )
-        best_rank = np.full(len(points), np.iinfo(np.int32).max, dtype=np.int64)
-        best_distance = np.full(len(points), np.inf)
-        np.minimum.at(best_distance, point_idx, distance)
-        tied = distance == best_distance[point_idx]
-        np.minimum.at(best_rank, point_idx[tied], rank[tied])
-        best_rank[best_rank == np.iinfo(np.int32).max] = -1
-        return best_rank.astype(np.intp), best_distance
 
     # --- department routing ----------------------------------------------------------------------
     def route(self, lon: float, lat: float, category_code: str) -> RoutedEvent:
@@ -426,7 +395,7 @@ class Router:
         missed = np.flatnonzero((grid == NO_POLYGON) & valid)
         if missed.size:
             xy = np.column_stack(self._to_metric.transform(lon[missed], lat[missed]))
-            near_rank, distance = self._nearest_grid(xy, within_m=self.snap_tolerance_m)
+            near_rank, distance = self._nearest_grids.many(xy, self.snap_tolerance_m)
             close = (near_rank >= 0) & (distance <= self.snap_tolerance_m)
             grid[missed[close]] = near_rank[close]
             snapped[missed[close]] = distance[close]
@@ -467,9 +436,10 @@ class Router:
         }
 
 
-def _metric_area(grids: NDArray[np.object_], post_sets: list[PostSet]) -> tuple[float, float, float, float]:
+def _metric_area(grid_envelopes: NDArray[np.float64], post_sets: list[PostSet]) -> tuple[float, float, float, float]:
     """Metric bounds of the grids and every post: where single points get the posts' cells."""
-    boxes = [shapely.total_bounds(grids)] if len(grids) else []
+    e = grid_envelopes
+    boxes = [(e[:, 0].min(), e[:, 1].min(), e[:, 2].max(), e[:, 3].max())] if len(e) else []
     boxes += [(*p.xy.min(axis=0), *p.xy.max(axis=0)) for p in post_sets if p.size]
     if not boxes:
         return 0.0, 0.0, 1.0, 1.0
