@@ -157,8 +157,12 @@ def load_routed(session: Session, source: Path, table: str) -> int:
         part = gpd.read_parquet(path)
         geoms = shapely.to_wkb(shapely.set_srid(part.geometry.values, 4326), hex=True, include_srid=True)
         values = part[columns].astype(object).where(part[columns].notna(), None).to_numpy()
-        copy_rows(session, f'"{table}"', [f'"{c}"' for c in columns] + ["geom"],
-                  ([*(None if v is None else str(v) for v in row), g] for row, g in zip(values, geoms, strict=True)))
+        copy_rows(
+            session,
+            f'"{table}"',
+            [f'"{c}"' for c in columns] + ["geom"],
+            ([*(None if v is None else str(v) for v in row), g] for row, g in zip(values, geoms, strict=True)),
+        )
         rows += len(part)
     session.execute(text(f'CREATE INDEX ON "{table}" USING gist (geom)'))
     return rows

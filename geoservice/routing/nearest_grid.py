@@ -13,6 +13,11 @@ a polygon is never nearer than its envelope:
 * unbounded: the nearest envelope's grid gives an upper bound ``D`` on the answer, then as above
   with ``r = D``.
 
+The grids a point outside every grid can be nearest to touch the edge of the coverage (the city's
+outline, or a gap between grids), so the router hands over those the raster index finds next to its
+empty cells (``RasterIndex.edge_ranks``) to be projected at once: then even the first such point pays
+no projection, and the city's interior is never projected at all.
+
 The distances are GEOS's point-to-polygon distances on the same projected polygons as before (pyproj
 projects each vertex alone, so one grid projected by itself equals that grid projected with the rest),
 and ties go to the smallest rank (smallest code), as PostGIS ``ORDER BY distance, code``.
@@ -30,14 +35,15 @@ from layers.crs import project
 
 NONE = -1
 SLACK = 1e-9  # relative: an envelope as near as its grid may measure a hair farther (other segments, other rounding)
-KEPT_GRIDS = 4_096  # projected grids kept between queries: the city's edge, several times over
+KEPT_GRIDS = 4_096  # grids projected by queries and kept, beyond those kept from the start
 CHUNK_GRIDS = 2_000  # grids projected at a time while the envelopes are built (bounds the build's peak)
 
 
 class NearestGrid:
     """Nearest grid (rank, metres) to metric points; the grids are lon/lat polygons in rank order."""
 
-    def __init__(self, polygons: NDArray[np.object_], metric_epsg: int) -> None:
+    def __init__(self, polygons: NDArray[np.object_], metric_epsg: int, keep: NDArray[np.intp] | None = None) -> None:
+        """``keep``: grids to project now and keep, those a point outside every grid is nearest to (the edges)."""
         self._polygons = polygons
         self._epsg = metric_epsg
         envelopes = np.empty((len(polygons), 4))
@@ -47,26 +53,28 @@ class NearestGrid:
             )
         self.envelopes = envelopes
         self._tree = shapely.STRtree(shapely.box(*envelopes.T)) if len(polygons) else None
-        self._kept: dict[int, shapely.Geometry] = {}
+        kept = [] if keep is None else np.unique(keep).tolist()
+        self._kept: dict[int, shapely.Geometry] = dict(zip(kept, project(polygons[kept], metric_epsg), strict=True))
+        self._room = len(self._kept) + KEPT_GRIDS
 
-    def one(self, x: float, y: float, within_m: float | None) -> tuple[int, float]:
-        """(rank, metres) of the nearest grid to one metric point, within ``within_m`` if given; (-1, inf) if none."""
+    def one(self, x: float, y: float) -> tuple[int, float]:
+        """(rank, metres) of the nearest grid to one metric point; (-1, inf) when there is none (or a NaN point).
+
+        Unbounded, so that one search serves both a snap (the caller compares the metres with its
+        tolerance) and the 404 that names the nearest grid: a bounded search first cost the second a
+        search of its own.
+        """
         if self._tree is None:
             return NONE, math.inf
         point = shapely.Point(x, y)
-        if within_m is None:
-            nearest_box = self._tree.query_nearest(point, all_matches=False)
-            if not nearest_box.size:  # a NaN point
-                return NONE, math.inf
-            within_m = float(shapely.distance(self._metric([int(nearest_box[0])])[0], point))
-        ranks = self._tree.query(point, predicate="dwithin", distance=_widened(within_m))
-        if not ranks.size:
+        nearest_box = self._tree.query_nearest(point, all_matches=False)
+        if not nearest_box.size:  # a NaN point
             return NONE, math.inf
+        bound = float(shapely.distance(self._metric([int(nearest_box[0])])[0], point))
+        ranks = self._tree.query(point, predicate="dwithin", distance=_widened(bound))
         ranks.sort()  # the first least below is then the smallest rank
         distances = shapely.distance(self._metric(ranks.tolist()), point)
         k = int(distances.argmin())
-        if not distances[k] <= within_m:
-            return NONE, math.inf
         return int(ranks[k]), float(distances[k])
 
     def many(self, xy: NDArray[np.float64], within_m: float) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
@@ -94,7 +102,7 @@ class NearestGrid:
         kept = self._kept
         missing = [r for r in dict.fromkeys(ranks) if r not in kept]
         fresh = dict(zip(missing, project(self._polygons[missing], self._epsg), strict=True)) if missing else {}
-        if len(kept) + len(fresh) <= KEPT_GRIDS:
+        if len(kept) + len(fresh) <= self._room:
             kept.update(fresh)  # one dict update: threads sharing the router see a grid whole or not at all
         out = np.empty(len(ranks), dtype=object)
         out[:] = [kept[r] if r in kept else fresh[r] for r in ranks]

@@ -156,6 +156,38 @@ class RasterIndex:
         first = np.minimum.reduceat(np.where(hit, pair_rank, np.iinfo(np.int32).max), group_start)
         return np.where(first == np.iinfo(np.int32).max, NO_POLYGON, first).astype(np.int32)
 
+    def edge_ranks(self) -> NDArray[np.intp]:
+        """Ranks of the polygons in boundary cells beside a cell that no polygon covers (8 neighbours).
+
+        Those are the polygons along the coverage's outline and its gaps: where a point outside
+        every polygon finds its nearest (``geoservice.routing.nearest_grid``). A gap narrower than a
+        cell has no empty cell and is missed; that costs its nearest-grid query a projection, not
+        an answer. Scanned ``BLOCK_CELLS`` at a time, with a row of overlap each side.
+        """
+        step = max(1, BLOCK_CELLS // self.nx)
+        found: list[NDArray] = []
+        for row in self._row_blocks():
+            lo, hi = max(row - 1, 0), min(row + step + 1, self.ny)
+            # Beyond the raster counts as empty (a polygon's edge can lie in the outermost cells); the
+            # padding beside an overlap row reaches only that row, which is its neighbour block's.
+            empty = np.pad(np.asarray(self.cells[lo:hi]) == NO_POLYGON, 1, constant_values=True)
+            near = empty.copy()  # dilated by one cell: rows, then columns of the result
+            near[1:] |= empty[:-1]
+            near[:-1] |= empty[1:]
+            wide = near.copy()
+            wide[:, 1:] |= near[:, :-1]
+            wide[:, :-1] |= near[:, 1:]
+            block = np.asarray(self.cells[row : row + step])
+            mine = wide[1 + row - lo : 1 + row - lo + block.shape[0], 1:-1] & (block < NO_POLYGON)
+            found.append(-block[mine].astype(np.intp) - 2)
+        boundary = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.intp)
+        if not boundary.size:
+            return boundary
+        starts, ends = self.offsets[boundary], self.offsets[boundary + 1]
+        counts = ends - starts
+        positions = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        return np.unique(self.candidates[positions]).astype(np.intp)
+
     @property
     def stats(self) -> IndexStats:
         boundary = int(self.offsets.size - 1)

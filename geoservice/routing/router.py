@@ -297,7 +297,7 @@ class Router:
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
         self._to_metric = metric_transformer(metric_epsg)
-        self._nearest_grids = NearestGrid(self.grid_index.polygons, metric_epsg)
+        self._nearest_grids = NearestGrid(self.grid_index.polygons, metric_epsg, keep=self.grid_index.edge_ranks())
         self._code_columns = self._tabulate_codes()
         # Resolved once here, not per answer: each grid's community, town and city; the station
         # areas' station as plain ints; the posts' candidate cells over the grids and the posts.
@@ -324,15 +324,12 @@ class Router:
         x, y = self._to_metric.transform(lon, lat)
         snapped = nearest = nearest_m = None
         if rank == NO_POLYGON:
-            # Bounded search first (cheap); only a point beyond the tolerance, whose 404 must still
-            # name the nearest grid, pays for the unbounded one.
-            rank, distance = self._nearest_grids.one(x, y, self.snap_tolerance_m)
-            if rank != NO_POLYGON:
-                snapped = distance
-            else:
-                near_rank, distance = self._nearest_grids.one(x, y, None)
-                if near_rank != NO_POLYGON:
-                    nearest, nearest_m = self.grids[near_rank], distance
+            # One search: the nearest grid is the snap when within the tolerance, else the one a 404 names.
+            near_rank, distance = self._nearest_grids.one(x, y)
+            if near_rank != NO_POLYGON and distance <= self.snap_tolerance_m:
+                rank, snapped = near_rank, distance
+            elif near_rank != NO_POLYGON:
+                nearest, nearest_m = self.grids[near_rank], distance
         grid, community, town, city = self._chain[rank] if rank != NO_POLYGON else (None, None, None, None)
         return Location(
             grid=grid, snapped_m=snapped, nearest_grid=nearest, nearest_grid_m=nearest_m,

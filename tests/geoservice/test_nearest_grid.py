@@ -11,12 +11,14 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-from geoservice.routing import nearest_grid
+from geoservice.routing import nearest_grid, raster_index
 from geoservice.routing.nearest_grid import NearestGrid
+from geoservice.routing.raster_index import RasterIndex
 from layers.crs import project
 
 EPSG = 4549  # CGCS2000 / 3-degree Gauss-Kruger CM 120E
 TOLERANCE_M = 50.0
+TO_WGS84 = Transformer.from_crs(EPSG, 4326, always_xy=True)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +26,8 @@ def grids() -> np.ndarray:
     """Squares of 400 m with 40 m gaps (densified, so edges curve a little in lon/lat), and two duplicates: exact ties."""
     squares = [shapely.box(x, y, x + 400, y + 400) for x in range(0, 4400, 440) for y in range(0, 4400, 440)]
     metric = shapely.segmentize(np.array(squares, dtype=object), 25.0)
-    to_wgs84 = Transformer.from_crs(EPSG, 4326, always_xy=True)
     lonlat = shapely.transform(
-        metric, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0] + 500_000, xy[:, 1] + 3_520_000))
+        metric, lambda xy: np.column_stack(TO_WGS84.transform(xy[:, 0] + 500_000, xy[:, 1] + 3_520_000))
     )
     return np.concatenate([lonlat, lonlat[[7, 42]]])  # ranks 100 and 101 repeat ranks 7 and 42
 
@@ -51,10 +52,8 @@ def test_one_point_gives_the_full_metric_copy_answer(grids: np.ndarray):
     finder = NearestGrid(grids, EPSG)
     snapped = beyond = ties = 0
     for x, y in queries(1).tolist():
-        for within in (TOLERANCE_M, None):
-            expected = reference(metric, x, y, within)
-            assert finder.one(x, y, within) == expected
-        rank, distance = expected
+        rank, distance = expected = reference(metric, x, y, None)
+        assert finder.one(x, y) == expected
         snapped += 0 < distance <= TOLERANCE_M
         beyond += distance > TOLERANCE_M
         ties += rank in (7, 42)
@@ -62,12 +61,14 @@ def test_one_point_gives_the_full_metric_copy_answer(grids: np.ndarray):
     assert ties > 10  # ranks 7 and 42 won against their duplicates 100 and 101
 
 
-def test_many_points_give_the_one_point_answers(grids: np.ndarray):
+def test_many_points_give_the_one_point_answers_within_the_tolerance(grids: np.ndarray):
     finder = NearestGrid(grids, EPSG)
     xy = queries(2)
     rank, distance = finder.many(xy, TOLERANCE_M)
     for k, (x, y) in enumerate(xy.tolist()):
-        assert (int(rank[k]), float(distance[k])) == finder.one(x, y, TOLERANCE_M)
+        one_rank, one_distance = finder.one(x, y)
+        expected = (one_rank, one_distance) if one_distance <= TOLERANCE_M else (-1, math.inf)
+        assert (int(rank[k]), float(distance[k])) == expected
     assert (rank >= 0).sum() > 300 and (rank < 0).sum() > 300
 
 
@@ -77,12 +78,48 @@ def test_a_full_keep_still_answers_exactly(grids: np.ndarray, monkeypatch: pytes
     metric = project(grids, EPSG)
     finder = NearestGrid(grids, EPSG)
     for x, y in queries(3)[:500].tolist():
-        assert finder.one(x, y, None) == reference(metric, x, y, None)
+        assert finder.one(x, y) == reference(metric, x, y, None)
     assert 0 < len(finder._kept) <= 5
+
+
+def tiled(holes: tuple[int, ...] = ()) -> np.ndarray:
+    """10 × 10 squares of 400 m sharing their edges, rank = 10 * column + row, minus ``holes``; lon/lat."""
+    squares = [shapely.box(x, y, x + 400, y + 400) for x in range(0, 4000, 400) for y in range(0, 4000, 400)]
+    metric = np.array([shapely.segmentize(s, 25.0) for k, s in enumerate(squares) if k not in holes], dtype=object)
+    return shapely.transform(
+        metric, lambda xy: np.column_stack(TO_WGS84.transform(xy[:, 0] + 500_000, xy[:, 1] + 3_520_000))
+    )
+
+
+@pytest.mark.parametrize("block_cells", [raster_index.BLOCK_CELLS, 400])  # one block; blocks of 2-3 rows
+def test_the_edge_grids_are_the_outline_and_the_rim_of_a_hole(block_cells: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(raster_index, "BLOCK_CELLS", block_cells)
+    outline = {k for k in range(100) if k // 10 in (0, 9) or k % 10 in (0, 9)}
+    assert set(RasterIndex(tiled(), cell_m=30.0).edge_ranks().tolist()) == outline
+    # Square 44 removed: its 8 neighbours (edges and corners) rim the hole; ranks after 44 shift by one.
+    rim = {33, 34, 35, 43, 45, 53, 54, 55}
+    as_rank = {k - (k > 44) for k in outline | rim}
+    assert set(RasterIndex(tiled(holes=(44,)), cell_m=30.0).edge_ranks().tolist()) == as_rank
+
+
+def test_kept_edges_answer_points_outside_without_projecting_more():
+    polygons = tiled(holes=(44,))
+    metric = project(polygons, EPSG)
+    finder = NearestGrid(polygons, EPSG, keep=RasterIndex(polygons, cell_m=30.0).edge_ranks())
+    kept = len(finder._kept)
+    rng = np.random.default_rng(4)
+    outside = np.vstack([rng.uniform(-2_000, 6_000, (3_000, 2)), rng.uniform(1_600, 2_000, (300, 2))])
+    outside = outside[
+        ~shapely.intersects_xy(shapely.union_all(metric), outside[:, 0] + 500_000, outside[:, 1] + 3_520_000)
+    ]
+    for x, y in (outside + (500_000, 3_520_000)).tolist():
+        assert finder.one(x, y) == reference(metric, x, y, None)
+    assert len(finder._kept) == kept == 36 + 8
 
 
 def test_no_grids_and_nan_points_answer_none():
     empty = NearestGrid(np.empty(0, dtype=object), EPSG)
-    assert empty.one(500_000.0, 3_520_000.0, None) == (-1, math.inf)
+    assert empty.one(500_000.0, 3_520_000.0) == (-1, math.inf)
     rank, distance = empty.many(np.array([[500_000.0, 3_520_000.0]]), TOLERANCE_M)
     assert rank.tolist() == [-1] and distance.tolist() == [math.inf]
+    assert NearestGrid(tiled(), EPSG).one(math.nan, math.nan) == (-1, math.inf)
