@@ -44,11 +44,16 @@ except ImportError:  # not POSIX: no cross-process lock, workers may build the s
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump whenever the build's output or the stored arrays change meaning
+FORMAT = 2  # bump whenever the build's output or the stored arrays change meaning (2: two-byte cells)
 KEEP = 16  # entries kept: a grid and a station index per version, the current and a few past ones, per city
 KEY_CHUNK = 2_000  # polygons turned into WKB at a time while hashing
 STALE_TEMP_S = 3600.0  # a temporary directory older than this was left by a writer that died
-ARRAYS = {"cells": np.int32, "offsets": np.int64, "candidates": np.int32}
+ARRAYS = {  # the dtypes each array may have
+    "cells": (np.uint16, np.uint32),
+    "boundary_cells": (np.int32, np.int64),
+    "offsets": (np.int64,),
+    "candidates": (np.int32,),
+}
 PARAMS = ("x0", "y0", "dx", "dy", "nx", "ny", "cell_m")
 
 
@@ -111,9 +116,9 @@ class IndexCache:
             if any(meta["params"][name] != getattr(index, name) for name in PARAMS):
                 raise ValueError("another raster geometry")
             arrays = {}
-            for name, dtype in ARRAYS.items():
+            for name, dtypes in ARRAYS.items():
                 array = np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                if array.dtype != dtype or list(array.shape) != meta["shapes"][name]:
+                if array.dtype not in dtypes or list(array.shape) != meta["shapes"][name]:
                     raise ValueError(f"{name}: {array.dtype} {array.shape}")
                 if zlib.crc32(array.data) != meta["crc32"][name]:
                     raise ValueError(f"{name}: checksum differs")
@@ -122,10 +127,13 @@ class IndexCache:
                 raise ValueError("inconsistent arrays")
             if arrays["offsets"][-1] != arrays["candidates"].size:
                 raise ValueError("inconsistent arrays")
+            if arrays["offsets"].size != arrays["boundary_cells"].size + 1:
+                raise ValueError("inconsistent arrays")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring router index cache entry %s: %s", entry, exc)
             return False
-        index.cells, index.offsets, index.candidates = arrays["cells"], arrays["offsets"], arrays["candidates"]
+        for name, array in arrays.items():
+            setattr(index, name, array)
         with contextlib.suppress(OSError):
             os.utime(meta_path)  # most recently used: kept by _prune
         return True
@@ -136,8 +144,8 @@ class IndexCache:
         try:
             meta: dict = {"format": FORMAT, "key": key, "polygons": len(index.polygons), "shapes": {}, "crc32": {}}
             meta["params"] = {name: getattr(index, name) for name in PARAMS}
-            for name, dtype in ARRAYS.items():
-                array = np.ascontiguousarray(getattr(index, name), dtype=dtype)
+            for name in ARRAYS:
+                array = np.ascontiguousarray(getattr(index, name))
                 np.save(temp / f"{name}.npy", array, allow_pickle=False)
                 meta["shapes"][name] = list(array.shape)
                 meta["crc32"][name] = zlib.crc32(array.data)

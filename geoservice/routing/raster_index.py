@@ -17,6 +17,12 @@ by a raster over the coverage, built once per version:
 A query is then an array lookup for most points, and a handful of exact tests on prepared
 geometries (GEOS ``intersects``, i.e. covers for a point) for points in boundary cells.
 
+The raster holds two bytes a cell (four past 65,533 polygons): a rank, or one of two codes, "no
+polygon" and "boundary cell"; a boundary cell's number, which finds its candidates, is its place in
+the sorted list of boundary cells (a binary search, paid only next to the exact tests). Until issue 23
+it held four bytes a cell, the boundary cell's number itself: on the prefecture that was 87 of a
+worker's 327 MB (the mapped cache's pages), now 44.
+
 Which R-tree: shapely's STRtree, used to build the index and to snap points outside every grid.
 Measured here on 6,000 Voronoi grids and 1,000,000 points: the ``rtree`` package's vectorised bbox
 query (``intersection_v``) took 11.5 s, the STRtree bbox query 1.2 s (1.5 s with the exact
@@ -58,6 +64,7 @@ EPS_CELLS = 1e-6  # widen each boundary segment's box by this fraction of a cell
 CHUNK_COORDS = 500_000  # boundary vertices turned into (cell, polygon) pairs at a time (~90 MB of temporaries)
 CHUNK_PAIRS = 1_000_000  # (boundary cell, polygon) pairs tested at a time for the cells' centres
 BLOCK_CELLS = 4_000_000  # raster cells scanned at a time after labelling
+UINT16_RANKS = 65_534  # fewer polygons than this: two bytes a cell (the two largest values are codes)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,9 @@ class RasterIndex:
         else:
             key = index_key(self.polygons, asked_cell_m, {"max_cells": MAX_CELLS, "eps_cells": EPS_CELLS})
             self.cache = IndexCache(cache_dir).fill(self, key)
+        self._empty, self._edge = cell_codes(self.cells.dtype)
+        # Searched with keys of its own type: numpy would otherwise copy the whole list to int64 per search.
+        self._cell_number = self.boundary_cells.dtype.type
 
     def __setstate__(self, state: dict) -> None:
         # A pickled index (shipped to Dask workers) arrives with its polygons unprepared: prepare them
@@ -118,9 +128,11 @@ class RasterIndex:
         if not (0 <= i < self.nx and 0 <= j < self.ny):
             return NO_POLYGON
         value = int(self.cells[j, i])
-        if value >= NO_POLYGON:
+        if value < self._edge:
             return value
-        cell = -value - 2
+        if value == self._empty:
+            return NO_POLYGON
+        cell = int(self.boundary_cells.searchsorted(self._cell_number(j * self.nx + i)))
         point = shapely.Point(x, y)
         for rank in self.candidates[self.offsets[cell] : self.offsets[cell + 1]]:
             if self.polygons[rank].intersects(point):
@@ -136,12 +148,14 @@ class RasterIndex:
         inside = (fi >= 0) & (fi < self.nx) & (fj >= 0) & (fj < self.ny)  # False for NaN too
         result = np.full(x.shape, NO_POLYGON, dtype=np.int32)
         where = np.flatnonzero(inside)
-        values = self.cells[fj[where].astype(np.intp), fi[where].astype(np.intp)]
-        result[where] = np.maximum(values, NO_POLYGON)
-        on_boundary = values < NO_POLYGON
+        flat = fj[where].astype(np.intp) * self.nx + fi[where].astype(np.intp)
+        values = self.cells.ravel()[flat]
+        result[where] = np.where(values < self._edge, values.astype(np.int32), NO_POLYGON)
+        on_boundary = values == self._edge
         points = where[on_boundary]
         if points.size:
-            result[points] = self._exact(points, -values[on_boundary] - 2, x, y)
+            numbers = self.boundary_cells.searchsorted(flat[on_boundary].astype(self.boundary_cells.dtype))
+            result[points] = self._exact(points, numbers, x, y)
         return result
 
     def _exact(self, points: NDArray, cells: NDArray, x: NDArray, y: NDArray) -> NDArray[np.int32]:
@@ -170,7 +184,7 @@ class RasterIndex:
             lo, hi = max(row - 1, 0), min(row + step + 1, self.ny)
             # Beyond the raster counts as empty (a polygon's edge can lie in the outermost cells); the
             # padding beside an overlap row reaches only that row, which is its neighbour block's.
-            empty = np.pad(np.asarray(self.cells[lo:hi]) == NO_POLYGON, 1, constant_values=True)
+            empty = np.pad(np.asarray(self.cells[lo:hi]) == self._empty, 1, constant_values=True)
             near = empty.copy()  # dilated by one cell: rows, then columns of the result
             near[1:] |= empty[:-1]
             near[:-1] |= empty[1:]
@@ -178,8 +192,9 @@ class RasterIndex:
             wide[:, 1:] |= near[:, :-1]
             wide[:, :-1] |= near[:, 1:]
             block = np.asarray(self.cells[row : row + step])
-            mine = wide[1 + row - lo : 1 + row - lo + block.shape[0], 1:-1] & (block < NO_POLYGON)
-            found.append(-block[mine].astype(np.intp) - 2)
+            mine = wide[1 + row - lo : 1 + row - lo + block.shape[0], 1:-1] & (block == self._edge)
+            flat = (np.flatnonzero(mine) + row * self.nx).astype(self.boundary_cells.dtype)
+            found.append(self.boundary_cells.searchsorted(flat))
         boundary = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.intp)
         if not boundary.size:
             return boundary
@@ -190,7 +205,7 @@ class RasterIndex:
 
     @property
     def stats(self) -> IndexStats:
-        boundary = int(self.offsets.size - 1)
+        boundary = int(self.boundary_cells.size)
         return IndexStats(int(self.cells.size), boundary, int(self.candidates.size), self.cell_m)
 
     # --- build -----------------------------------------------------------------------------------
@@ -206,11 +221,22 @@ class RasterIndex:
         boundary_ids = cell_ids[np.concatenate(([True], cell_ids[1:] != cell_ids[:-1]))] if cell_ids.size else cell_ids
         cells = np.empty((self.ny, self.nx), dtype=np.int32)
         self._label_interiors(cells, boundary_ids)
-        # Boundary cell k (in flat order) stores -(k + 2); its candidates are offsets[k]:offsets[k + 1].
+        # While building, boundary cell k (in flat order) holds -(k + 2); its candidates are offsets[k]:offsets[k + 1].
         cells.flat[boundary_ids] = -(np.arange(boundary_ids.size, dtype=np.int32) + 2)
         del cell_ids
         self._store_candidates(cells, boundary_ids, keys)
-        self.cells = cells
+        self.cells = self._compact(cells)
+        self.boundary_cells = boundary_ids.astype(np.int32 if cells.size < 2**31 else np.int64)
+
+    def _compact(self, cells: NDArray[np.int32]) -> NDArray[np.unsignedinteger]:
+        """The raster as kept: ranks, and two codes for "empty" and "boundary" (``cell_codes``), block by block."""
+        compact = np.empty(cells.shape, dtype=np.uint16 if len(self.polygons) < UINT16_RANKS else np.uint32)
+        empty, edge = cell_codes(compact.dtype)
+        step = max(1, BLOCK_CELLS // self.nx)
+        for row in self._row_blocks():
+            block = cells[row : row + step]
+            compact[row : row + step] = np.where(block >= 0, block, np.where(block == NO_POLYGON, empty, edge))
+        return compact
 
     def _boundary_keys(self) -> NDArray[np.int64]:
         """Sorted unique (cell, rank) keys: every cell each polygon's boundary passes through or touches."""
@@ -361,6 +387,12 @@ class RasterIndex:
         starts = np.searchsorted(keys, boundary_ids.astype(np.int64) * len(self.polygons))
         self.offsets = np.append(starts, keys.size).astype(np.int64)
         self.candidates = (keys % len(self.polygons)).astype(np.int32)
+
+
+def cell_codes(dtype: np.dtype) -> tuple[int, int]:
+    """The raster's codes for a cell no polygon touches and for a boundary cell: the two largest values."""
+    top = int(np.iinfo(dtype).max)
+    return top, top - 1
 
 
 def sorted_unique(keys: NDArray[np.int64]) -> NDArray[np.int64]:

@@ -16,6 +16,7 @@ import shapely
 from shapely import box
 from sqlalchemy import Engine
 
+from geoservice.routing import raster_index
 from geoservice.routing.index_cache import FORMAT
 from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
 from geoservice.routing.registry import RouterRegistry
@@ -58,7 +59,9 @@ def entries(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def test_a_hit_answers_exactly_as_a_fresh_build(tmp_path: Path):
+@pytest.mark.parametrize("uint16_ranks", [raster_index.UINT16_RANKS, 10])  # two-byte cells; four (as a province's)
+def test_a_hit_answers_exactly_as_a_fresh_build(tmp_path: Path, uint16_ranks: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(raster_index, "UINT16_RANKS", uint16_ranks)
     polygons = voronoi_city()
     fresh = RasterIndex(polygons, cell_m=CELL_M)
     first = RasterIndex(polygons, cell_m=CELL_M, cache_dir=tmp_path)
@@ -66,7 +69,8 @@ def test_a_hit_answers_exactly_as_a_fresh_build(tmp_path: Path):
     again = RasterIndex(shapely.from_wkb(shapely.to_wkb(polygons)), cell_m=CELL_M, cache_dir=tmp_path)
     assert (fresh.cache, first.cache, again.cache) == ("off", "built", "hit")
     assert len(entries(tmp_path)) == 1
-    for name in ("cells", "offsets", "candidates"):
+    assert fresh.cells.dtype == (np.uint16 if uint16_ranks > len(polygons) else np.uint32)
+    for name in ("cells", "boundary_cells", "offsets", "candidates"):
         assert np.array_equal(getattr(again, name), getattr(fresh, name)), name
     assert isinstance(again.cells.base, np.memmap) and not again.cells.flags.writeable  # mapped, shared pages
     x, y = probes(polygons)
