@@ -234,8 +234,10 @@ class RasterIndex:
         empty, edge = cell_codes(compact.dtype)
         step = max(1, BLOCK_CELLS // self.nx)
         for row in self._row_blocks():
-            block = cells[row : row + step]
-            compact[row : row + step] = np.where(block >= 0, block, np.where(block == NO_POLYGON, empty, edge))
+            block, out = cells[row : row + step], compact[row : row + step]
+            np.copyto(out, block, casting="unsafe")  # ranks as they are; the codes' cells are set next
+            out[block == NO_POLYGON] = empty
+            out[block < NO_POLYGON] = edge
         return compact
 
     def _boundary_keys(self) -> NDArray[np.int64]:
