@@ -253,7 +253,6 @@ class Event(Base):
         Index("ix_events_status", "status"),
         Index("ix_events_grid", "grid_code"),
         Index("ix_events_occurred", "occurred_at"),
-        Index("ix_events_department", "department_code"),
         Index("ix_events_community", "community_code"),
         Index("ix_events_town", "town_code"),
         Index("ix_events_reported", "reported_at"),
@@ -272,6 +271,9 @@ class Event(Base):
               postgresql_ops={"place": "text_pattern_ops"},
               postgresql_include=["grid_code", "community_code", "town_code", "reported_at"]),
         Index("ix_events_category", "category_code", postgresql_ops={"category_code": "text_pattern_ops"}),
+        # A department's events by category and by status (migration 0017): a handler's filters.
+        Index("ix_events_department_category", "department_code", "category_code"),
+        Index("ix_events_department_status", "department_code", "status"),
         Index("ix_events_description_trgm", "description", postgresql_using="gin",
               postgresql_ops={"description": "gin_trgm_ops"}),
         CheckConstraint(

@@ -60,6 +60,22 @@ def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
     return "FALSE", {}
 
 
+def scope_parts(scope: Scope, alias: str = "e") -> tuple[list[str], dict[str, Any]]:
+    """``scope_sql`` as fragments that share no event and together keep the same events, each without ``OR``.
+
+    For a query that reads each part apart and puts them together (a list page: ``UNION ALL`` of
+    each part's first rows). A department's scope is two parts, the events it leads and those it only
+    co-handles: the ``OR`` of the two hid from the planner what the department and the other filters
+    have in common (``geoservice.events.queries.list_events``). Every other scope is one part.
+    """
+    if scope.department_code is None:
+        where, params = scope_sql(scope, alias)
+        return [where], params
+    leads = f"{alias}.department_code = :scope_department"
+    co_handles = f"{_co_handled(alias)} AND {alias}.department_code IS DISTINCT FROM :scope_department"
+    return [leads, co_handles], {"scope_department": scope.department_code}
+
+
 def department_scope_sql(alias: str = "e") -> str:
     """A department's events: those it leads, and those it co-handles while its task is live (联合处置).
 
@@ -69,10 +85,13 @@ def department_scope_sql(alias: str = "e") -> str:
     ``EXISTS`` no index could serve the scope and a handler's filter that matched nothing read all
     of a million events (3.4 s, ``bench.big_events``).
     """
+    return f"({alias}.department_code = :scope_department OR {_co_handled(alias)})"
+
+
+def _co_handled(alias: str) -> str:
     return (
-        f"({alias}.department_code = :scope_department OR {alias}.id = ANY(ARRAY(SELECT co_task.event_id "
-        "FROM event_tasks co_task WHERE co_task.department_code = :scope_department "
-        "AND co_task.status IN ('open', 'handling'))))"
+        f"{alias}.id = ANY(ARRAY(SELECT co_task.event_id FROM event_tasks co_task "
+        "WHERE co_task.department_code = :scope_department AND co_task.status IN ('open', 'handling')))"
     )
 
 

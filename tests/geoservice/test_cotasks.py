@@ -160,3 +160,43 @@ def test_a_department_lists_its_live_co_tasks_and_a_lost_feedback_answer_can_be_
     assert client.get("/v1/queue/cotasks", headers=police).json()["items"] == []
     log = client.get(f"/v1/events/{event['id']}/log", headers=dispatcher).json()["entries"]
     assert [e["action"] for e in log if e["action"].startswith("co_")] == ["co_task_start", "co_task_feedback"]
+
+
+def test_a_handlers_list_pages_through_led_and_co_handled_events_alike(client: TestClient, empty_db: Engine):
+    """A handler's list reads the events it leads and those it co-handles apart, then as one page (issue 22)."""
+    dispatcher = sign_in(client, empty_db, Role.dispatcher)
+    police = sign_in(client, empty_db, Role.handler, "police-h", department_code="police")
+    plan = [  # category, lead department, co-departments
+        ("city_management.garbage", "police", []),
+        ("environment.noise", LEAD, ["police"]),
+        ("city_management.stall", "police", []),
+        ("city_management.garbage", LEAD, ["police", "ecology"]),
+        ("environment.noise", "ecology", []),  # not police's at all
+        ("city_management.stall", "police", []),
+    ]
+    made = []
+    for k, (category, lead, co) in enumerate(plan):
+        lon, lat = centre(k % 3)
+        reported = client.post("/v1/events", json={"lon": lon, "lat": lat, "category": category}, headers=dispatcher)
+        assert reported.status_code == 201, reported.text
+        event = _step(client, dispatcher, reported.json(), "accept")
+        made.append(_step(client, dispatcher, event, "dispatch", department_code=lead, co_departments=co))
+    theirs = [made[k]["id"] for k in (5, 3, 2, 1, 0)]  # newest first
+
+    def pages(**params) -> list[int]:
+        seen, cursor = [], None
+        while True:
+            query = {"limit": 2, **params, **({"cursor": cursor} if cursor else {})}
+            page = client.get("/v1/events", params=query, headers=police)
+            assert page.status_code == 200, page.text
+            seen += [e["id"] for e in page.json()["items"]]
+            if (cursor := page.json()["next_cursor"]) is None:
+                return seen
+
+    assert pages() == theirs
+    assert pages(sort="id") == sorted(theirs)
+    assert pages(category="city_management") == [made[k]["id"] for k in (5, 3, 2, 0)]
+    assert pages(category="environment") == [made[1]["id"]]  # the ecology-led noise report is not police's
+    assert pages(category="city_management.stall") == [made[5]["id"], made[2]["id"]]
+    assert pages(category="public_order") == []
+    assert pages(category="city_management", status="dispatched") == [made[k]["id"] for k in (5, 3, 2, 0)]
