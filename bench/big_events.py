@@ -46,7 +46,8 @@ from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.http import LUA_DONE, OUT, REPO, _stop
+from bench.events import wait_until_served
+from bench.http import LUA_DONE, LUA_OFFSETS, OUT, REPO, _stop
 from bench.http import WrkResult as Load
 from bench.machine import describe
 from bench.report import Table, print_machine, print_table, verdict
@@ -120,14 +121,7 @@ class Scenario:
 LUA = """
 local paths = {%s}
 local headers = {%s}
-local counter = 0
-function setup(thread)
-  thread:set("offset", counter * 7919)
-  counter = counter + 1
-end
-function init(args)
-  i = offset
-end
+""" + LUA_OFFSETS + """
 function request()
   i = i + 1
   return wrk.format("GET", paths[(i %% #paths) + 1], headers)
@@ -375,17 +369,7 @@ def _started(argv: list[str], env: dict[str, str], name: str) -> Iterator[tuple[
     with open(OUT / f"big_events_{name}.log", "w") as log:
         proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {OUT / f'big_events_{name}.log'}")
-            try:
-                with urllib.request.urlopen(f"{base}/openapi.json", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.25)
+        wait_until_served(proc, base, 300, str(OUT / f"big_events_{name}.log"))
         yield base, proc
     finally:
         _stop(proc)

@@ -131,7 +131,7 @@ def _run_app(city: City, name: str, app: str, points: list[tuple[float, float]],
         proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     run_id = f"{name}-{int(time.time())}"
     try:
-        _wait(proc, base)
+        wait_until_served(proc, base)
         auth = _bearer(base) if app == SERVICE_APP else ""
         lua_points = ", ".join(f"{{{x!r}, {y!r}}}" for x, y in points)
         lua_categories = ", ".join(f'"{c}"' for c in CATEGORIES)
@@ -165,14 +165,15 @@ def _bearer(base: str) -> str:
     return f', ["Authorization"] = "Bearer {token}"'
 
 
-def _wait(proc: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + 180
+def wait_until_served(proc: subprocess.Popen, base: str, seconds: float = 180.0, log: str = "") -> None:
+    """Until the app at ``base`` serves its OpenAPI document; an error if the process ends or time runs out."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{base} exited with {proc.returncode}")
+            raise RuntimeError(f"{base} exited with {proc.returncode}" + (f"; see {log}" if log else ""))
         try:
             with urllib.request.urlopen(f"{base}/openapi.json", timeout=5):
                 return
         except OSError:
             time.sleep(0.25)
-    raise RuntimeError(f"{base} did not answer within 180 s")
+    raise RuntimeError(f"{base} did not answer within {seconds:g} s" + (f"; see {log}" if log else ""))

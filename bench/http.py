@@ -51,9 +51,8 @@ function done(summary, latency, requests)
 end
 """
 
-LUA = (
-    """
-local points = {%s}
+# Each wrk thread starts its walk through the requests at another offset (a prime apart).
+LUA_OFFSETS = """
 local counter = 0
 function setup(thread)
   thread:set("offset", counter * 7919)
@@ -62,6 +61,14 @@ end
 function init(args)
   i = offset
 end
+"""
+
+LUA = (
+    """
+local points = {%s}
+"""
+    + LUA_OFFSETS
+    + """
 function request()
   i = i + 1
   return wrk.format("GET", "/v1/locate?" .. points[(i %% #points) + 1])

@@ -116,7 +116,7 @@ async def locate_one(
     fast = at is None and not request.app.state.routers.behind()
     router_ = locate_router(request, None) if fast else await run_in_threadpool(locate_router, request, at)
     location = router_.locate(*point_to_wgs84(lon, lat, crs))
-    answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs}, _audience(request, who))
+    answer = answer_of(location, router_, {"lon": lon, "lat": lat, "crs": crs}, audience_of(request.app.state, who))
     if "error" in answer:
         raise ProblemError(**answer["error"])
     return JSONResponse(answer)  # built to the LocateAnswer shape already: no second validation pass
@@ -144,7 +144,7 @@ def locate_many(
     422, since either answer could be wrong by hundreds of metres. An item that is not a pair of
     finite numbers gets its error in its place; the others are still answered.
     """
-    audience = _audience(request, who)
+    audience = audience_of(request.app.state, who)
     state = request.app.state
     limit = state.routing_settings.max_batch if audience.staff else state.operations.public_max_batch
     body_crs, raw = _batch_points(body, limit)
@@ -198,10 +198,6 @@ class Audience:
 
     staff: bool
     service_phone: str
-
-
-def _audience(request: Request, who: Principal) -> Audience:
-    return audience_of(request.app.state, who)
 
 
 def audience_of(state: State, who: Principal) -> Audience:

@@ -74,13 +74,7 @@ def possible_duplicates(
          "since": now - timedelta(hours=search.window_hours), "open": sorted(OPEN_STATES), "exclude": exclude_id,
          "limit": MAX_DUPLICATES},
     )  # fmt: skip
-    found = []
-    for row in rows:
-        item = {"id": row.id, "distance_m": round(row.distance_m, 1)}
-        if scope is not None:
-            item.update(category=row.category, status=row.status, reported_at=row.reported_at)
-        found.append(item)
-    return found
+    return [_found(row, scope) for row in rows]
 
 
 # The same search for many reports at once (the intake's batch): each report's point, category and
@@ -142,10 +136,7 @@ def possible_duplicates_many(
         {**params, "items": items, "open": sorted(OPEN_STATES), "limit": MAX_DUPLICATES},
     )
     for row in rows:
-        item = {"id": row.id, "distance_m": round(row.distance_m, 1)}
-        if scope is not None:
-            item.update(category=row.category, status=row.status, reported_at=row.reported_at)
-        found[row.ord].append(item)
+        found[row.ord].append(_found(row, scope))
     return found
 
 
@@ -167,3 +158,11 @@ def _visible(scope: Scope | None) -> tuple[str, dict[str, Any]]:
     if scope is None:
         return "e.source = ANY(:sources) AND NOT ec.sensitive", {"sources": list(PUBLIC_SOURCES)}
     return scope_sql(scope)
+
+
+def _found(row: Any, scope: Scope | None) -> dict[str, Any]:
+    """One possible duplicate as the caller may see it: the public its id and distance, staff more."""
+    item = {"id": row.id, "distance_m": round(row.distance_m, 1)}
+    if scope is not None:
+        item.update(category=row.category, status=row.status, reported_at=row.reported_at)
+    return item

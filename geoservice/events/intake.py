@@ -44,7 +44,7 @@ from geoservice.events.report import (
     PreparedReport,
     ReportRequest,
     prepare_report,
-    report_event,
+    report_one,
     store_reports,
 )
 from geoservice.routing.registry import RouterRegistry
@@ -198,15 +198,7 @@ class ReportIntake:
                 hold_routing(session)  # under the routing lock until the report commits
                 router = self.routers.current()
                 now = datetime.now(UTC)
-                event, created = report_event(
-                    session, router, lon=request.lon, lat=request.lat, crs=request.crs,
-                    category_code=request.category_code, description=request.description, source=request.source,
-                    priority=request.priority, reporter_name=request.reporter_name,
-                    reporter_phone=request.reporter_phone, photos=request.photos,
-                    idempotency_key=request.idempotency_key, actor=request.actor, client_id=request.client_id,
-                    anonymous_client=request.anonymous_client, occurred_at=request.occurred_at,
-                    attributes=request.attributes, now=now,
-                )  # fmt: skip
+                event, created = report_one(session, router, request, now)
                 extra = receipt_extras(session, event, request.actor, self.secret, now)
             return Receipt(event, created, extra)
         except Exception as exc:

@@ -125,9 +125,14 @@ def report_event(
         idempotency_key=idempotency_key, actor=actor, client_id=client_id, anonymous_client=anonymous_client,
         occurred_at=occurred_at, attributes=attributes,
     )  # fmt: skip
+    return report_one(session, router, request, now)
+
+
+def report_one(session: Session, router: Router, request: ReportRequest, now: datetime) -> tuple[dict[str, Any], bool]:
+    """``report_event`` for a request already made (the intake's single-report path)."""
     checked = request.checked(now)
-    prepared = prepare_report(request, checked, router, deadline_hours(session, category_code, priority), now,
-                              session=session)  # fmt: skip
+    hours = deadline_hours(session, request.category_code, request.priority)
+    prepared = prepare_report(request, checked, router, hours, now, session=session)
     stored = store_reports(session, [prepared])
     if prepared.key not in stored:
         return the_earlier_report(session, prepared.key, prepared.fingerprint), False

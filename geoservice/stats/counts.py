@@ -11,7 +11,6 @@ from geoservice.stats.filters import LOCAL_TZ, Condition
 
 CountBy = Literal["town", "community", "grid", "category", "status", "owner", "day", "week", "month"]
 
-_LOCAL = f"(e.reported_at AT TIME ZONE '{LOCAL_TZ}')"
 KEYS: dict[str, str] = {
     "town": "e.town_code",
     "community": "e.community_code",
@@ -19,9 +18,6 @@ KEYS: dict[str, str] = {
     "category": "e.category_code",
     "status": "e.status",
     "owner": "(e.owner_kind || ':' || e.owner_code)",  # unit:<region or grid code>, department:<code>
-    "day": f"to_char({_LOCAL}, 'YYYY-MM-DD')",
-    "week": f"to_char({_LOCAL}, 'IYYY-\"W\"IW')",
-    "month": f"to_char({_LOCAL}, 'YYYY-MM')",
 }
 # Names come from the newest boundary version that has the code, so retired codes keep a name.
 NAMES: dict[str, str] = {

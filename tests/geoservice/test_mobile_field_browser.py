@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route, sync_playwright
 from sqlalchemy import Engine, text
 
 from geoservice.app import create_app
@@ -108,6 +108,16 @@ def resend(page: Page, context: BrowserContext, pattern: str) -> None:
     wait_sent(page)
 
 
+def feed_back_offline(page: Page, task: Locator, button: str, note: str, picture: Path) -> None:
+    """The network gone, a feedback with a note and a photo sent from the task's card (so: queued)."""
+    page.context.set_offline(True)
+    page.wait_for_function("document.getElementById('net').textContent === '离线'")
+    task.locator(button).click()
+    task.locator("textarea[name=note]").fill(note)
+    task.locator("input[name=photo]").set_input_files(str(picture))
+    task.locator("form button").click()
+
+
 def log_of(engine: Engine, event_id: int, action: str) -> list[tuple]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text("SELECT actor, note FROM event_log WHERE event_id = :id "
@@ -150,12 +160,7 @@ def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_
         wait_sent(page)
         assert status_of(empty_db, reported["id"]) == "handling"
 
-        context.set_offline(True)
-        page.wait_for_function("document.getElementById('net').textContent === '离线'")
-        task.locator("button[data-act=feedback]").click()
-        task.locator("textarea[name=note]").fill("摊点已清理，已劝离")
-        task.locator("input[name=photo]").set_input_files(str(picture))
-        task.locator("form button").click()
+        feed_back_offline(page, task, "button[data-act=feedback]", "摊点已清理，已劝离", picture)
         page.wait_for_function("document.getElementById('pending').dataset.count === '1'")
         order_li = page.locator(f"#orders li[data-order='{order.json()['id']}']")  # the reply, offline too
         order_li.locator("button[data-reply]").click()
@@ -238,12 +243,7 @@ def co_task_on_the_phone(f: Field, engine: Engine, picture: Path, artifacts: Pat
     task.locator("button[data-co=feedback]").wait_for()
     wait_sent(page)
 
-    context.set_offline(True)
-    page.wait_for_function("document.getElementById('net').textContent === '离线'")
-    task.locator("button[data-co=feedback]").click()
-    task.locator("textarea[name=note]").fill("已派警力维持秩序")
-    task.locator("input[name=photo]").set_input_files(str(picture))
-    task.locator("form button").click()
+    feed_back_offline(page, task, "button[data-co=feedback]", "已派警力维持秩序", picture)
     page.wait_for_function(f"document.querySelector(\"#tasks li[data-cotask-event='{event['id']}']\")"
                            ".dataset.status === 'fed_back'")  # fmt: skip
     assert "已反馈" in task.inner_text() and task.locator("button").count() == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import requests
-from playwright.sync_api import Dialog, Page
+from playwright.sync_api import BrowserContext, Dialog, Page
 from sqlalchemy import Engine, text
 
 from layers.models import Role
@@ -48,6 +48,17 @@ def reported_in_grid_a(f: Field, engine: Engine, description: str) -> int:
     return answer.json()["id"]
 
 
+def worker_a_with_a_task(f: Field, engine: Engine, description: str) -> tuple[int, BrowserContext, Page]:
+    """Workers A and B exist; a report in A's grid; A signed in on a phone with that task listed (and cached)."""
+    sign_in(f.server, engine, Role.grid_worker, "worker-a", region_code=COMMUNITY_A)
+    sign_in(f.server, engine, Role.grid_worker, "worker-b", region_code=COMMUNITY_B)
+    event_id = reported_in_grid_a(f, engine, description)
+    context = phone(f, centre(0))
+    page = signed_in(f, context, "worker-a")
+    page.locator(f"#tasks li[data-event-id='{event_id}']").wait_for()
+    return event_id, context, page
+
+
 def queue_visit_offline(page: Page, notes: str, pending: int) -> None:
     page.context.set_offline(True)
     page.wait_for_function("document.getElementById('net').textContent === '离线'")
@@ -81,12 +92,7 @@ def left_behind(page: Page) -> dict:
 
 def test_sign_out_leaves_nothing_of_the_worker_for_the_next(empty_db: Engine, tmp_path: Path, artifacts):
     with field(empty_db, tmp_path) as f:
-        sign_in(f.server, empty_db, Role.grid_worker, "worker-a", region_code=COMMUNITY_A)
-        sign_in(f.server, empty_db, Role.grid_worker, "worker-b", region_code=COMMUNITY_B)
-        event_id = reported_in_grid_a(f, empty_db, "占道经营，堵住了消防通道")
-        context = phone(f, centre(0))
-        page = signed_in(f, context, "worker-a")
-        page.locator(f"#tasks li[data-event-id='{event_id}']").wait_for()  # A's task, cached on the phone
+        event_id, context, page = worker_a_with_a_task(f, empty_db, "占道经营，堵住了消防通道")
         assert "消防通道" in page.evaluate("localStorage.getItem('m.cache')")
         page.evaluate(KEEP_ANSWERS)
         page.evaluate("sessionStorage.setItem('m.draft', '走访草稿')")
@@ -152,12 +158,7 @@ def test_signing_out_online_sends_the_queue_first(empty_db: Engine, tmp_path: Pa
 
 def test_a_queue_left_by_an_expired_session_is_its_workers_only(empty_db: Engine, tmp_path: Path):
     with field(empty_db, tmp_path) as f:
-        sign_in(f.server, empty_db, Role.grid_worker, "worker-a", region_code=COMMUNITY_A)
-        sign_in(f.server, empty_db, Role.grid_worker, "worker-b", region_code=COMMUNITY_B)
-        event_id = reported_in_grid_a(f, empty_db, "井盖缺失")
-        context = phone(f, centre(0))
-        page = signed_in(f, context, "worker-a")
-        page.locator(f"#tasks li[data-event-id='{event_id}']").wait_for()
+        event_id, context, page = worker_a_with_a_task(f, empty_db, "井盖缺失")
 
         def expire_while_offline(notes: str) -> None:
             """A visit is queued offline; meanwhile A's token stops being accepted (its signature no longer holds)."""
