@@ -756,6 +756,9 @@ async function start() {
   if (signedIn && !localStorage.getItem(USER)) localStorage.setItem(USER, me());  // signed in before m.user was kept
   $("signin").hidden = signedIn;
   $("app").hidden = !signedIn;
+  // Drawn at once, before anything is awaited: a session that just ended leaves nothing of its user in the
+  // page (``render`` reads the cache only with a token), not even for the moment the queue takes to load.
+  if (!signedIn) render();
   try { await claimUntagged(); await migrateOldQueue(); await loadQueue(); } catch (err) { say(`${t("failed")}: ${err.message}`); }
   translate();
   if (signedIn) { refresh(); locate(); flush(); watch(); }
