@@ -131,9 +131,20 @@ def _generated_key(home: Path) -> str:
     """The development key kept under ``home``: made once, then read once per process (not per request)."""
     path = home / "secret_key"
     if not path.exists():
+        # Written whole under another name and linked into place: two processes starting together
+        # (``serve --workers 2``, parallel tests) agree on one key and never read a half-written one.
         home.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
+        draft = home / f".secret_key.{os.getpid()}"
+        draft.unlink(missing_ok=True)
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process got there first: its key is the key
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 

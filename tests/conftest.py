@@ -2,7 +2,12 @@
 
 The cluster lives under ``.geoservice/test`` (apart from the demo's data). One database is migrated
 once and used as a template; ``empty_db`` clones it for each test that writes (a clone takes a
-fraction of a second), and ``demo_db`` holds the full demo city, built once per session.
+fraction of a second), and ``demo_db`` holds the full demo city, built once per run.
+
+The suite runs in two pytest-xdist workers (``scripts/test``). Both share the one cluster, template
+and demo city: whichever worker comes first builds them while the other waits on a lock (``once``).
+Every other database a test makes has a name of its own, and ``--dist loadfile`` keeps a module's
+fixtures in one worker.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 from argon2 import PasswordHasher
+from filelock import FileLock
 from psycopg import sql
 from sqlalchemy import Engine
 
@@ -36,14 +43,37 @@ passwords.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture(scope="session")
-def cluster() -> EmbeddedCluster:
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of this run's, the same for every xdist worker of it (their base temps' parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def once(run_dir: Path, name: str) -> Iterator[bool]:
+    """Held by one worker at a time; says True to the first worker of the run to get here.
+
+    The block is marked done only when it ends without an exception, so a failed build is tried
+    again (and fails again, visibly) in the next worker rather than being taken as built.
+    """
+    with FileLock(run_dir / f"{name}.lock"):
+        done = run_dir / f"{name}.done"
+        first = not done.exists()
+        yield first
+        done.touch()
+
+
+@pytest.fixture(scope="session")
+def cluster(run_dir: Path) -> EmbeddedCluster:
     # GEOSERVICE_TEST_CLUSTER lets two checkouts (or two people) run the suite side by side.
     cluster = EmbeddedCluster(Path(os.environ.get("GEOSERVICE_TEST_CLUSTER", ROOT / ".geoservice" / "test")))
-    cluster.up(TEMPLATE)
-    cluster.ensure_database(TEMPLATE, fresh=True)
-    engine = make_engine(cluster.url(TEMPLATE))
-    migrate(engine)
-    engine.dispose()
+    with once(run_dir, "cluster") as first:
+        cluster.up(TEMPLATE)
+        if first:
+            cluster.ensure_database(TEMPLATE, fresh=True)
+            engine = make_engine(cluster.url(TEMPLATE))
+            migrate(engine)
+            engine.dispose()
     return cluster
 
 
@@ -88,24 +118,28 @@ def use_database(empty_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the session's demo city was written as a city pack before ``city load`` read it."""
-    return tmp_path_factory.mktemp("demo-pack")
+def demo_pack(run_dir: Path) -> Path:
+    """Where the run's demo city was written as a city pack before ``city load`` read it."""
+    return run_dir / "demo-pack"
 
 
 @pytest.fixture(scope="session")
-def demo_url(cluster: EmbeddedCluster, demo_pack: Path) -> str:
-    """A database holding the full demo city, loaded once per session; tests only read it."""
-    from geoservice.city.demo import load_demo
+def demo_url(cluster: EmbeddedCluster, demo_pack: Path, run_dir: Path) -> str:
+    """A database holding the full demo city, loaded once per run; tests only read it."""
+    with once(run_dir, "demo") as first:
+        if not first:
+            return cluster.url("geoservice_demo")
+        from geoservice.city.demo import load_demo
 
-    url = clone_template(cluster, "geoservice_demo")
-    engine = make_engine(url)
-    load_demo(engine, pack_dir=demo_pack, **PUBLISHING)
-    engine.dispose()
-    # A copy nobody connects to, for the modules that change the demo (``demo_copy``): copying the
-    # files takes seconds where loading the demo again took a minute of the suite.
-    clone_template(cluster, DEMO_PRISTINE, template="geoservice_demo")
-    return url
+        url = clone_template(cluster, "geoservice_demo")
+        engine = make_engine(url)
+        demo_pack.mkdir(exist_ok=True)
+        load_demo(engine, pack_dir=demo_pack, **PUBLISHING)
+        engine.dispose()
+        # A copy nobody connects to, for the tests that change the demo (``demo_copy``): copying the
+        # files takes seconds where loading the demo again took a minute of the suite.
+        clone_template(cluster, DEMO_PRISTINE, template="geoservice_demo")
+        return url
 
 
 @pytest.fixture(scope="module")

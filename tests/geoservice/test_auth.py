@@ -2,6 +2,8 @@
 
 import logging
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -127,6 +129,19 @@ def test_scoped_roles_need_their_scope(empty_db: Engine):
 def test_production_refuses_a_missing_secret():
     with pytest.raises(ValueError, match="GEOSERVICE_SECRET_KEY must be set"):
         AuthSettings(environment="production")
+
+
+def test_workers_starting_together_agree_on_the_development_key(tmp_path):
+    """Without GEOSERVICE_SECRET_KEY each process reads the key kept under its home, made by the first."""
+    script = "import sys; from geoservice.settings import AuthSettings; print(AuthSettings(home=sys.argv[1]).signing_key())"
+    starts = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    keys = {process.communicate(timeout=60)[0].strip() for process in starts}
+    assert len(keys) == 1 and len(keys.pop()) >= 40
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no drafts left behind
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
 THROTTLE = AuthSettings(

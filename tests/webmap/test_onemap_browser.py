@@ -11,12 +11,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 import requests
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from psycopg import sql
 from sqlalchemy import Engine, text
 
 from geoservice.app import create_app
@@ -24,6 +22,7 @@ from geoservice.infra.database import make_engine
 from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import AuthSettings, EventSettings
 from layers.crs import from_wgs84, parse_crs
+from tests.conftest import DEMO_PRISTINE, clone_template, drop_database
 from tests.webmap.live_server import live_server
 from webmap.settings import MapSettings
 
@@ -35,17 +34,13 @@ LEVELS = ("village_room", "central_room", "station")
 
 
 @pytest.fixture
-def demo_copy(cluster: EmbeddedCluster, demo_db: Engine) -> Iterator[Engine]:
+def demo_copy(cluster: EmbeddedCluster, demo_url: str) -> Iterator[Engine]:
     """A private copy of the demo city: this test reports events and positions, the shared one stays as built."""
-    demo_db.dispose()  # CREATE DATABASE … TEMPLATE needs the template to have no open connections
     name = f"t_map_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(cluster.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE geoservice_demo").format(sql.Identifier(name)))
-    engine = make_engine(cluster.url(name))
+    engine = make_engine(clone_template(cluster, name, template=DEMO_PRISTINE))
     yield engine
     engine.dispose()
-    with psycopg.connect(cluster.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(cluster, name)
 
 
 def grid_point(engine: Engine, offset: int) -> tuple[str, float, float]:
