@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -76,6 +77,11 @@ def expected_share(engine: Engine, grid: int, pieces: list) -> float:
     cell = transform(to_metric, box(X0 + grid * D, Y0, X0 + (grid + 1) * D, Y0 + D))
     swath = unary_union([transform(to_metric, g).buffer(COVER_M) for g in pieces])
     return cell.intersection(swath).area / cell.area
+
+
+def iso_week(instant: datetime) -> str:
+    year, number, _ = instant.astimezone(ZoneInfo("Asia/Shanghai")).isocalendar()
+    return f"{year}-W{number:02d}"
 
 
 def coverage(client: TestClient, auth: dict, **params) -> dict[str, float]:
@@ -155,7 +161,8 @@ def test_weekly_coverage_is_the_share_within_30_m_of_the_weeks_tracks(
     body = {"fixes": fixes(walk, began) + fixes(lonely, began + timedelta(minutes=10), step_s=1200)}
     assert client.post(f"/v1/patrols/{patrol['id']}/points", json=body, headers=people["worker"]).status_code == 200
 
-    shares = coverage(client, people["supervisor"])
+    week = iso_week(began)  # the walk's week in the city's time, even in the hour after Monday 00:00 +08:00
+    shares = coverage(client, people["supervisor"], week=week)
     assert set(shares) == set(GRIDS)
     assert shares[GRIDS[0]] == pytest.approx(expected_share(empty_db, 0, [LineString(walk)]), abs=1e-3)
     assert 0.04 < shares[GRIDS[0]] < 0.07  # a 60 m swath across a grid about 950 m wide
@@ -163,12 +170,13 @@ def test_weekly_coverage_is_the_share_within_30_m_of_the_weeks_tracks(
     assert shares[GRIDS[1]] == pytest.approx(expected_share(empty_db, 1, [Point(p) for p in lonely]), abs=1e-4)
     assert shares[GRIDS[2]] == shares[GRIDS[3]] == 0
 
-    assert set(coverage(client, people["dispatcher_b"])) == set(GRIDS[2:])  # their town only
-    assert set(coverage(client, people["worker"])) == set(GRIDS[:2])
-    assert set(coverage(client, people["supervisor"], region=COMMUNITY_A)) == set(GRIDS[:2])
-    last_week = (now - timedelta(days=7)).isocalendar()
-    assert all(v == 0 for v in coverage(client, people["supervisor"],
-                                        week=f"{last_week[0]}-W{last_week[1]:02d}").values())  # fmt: skip
+    assert set(coverage(client, people["dispatcher_b"], week=week)) == set(GRIDS[2:])  # their town only
+    assert set(coverage(client, people["worker"], week=week)) == set(GRIDS[:2])
+    assert set(coverage(client, people["supervisor"], region=COMMUNITY_A, week=week)) == set(GRIDS[:2])
+    week_before = coverage(client, people["supervisor"], week=iso_week(began - timedelta(days=7)))
+    assert set(week_before) == set(GRIDS) and all(v == 0 for v in week_before.values())
+    this_week = client.get("/v1/stats/patrol-coverage", headers=people["supervisor"]).json()
+    assert this_week["week"] == iso_week(datetime.now(UTC))  # no week: the current one, in the city's time
     csv = client.get("/v1/stats/patrol-coverage", params={"format": "csv"}, headers=people["dispatcher"])
     assert csv.text.splitlines()[0].startswith("grid_code,grid_name,community_code,area_m2,covered_m2,share")
     assert client.get("/v1/stats/patrol-coverage", params={"week": "2026-W60"},
