@@ -266,7 +266,7 @@ class Event(Base):
         # Duplicates and following (issue 17): metric searches on geography, one-hop masters.
         Index("ix_events_geography", text("geography(geom)"), postgresql_using="gist"),
         Index("ix_events_merged_into", "merged_into"),
-        # The million-event lists (migration 0016): scope/region prefixes, category families, q=.
+        # The million-event lists (migration 0016): scope/region prefixes, category families.
         Index("ix_events_place", literal_column("coalesce(grid_code, community_code, town_code, '')").label("place"),
               postgresql_ops={"place": "text_pattern_ops"},
               postgresql_include=["grid_code", "community_code", "town_code", "reported_at"]),
@@ -274,8 +274,8 @@ class Event(Base):
         # A department's events by category and by status (migration 0017): a handler's filters.
         Index("ix_events_department_category", "department_code", "category_code"),
         Index("ix_events_department_status", "department_code", "status"),
-        Index("ix_events_description_trgm", "description", postgresql_using="gin",
-              postgresql_ops={"description": "gin_trgm_ops"}),
+        # q= (migration 0018): each description's character pairs, so two-character words find events.
+        Index("ix_events_description_bigrams", text("event_text_bigrams(description)"), postgresql_using="gin"),
         CheckConstraint(
             "merged_into IS NULL OR (status = 'merged' AND merged_into <> id)",
             name="merged_with_master",

@@ -7,10 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from geoservice.events.queries import EventFilters, filter_clauses
 from layers.crs import wgs84_to_gcj02
 from layers.models import Role
 from tests.geoservice.events_city import (
     COMMUNITY_A,
+    EVENTS,
     GRIDS,
     TOWN_A,
     TOWN_B,
@@ -328,6 +330,31 @@ def test_queue_filters_pagination_and_geojson(client: TestClient, people: dict, 
                    {"cursor": "garbage"}, {"region": "3206"}, {"from": "2026-01-01T00:00:00"}):  # fmt: skip
         response = client.get("/v1/events", params=params, headers=admin)
         assert response.status_code == 422, (params, response.text)
+
+
+def test_free_text_finds_what_a_case_blind_substring_finds_in_every_scope(
+    client: TestClient, people: dict, empty_db: Engine
+):
+    """q= is served by the index of character pairs (migration 0018): nothing it finds may differ."""
+    texts = [("public_order.fight", "酒后打架，垃圾桶被踢翻"), ("public_order.fight", "Drunk FIGHT at the KTV"),
+             ("city_management.garbage", "垃圾乱堆"), ("public_order.fight", "拉圾 (a near miss)"),
+             ("public_order.fight", "横幅写着 50%_off"), ("public_order.fight", "垃"),
+             ("city_management.garbage", "路口垃圾 fight")]  # fmt: skip
+    made = [report(client, people["admin"], grid=k % 4, category=c, description=d) for k, (c, d) in enumerate(texts)]
+    assert {e["department_code"] for e in made} == {"police", "urban_management"}
+
+    for who, department in (("admin", None), ("police", "police"), ("handler", "urban_management")):
+        for words in ("垃圾", "垃", "圾桶被踢", "fight", "Fight", "t a", "%_", "0%_O", "打架", "火星"):
+            found = client.get("/v1/events", params={"q": words}, headers=people[who]).json()["items"]
+            expected = [e["id"] for e in reversed(made) if words.lower() in e["description"].lower()
+                        and department in (None, e["department_code"])]  # fmt: skip
+            assert [e["id"] for e in found] == expected, (who, words)
+
+    clauses, params = filter_clauses(EventFilters(text="垃圾"), EVENTS)
+    with empty_db.begin() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = conn.execute(text(f"EXPLAIN SELECT e.id FROM events e WHERE {' AND '.join(clauses)}"), params)
+        assert "ix_events_description_bigrams" in "\n".join(plan.scalars())
 
 
 def test_a_community_queue_pages_in_order_with_every_sort(client: TestClient, people: dict):
