@@ -446,6 +446,9 @@ def queries(cluster: EmbeddedCluster, console: Console) -> Table:
             town, community, grid = session.execute(
                 text("SELECT town_code, community_code, grid_code FROM events WHERE grid_code LIKE '320682002%' "
                          "ORDER BY id LIMIT 1")).one()  # fmt: skip
+            # three characters from the middle of a description, as the HTTP rows draw their words
+            word = session.execute(text("SELECT substr(description, 3, 3) FROM events WHERE id % 997 = 0 "
+                                        "ORDER BY id LIMIT 1")).scalar_one()  # fmt: skip
             cases = {
                 "no filter": EventFilters(), "status=handling": EventFilters(status=("handling",)),
                 "status=archived": EventFilters(status=("archived",)), "warning=red": EventFilters(warning=("red",)),
@@ -456,6 +459,7 @@ def queries(cluster: EmbeddedCluster, console: Console) -> Table:
                 "a week": EventFilters(reported_from=datetime(2026, 3, 1, tzinfo=tz),
                                        reported_to=datetime(2026, 3, 8, tzinfo=tz)),
                 "q= matching nothing": EventFilters(text="火星基地"), "q=垃圾": EventFilters(text="垃圾"),
+                "q=噪声": EventFilters(text="噪声"), f"q={word}": EventFilters(text=word),
             }  # fmt: skip
             for role, who in people.items():
                 console.log(f"queries: {role}")

@@ -16,6 +16,8 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -332,6 +335,22 @@ class Event(Base):
     merged_into: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
     merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     follow_token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+# Events per local month and place, kept exact by statement triggers on ``events`` (migration 0019):
+# what counts by town, community or month read instead of every event. No key: a group's codes may
+# be null (events outside every grid), and the unique constraint treats nulls as equal.
+event_month_counts = Table(
+    "event_month_counts",
+    Base.metadata,
+    Column("month", Date, nullable=False),
+    Column("town_code", String(12)),
+    Column("community_code", String(12)),
+    Column("place_prefix", String(12), nullable=False),
+    Column("events", BigInteger, nullable=False),
+    UniqueConstraint("month", "town_code", "community_code", "place_prefix", name="uq_event_month_counts_group",
+                     postgresql_nulls_not_distinct=True),
+)  # fmt: skip
 
 
 class EventOwner(Base):

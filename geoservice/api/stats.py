@@ -62,8 +62,12 @@ def get_counts(
 
     ``owner`` keys are ``unit:<region or grid code>`` and ``department:<code>``: who holds the events now.
     """
-    where = _events_where(session, principal, since, until, region)
-    rows = counts_module.event_counts(session, by, where)
+    _check_window(since, until)
+    in_region = region_subtree(session, region)
+    rows = counts_module.monthly_counts(session, by, scope_of(principal), since, until, in_region, region)
+    if rows is None:
+        where = scope_condition(principal) & time_window(since, until) & in_region
+        rows = counts_module.event_counts(session, by, where)
     body = {"by": by, **_window(since, until, region), "total": sum(r["events"] for r in rows), "rows": rows}
     return _answer(body, rows, counts_module.COLUMNS, format, f"counts-by-{by}")
 
@@ -143,12 +147,16 @@ def get_hotspots(
 def _events_where(
     session: Session, principal: Principal, since: datetime | None, until: datetime | None, region: str | None
 ) -> Condition:
+    _check_window(since, until)
+    return scope_condition(principal) & time_window(since, until) & region_subtree(session, region)
+
+
+def _check_window(since: datetime | None, until: datetime | None) -> None:
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise ProblemError(422, "Invalid request", "times need a zone, e.g. 2026-11-01T00:00:00+08:00")
     if since and until and since >= until:
         raise ProblemError(422, "Invalid request", "from must be before to")
-    return scope_condition(principal) & time_window(since, until) & region_subtree(session, region)
 
 
 def _grid_filter(session: Session, principal: Principal, region: str | None) -> Condition:

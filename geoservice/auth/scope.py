@@ -60,6 +60,20 @@ def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
     return "FALSE", {}
 
 
+def place_prefix_scope_sql(scope: Scope, column: str, length: int) -> tuple[str, dict[str, Any]] | None:
+    """The scope over rows that group events by the first ``length`` characters of their place; None: it cannot.
+
+    For tables of counts (``event_month_counts``): a region subtree at least as wide as ``length``
+    characters selects there exactly the events ``scope_sql`` selects. A narrower subtree, a
+    department (its co-handled events are not in any group) or a reporter's own reports need the events.
+    """
+    if scope.everything:
+        return "TRUE", {}
+    if scope.region_prefix is not None and len(scope.region_prefix) <= length:
+        return f"{column} LIKE :scope_prefix", {"scope_prefix": scope.region_prefix + "%"}
+    return None
+
+
 def scope_parts(scope: Scope, alias: str = "e") -> tuple[list[str], dict[str, Any]]:
     """``scope_sql`` as fragments that share no event and together keep the same events, each without ``OR``.
 

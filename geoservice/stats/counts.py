@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from geoservice.auth.scope import Scope, place_prefix_scope_sql
 from geoservice.stats.filters import LOCAL_TZ, Condition
 
 CountBy = Literal["town", "community", "grid", "category", "status", "owner", "day", "week", "month"]
@@ -63,3 +66,59 @@ def event_counts(session: Session, by: CountBy, where: Condition) -> list[dict]:
          ORDER BY k.key NULLS LAST
     """
     return [dict(r._mapping) for r in session.execute(text(sql), where.params)]
+
+
+# ``event_month_counts`` (migration 0019): events per local month, town, community and the first
+# 12 characters of their place; the triggers that keep it exact write the same zone as LOCAL_TZ.
+MONTHLY_KEYS: dict[str, str] = {
+    "town": "e.town_code",
+    "community": "e.community_code",
+    "month": "to_char(e.month, 'YYYY-MM')",
+}
+PLACE_PREFIX_LENGTH = 12
+
+
+def monthly_counts(
+    session: Session,
+    by: CountBy,
+    scope: Scope,
+    since: datetime | None,
+    until: datetime | None,
+    region: Condition,
+    region_code: str | None,
+) -> list[dict] | None:
+    """``event_counts`` read from the monthly groups, or None where they cannot give the same answer.
+
+    They can for counts by town, community or month, in a scope of a community or wider (or all),
+    for a region of a community or wider, and a window whose ends are local month starts: a few
+    thousand rows where the events are a million. ``region`` is ``region_subtree``'s condition,
+    which for such a region names only town and community codes, columns the groups share with
+    ``events`` (so the table is read as ``e``).
+    """
+    scope_where = place_prefix_scope_sql(scope, "e.place_prefix", PLACE_PREFIX_LENGTH)
+    months = [_month_start(moment) for moment in (since, until) if moment is not None]
+    if by not in MONTHLY_KEYS or scope_where is None or None in months or (region_code and len(region_code) > 12):
+        return None
+    conditions, params = [scope_where[0], region.sql], {**scope_where[1], **region.params}
+    if since is not None:
+        conditions.append("e.month >= :since_month")
+        params["since_month"] = _month_start(since)
+    if until is not None:
+        conditions.append("e.month < :until_month")
+        params["until_month"] = _month_start(until)
+    sql = f"""
+        SELECT k.key, {NAMES.get(by, "NULL")} AS name, k.events
+          FROM (SELECT {MONTHLY_KEYS[by]} AS key, sum(e.events)::bigint AS events
+                  FROM event_month_counts e
+                 WHERE {" AND ".join(f"({c})" for c in conditions)}
+                 GROUP BY 1 HAVING sum(e.events) > 0) k
+         ORDER BY k.key NULLS LAST
+    """
+    return [dict(r._mapping) for r in session.execute(text(sql), params)]
+
+
+def _month_start(moment: datetime) -> date | None:
+    """The local date of ``moment`` if it is the first instant of a local month, else None."""
+    local = moment.astimezone(ZoneInfo(LOCAL_TZ))
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return local.date() if local == first else None
