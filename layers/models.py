@@ -347,9 +347,10 @@ event_month_counts = Table(
     Column("town_code", String(12)),
     Column("community_code", String(12)),
     Column("place_prefix", String(12), nullable=False),
+    Column("department_code", String(50)),
     Column("events", BigInteger, nullable=False),
-    UniqueConstraint("month", "town_code", "community_code", "place_prefix", name="uq_event_month_counts_group",
-                     postgresql_nulls_not_distinct=True),
+    UniqueConstraint("month", "town_code", "community_code", "place_prefix", "department_code",
+                     name="uq_event_month_counts_group", postgresql_nulls_not_distinct=True),
 )  # fmt: skip
 
 

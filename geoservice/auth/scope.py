@@ -60,17 +60,23 @@ def scope_sql(scope: Scope, alias: str = "e") -> tuple[str, dict[str, Any]]:
     return "FALSE", {}
 
 
-def place_prefix_scope_sql(scope: Scope, column: str, length: int) -> tuple[str, dict[str, Any]] | None:
-    """The scope over rows that group events by the first ``length`` characters of their place; None: it cannot.
+def grouped_scope_sql(scope: Scope, length: int, alias: str = "e") -> tuple[str, str | None, dict[str, Any]] | None:
+    """The scope over rows that count events by place prefix and leading department; None where they cannot.
 
-    For tables of counts (``event_month_counts``): a region subtree at least as wide as ``length``
-    characters selects there exactly the events ``scope_sql`` selects. A narrower subtree, a
-    department (its co-handled events are not in any group) or a reporter's own reports need the events.
+    Returns a condition on the groups, a condition on ``events`` for what the scope holds beyond
+    any group (None if nothing), and their parameters. A region subtree at least as wide as the
+    ``length`` characters of the groups' place prefix selects there exactly what ``scope_sql``
+    selects; a department's groups are the events it leads, and the events it only co-handles are
+    read apart (``scope_parts``' second part). A narrower subtree or a reporter's own reports need
+    the events.
     """
     if scope.everything:
-        return "TRUE", {}
+        return "TRUE", None, {}
     if scope.region_prefix is not None and len(scope.region_prefix) <= length:
-        return f"{column} LIKE :scope_prefix", {"scope_prefix": scope.region_prefix + "%"}
+        return f"{alias}.place_prefix LIKE :scope_prefix", None, {"scope_prefix": scope.region_prefix + "%"}
+    if scope.department_code is not None:
+        (leads, co_handles), params = scope_parts(scope, alias)
+        return leads, co_handles, params
     return None
 
 

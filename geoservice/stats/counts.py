@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.auth.scope import Scope, place_prefix_scope_sql
-from geoservice.stats.filters import LOCAL_TZ, Condition
+from geoservice.auth.scope import Scope, grouped_scope_sql
+from geoservice.stats.filters import LOCAL_TZ, Condition, time_window
 
 CountBy = Literal["town", "community", "grid", "category", "status", "owner", "day", "week", "month"]
 
@@ -68,12 +68,13 @@ def event_counts(session: Session, by: CountBy, where: Condition) -> list[dict]:
     return [dict(r._mapping) for r in session.execute(text(sql), where.params)]
 
 
-# ``event_month_counts`` (migration 0019): events per local month, town, community and the first
-# 12 characters of their place; the triggers that keep it exact write the same zone as LOCAL_TZ.
-MONTHLY_KEYS: dict[str, str] = {
-    "town": "e.town_code",
-    "community": "e.community_code",
-    "month": "to_char(e.month, 'YYYY-MM')",
+# ``event_month_counts`` (migration 0019): events per local month, town, community, the first 12
+# characters of their place and leading department; the triggers that keep it exact write the same
+# zone as LOCAL_TZ. Each key as the groups hold it, and as it is read from an event.
+MONTHLY_KEYS: dict[str, tuple[str, str]] = {
+    "town": ("e.town_code", "e.town_code"),
+    "community": ("e.community_code", "e.community_code"),
+    "month": ("to_char(e.month, 'YYYY-MM')", f"to_char(e.reported_at AT TIME ZONE '{LOCAL_TZ}', 'YYYY-MM')"),
 }
 PLACE_PREFIX_LENGTH = 12
 
@@ -89,32 +90,43 @@ def monthly_counts(
 ) -> list[dict] | None:
     """``event_counts`` read from the monthly groups, or None where they cannot give the same answer.
 
-    They can for counts by town, community or month, in a scope of a community or wider (or all),
-    for a region of a community or wider, and a window whose ends are local month starts: a few
-    thousand rows where the events are a million. ``region`` is ``region_subtree``'s condition,
-    which for such a region names only town and community codes, columns the groups share with
-    ``events`` (so the table is read as ``e``).
+    They can for counts by town, community or month, in a scope of a community or wider, all, or a
+    department (plus the events it co-handles, read from ``events``: a few live tasks); for a region
+    of a community or wider; in a window whose ends are local month starts: tens of thousands of
+    rows where the events are a million. ``region`` is ``region_subtree``'s condition, which for such
+    a region names only town and community codes, columns the groups share with ``events`` (both
+    are read as ``e``).
     """
-    scope_where = place_prefix_scope_sql(scope, "e.place_prefix", PLACE_PREFIX_LENGTH)
+    scope_where = grouped_scope_sql(scope, PLACE_PREFIX_LENGTH)
     months = [_month_start(moment) for moment in (since, until) if moment is not None]
     if by not in MONTHLY_KEYS or scope_where is None or None in months or (region_code and len(region_code) > 12):
         return None
-    conditions, params = [scope_where[0], region.sql], {**scope_where[1], **region.params}
+    in_groups, beyond_groups, params = scope_where
+    grouped, params = [in_groups, region.sql], {**params, **region.params}
     if since is not None:
-        conditions.append("e.month >= :since_month")
+        grouped.append("e.month >= :since_month")
         params["since_month"] = _month_start(since)
     if until is not None:
-        conditions.append("e.month < :until_month")
+        grouped.append("e.month < :until_month")
         params["until_month"] = _month_start(until)
+    group_key, event_key = MONTHLY_KEYS[by]
+    parts = [f"SELECT {group_key} AS key, e.events FROM event_month_counts e WHERE {_all(grouped)}"]
+    if beyond_groups is not None:
+        window = time_window(since, until)
+        parts.append(f"SELECT {event_key} AS key, 1 AS events FROM events e "
+                     f"WHERE {_all([beyond_groups, region.sql, window.sql])}")  # fmt: skip
+        params.update(window.params)
     sql = f"""
         SELECT k.key, {NAMES.get(by, "NULL")} AS name, k.events
-          FROM (SELECT {MONTHLY_KEYS[by]} AS key, sum(e.events)::bigint AS events
-                  FROM event_month_counts e
-                 WHERE {" AND ".join(f"({c})" for c in conditions)}
-                 GROUP BY 1 HAVING sum(e.events) > 0) k
+          FROM (SELECT p.key, sum(p.events)::bigint AS events FROM ({" UNION ALL ".join(parts)}) p
+                 GROUP BY 1 HAVING sum(p.events) > 0) k
          ORDER BY k.key NULLS LAST
     """
     return [dict(r._mapping) for r in session.execute(text(sql), params)]
+
+
+def _all(conditions: list[str]) -> str:
+    return " AND ".join(f"({c})" for c in conditions)
 
 
 def _month_start(moment: datetime) -> date | None:

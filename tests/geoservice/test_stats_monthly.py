@@ -34,13 +34,13 @@ ROWS = make_rows() + [
 ]  # fmt: skip
 LOCAL = ZoneInfo("Asia/Shanghai")
 GROUPS = """
-    SELECT to_char(month, 'YYYY-MM') AS month, town_code, community_code, place_prefix, events
-      FROM event_month_counts WHERE events <> 0 ORDER BY 1, 2, 3, 4
+    SELECT to_char(month, 'YYYY-MM') AS month, town_code, community_code, place_prefix, department_code, events
+      FROM event_month_counts WHERE events <> 0 ORDER BY 1, 2, 3, 4, 5
 """
 EXPECTED = """
     SELECT to_char(reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM') AS month, town_code, community_code,
-           left(coalesce(grid_code, community_code, town_code, ''), 12), count(*)
-      FROM events GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+           left(coalesce(grid_code, community_code, town_code, ''), 12), department_code, count(*)
+      FROM events GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
 """
 
 
@@ -72,6 +72,7 @@ def test_the_groups_follow_every_write(client: TestClient, empty_db: Engine):
         ("UPDATE events SET grid_code = :grid, community_code = :east WHERE id BETWEEN 21 AND 40",
          {"grid": GRIDS[2], "east": EAST}),  # re-routed, as after a publish
         ("UPDATE events SET reported_at = reported_at + interval '31 days' WHERE id % 7 = 0", {}),
+        ("UPDATE events SET department_code = 'police' WHERE department_code = 'ecology' AND id % 2 = 0", {}),
         ("UPDATE events SET town_code = NULL, community_code = NULL, grid_code = NULL WHERE id = 1002", {}),
         ("DELETE FROM events WHERE id IN (3, 1001)", {}),
     ]  # fmt: skip
@@ -115,6 +116,14 @@ REGIONS = [(None, lambda r: True), (TOWN, lambda r: True), (WEST, lambda r: r.co
 
 
 def test_counts_answer_as_the_rows_say_for_every_caller_window_and_region(client: TestClient, empty_db: Engine):
+    co_handled = {r.id for r in ROWS if r.department != "police"}
+    co_handled = set(sorted(co_handled)[:6])  # police co-handle six others' events, two of them no longer
+    with empty_db.begin() as conn:
+        for k, event_id in enumerate(sorted(co_handled)):
+            conn.execute(text("INSERT INTO event_tasks (event_id, department_code, status, created_by) "
+                              "VALUES (:e, 'police', :s, 'dispatcher')"),
+                         {"e": event_id, "s": ("open", "handling", "fed_back")[k % 3]})  # fmt: skip
+    live = set(sorted(co_handled)[0:6:3]) | set(sorted(co_handled)[1:6:3])
     callers = {
         "supervisor": (sign_in(client, empty_db, Role.supervisor), lambda r: True),
         "town dispatcher": (sign_in(client, empty_db, Role.dispatcher, "d-town", region_code=TOWN), lambda r: True),
@@ -123,7 +132,7 @@ def test_counts_answer_as_the_rows_say_for_every_caller_window_and_region(client
         "east grid worker": (sign_in(client, empty_db, Role.grid_worker, "w-east", region_code=EAST),
                              lambda r: r.community == EAST),
         "police handler": (sign_in(client, empty_db, Role.handler, "h-police", department_code="police"),
-                           lambda r: r.department == "police"),
+                           lambda r: r.department == "police" or r.id in live),
     }  # fmt: skip
     for who, (auth, in_scope) in callers.items():
         for by in ("town", "community", "month", "grid"):
@@ -139,9 +148,10 @@ def test_counts_answer_as_the_rows_say_for_every_caller_window_and_region(client
 def test_the_groups_serve_only_what_they_can_answer_exactly(client: TestClient, empty_db: Engine):
     april, may = datetime(2026, 4, 1, tzinfo=LOCAL), datetime(2026, 5, 1, tzinfo=LOCAL)
     served = [("town", Scope(everything=True), None, None, None), ("month", Scope(region_prefix="320682100"),
-              april, may, TOWN), ("community", Scope(region_prefix=WEST), None, may, WEST)]  # fmt: skip
+              april, may, TOWN), ("community", Scope(region_prefix=WEST), None, may, WEST),
+              ("month", Scope(department_code="police"), april, None, None)]  # fmt: skip
     not_served = [("grid", Scope(everything=True), None, None, None),  # no grid in the groups
-                  ("town", Scope(department_code="police"), None, None, None),  # co-handled events
+                  ("town", Scope(reporter_username="citizen"), None, None, None),  # one's own reports
                   ("town", Scope(region_prefix=GRIDS[0]), None, None, None),  # a grid's scope
                   ("town", Scope(everything=True), datetime(2026, 4, 1, 8, tzinfo=LOCAL), None, None),
                   ("month", Scope(everything=True), None, None, GRIDS[0])]  # fmt: skip
