@@ -12,9 +12,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
@@ -150,23 +151,20 @@ async def post_event(
 
 
 def _json(content: dict[str, Any]) -> bytes:
-    """The bytes ``JSONResponse(jsonable_encoder(content))`` sends, without walking the answer in Python.
+    """The JSON ``JSONResponse(jsonable_encoder(content))`` sends, without walking the answer in Python.
 
-    A report's answer is plain JSON types and datetimes; ``jsonable_encoder`` visited its ~400 values
-    one by one (a quarter of the endpoint's time on the event loop, measured). Anything else the
-    answer might hold goes the old way.
+    A report's answer and a page of events are plain JSON types and datetimes; ``jsonable_encoder``
+    visited their values one by one (a quarter of the report endpoint's time on the event loop,
+    measured), and ``json.dumps`` with a hook for the datetimes still took about a tenth of a page's
+    time: orjson writes the same values (datetimes as ``isoformat`` writes them, UTF-8, no spaces;
+    floats in shortest form, ``1e-7`` where Python writes ``1e-07``) in C. Anything else the answer
+    might hold goes the old way.
     """
     try:
-        text = json.dumps(content, default=_isoformat, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except TypeError:
+        return orjson.dumps(content)
+    except TypeError:  # orjson.JSONEncodeError: a value orjson does not know
         text = json.dumps(jsonable_encoder(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.encode("utf-8")
-
-
-def _isoformat(value: Any) -> str:
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
+        return text.encode("utf-8")
 
 
 def _intake(app: FastAPI) -> ReportIntake:
