@@ -21,9 +21,9 @@ has pairs, Latin or Chinese, so the trigram index is dropped: one GIN index to k
 The function is marked ten times an operator's cost, so that where no index serves it the planner
 tests the cheap ILIKE first and the pairs only on the rows that match; more would make every walk
 through the report-time index look expensive (at 1000 a county's first page of 垃圾 became a
-parallel scan: 25-30 ms instead of 5-8). Built in the migration's
-transaction (a million events: see bench/RESULTS.md); a large live table can have the index built
-beforehand with ``CREATE INDEX CONCURRENTLY`` under the same name.
+parallel scan: 25-30 ms instead of 2-5). Built in the migration's transaction (a million events:
+44 s on two cores); a large live table can have the index built beforehand with
+``CREATE INDEX CONCURRENTLY`` under the same name.
 """
 
 from collections.abc import Sequence
