@@ -61,7 +61,6 @@ from geoservice.infra.embedded import EmbeddedCluster, free_port
 from geoservice.settings import EventSettings, RoutingSettings
 from geoservice.stats import counts as counts_module
 from geoservice.stats.filters import Condition
-from geoservice.stats.scope import scope_condition
 from layers.models import Role
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -471,21 +470,14 @@ def queries(cluster: EmbeddedCluster, console: Console) -> Table:
                         session, sc, f, now=now, settings=settings)) for _ in range(3))  # fmt: skip
                     cells.append(f"{name} {best:.1f}")
                 for by in ("town", "month"):
-                    best = min(_timed(lambda b=by, p=who: _counts(session, b, p)) for _ in range(3))
+                    best = min(_timed(lambda b=by, p=who: counts_module.counts_in_scope(
+                        session, b, p, None, None, Condition(), None)) for _ in range(3))  # fmt: skip
                     cells.append(f"counts by {by} {best:.0f}")
                 table.add(role, "list_events (first page of 50), event_counts", "; ".join(cells))
     finally:
         engine.dispose()
     table.notes.append("the same calls the API makes, without HTTP, JSON or the caller's token")
     return table
-
-
-def _counts(session: Session, by: str, who: Principal) -> list[dict]:
-    """What ``/v1/stats/counts?by=…`` reads: the monthly groups where they answer (migration 0019), else the events."""
-    rows = None
-    if session.execute(text("SELECT to_regclass('event_month_counts') IS NOT NULL")).scalar_one():
-        rows = counts_module.monthly_counts(session, by, scope_of(who), None, None, Condition(), None)
-    return rows if rows is not None else counts_module.event_counts(session, by, scope_condition(who))
 
 
 def _timed(call: Any) -> float:

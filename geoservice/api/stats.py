@@ -63,11 +63,9 @@ def get_counts(
     ``owner`` keys are ``unit:<region or grid code>`` and ``department:<code>``: who holds the events now.
     """
     _check_window(since, until)
-    in_region = region_subtree(session, region)
-    rows = counts_module.monthly_counts(session, by, scope_of(principal), since, until, in_region, region)
-    if rows is None:
-        where = scope_condition(principal) & time_window(since, until) & in_region
-        rows = counts_module.event_counts(session, by, where)
+    rows = counts_module.counts_in_scope(
+        session, by, principal, since, until, region_subtree(session, region), region
+    )
     body = {"by": by, **_window(since, until, region), "total": sum(r["events"] for r in rows), "rows": rows}
     return _answer(body, rows, counts_module.COLUMNS, format, f"counts-by-{by}")
 

@@ -9,8 +9,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geoservice.auth.scope import Scope, grouped_scope_sql
+from geoservice.auth.scope import Scope, grouped_scope_sql, scope_of
+from geoservice.auth.users import Principal
 from geoservice.stats.filters import LOCAL_TZ, Condition, time_window
+from geoservice.stats.scope import scope_condition
 
 CountBy = Literal["town", "community", "grid", "category", "status", "owner", "day", "week", "month"]
 
@@ -98,17 +100,18 @@ def monthly_counts(
     are read as ``e``).
     """
     scope_where = grouped_scope_sql(scope, PLACE_PREFIX_LENGTH)
-    months = [_month_start(moment) for moment in (since, until) if moment is not None]
-    if by not in MONTHLY_KEYS or scope_where is None or None in months or (region_code and len(region_code) > 12):
+    since_month, until_month = (_month_start(m) if m is not None else None for m in (since, until))
+    unaligned = (since is not None and since_month is None) or (until is not None and until_month is None)
+    if by not in MONTHLY_KEYS or scope_where is None or unaligned or (region_code and len(region_code) > 12):
         return None
     in_groups, beyond_groups, params = scope_where
     grouped, params = [in_groups, region.sql], {**params, **region.params}
-    if since is not None:
+    if since_month is not None:
         grouped.append("e.month >= :since_month")
-        params["since_month"] = _month_start(since)
-    if until is not None:
+        params["since_month"] = since_month
+    if until_month is not None:
         grouped.append("e.month < :until_month")
-        params["until_month"] = _month_start(until)
+        params["until_month"] = until_month
     group_key, event_key = MONTHLY_KEYS[by]
     parts = [f"SELECT {group_key} AS key, e.events FROM event_month_counts e WHERE {_all(grouped)}"]
     if beyond_groups is not None:
@@ -123,6 +126,22 @@ def monthly_counts(
          ORDER BY k.key NULLS LAST
     """
     return [dict(r._mapping) for r in session.execute(text(sql), params)]
+
+
+def counts_in_scope(
+    session: Session,
+    by: CountBy,
+    principal: Principal,
+    since: datetime | None,
+    until: datetime | None,
+    region: Condition,
+    region_code: str | None,
+) -> list[dict]:
+    """What ``/v1/stats/counts`` answers: from the monthly groups where they can say it, else from the events."""
+    rows = monthly_counts(session, by, scope_of(principal), since, until, region, region_code)
+    if rows is not None:
+        return rows
+    return event_counts(session, by, scope_condition(principal) & time_window(since, until) & region)
 
 
 def _all(conditions: list[str]) -> str:

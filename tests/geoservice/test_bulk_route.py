@@ -145,7 +145,7 @@ def test_bad_input_is_one_line(routing_city: Engine, tmp_path: Path, name: str, 
 def test_a_city_with_no_version_in_force_routes_nothing_and_keeps_the_old_output(
     use_database: str, empty_db: Engine, tmp_path: Path
 ):
-    """The router loads while the input is read; its failure must still come before any file is touched."""
+    """A city that has published no boundaries cannot route: say so before any file is touched."""
     (tmp_path / "in.csv").write_text(f"lon,lat\n{X0 + 0.5 * D},{Y0 + 0.5 * D}\n")
     (tmp_path / "out.csv").write_text("yesterday's answer\n")
     result = CliRunner().invoke(app, ["route", str(tmp_path / "in.csv"), str(tmp_path / "out.csv")])
