@@ -105,13 +105,8 @@ def monthly_counts(
     if by not in MONTHLY_KEYS or scope_where is None or unaligned or (region_code and len(region_code) > 12):
         return None
     in_groups, beyond_groups, params = scope_where
-    grouped, params = [in_groups, region.sql], {**params, **region.params}
-    if since_month is not None:
-        grouped.append("e.month >= :since_month")
-        params["since_month"] = since_month
-    if until_month is not None:
-        grouped.append("e.month < :until_month")
-        params["until_month"] = until_month
+    months = time_window(since_month, until_month, column="e.month", name="month_")
+    grouped, params = [in_groups, region.sql, months.sql], {**params, **region.params, **months.params}
     group_key, event_key = MONTHLY_KEYS[by]
     parts = [f"SELECT {group_key} AS key, e.events FROM event_month_counts e WHERE {_all(grouped)}"]
     if beyond_groups is not None:

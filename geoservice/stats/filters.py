@@ -7,7 +7,7 @@ stay one statement each and the scope is applied exactly where the lists apply i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -29,15 +29,21 @@ class Condition:
         return Condition(f"({self.sql}) AND ({other.sql})", {**self.params, **other.params})
 
 
-def time_window(since: datetime | None, until: datetime | None) -> Condition:
-    """Events reported in [since, until): the report time is when the city learnt of it."""
+def time_window(
+    since: datetime | date | None, until: datetime | date | None, column: str = "e.reported_at", name: str = ""
+) -> Condition:
+    """Events reported in [since, until): the report time is when the city learnt of it.
+
+    ``column``/``name``: the same window over another column (the local month of the monthly
+    groups), its parameters named apart so that both can stand in one statement.
+    """
     parts, params = [], {}
     if since is not None:
-        parts.append("e.reported_at >= :since")
-        params["since"] = since
+        parts.append(f"{column} >= :{name}since")
+        params[f"{name}since"] = since
     if until is not None:
-        parts.append("e.reported_at < :until")
-        params["until"] = until
+        parts.append(f"{column} < :{name}until")
+        params[f"{name}until"] = until
     return Condition(" AND ".join(parts) or "true", params)
 
 
