@@ -296,7 +296,7 @@ class Router:
         self.metric_epsg = metric_epsg
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
-        self._to_metric = metric_transformer(metric_epsg)
+        self._to_metric = metric_transformer(metric_epsg, remember_in=index_cache_dir)
         self._nearest_grids = NearestGrid(self.grid_index.polygons, metric_epsg, keep=self.grid_index.edge_ranks())
         self._code_columns = self._tabulate_codes()
         # Resolved once here, not per answer: each grid's community, town and city; the station

@@ -5,10 +5,12 @@ centimetres of WGS84, so treated as identical), GCJ-02 (Amap/Tencent) and BD-09 
 the occasional projected file with a proper EPSG code. Everything is stored in WGS84.
 """
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pyproj
@@ -17,6 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 from pyproj.exceptions import CRSError
 
 from layers.crs import china
+from layers.crs.pipelines import transformer_from_wgs84
 
 __all__ = [
     "InputCRS",
@@ -138,10 +141,23 @@ def crs_from_file(crs_like: pyproj.CRS | str | None) -> InputCRS | None:
     return parse_crs(f"EPSG:{code}")
 
 
-@lru_cache(maxsize=64)
-def _transformer(src: int, dst: int) -> pyproj.Transformer:
-    """Build each transformer once: construction is slow, and since pyproj 3.1 sharing is thread-safe."""
-    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+_TRANSFORMERS: dict[tuple[int, int], pyproj.Transformer] = {}
+
+
+def _transformer(src: int, dst: int, remember_in: str | os.PathLike | None = None) -> pyproj.Transformer:
+    """Build each transformer once per process: construction is slow, and since pyproj 3.1 sharing is thread-safe.
+
+    ``remember_in``: a directory where a WGS84 → ``dst`` pipeline is kept between processes
+    (``layers.crs.pipelines``); the first transformer built for a pair serves every later call.
+    """
+    found = _TRANSFORMERS.get((src, dst))
+    if found is None:
+        if remember_in is not None and src == 4326:
+            built = transformer_from_wgs84(dst, Path(remember_in))
+        else:
+            built = pyproj.Transformer.from_crs(src, dst, always_xy=True)
+        found = _TRANSFORMERS.setdefault((src, dst), built)
+    return found
 
 
 def _epsg_of(crs: InputCRS) -> int:

@@ -153,3 +153,26 @@ def test_a_city_with_no_version_in_force_routes_nothing_and_keeps_the_old_output
     assert "version" in result.output.strip().splitlines()[-1]
     assert (tmp_path / "out.csv").read_text() == "yesterday's answer\n"
     assert not (tmp_path / "out.rejected.csv").exists()
+
+
+def test_the_progress_bar_ends_on_the_rows_read(routing_city: Engine, tmp_path: Path):
+    """The CSV's row count is estimated from its first MiB (no second read of the file); the last step is exact."""
+    from geoservice.boundaries.versions import current_version_id
+    from geoservice.infra.database import transaction
+    from geoservice.routing.bulk_files import route_file
+    from geoservice.routing.loader import load_router
+    from tests.settings import ROUTING
+
+    with transaction(routing_city) as session:
+        router = load_router(session, current_version_id(session), ROUTING)
+    rows = 2_500
+    lines = [f"{X0 + 0.5 * D},{Y0 + 0.5 * D},{'长' * (i % 7)}" for i in range(rows)]  # rows of unequal length
+    (tmp_path / "in.csv").write_text("lon,lat,note\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    steps: list[tuple[int, int]] = []
+    summary = route_file(router, tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=1000,
+                         progress=lambda done, total: steps.append((done, total)))  # fmt: skip
+    assert summary.rows == summary.routed == rows
+    assert [done for done, _ in steps] == sorted(done for done, _ in steps)
+    assert all(done <= total for done, total in steps)
+    assert 0.8 * rows <= steps[0][1] <= 1.2 * rows  # the estimate, before the file is read through
+    assert steps[-1] == (rows, rows)
