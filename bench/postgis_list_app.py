@@ -3,9 +3,11 @@
 What a competent user would write against the same tables without the service: the first page of
 events with each filter as the plain ``WHERE`` it reads as (a town is ``town_code = …``, a grid
 ``grid_code = …``, a colour the same ``CASE`` rule the service uses), ``GROUP BY`` for the counts,
-``ST_AsMVT`` for the tiles. The caller's scope is handed in as a parameter (``_scope``: the region
-prefix the service derives from the token), so the baseline does no authentication, no masking, no
-allowed actions: it does less than the service, which flatters the baseline, not us. Async psycopg
+``ST_AsMVT`` for the tiles (from zoom 14 one by one unless the tile holds more than 2,000 events,
+then counts per 8-pixel cell, as the service draws them: one statement, the tile's rows read once).
+The caller's scope is handed in as a parameter (``_scope``: the region prefix the service derives
+from the token), so the baseline does no authentication, no masking, no allowed actions: it does
+less than the service, which flatters the baseline, not us. Async psycopg
 with four prepared connections, as the locate and report baselines.
 Run with ``GEOSERVICE_DATABASE_URL=… uvicorn bench.postgis_list_app:create_app --factory``.
 """
@@ -28,6 +30,7 @@ from tiles.address import TileAddress
 
 PLACE = "coalesce(e.grid_code, e.community_code, e.town_code, '')"
 EXTENT, BUFFER, CLUSTER_PIXELS, MAX_FEATURES = 4096, 64, 32, 20_000
+CROWDED_CELL_PIXELS, ONE_BY_ONE_MAX = 8, 2_000  # the service's defaults (tiles.catalog, tiles.settings)
 WORLD_M = 2 * 20037508.342789244
 COUNT_KEYS = {"town": "e.town_code", "month": f"to_char(e.reported_at AT TIME ZONE '{LOCAL_TZ}', 'YYYY-MM')"}
 
@@ -103,31 +106,36 @@ def create_app(conninfo: str | None = None) -> Any:
     @app.get("/tiles/events/{z}/{x}/{y}.mvt")
     async def tile(_scope: str, z: int, x: int, y: int) -> Response:
         west, south, east, north = TileAddress(z, x, y).lonlat_bounds(margin=BUFFER / EXTENT)  # as the service's
+        one_by_one = z >= 14
         params = {"z": z, "x": x, "y": y, "scope": _scope + "%", "now": datetime.now(UTC), "west": west,
                   "south": south, "east": east, "north": north,
-                  "cell": WORLD_M / 2**z / 256 * CLUSTER_PIXELS}  # fmt: skip
+                  "cell": WORLD_M / 2**z / 256 * (CROWDED_CELL_PIXELS if one_by_one else CLUSTER_PIXELS)}  # fmt: skip
         search = "ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326)"
         env = "ST_TileEnvelope(%(z)s, %(x)s, %(y)s)"
-        if z >= 14:
-            body = (
-                f"SELECT ST_AsMVTGeom(ST_Transform(e.geom, 3857), {env}, {EXTENT}, {BUFFER}, true) AS geom, "
-                f"e.id, e.status, {warning} AS warning, e.category_code AS category "
-                f"FROM events e WHERE e.geom && {search} AND {PLACE} LIKE %(scope)s "
-                f"ORDER BY e.reported_at DESC, e.id DESC LIMIT {MAX_FEATURES}"
+        hits = (
+            f"SELECT ST_Transform(e.geom, 3857) AS g, e.id, e.status, {warning} AS warning, "
+            f"e.category_code AS category, e.reported_at FROM events e "
+            f"WHERE e.geom && {search} AND {PLACE} LIKE %(scope)s"
+        )
+        cells = (
+            f"SELECT ST_AsMVT(m.*, 'events', {EXTENT}, 'geom') AS mvt FROM ("
+            "SELECT ST_AsMVTGeom(ST_Point(avg(ST_X(h.g)), avg(ST_Y(h.g)), 3857), "
+            f"{env}, {EXTENT}, {BUFFER}, true) AS geom, "
+            "count(*)::int AS count, count(*) FILTER (WHERE h.warning = 'red')::int AS red, "
+            "count(*) FILTER (WHERE h.warning = 'yellow')::int AS yellow, "
+            "count(*) FILTER (WHERE h.warning = 'blue')::int AS blue "
+            "FROM hits h GROUP BY floor(ST_X(h.g) / %(cell)s), floor(ST_Y(h.g) / %(cell)s)) m"
+        )
+        if one_by_one:  # the service's rule: one by one unless the tile holds more than ONE_BY_ONE_MAX events
+            points = (
+                f"SELECT ST_AsMVT(m.*, 'events', {EXTENT}, 'geom', 'id') FROM ("
+                f"SELECT ST_AsMVTGeom(h.g, {env}, {EXTENT}, {BUFFER}, true) AS geom, h.id, h.status, h.warning, "
+                f"h.category FROM hits h ORDER BY h.reported_at DESC, h.id DESC LIMIT {MAX_FEATURES}) m"
             )
-            sql = f"SELECT ST_AsMVT(m.*, 'events', {EXTENT}, 'geom', 'id') AS mvt FROM ({body}) m"
+            sql = (f"WITH hits AS MATERIALIZED ({hits}) SELECT CASE WHEN (SELECT count(*) FROM hits) > "
+                   f"{ONE_BY_ONE_MAX} THEN ({cells}) ELSE ({points}) END AS mvt")  # fmt: skip
         else:
-            body = (
-                f"SELECT ST_AsMVTGeom(ST_Point(avg(p.mx), avg(p.my), 3857), {env}, {EXTENT}, {BUFFER}, true) AS geom, "
-                "count(*)::int AS count, count(*) FILTER (WHERE p.warning = 'red')::int AS red, "
-                "count(*) FILTER (WHERE p.warning = 'yellow')::int AS yellow, "
-                "count(*) FILTER (WHERE p.warning = 'blue')::int AS blue "
-                "FROM (SELECT ST_X(t.g) AS mx, ST_Y(t.g) AS my, t.warning "
-                "FROM (SELECT ST_Transform(e.geom, 3857) AS g, "
-                f"{warning} AS warning FROM events e WHERE e.geom && {search} AND {PLACE} LIKE %(scope)s) t) p "
-                "GROUP BY floor(p.mx / %(cell)s), floor(p.my / %(cell)s)"
-            )
-            sql = f"SELECT ST_AsMVT(m.*, 'events', {EXTENT}, 'geom') AS mvt FROM ({body}) m"
+            sql = f"WITH hits AS ({hits}) {cells}"
         found = await rows(sql, params)
         body_bytes = bytes(found[0]["mvt"] or b"")
         if not body_bytes:

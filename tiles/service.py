@@ -23,6 +23,7 @@ from tiles.catalog import (
     BUFFER,
     CELLS_TILE_SQL,
     CLUSTER_PIXELS,
+    CROWDED_CELL_PIXELS,
     EXTENT,
     LAYERS,
     BuildContext,
@@ -31,7 +32,7 @@ from tiles.catalog import (
     TileScope,
 )
 from tiles.connections import TileConnections
-from tiles.event_points import EventPoints, PointFilters, Thresholds
+from tiles.event_points import Cells, EventPoints, PointFilters, Thresholds
 from tiles.settings import TileSettings
 from tiles.versions import Box, DataVersions
 
@@ -138,21 +139,28 @@ class TileService:
             max_features=self.settings.max_features,
             events_cluster_until=self.settings.events_cluster_until,
         )
-        if layer.name == "events" and address.z < context.events_cluster_until and self.settings.events_in_memory:
-            return self._counted_events(address, scope, filters, rules, current["events"], context.now)
+        if layer.name == "events" and self.settings.events_in_memory:
+            one_by_one = address.z >= context.events_cluster_until
+            cells = self._event_cells(address, scope, filters, rules, current["events"], context.now,
+                                      CROWDED_CELL_PIXELS if one_by_one else CLUSTER_PIXELS)  # fmt: skip
+            if not one_by_one or int(cells.count.sum()) > self.settings.events_one_by_one_max:
+                return self._cells_tile(address, cells)
         sql, params = layer.build(address, scope, filters, context)
         return bytes(self.connections.scalar(sql, params) or b"")
 
-    def _counted_events(
+    def _event_cells(
         self, address: TileAddress, scope: TileScope, filters: TileFilters, rules: Rules, version: Hashable,
-        now: datetime,
-    ) -> bytes:  # fmt: skip
-        """An events tile below the cluster zoom, counted over the events in memory and encoded by PostGIS."""
+        now: datetime, cell_pixels: int,
+    ) -> Cells:  # fmt: skip
+        """The tile's events (buffer included) counted per cell of ``cell_pixels`` over the events in memory."""
         points = self.event_points
-        cells = points.cells(
-            points.columns(version), address.pixel_m * CLUSTER_PIXELS, address.lonlat_bounds(margin=BUFFER / EXTENT),
+        return points.cells(
+            points.columns(version), address.pixel_m * cell_pixels, address.lonlat_bounds(margin=BUFFER / EXTENT),
             scope.events, point_filters(filters), now, rules.warnings,
         )  # fmt: skip
+
+    def _cells_tile(self, address: TileAddress, cells: Cells) -> bytes:
+        """Counts per cell, encoded by PostGIS like the SQL aggregate's."""
         if not len(cells.count):
             return b""
         params = {"z": address.z, "x": address.x, "y": address.y, "xs": cells.mx.tolist(), "ys": cells.my.tolist(),

@@ -15,8 +15,14 @@ class TileSettings(BaseSettings):
     version_check_s: float = Field(1.0, ge=0, description="how often the data versions are read (0: every tile)")
     max_features: int = Field(20_000, ge=1, le=200_000, description="features per tile at most")
     events_cluster_until: int = Field(14, ge=0, le=24, description="below this zoom, events go out as counts per cell")
+    events_one_by_one_max: int = Field(
+        2_000, ge=1, le=200_000,
+        description="from the cluster zoom on, a tile with more events than this carries counts per cell (in memory)",
+    )  # fmt: skip
     events_in_memory: bool = Field(
-        True, description="count events below the cluster zoom in memory (False: in PostGIS, row by row)"
+        True,
+        description="count events in memory below the cluster zoom and in crowded tiles above it "
+        "(False: below it in PostGIS, row by row; above it, one by one up to max_features)",
     )
     connections: int = Field(
         8, ge=0, le=100, description="idle connections kept for tile queries, apart from the engine's pool"

@@ -46,8 +46,14 @@ def features(response, layer: str) -> list[dict]:
 
 
 @contextmanager
-def tiles_client(engine: Engine) -> Iterator[TestClient]:
+def tiles_client(engine: Engine, **settings: object) -> Iterator[TestClient]:
     """The events city's app; its tiles read the data versions every time, events one by one from zoom 12."""
     with events_client(engine) as client:
-        client.app.state.tile_service = TileService(engine, TileSettings(version_check_s=0, events_cluster_until=12))
+        use_tile_settings(client, engine, **settings)
         yield client
+
+
+def use_tile_settings(client: TestClient, engine: Engine, **settings: object) -> None:
+    """A fresh tile service (empty cache) with these settings over the defaults of ``tiles_client``."""
+    chosen = {"version_check_s": 0, "events_cluster_until": 12, **settings}
+    client.app.state.tile_service = TileService(engine, TileSettings(**chosen))

@@ -1,5 +1,6 @@
 """Vector tiles through the real app on real PostGIS: content, scope, caching, invalidation, bad input."""
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from tests.geoservice import events_city
 from tests.geoservice.events_city import COMMUNITY_A, GRIDS, TOWN_A, centre
 from tests.geoservice.signin import sign_in
 from tests.settings import PUBLISHING
-from tests.tiles.helpers import features, tile_of, tile_point_to_lonlat, tiles_client
+from tests.tiles.helpers import features, tile_of, tile_point_to_lonlat, tiles_client, use_tile_settings
 
 MVT = "application/vnd.mapbox-vector-tile"
 
@@ -167,6 +168,31 @@ def test_event_tiles_filter_and_aggregate(client: TestClient, admin: dict):
     clusters = features(client.get(tile_url("events", *CITY_CENTRE, 9), headers=admin), "events")
     assert sum(f["properties"]["count"] for f in clusters) == 7
     assert all("status" not in f["properties"] for f in clusters)
+
+
+def test_a_crowded_tile_above_the_cluster_zoom_carries_counts(client: TestClient, admin: dict, empty_db: Engine):
+    """One by one up to ``events_one_by_one_max`` events in the tile; past it, counts per 8-pixel cell."""
+    made = [report(client, admin, grid % 4) for grid in range(6)]
+    at = Counter((e["lon"], e["lat"]) for e in made)  # the four grid centres, 8-pixel cells apart at z13
+    url = tile_url("events", *CITY_CENTRE, CITY_Z)
+    use_tile_settings(client, empty_db, events_one_by_one_max=6)
+    singly = features(client.get(url, headers=admin), "events")
+    assert sorted(f["id"] for f in singly) == sorted(e["id"] for e in made)
+    use_tile_settings(client, empty_db, events_one_by_one_max=5)
+    crowded = features(client.get(url, headers=admin), "events")
+    assert sorted(f["properties"]["count"] for f in crowded) == sorted(at.values())
+    assert all("status" not in f["properties"] and not f.get("id") for f in crowded)
+    # A filter that leaves few enough brings the events back one by one, in the same tile.
+    accepted = made[0]
+    step = {"action": "accept", "expected_version": accepted["row_version"]}
+    assert client.post(f"/v1/events/{accepted['id']}/transitions", json=step, headers=admin).status_code == 200
+    few = features(client.get(url, params={"status": "accepted"}, headers=admin), "events")
+    assert [f["id"] for f in few] == [accepted["id"]] and few[0]["properties"]["status"] == "accepted"
+    # The count follows the caller's scope: one community's dispatcher has fewer than the threshold.
+    dispatcher = sign_in(client, empty_db, Role.dispatcher, "crowd-dispatcher", region_code=COMMUNITY_A)
+    theirs = [e["id"] for e in made if e["community_code"] == COMMUNITY_A]
+    assert 0 < len(theirs) <= 5
+    assert sorted(f["id"] for f in features(client.get(url, headers=dispatcher), "events")) == sorted(theirs)
 
 
 def test_etag_and_not_modified(client: TestClient, admin: dict):
