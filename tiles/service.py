@@ -74,7 +74,7 @@ class TileService:
         self.settings = settings
         self.versions = DataVersions(engine, self.settings.version_check_s)
         self.cache = TileCache(int(self.settings.cache_mb * 1024 * 1024))
-        self.event_points = EventPoints(engine, self.settings.events_max_age_s)
+        self.event_points = EventPoints(engine, self.settings.events_reload_s)
         self.connections = TileConnections(engine, self.settings.connections)
         self._extents: dict[tuple[str, Hashable], Box | None] = {}
         self._lock = threading.Lock()

@@ -28,3 +28,6 @@ class TileSettings(BaseSettings):
         8, ge=0, le=100, description="idle connections kept for tile queries, apart from the engine's pool"
     )
     events_max_age_s: float = Field(60.0, gt=0, description="events tiles (warning colours) are rebuilt this old")
+    events_reload_s: float = Field(
+        600.0, gt=0, description="the events kept in memory are read whole again this often (between, what changed)"
+    )

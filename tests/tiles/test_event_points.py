@@ -7,19 +7,24 @@ aggregate (``events_in_memory=False``) decode to the same cells: position, count
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geoservice.api.tiles import tile_filters
 from geoservice.events.deadlines import warning_sql
 from geoservice.events.queries import Scope, scope_sql
+from geoservice.infra.database import transaction
 from geoservice.settings import EventSettings
-from tests.tiles.helpers import decode, tile_of
+from layers.models import Role
+from tests.geoservice import events_city
+from tests.geoservice.signin import sign_in
+from tests.tiles.helpers import decode, tile_of, tiles_client
 from tiles.address import TileAddress
 from tiles.catalog import LAYERS, TileFilters, TileScope
-from tiles.event_points import EventScope, Thresholds
+from tiles.event_points import EventPoints, EventScope, Thresholds
 from tiles.service import Rules, TileService
 from tiles.settings import TileSettings
 
@@ -105,3 +110,28 @@ def test_the_whole_city_adds_up_with_its_warnings(services, demo_db: Engine):
     found = cells(body)
     assert sum(c[1] for c in found) == total
     assert sum(c[2] + c[3] + c[4] for c in found) > 0  # the demo has open events with warnings
+
+
+@pytest.mark.parametrize("reload_s, seen", [(0.2, True), (3600.0, False)])
+def test_a_change_the_versions_miss_is_read_at_the_next_whole_reload(empty_db: Engine, reload_s: float, seen: bool):
+    """The safety net for a transaction committing too late for the incremental read: every ``reload_s``."""
+    events_city.load_events_city(empty_db)
+    with tiles_client(empty_db) as client:
+        admin = sign_in(client, empty_db, Role.admin)
+        lon, lat = events_city.centre(0)
+        body = {"lon": lon, "lat": lat, "category": "city_management.garbage", "description": "垃圾"}
+        event = client.post("/v1/events", json=body, headers=admin).json()
+    points = EventPoints(empty_db, reload_s=reload_s)
+    accepted = points.statuses.encode(["accepted"])[0]
+    first = points.columns("v1")
+    assert first.status[first.id == event["id"]][0] != accepted
+    with transaction(empty_db) as session:  # no log row, no new id: invisible to the incremental read
+        session.execute(text("UPDATE events SET status = 'accepted' WHERE id = :id"), {"id": event["id"]})
+    time.sleep(0.3)
+    points.columns("v1")  # the same version: nothing read now, but a reload starts when one is due
+    for _ in range(100):
+        now = points.columns("v1")
+        if not points._reloading and now is not first:
+            break
+        time.sleep(0.05)
+    assert bool(now.status[now.id == event["id"]][0] == accepted) == seen
