@@ -52,9 +52,9 @@ from bench.report import Table, print_machine, print_table, verdict
 from bench.route_command import _table as route_table
 from bench.route_command import compare
 
-DBNAME = "bench_prefecture"
 AREA_KM2 = 12_000.0
 TITLES["prefecture"] = "synthetic prefecture, 6,000 grids over 12,000 km², a vertex every ~25 m"
+TITLES["province"] = "synthetic province, 100,000 grids over 202,500 km², a vertex every 25 m"
 GEOSERVICE = str(Path(sys.executable).with_name("geoservice"))
 
 
@@ -72,40 +72,70 @@ def prefecture_boundary(area_km2: float = AREA_KM2) -> shapely.Geometry:
     return shapely.transform(scaled, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
 
 
+def province_boundary() -> shapely.Geometry:
+    """The province's square (``bench.province``), WGS84."""
+    from bench.province import SIDE_M, square_wgs84
+
+    return square_wgs84(SIDE_M)
+
+
+def _prefecture_layers() -> object:
+    return synthetic_layers(boundary=prefecture_boundary())["dense"]
+
+
+def _province_layers() -> object:
+    from bench.province import province_layers
+
+    return province_layers()
+
+
+# name: (database, how the layers are made, the outline the route command's points are drawn in)
+CITY_KINDS = {
+    "prefecture": ("bench_prefecture", _prefecture_layers, prefecture_boundary),
+    "province": ("bench_province", _province_layers, province_boundary),
+}
+
+
 # --- the city ---------------------------------------------------------------------------------------
-def load_city(reuse: bool, console: Console) -> tuple[City, dict[str, float]]:
-    """The prefecture in its database: built, written as a pack and loaded unless ``reuse`` finds it there."""
+def load_city(reuse: bool, console: Console, kind: str = "prefecture") -> tuple[City, dict[str, float]]:
+    """The city in its database: built, written as a pack and loaded unless ``reuse`` finds it there."""
     from geoservice.boundaries.settings import BoundarySettings
-    from geoservice.city.load import load_pack
+    from geoservice.city.load import PackRejected, load_pack
     from geoservice.city.pack import CityInfo, write_pack
     from geoservice.infra.database import make_engine, migrate
     from geoservice.settings import RoutingSettings
 
     cluster = bench_cluster()
     cluster.up("bench")
-    url = cluster.url(DBNAME)
+    dbname, make_layers, _ = CITY_KINDS[kind]
+    url = cluster.url(dbname)
     figures: dict[str, float] = {}
-    if not (reuse and _loaded(cluster.conninfo("bench"))):
+    if not (reuse and _loaded(cluster.conninfo("bench"), dbname)):
         started = time.perf_counter()
-        console.log("building the synthetic prefecture (6,000 Voronoi cells over 12,000 km², dense edges)")
-        layers = synthetic_layers(boundary=prefecture_boundary())["dense"]
+        console.log(f"building the {TITLES[kind]}")
+        layers = make_layers()
         figures["build_s"] = time.perf_counter() - started
         with tempfile.TemporaryDirectory(prefix="bench-prefecture-") as scratch:
             pack = Path(scratch) / "pack"
             frames = {name: getattr(layers, name) for name in ("regions", "grids", "posts", "station_areas")}
-            write_pack(pack, CityInfo("示范市", ADCODE, version="prefecture"), frames)
-            cluster.ensure_database(DBNAME, fresh=True)
+            write_pack(pack, CityInfo("示范省" if kind == "province" else "示范市", ADCODE, version=kind), frames)
+            cluster.ensure_database(dbname, fresh=True)
             engine = make_engine(url)
             try:
                 migrate(engine)
                 console.log("city load (check, one transaction, publish)")
                 started = time.perf_counter()
-                load_pack(engine, pack, routing=RoutingSettings(router_cache=False), boundaries=BoundarySettings(),
-                          passwords_file=Path(scratch) / "otp.tsv", step=console.log)  # fmt: skip
+                try:
+                    load_pack(engine, pack, routing=RoutingSettings(router_cache=False),
+                              boundaries=BoundarySettings(), passwords_file=Path(scratch) / "otp.tsv",
+                              step=console.log)  # fmt: skip
+                except PackRejected as rejected:
+                    faults = "\n".join(map(str, rejected.faults))
+                    raise SystemExit(f"the generated pack was rejected:\n{faults}") from None
                 figures["load_s"] = time.perf_counter() - started
             finally:
                 engine.dispose()
-        with psycopg.connect(cluster.conninfo(DBNAME), autocommit=True) as conn:
+        with psycopg.connect(cluster.conninfo(dbname), autocommit=True) as conn:
             conn.execute("VACUUM (ANALYZE)")
             conn.execute("CHECKPOINT")
     engine = make_engine(url)
@@ -116,14 +146,14 @@ def load_city(reuse: bool, console: Console) -> tuple[City, dict[str, float]]:
     finally:
         engine.dispose()
     figures["km2"] = float(km2)
-    city = City("prefecture", TITLES["prefecture"], DBNAME, url, cluster.conninfo(DBNAME), version_id, epsg, grids,
+    city = City(kind, TITLES[kind], dbname, url, cluster.conninfo(dbname), version_id, epsg, grids,
                 vertices, figures.get("build_s", 0.0) + figures.get("load_s", 0.0))  # fmt: skip
     return city, figures
 
 
-def _loaded(conninfo: str) -> bool:
+def _loaded(conninfo: str, dbname: str) -> bool:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone() is not None
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
 
 
 # --- load_router in a fresh process -----------------------------------------------------------------
@@ -288,7 +318,9 @@ def _span(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.prefecture_db", description=__doc__.splitlines()[0])
-    parser.add_argument("--reuse", action="store_true", help="use bench_prefecture as loaded (no rebuild)")
+    parser.add_argument("--city", choices=sorted(CITY_KINDS), default="prefecture",
+                        help="prefecture (6,000 grids, 12,000 km²) or province (100,000 grids, 202,500 km²)")
+    parser.add_argument("--reuse", action="store_true", help="use the city's database as loaded (no rebuild)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every comparison")
     parser.add_argument("--points", default="1000000", help="route: comma-separated sizes")
     parser.add_argument("--formats", default="csv", help="route: csv, parquet or both")
@@ -303,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     console = Console(width=160)
     skip = set(args.skip.split(","))
-    city, loaded = load_city(args.reuse, console)
+    city, loaded = load_city(args.reuse, console, args.city)
     print_machine(console, describe(city.conninfo))
     console.print(f"load average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} (1 / 5 min); city: "
                   f"{city.grids:,} grids, {city.vertices:,} vertices, {loaded['km2']:,.0f} km² of grids"
@@ -366,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     table.notes.append(f"Code run: {args.code}.")
     print_table(console, table)
     if "route" not in skip:
-        runs, build_s = compare(city, prefecture_boundary(), [int(s) for s in args.points.split(",")],
+        runs, build_s = compare(city, CITY_KINDS[args.city][2](), [int(s) for s in args.points.split(",")],
                                 [f for f in args.formats.split(",") if f], ["cold", "warm"], args.rounds, args.code,
                                 None, console)  # fmt: skip
         print_table(console, route_table(city, runs, build_s, args.code))
