@@ -2,7 +2,7 @@
 
 Issue 23 asks that a whole province (200,000 km², 10^5 grids) build in one worker's memory. The
 county's generator (``bench.cities``) models towns, an urban density and Lloyd-relaxed seeds, which
-at 10^5 grids would take longer than the measurement; here the grids are ``bench.index_build``'s
+at 10^5 grids would take longer than the measurement; here the grids are, as in ``bench.index_build``,
 Voronoi cells over a 450 × 450 km square with a vertex every 25 m (23 M vertices, as digitised
 grids have), grouped into regions by where their seeds fall:
 

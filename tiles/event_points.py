@@ -92,8 +92,9 @@ class Codes:
     def accepted(self, keep: Callable[[str], bool], codes: np.ndarray) -> np.ndarray:
         """Which of ``codes`` name something ``keep(name)`` accepts: one lookup per value in a table of the names.
 
-        ``np.isin`` against the accepted codes sorted both sides: 20 ms for the 300,000 events of a
-        county-wide zoom-10 tile checked against a dispatcher's 1,800 places, against 1 ms here.
+        For the 300,000 events of a county-wide zoom-10 tile against 1,800 accepted places, ``np.isin``
+        took 2.2 ms and the table 1.5 ms plus 0.4 to build it (measured): a little less, and one rule
+        for every name column.
         """
         names = list(self.names)  # a snapshot: names are only ever appended
         table = np.fromiter((bool(keep(name)) for name in names), dtype=bool, count=len(names))
@@ -236,7 +237,7 @@ class EventPoints:
         box = float_box(np.asarray(search, dtype=np.float64))  # rows west, south, east, north; columns down, up
         west, south, east, north = box[0, 0], box[1, 0], box[2, 1], box[3, 1]  # the envelope rounded outward
         # The box first, over every event; each later test reads only the rows still in (at zoom 14 a tile
-        # holds a few hundredths of a county's events: 20 ms a tile went to 4 on a million, measured).
+        # holds a few hundredths of a county's events), not a million-long mask per test.
         inside = (columns.lon_high >= west) & (columns.lon_low <= east)
         inside &= (columns.lat_high >= south) & (columns.lat_low <= north)
         rows = np.flatnonzero(inside)

@@ -234,7 +234,7 @@ def point_filters(filters: TileFilters) -> PointFilters:
 
 
 def array_text(values: np.ndarray) -> str:
-    """The numbers as PostgreSQL's array text, for a ``CAST(… AS float8[])``.
+    """The numbers as PostgreSQL's array text, for a ``CAST(… AS float8[])`` (or ``int[]``).
 
     psycopg's list dumper looks at each element in Python: 3.8 ms for 1,500 floats, against 2.0 ms
     joining their ``repr`` (which PostgreSQL reads back to the same double); a crowded tile's 1,024
