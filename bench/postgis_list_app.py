@@ -27,10 +27,12 @@ from geoservice.events.deadlines import warning_sql
 from geoservice.settings import DatabaseSettings, EventSettings
 from geoservice.stats.filters import LOCAL_TZ
 from tiles.address import TileAddress
+from tiles.catalog import CROWDED_CELL_PIXELS
+from tiles.settings import TileSettings
 
 PLACE = "coalesce(e.grid_code, e.community_code, e.town_code, '')"
 EXTENT, BUFFER, CLUSTER_PIXELS, MAX_FEATURES = 4096, 64, 32, 20_000
-CROWDED_CELL_PIXELS, ONE_BY_ONE_MAX = 8, 2_000  # the service's defaults (tiles.catalog, tiles.settings)
+ONE_BY_ONE_MAX = TileSettings.model_fields["events_one_by_one_max"].default  # the service's rule, not a copy of it
 WORLD_M = 2 * 20037508.342789244
 COUNT_KEYS = {"town": "e.town_code", "month": f"to_char(e.reported_at AT TIME ZONE '{LOCAL_TZ}', 'YYYY-MM')"}
 

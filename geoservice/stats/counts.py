@@ -102,18 +102,18 @@ def monthly_counts(
     scope_where = grouped_scope_sql(scope, PLACE_PREFIX_LENGTH)
     since_month, until_month = (_month_start(m) if m is not None else None for m in (since, until))
     unaligned = (since is not None and since_month is None) or (until is not None and until_month is None)
-    if by not in MONTHLY_KEYS or scope_where is None or unaligned or (region_code and len(region_code) > 12):
+    too_narrow = region_code is not None and len(region_code) > PLACE_PREFIX_LENGTH
+    if by not in MONTHLY_KEYS or scope_where is None or unaligned or too_narrow:
         return None
-    in_groups, beyond_groups, params = scope_where
-    months = time_window(since_month, until_month, column="e.month", name="month_")
-    grouped, params = [in_groups, region.sql, months.sql], {**params, **region.params, **months.params}
+    in_groups, beyond_groups, scope_params = scope_where
     group_key, event_key = MONTHLY_KEYS[by]
-    parts = [f"SELECT {group_key} AS key, e.events FROM event_month_counts e WHERE {_all(grouped)}"]
+    grouped = Condition(in_groups, scope_params) & region & time_window(since_month, until_month, "e.month", "month_")
+    parts = [f"SELECT {group_key} AS key, e.events FROM event_month_counts e WHERE {grouped.sql}"]
+    params = grouped.params
     if beyond_groups is not None:
-        window = time_window(since, until)
-        parts.append(f"SELECT {event_key} AS key, 1 AS events FROM events e "
-                     f"WHERE {_all([beyond_groups, region.sql, window.sql])}")  # fmt: skip
-        params.update(window.params)
+        beyond = Condition(beyond_groups, scope_params) & region & time_window(since, until)
+        parts.append(f"SELECT {event_key} AS key, 1 AS events FROM events e WHERE {beyond.sql}")
+        params = {**params, **beyond.params}
     sql = f"""
         SELECT k.key, {NAMES.get(by, "NULL")} AS name, k.events
           FROM (SELECT p.key, sum(p.events)::bigint AS events FROM ({" UNION ALL ".join(parts)}) p
@@ -137,10 +137,6 @@ def counts_in_scope(
     if rows is not None:
         return rows
     return event_counts(session, by, scope_condition(principal) & time_window(since, until) & region)
-
-
-def _all(conditions: list[str]) -> str:
-    return " AND ".join(f"({c})" for c in conditions)
 
 
 def _month_start(moment: datetime) -> date | None:

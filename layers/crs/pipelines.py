@@ -30,14 +30,12 @@ PROBES_PER_SIDE = 3  # a 3 × 3 lattice over the target CRS's area of use
 
 def transformer_from_wgs84(epsg: int, directory: Path) -> pyproj.Transformer:
     """WGS84 lon/lat → ``epsg`` (x = easting), from ``directory``'s remembered pipeline when it still holds."""
-    key = _key(epsg)
-    entry = _entries(directory).get(key)
-    if entry is not None:
-        remembered = _rebuilt(entry)
-        if remembered is not None:
-            return remembered
+    key, entries = _key(epsg), _entries(directory)
+    remembered = _rebuilt(entries[key]) if key in entries else None
+    if remembered is not None:
+        return remembered
     chosen = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
-    _remember(directory, key, chosen, epsg)
+    _remember(directory, entries, key, chosen, epsg)
     return chosen
 
 
@@ -66,7 +64,7 @@ def _rebuilt(entry: object) -> pyproj.Transformer | None:
     return transformer
 
 
-def _remember(directory: Path, key: str, chosen: pyproj.Transformer, epsg: int) -> None:
+def _remember(directory: Path, entries: dict[str, dict], key: str, chosen: pyproj.Transformer, epsg: int) -> None:
     """Add the chosen pipeline to the file (written whole and renamed into place); a failure only logs."""
     west, south, east, north = pyproj.CRS.from_epsg(epsg).area_of_use.bounds
     lons = np.linspace(west, east, PROBES_PER_SIDE + 2)[1:-1]  # strictly inside the bounds
@@ -80,10 +78,9 @@ def _remember(directory: Path, key: str, chosen: pyproj.Transformer, epsg: int) 
         return
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        entries = {**_entries(directory), key: entry}
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=".transformers-")
         with os.fdopen(handle, "w") as out:
-            json.dump(entries, out)
+            json.dump({**entries, key: entry}, out)
         os.replace(temporary, directory / FILE_NAME)
     except OSError as exc:
         log.warning("could not remember the transformer to EPSG:%s in %s: %s", epsg, directory, exc)
