@@ -56,6 +56,7 @@ def routers(keys: tuple[str, ...]) -> dict[str, Router]:
             with Session(engine) as session:
                 version = session.execute(text("SELECT id FROM boundary_versions WHERE status = 'published'")).scalar()
                 out[key] = load_router(session, version, RoutingSettings())
+            out[key].index_outside_points()  # as a served router has them
         finally:
             engine.dispose()
     return out

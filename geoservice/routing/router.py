@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyproj
 import shapely
 from numpy.typing import NDArray
 
@@ -28,6 +29,9 @@ from layers.crs import metric_transformer
 from layers.enums import POST_LEVELS
 
 MAX_POST_CELLS = 250_000  # per post level: a few MB of candidate lists at most
+# Around the grids and posts, the cells reach this far out: a phone just across the city's border
+# (the bench's points outside every grid lie up to 16 km out) gets the cells' answers, not scans.
+OUTSIDE_MARGIN_M = 20_000.0
 
 
 @dataclass(frozen=True)
@@ -303,15 +307,33 @@ class Router:
         # areas' station as plain ints; the posts' candidate cells over the grids and the posts.
         self._chain = [self._regions_of(grid) for grid in self.grids]
         self._station_of_area_list: list[int] = self._station_of_area.tolist()
-        area = _metric_area(self._nearest_grids.envelopes, [stations, *posts.values()])
+        minx, miny, maxx, maxy = _metric_area(self._nearest_grids.envelopes, [stations, *posts.values()])
+        m = OUTSIDE_MARGIN_M
+        area = (minx - m, miny - m, maxx + m, maxy + m)
         for post_set in (stations, *posts.values()):
             post_set.index_area(area)
+        self._area = area
 
     def _regions_of(self, grid: GridRecord) -> tuple[GridRecord, Region | None, Region | None, Region | None]:
         community = self.regions.get(grid.community_code)
         town = self.regions.get(community.parent_code) if community and community.parent_code else None
         city = self.regions.get(town.parent_code) if town and town.parent_code else None
         return grid, community, town, city
+
+    def index_outside_points(self) -> None:
+        """Candidate cells for single points outside every grid (``NearestGrid.index_area``).
+
+        Not part of the build: 0.1-1 s that ``geoservice route`` (many points at once) never needs and
+        that a publish should not wait for. The registry runs it beside the served router; until it
+        is done, such points take the R-tree search, which gives the same answers.
+        """
+        # Made here, not in the build: a transformer costs ~0.1 s to make (layers.crs.pipelines).
+        to_wgs84 = pyproj.Transformer.from_crs(self.metric_epsg, 4326, always_xy=True)
+
+        def covered(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.bool_]:
+            return self.grid_index.locate_many(*to_wgs84.transform(x, y)) != NO_POLYGON
+
+        self._nearest_grids.index_area(self._area, covered=covered)
 
     def to_metric(self, lon: NDArray, lat: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """WGS84 to the city's metric CRS (for distances)."""

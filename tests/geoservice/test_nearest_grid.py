@@ -123,3 +123,43 @@ def test_no_grids_and_nan_points_answer_none():
     rank, distance = empty.many(np.array([[500_000.0, 3_520_000.0]]), TOLERANCE_M)
     assert rank.tolist() == [-1] and distance.tolist() == [math.inf]
     assert NearestGrid(tiled(), EPSG).one(math.nan, math.nan) == (-1, math.inf)
+
+
+def covered_by(polygons: np.ndarray):
+    """Which metric points a grid covers, asked of the raster index as the router asks it."""
+    index = RasterIndex(polygons, cell_m=30.0)
+    return lambda x, y: index.locate_many(*TO_WGS84.transform(x, y)) != raster_index.NO_POLYGON
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["every-centre-measured", "covered-centres-from-the-raster"])
+def test_the_cells_give_the_r_tree_answers(grids: np.ndarray, raster: bool):
+    """Near points, far points, ties, points off the cells: the same grid and the same metres as the full copy."""
+    metric = project(grids, EPSG)
+    finder = NearestGrid(grids, EPSG)
+    # Part of the far queries (-20 to +25 km) lie off these cells and take the R-tree search.
+    finder.index_area((490_000.0, 3_510_000.0, 510_000.0, 3_530_000.0), covered_by(grids) if raster else None)
+    on_cells = ties = 0
+    for x, y in queries(5).tolist():
+        rank, _ = expected = reference(metric, x, y, None)
+        assert finder.one(x, y) == expected
+        on_cells += bool(finder._cell_of(x, y))
+        ties += rank in (7, 42)
+    assert 4_000 <= on_cells < 4_300  # every near point and some of the far ones
+    assert ties > 10
+
+
+def test_the_cells_measure_only_kept_grids_for_points_outside_the_city():
+    """Cells inside the city list grids nobody kept (for its gaps): an outside point never projects them."""
+    polygons = tiled(holes=(44,))
+    metric = project(polygons, EPSG)
+    finder = NearestGrid(polygons, EPSG, keep=RasterIndex(polygons, cell_m=30.0).edge_ranks())
+    finder.index_area((496_000.0, 3_516_000.0, 508_000.0, 3_528_000.0), covered_by(polygons))
+    rng = np.random.default_rng(6)
+    points = np.vstack([rng.uniform(-2_000, 6_000, (3_000, 2)), rng.uniform(1_600, 2_000, (300, 2))])
+    outside = points[~shapely.intersects_xy(shapely.union_all(metric), points[:, 0] + 500_000, points[:, 1] + 3_520_000)]
+    for x, y in (outside + (500_000, 3_520_000)).tolist():
+        assert finder._cell_of(x, y)
+        assert finder.one(x, y) == reference(metric, x, y, None)
+    assert len(finder._kept) == 36 + 8
+    # Not vacuous: a cell inside the city lists square 22 (rank 22), which is neither outline nor rim.
+    assert 22 in finder._cell_of(501_000.0, 3_521_000.0) and 22 not in finder._kept

@@ -5,6 +5,8 @@ two vertices of a real edge), exact vertices (where three or more grids meet), a
 outside the city. The expected answer comes from PostGIS alone, in one query.
 """
 
+import time
+
 import numpy as np
 import pytest
 import shapely
@@ -14,6 +16,7 @@ from etl.load import copy_rows
 from geoservice.boundaries.versions import current_version_id
 from geoservice.infra.database import transaction
 from geoservice.routing.loader import load_router
+from geoservice.routing.registry import RouterRegistry
 from tests.settings import ROUTING
 
 N_RANDOM, N_EDGE, N_VERTEX, N_OUTSIDE = 60_000, 20_000, 10_000, 10_000
@@ -112,3 +115,32 @@ def test_bulk_departments_equal_single_event_decisions(router):
         got_rule = bulk["rule_id"].iat[k]
         assert (None if pd.isna(got_rule) else int(got_rule)) == single.rule_id, (lon, lat, category)
         assert bulk["department"].iat[k] == (single.department_code or "")
+
+
+def test_points_outside_every_grid_get_the_same_answer_from_the_cells(demo_db: Engine):
+    """Just outside (0.1-100 m) and far outside (1-15 km): the cells answer what the R-tree search answered."""
+    with transaction(demo_db) as session:
+        router = load_router(session, current_version_id(session), ROUTING)
+    x, y, kind = sample_points(router)
+    near = np.flatnonzero((kind == "outside") & (router.grid_index.locate_many(x, y) < 0))[:1_500]
+    rng = np.random.default_rng(11)
+    centre = np.array(shapely.centroid(shapely.union_all(router.grid_index.polygons)).coords[0])
+    away = np.column_stack([x[near], y[near]]) - centre
+    away /= np.linalg.norm(away, axis=1, keepdims=True)
+    far = np.column_stack([x[near], y[near]])[:500] + away[:500] * rng.uniform(0.01, 0.15, (500, 1))
+    points = np.vstack([np.column_stack([x[near], y[near]]), far]).tolist()
+    searched = [router.locate(lon, lat) for lon, lat in points]
+    router.index_outside_points()
+    assert [router.locate(lon, lat) for lon, lat in points] == searched
+    on_cells = sum(bool(router._nearest_grids._cell_of(*router.to_metric(lon, lat))) for lon, lat in points)
+    assert on_cells == len(points) > 1_900  # every one of them was answered from the cells
+    assert sum(a.grid is None and a.nearest_grid is not None for a in searched) > 500  # far: a 404 naming one
+
+
+def test_the_served_router_gets_its_outside_cells(demo_db: Engine):
+    router = RouterRegistry(demo_db, ROUTING).current()
+    waited = 0.0
+    while router._nearest_grids._cell_index is None and waited < 60:
+        time.sleep(0.1)
+        waited += 0.1
+    assert router._nearest_grids._cell_index is not None
