@@ -65,6 +65,7 @@ CHANGED = (
 )
 LOOKBACK = 1_000
 HANDLING_STATES = ("dispatched", "handling", "reopened")
+SCOPE_MASKS = 16  # caller scopes whose masks are kept
 
 
 class Codes:
@@ -203,6 +204,12 @@ class EventPoints:
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         self._reloading = False
+        # The running clocks of the columns in hand (0.4 % of a year's events): the columns object, then
+        # the rows whose state runs one, then which of those are "reported" (the accept clock).
+        self._running: tuple[Columns, np.ndarray, np.ndarray] | None = None
+        # Which events each recent caller scope keeps, for the columns in hand (a mask per scope, 1 MB a
+        # million events): testing the scope on a zoom-10 tile's rows took 2.6 ms of its 17 (measured).
+        self._scopes: tuple[Columns | None, dict[EventScope, np.ndarray]] = (None, {})
 
     def columns(self, version: Hashable) -> Columns:
         """The columns as of at least ``version`` (the events version the tile service read)."""
@@ -240,8 +247,9 @@ class EventPoints:
         # holds a few hundredths of a county's events), not a million-long mask per test.
         inside = (columns.lon_high >= west) & (columns.lon_low <= east)
         inside &= (columns.lat_high >= south) & (columns.lat_low <= north)
+        if not scope.everything:
+            inside &= self._scope_mask(columns, scope)
         rows = np.flatnonzero(inside)
-        rows = rows[self._in_scope(columns, scope, rows)]
         if filters.statuses:
             rows = rows[self.statuses.accepted(lambda s: s in filters.statuses, columns.status[rows])]
         if filters.category:
@@ -320,47 +328,72 @@ class EventPoints:
         return columns.sorted()
 
     # --- rules -----------------------------------------------------------------------------------
-    def _in_scope(self, columns: Columns, scope: EventScope, rows: np.ndarray) -> np.ndarray:
-        """``geoservice.events.queries.scope_sql``, over the columns: which of ``rows`` the caller may see."""
+    def _scope_mask(self, columns: Columns, scope: EventScope) -> np.ndarray:
+        """Which of all the events ``scope`` keeps, kept for the next tile of the same scope and columns."""
+        held, masks = self._scopes
+        if held is not columns:
+            masks = {}
+            self._scopes = (columns, masks)  # one assignment: another thread reads the old pair or the new
+        mask = masks.get(scope)
+        if mask is None:
+            mask = self._in_scope(columns, scope)
+            if len(masks) >= SCOPE_MASKS:
+                masks.clear()  # a few scopes are in use at once: no order worth keeping
+            masks[scope] = mask
+        return mask
+
+    def _in_scope(self, columns: Columns, scope: EventScope) -> np.ndarray:
+        """``geoservice.events.queries.scope_sql``, over the columns: which events the caller may see."""
         if scope.everything:
-            return np.ones(len(rows), dtype=bool)
+            return np.ones(len(columns.id), dtype=bool)
         if scope.region_prefix is not None:
             prefix = scope.region_prefix
-            return self.places.accepted(lambda p: p.startswith(prefix), columns.place[rows])
+            return self.places.accepted(lambda p: p.startswith(prefix), columns.place)
         if scope.department_code is not None:
-            lead = self.departments.accepted(lambda d: d == scope.department_code, columns.department[rows])
+            lead = self.departments.accepted(lambda d: d == scope.department_code, columns.department)
             listed = f",{scope.department_code},"
-            return lead | self.co_departments.accepted(lambda c: listed in c, columns.co_departments[rows])
+            return lead | self.co_departments.accepted(lambda c: listed in c, columns.co_departments)
         if scope.reporter_username is not None:
-            return self.reporters.accepted(lambda r: r == scope.reporter_username, columns.reporter[rows])
-        return np.zeros(len(rows), dtype=bool)
+            return self.reporters.accepted(lambda r: r == scope.reporter_username, columns.reporter)
+        return np.zeros(len(columns.id), dtype=bool)
 
     def _warnings(self, columns: Columns, rows: np.ndarray, now: float, thresholds: Thresholds) -> np.ndarray:
-        """``warning_sql`` over the columns: a colour code for each of ``rows``."""
-        colour = np.zeros(len(rows), dtype=np.int8)
-        status = columns.status[rows]
-        reported = self.statuses.accepted(lambda s: s == "reported", status)
-        handling = self.statuses.accepted(lambda s: s in HANDLING_STATES, status)
-        running = np.flatnonzero(reported | handling)  # only these can have a colour: the times of the rest stay unread
-        at, reported, handling = rows[running], reported[running], handling[running]
-        accept_due, handle_due = columns.accept_due[at], columns.handle_due[at]
-        reported_at, dispatched = columns.reported[at], columns.dispatched[at]
+        """``warning_sql`` over the columns: a colour code for each of ``rows``.
+
+        Only running clocks have a colour, so the colours are worked out for those alone (found once
+        per columns object) and then read for the tile's rows: at zoom 10 a tile holds 400,000 events
+        and testing each one's state took 3.4 ms of the tile's 17 (measured), the lookup 0.4.
+        """
+        running, reported = self._running_clocks(columns)
+        accept_due, handle_due = columns.accept_due[running], columns.handle_due[running]
+        reported_at, dispatched = columns.reported[running], columns.dispatched[running]
         accept = reported & ~np.isnan(accept_due)
-        handle = handling & ~np.isnan(handle_due) & ~np.isnan(dispatched)
+        handle = ~reported & ~np.isnan(handle_due) & ~np.isnan(dispatched)
         timed = accept | handle
-        if not timed.any():
-            return colour
-        start = np.where(accept, reported_at, dispatched)[timed]
-        due = np.where(accept, accept_due, handle_due)[timed]
-        span = due - start
-        with np.errstate(divide="ignore", invalid="ignore"):
-            used = np.where(span != 0, (now - start) / np.where(span != 0, span, 1.0), np.inf)
-        codes = np.zeros(len(used), dtype=np.int8)
-        codes[used >= thresholds.blue] = WARNING_CODE["blue"]
-        codes[used >= thresholds.yellow] = WARNING_CODE["yellow"]
-        codes[(used >= thresholds.red) | (now >= due)] = WARNING_CODE["red"]
-        colour[running[timed]] = codes
-        return colour
+        colour = np.zeros(len(columns.id), dtype=np.int8)
+        if timed.any():
+            start = np.where(accept, reported_at, dispatched)[timed]
+            due = np.where(accept, accept_due, handle_due)[timed]
+            span = due - start
+            with np.errstate(divide="ignore", invalid="ignore"):
+                used = np.where(span != 0, (now - start) / np.where(span != 0, span, 1.0), np.inf)
+            codes = np.zeros(len(used), dtype=np.int8)
+            codes[used >= thresholds.blue] = WARNING_CODE["blue"]
+            codes[used >= thresholds.yellow] = WARNING_CODE["yellow"]
+            codes[(used >= thresholds.red) | (now >= due)] = WARNING_CODE["red"]
+            colour[running[timed]] = codes
+        return colour[rows]
+
+    def _running_clocks(self, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
+        """The rows whose state runs a clock ("reported", or one of ``HANDLING_STATES``), and which are "reported"."""
+        known = self._running
+        if known is not None and known[0] is columns:
+            return known[1], known[2]
+        reported = self.statuses.accepted(lambda s: s == "reported", columns.status)
+        handling = self.statuses.accepted(lambda s: s in HANDLING_STATES, columns.status)
+        running = np.flatnonzero(reported | handling)
+        self._running = (columns, running, reported[running])  # one assignment: a thread sees all or none
+        return running, reported[running]
 
 
 WARNING_CODE = {"none": 0, "blue": 1, "yellow": 2, "red": 3}

@@ -8,7 +8,7 @@ aggregate (``events_in_memory=False``) decode to the same cells: position, count
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
@@ -135,3 +135,33 @@ def test_a_change_the_versions_miss_is_read_at_the_next_whole_reload(empty_db: E
             break
         time.sleep(0.05)
     assert bool(now.status[now.id == event["id"]][0] == accepted) == seen
+
+
+def test_a_scope_counts_the_events_reported_after_its_first_tile(empty_db: Engine):
+    """Which events a scope keeps is worked out once per state of the events: a new report is in the next tile."""
+    events_city.load_events_city(empty_db)
+    memory = TileService(empty_db, TileSettings(cache_mb=0, version_check_s=0))
+    rows = TileService(empty_db, TileSettings(cache_mb=0, version_check_s=0, events_in_memory=False))
+    town_a = tile_scope(Scope(region_prefix=events_city.TOWN_A[:9]))
+    address = TileAddress(10, *tile_of(*events_city.centre(0), 10))
+
+    def counted() -> tuple[int, int]:
+        """Events and red warnings in the tile, a year on (when every clock has run out)."""
+        now = datetime.now(UTC) + timedelta(days=365)
+        found = cells(memory.build(LAYERS["events"], address, town_a, TileFilters(), RULES, now=now))
+        assert found == cells(rows.build(LAYERS["events"], address, town_a, TileFilters(), RULES, now=now))
+        return sum(c[1] for c in found), sum(c[2] for c in found)
+
+    with tiles_client(empty_db) as client:
+        admin = sign_in(client, empty_db, Role.admin)
+
+        def report(grid: int) -> None:
+            lon, lat = events_city.centre(grid)
+            body = {"lon": lon, "lat": lat, "category": "city_management.garbage", "description": f"垃圾 {grid}"}
+            assert client.post("/v1/events", json=body, headers=admin).status_code == 201
+
+        report(0)
+        report(2)  # town B's: never in town A's tiles
+        assert counted() == (1, 1)
+        report(1)
+        assert counted() == (2, 2)
