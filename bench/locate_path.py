@@ -8,11 +8,15 @@ then for each city:
   grid lookup, WGS84 → metric, station, posts per level, the whole ``Router.locate``, and the JSON
   answer (``geoservice.api.locate.answer_of`` + ``json.dumps``, as ``JSONResponse`` renders it);
 * with ``--profile``, prints a cProfile of a tight loop over ``Router.locate``;
+* with ``--outside N``, times ``Router.locate`` on the points outside every grid among N drawn, in
+  interleaved rounds without and with the router's outside cells (``Router.index_outside_points``),
+  and checks that both give the same answers;
 * with ``--save NAME`` / ``--compare NAME``, writes or checks every answer's exact JSON and the
   unrounded distances (``bench/out/answers_<city>_<NAME>.pkl``): a faster path must give the same
   answers, bit for bit, as the one it replaces.
 
-``python -m bench.locate_path [--cities demo] [--points 200000] [--profile] [--save before | --compare before]``
+``python -m bench.locate_path [--cities demo] [--points 200000] [--profile] [--outside 200000]
+[--save before | --compare before]``
 """
 
 from __future__ import annotations
@@ -108,6 +112,27 @@ def fingerprint(location: Location, router: Router, x: float, y: float) -> tuple
     return answer, raw
 
 
+def outside_rounds(router: Router, points: Any, rounds: int) -> None:
+    """``Router.locate`` outside every grid: the R-tree search against the cells, same points, interleaved."""
+    outside = router.grid_index.locate_many(points.lon, points.lat) < 0
+    coords = list(zip(points.lon[outside].tolist(), points.lat[outside].tolist(), strict=True))
+    finder = router._nearest_grids
+    cells = finder._cell_index
+    answers = {}
+    times: dict[str, list[np.ndarray]] = {"R-tree search": [], "cells": []}
+    for _ in range(rounds):
+        for way in times:
+            finder._cell_index = cells if way == "cells" else None
+            times[way].append(per_call(router.locate, coords))
+            answers[way] = [router.locate(x, y) for x, y in coords]
+    finder._cell_index = cells
+    differ = sum(a != b for a, b in zip(answers["R-tree search"], answers["cells"], strict=True))
+    print(f"outside every grid: {len(coords):,} points, {differ} answers differ between the two ways")
+    for way, runs in times.items():
+        figures = "  ".join(f"{np.median(us):6.1f} / {np.percentile(us, 99):6.1f}" for us in runs)
+        print(f"  {way:14s} Router.locate median / p99 µs per round: {figures}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cities", default=",".join(CITY_KEYS))
@@ -116,6 +141,8 @@ def main() -> None:
     parser.add_argument("--save")
     parser.add_argument("--compare")
     parser.add_argument("--answers", type=int, default=200_000, help="points fingerprinted by --save/--compare")
+    parser.add_argument("--outside", type=int, default=0, help="points drawn for the outside-cells rounds (0: none)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     keys = tuple(k for k in args.cities.split(",") if k)
     points = random_points(county_boundary(), max(args.points, args.answers))
@@ -137,6 +164,8 @@ def main() -> None:
                 router.locate(x, y)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+        if args.outside:
+            outside_rounds(router, random_points(county_boundary(), args.outside), args.rounds)
         if args.save or args.compare:
             answers = [fingerprint(router.locate(x, y), router, x, y) for x, y in points.head(args.answers)]
             path = OUT / f"answers_{key}_{args.save or args.compare}.pkl"
