@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from layers.crs import project
 
+CellIndex = tuple[tuple[float, float, float, int, int], NDArray[np.int64], NDArray[np.int32]]
 Covered = Callable[[NDArray[np.float64], NDArray[np.float64]], NDArray[np.bool_]]  # metric x, y: inside a grid?
 
 NONE = -1
@@ -68,9 +69,10 @@ class NearestGrid:
         kept = [] if keep is None else np.unique(keep).tolist()
         self._kept: dict[int, shapely.Geometry] = dict(zip(kept, project(polygons[kept], metric_epsg), strict=True))
         self._room = len(self._kept) + KEPT_GRIDS
-        # ((x0, y0, side, nx, ny), candidates per cell), set once whole: a thread reading it never
-        # pairs one build's cells with another's layout.
-        self._cell_index: tuple[tuple[float, float, float, int, int], list[tuple[int, ...]]] | None = None
+        # ((x0, y0, side, nx, ny), starts, ranks): cell c's candidates are ranks[starts[c] : starts[c + 1]].
+        # Set once whole: a thread reading it never pairs one build's cells with another's layout. Arrays,
+        # not lists: a province's 1.4 million candidates would be ~50 MB of Python ints a worker.
+        self._cell_index: CellIndex | None = None
 
     def index_area(self, bounds: tuple[float, float, float, float], covered: Covered | None = None) -> None:
         """Cells over ``bounds`` (metric), each with the grids that can be nearest to a point in it.
@@ -95,18 +97,21 @@ class NearestGrid:
         side = max(math.sqrt(width * height / n_cells), 1.0)
         nx, ny = int(width // side) + 1, int(height // side) + 1
         reach = side * math.sqrt(2) + CELL_SLACK_M  # 2h, and the slack
-        cells: list[tuple[int, ...]] = []
+        counts, ranks = [], []
         for start in range(0, nx * ny, BLOCK_CELLS):
             k = np.arange(start, min(start + BLOCK_CELLS, nx * ny))
             x, y = minx + (k % nx + 0.5) * side, miny + (k // nx + 0.5) * side
             inside = covered(x, y) if covered is not None else np.zeros(len(k), dtype=bool)
-            cells.extend(self._candidates(shapely.points(x, y), inside, reach))
-        self._cell_index = (float(minx), float(miny), float(side), nx, ny), cells
+            count, rank = self._candidates(shapely.points(x, y), inside, reach)
+            counts.append(count)
+            ranks.append(rank)
+        starts = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+        self._cell_index = (float(minx), float(miny), float(side), nx, ny), starts, np.concatenate(ranks)
 
     def _candidates(
         self, centres: NDArray[np.object_], inside: NDArray[np.bool_], reach: float
-    ) -> list[tuple[int, ...]]:
-        """For each centre, the ranks of the grids within ``reach`` of its nearest grid's distance."""
+    ) -> tuple[NDArray[np.intp], NDArray[np.int32]]:
+        """For each centre, the grids within ``reach`` of its nearest grid's distance: how many, then their ranks."""
         assert self._tree is not None
         metric: dict[int, shapely.Geometry] = dict(self._kept)
 
@@ -130,11 +135,8 @@ class NearestGrid:
         np.minimum.at(nearest, cell, distance)
         close = distance <= nearest[cell] + reach
         cell, rank = cell[close], rank[close]
-        order = np.lexsort((rank, cell))
-        cell, rank = cell[order], rank[order]
-        start = np.searchsorted(cell, np.arange(len(centres) + 1)).tolist()
-        ranks = rank.tolist()
-        return [tuple(ranks[start[c] : start[c + 1]]) for c in range(len(centres))]
+        order = np.lexsort((rank, cell))  # by cell, then in rank order
+        return np.bincount(cell, minlength=len(centres)), rank[order].astype(np.int32)
 
     def one(self, x: float, y: float) -> tuple[int, float]:
         """(rank, metres) of the nearest grid to one metric point; (-1, inf) when there is none (or a NaN point).
@@ -159,7 +161,7 @@ class NearestGrid:
         k = int(distances.argmin())
         return int(ranks[k]), float(distances[k])
 
-    def _nearest_of(self, candidates: tuple[int, ...], x: float, y: float, point: shapely.Point) -> tuple[int, float]:
+    def _nearest_of(self, candidates: list[int], x: float, y: float, point: shapely.Point) -> tuple[int, float]:
         """The nearest of a cell's candidates (in rank order), measuring the kept grids first.
 
         A grid nobody kept (inside the city, listed for the gaps between grids) is projected only if
@@ -180,15 +182,16 @@ class NearestGrid:
             best = min(distances)
         return min(r for r, d in zip(ranks, distances, strict=True) if d == best), best  # the smallest rank on a tie
 
-    def _cell_of(self, x: float, y: float) -> tuple[int, ...]:
-        """The candidates of the point's cell; none off the cells (or for NaN)."""
+    def _cell_of(self, x: float, y: float) -> list[int]:
+        """The candidates of the point's cell, in rank order; none off the cells (or for NaN)."""
         if self._cell_index is None:
-            return ()
-        (x0, y0, side, nx, ny), cells = self._cell_index
+            return []
+        (x0, y0, side, nx, ny), starts, ranks = self._cell_index
         fx, fy = (x - x0) / side, (y - y0) / side
         if not (0.0 <= fx < nx and 0.0 <= fy < ny):  # NaN fails too
-            return ()
-        return cells[int(fy) * nx + int(fx)]
+            return []
+        cell = int(fy) * nx + int(fx)
+        return ranks[starts[cell] : starts[cell + 1]].tolist()
 
     def many(self, xy: NDArray[np.float64], within_m: float) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
         """Rank and metres of the nearest grid within ``within_m`` for each metric point; (-1, inf) where none."""
