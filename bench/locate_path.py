@@ -61,7 +61,7 @@ def routers(keys: tuple[str, ...]) -> dict[str, Router]:
                 version = session.execute(text("SELECT id FROM boundary_versions WHERE status = 'published'")).scalar()
                 out[key] = load_router(session, version, RoutingSettings())
             started = time.perf_counter()
-            out[key].index_outside_points()  # as a served router has them
+            out[key].index_outside_points()  # as a served router has them once it has met such a point
             print(f"{key}: outside cells built in {time.perf_counter() - started:.2f} s")
         finally:
             engine.dispose()

@@ -101,8 +101,8 @@ class SingleResult:
 def load_city_router(city: City) -> tuple[Router, float, float]:
     """The router as the service serves it, and how long it took: ``load_router``, then its outside cells.
 
-    A server worker builds the cells for points outside every grid beside the router it already
-    answers from (``RouterRegistry``); here they are built before timing single points.
+    A served router builds its cells for points outside every grid in a thread when the first such
+    point comes (``NearestGrid.one``); here they are built before timing single points.
     """
     engine = make_engine(city.url, DatabaseSettings(pool_size=1))
     try:

@@ -188,7 +188,7 @@ def _notes(run: CityRun) -> list[str]:
         f"{HTTP_POINTS:,} points a grid covers, cycled; socket errors {h.router.socket_errors} / "
         f"{h.postgis.socket_errors}.",
         f"Router built in {run.router_build_s:.1f} s (load_router), its cells for points outside every grid "
-        f"in {run.outside_cells_s:.1f} s more (a server builds them beside the router it answers from); "
+        f"in {run.outside_cells_s:.1f} s more (a server builds them when the first such point comes); "
         "city built and loaded (validated import) "
         f"in {run.city.build_s:.0f} s.",
     ]

@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -204,12 +205,12 @@ class EventPoints:
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         self._reloading = False
-        # The running clocks of the columns in hand (0.4 % of a year's events): the columns object, then
-        # the rows whose state runs one, then which of those are "reported" (the accept clock).
-        self._running: tuple[Columns, np.ndarray, np.ndarray] | None = None
+        # The running clocks of the columns in hand (0.4 % of a year's events): the columns (weakly: their
+        # successor must not keep them alive), the rows whose state runs one, which of those are "reported".
+        self._running: tuple[weakref.ref[Columns], np.ndarray, np.ndarray] | None = None
         # Which events each recent caller scope keeps, for the columns in hand (a mask per scope, 1 MB a
         # million events): testing the scope on a zoom-10 tile's rows took 2.6 ms of its 17 (measured).
-        self._scopes: tuple[Columns | None, dict[EventScope, np.ndarray]] = (None, {})
+        self._scopes: tuple[weakref.ref[Columns] | None, dict[EventScope, np.ndarray]] = (None, {})
 
     def columns(self, version: Hashable) -> Columns:
         """The columns as of at least ``version`` (the events version the tile service read)."""
@@ -243,8 +244,8 @@ class EventPoints:
         """Count the events in ``search`` (lon/lat) that the scope and filters keep, per cell of ``cell_m``."""
         box = float_box(np.asarray(search, dtype=np.float64))  # rows west, south, east, north; columns down, up
         west, south, east, north = box[0, 0], box[1, 0], box[2, 1], box[3, 1]  # the envelope rounded outward
-        # The box first, over every event; each later test reads only the rows still in (at zoom 14 a tile
-        # holds a few hundredths of a county's events), not a million-long mask per test.
+        # The box first, over every event, and the caller's scope (its mask is kept); each later test reads
+        # only the rows still in (at zoom 14 a tile holds a few hundredths of a county's events).
         inside = (columns.lon_high >= west) & (columns.lon_low <= east)
         inside &= (columns.lat_high >= south) & (columns.lat_low <= north)
         if not scope.everything:
@@ -331,9 +332,9 @@ class EventPoints:
     def _scope_mask(self, columns: Columns, scope: EventScope) -> np.ndarray:
         """Which of all the events ``scope`` keeps, kept for the next tile of the same scope and columns."""
         held, masks = self._scopes
-        if held is not columns:
+        if held is None or held() is not columns:
             masks = {}
-            self._scopes = (columns, masks)  # one assignment: another thread reads the old pair or the new
+            self._scopes = (weakref.ref(columns), masks)  # one assignment: a thread reads the old pair or the new
         mask = masks.get(scope)
         if mask is None:
             mask = self._in_scope(columns, scope)
@@ -387,12 +388,12 @@ class EventPoints:
     def _running_clocks(self, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
         """The rows whose state runs a clock ("reported", or one of ``HANDLING_STATES``), and which are "reported"."""
         known = self._running
-        if known is not None and known[0] is columns:
+        if known is not None and known[0]() is columns:
             return known[1], known[2]
         reported = self.statuses.accepted(lambda s: s == "reported", columns.status)
         handling = self.statuses.accepted(lambda s: s in HANDLING_STATES, columns.status)
         running = np.flatnonzero(reported | handling)
-        self._running = (columns, running, reported[running])  # one assignment: a thread sees all or none
+        self._running = (weakref.ref(columns), running, reported[running])  # one assignment: all or none
         return running, reported[running]
 
 

@@ -30,7 +30,9 @@ and ~70 µs a point (issue 22); points off the cells still take it.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -39,6 +41,7 @@ from numpy.typing import NDArray
 
 from layers.crs import project
 
+log = logging.getLogger(__name__)
 CellIndex = tuple[tuple[float, float, float, int, int], NDArray[np.int64], NDArray[np.int32]]
 Covered = Callable[[NDArray[np.float64], NDArray[np.float64]], NDArray[np.bool_]]  # metric x, y: inside a grid?
 
@@ -55,8 +58,18 @@ CELL_SLACK_M = 1.0  # a point that rounding puts a hair outside its cell
 class NearestGrid:
     """Nearest grid (rank, metres) to metric points; the grids are lon/lat polygons in rank order."""
 
-    def __init__(self, polygons: NDArray[np.object_], metric_epsg: int, keep: NDArray[np.intp] | None = None) -> None:
-        """``keep``: grids to project now and keep, those a point outside every grid is nearest to (the edges)."""
+    def __init__(
+        self,
+        polygons: NDArray[np.object_],
+        metric_epsg: int,
+        keep: NDArray[np.intp] | None = None,
+        index_later: Callable[[], None] | None = None,
+    ) -> None:
+        """``keep``: grids to project now and keep, those a point outside every grid is nearest to (the edges).
+
+        ``index_later``: what builds the cells (the router's ``index_outside_points``), started in a
+        thread by the first point that ``one`` answers without them.
+        """
         self._polygons = polygons
         self._epsg = metric_epsg
         envelopes = np.empty((len(polygons), 4))
@@ -73,6 +86,8 @@ class NearestGrid:
         # Set once whole: a thread reading it never pairs one build's cells with another's layout. Arrays,
         # not lists: a province's 1.4 million candidates would be ~50 MB of Python ints a worker.
         self._cell_index: CellIndex | None = None
+        self._index_later = index_later
+        self._indexing = threading.Lock()  # held by the one thread building the cells
 
     def index_area(self, bounds: tuple[float, float, float, float], covered: Covered | None = None) -> None:
         """Cells over ``bounds`` (metric), each with the grids that can be nearest to a point in it.
@@ -151,6 +166,8 @@ class NearestGrid:
         candidates = self._cell_of(x, y)
         if candidates:
             return self._nearest_of(candidates, x, y, point)
+        if self._cell_index is None and self._index_later is not None:
+            self._start_indexing()
         nearest_box = self._tree.query_nearest(point, all_matches=False)
         if not nearest_box.size:  # a NaN point
             return NONE, math.inf
@@ -181,6 +198,20 @@ class NearestGrid:
             distances += shapely.distance(self._metric(others), point).tolist()
             best = min(distances)
         return min(r for r, d in zip(ranks, distances, strict=True) if d == best), best  # the smallest rank on a tie
+
+    def _start_indexing(self) -> None:
+        """Build the cells in a thread of their own, once: this point, and those until then, search the R-tree."""
+        if not self._indexing.acquire(blocking=False):
+            return  # under way, or done
+
+        def build() -> None:  # the lock stays held: a failed build is not retried by every later point
+            try:
+                assert self._index_later is not None
+                self._index_later()
+            except Exception:  # such points keep the R-tree search: slower, the same answers
+                log.exception("could not build the cells for points outside every grid")
+
+        threading.Thread(target=build, name="outside-cells", daemon=True).start()
 
     def _cell_of(self, x: float, y: float) -> list[int]:
         """The candidates of the point's cell, in rank order; none off the cells (or for NaN)."""

@@ -108,7 +108,6 @@ class RouterRegistry:
             with self._sessions() as session:
                 router = load_router(session, version_id, self.settings)
             self._current = router  # one assignment: readers see the old router or the new one
-        threading.Thread(target=_index_outside_points, args=(router,), name="router-outside-cells", daemon=True).start()
         log.info("router now answers from boundary version %s (%s)", router.version_name, version_id)
         if self.on_swap is not None:  # outside the build lock: a report waiting for it holds the routing lock
             try:
@@ -133,11 +132,3 @@ class RouterRegistry:
 
     def _woken(self, notes: list[Notify]) -> None:
         self.refresh(force=any(n.payload == LAYERS_CHANGED for n in notes))
-
-
-def _index_outside_points(router: Router) -> None:
-    """The served router's cells for points outside every grid, built while it already answers."""
-    try:
-        router.index_outside_points()
-    except Exception:  # such points keep the R-tree search: slower, the same answers
-        log.exception("could not index the points outside every grid of version %s", router.version_id)

@@ -301,7 +301,8 @@ class Router:
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
         self._to_metric = metric_transformer(metric_epsg, remember_in=index_cache_dir)
-        self._nearest_grids = NearestGrid(self.grid_index.polygons, metric_epsg, keep=self.grid_index.edge_ranks())
+        self._nearest_grids = NearestGrid(self.grid_index.polygons, metric_epsg, keep=self.grid_index.edge_ranks(),
+                                          index_later=self.index_outside_points)  # fmt: skip
         self._code_columns = self._tabulate_codes()
         # Resolved once here, not per answer: each grid's community, town and city; the station
         # areas' station as plain ints; the posts' candidate cells over the grids and the posts.
@@ -323,15 +324,15 @@ class Router:
     def index_outside_points(self) -> None:
         """Candidate cells for single points outside every grid (``NearestGrid.index_area``).
 
-        Not part of the build: 0.1-1 s that ``geoservice route`` (many points at once) never needs and
-        that a publish should not wait for. The registry runs it beside the served router; until it
-        is done, such points take the R-tree search, which gives the same answers.
+        Not part of the build: 0.1-3 s that ``geoservice route`` (many points at once) never needs and
+        that a publish should not wait for. The first single point outside every grid starts it in a
+        thread of its own (``NearestGrid.one``); until it is done, such points take the R-tree search,
+        which gives the same answers. A router that never meets one never pays it.
         """
-        # Made here, not in the build: a transformer costs ~0.1 s to make (layers.crs.pipelines).
-        to_wgs84 = pyproj.Transformer.from_crs(self.metric_epsg, 4326, always_xy=True)
+        inverse = pyproj.enums.TransformDirection.INVERSE
 
         def covered(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.bool_]:
-            return self.grid_index.locate_many(*to_wgs84.transform(x, y)) != NO_POLYGON
+            return self.grid_index.locate_many(*self._to_metric.transform(x, y, direction=inverse)) != NO_POLYGON
 
         self._nearest_grids.index_area(self._area, covered=covered)
 

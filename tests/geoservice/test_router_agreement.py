@@ -129,7 +129,9 @@ def test_points_outside_every_grid_get_the_same_answer_from_the_cells(demo_db: E
     away /= np.linalg.norm(away, axis=1, keepdims=True)
     far = np.column_stack([x[near], y[near]])[:500] + away[:500] * rng.uniform(0.01, 0.15, (500, 1))
     points = np.vstack([np.column_stack([x[near], y[near]]), far]).tolist()
+    router._nearest_grids._index_later = None  # no cells built behind this test's back: the search answers
     searched = [router.locate(lon, lat) for lon, lat in points]
+    assert router._nearest_grids._cell_index is None
     router.index_outside_points()
     assert [router.locate(lon, lat) for lon, lat in points] == searched
     on_cells = sum(bool(router._nearest_grids._cell_of(*router.to_metric(lon, lat))) for lon, lat in points)
@@ -137,10 +139,16 @@ def test_points_outside_every_grid_get_the_same_answer_from_the_cells(demo_db: E
     assert sum(a.grid is None and a.nearest_grid is not None for a in searched) > 500  # far: a 404 naming one
 
 
-def test_the_served_router_gets_its_outside_cells(demo_db: Engine):
+def test_the_first_point_outside_every_grid_starts_the_cells(demo_db: Engine):
+    """Built in a thread of their own, once; meanwhile the search answers, the same."""
     router = RouterRegistry(demo_db, ROUTING).current()
+    centre = router.locate(120.57, 32.39)
+    assert centre.grid is not None and router._nearest_grids._cell_index is None  # a point inside: no cells
+    far = router.locate(121.2, 32.39)  # ~60 km east of the county
+    assert far.grid is None and far.nearest_grid is not None
     waited = 0.0
     while router._nearest_grids._cell_index is None and waited < 60:
         time.sleep(0.1)
         waited += 0.1
     assert router._nearest_grids._cell_index is not None
+    assert router.locate(121.2, 32.39) == far
