@@ -25,7 +25,8 @@ and ties go to the smallest rank (smallest code), as PostGIS ``ORDER BY distance
 A single point first looks in ``index_area``'s cells (as the router's posts do): each cell of a square
 grid over the city and its surroundings lists the grids that can be nearest to a point in it, so the
 answer is one GEOS distance per candidate (a few). The R-tree search above took four shapely calls
-and ~70 µs a point (issue 22); points off the cells still take it.
+and ~70 µs a point (issue 22); points off the cells still take it, and so do those that come while the
+cells are being built (in a thread the first of them starts: 1-3 s that most routers never need).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ SLACK = 1e-9  # relative: an envelope as near as its grid may measure a hair far
 KEPT_GRIDS = 4_096  # grids projected by queries and kept, beyond those kept from the start
 CHUNK_GRIDS = 2_000  # grids projected at a time while the envelopes are built (bounds the build's peak)
 CELLS_PER_GRID = 32  # candidate cells per grid over the area, within these bounds:
-MIN_CELLS, MAX_CELLS = 2_000, 50_000  # ~1 s of build at most on a worker's spare core (bench/RESULTS.md)
+MIN_CELLS, MAX_CELLS = 2_000, 50_000  # 1.3-2.8 s of build, in a thread, on the bench cities (bench/RESULTS.md)
 BLOCK_CELLS = 5_000  # cells whose candidates are found at a time (bounds the grids projected at once)
 CELL_SLACK_M = 1.0  # a point that rounding puts a hair outside its cell
 
@@ -88,6 +89,16 @@ class NearestGrid:
         self._cell_index: CellIndex | None = None
         self._index_later = index_later
         self._indexing = threading.Lock()  # held by the one thread building the cells
+
+    def __getstate__(self) -> dict[str, object]:
+        """All but the lock: Dask sends the router to its workers pickled (``geoservice.routing.distributed``)."""
+        state = self.__dict__.copy()
+        del state["_indexing"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._indexing = threading.Lock()
 
     def index_area(self, bounds: tuple[float, float, float, float], covered: Covered | None = None) -> None:
         """Cells over ``bounds`` (metric), each with the grids that can be nearest to a point in it.
@@ -166,7 +177,7 @@ class NearestGrid:
         candidates = self._cell_of(x, y)
         if candidates:
             return self._nearest_of(candidates, x, y, point)
-        if self._cell_index is None and self._index_later is not None:
+        if self._cell_index is None:
             self._start_indexing()
         nearest_box = self._tree.query_nearest(point, all_matches=False)
         if not nearest_box.size:  # a NaN point
@@ -201,13 +212,13 @@ class NearestGrid:
 
     def _start_indexing(self) -> None:
         """Build the cells in a thread of their own, once: this point, and those until then, search the R-tree."""
-        if not self._indexing.acquire(blocking=False):
-            return  # under way, or done
+        index = self._index_later
+        if index is None or not self._indexing.acquire(blocking=False):
+            return  # nothing to build with, or under way, or done
 
         def build() -> None:  # the lock stays held: a failed build is not retried by every later point
             try:
-                assert self._index_later is not None
-                self._index_later()
+                index()
             except Exception:  # such points keep the R-tree search: slower, the same answers
                 log.exception("could not build the cells for points outside every grid")
 

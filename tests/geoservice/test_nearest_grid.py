@@ -163,3 +163,15 @@ def test_the_cells_measure_only_kept_grids_for_points_outside_the_city():
     assert len(finder._kept) == 36 + 8
     # Not vacuous: a cell inside the city lists square 22 (rank 22), which is neither outline nor rim.
     assert 22 in finder._cell_of(501_000.0, 3_521_000.0) and 22 not in finder._kept
+
+
+def test_a_pickled_finder_answers_the_same_and_can_still_build_its_cells(grids: np.ndarray):
+    """Dask sends the router to its workers pickled: the lock that guards the cells' build stays behind."""
+    import pickle
+
+    finder = NearestGrid(grids, EPSG)
+    finder.index_area((490_000.0, 3_510_000.0, 510_000.0, 3_530_000.0))
+    copy = pickle.loads(pickle.dumps(finder))
+    for x, y in queries(7)[:200].tolist():
+        assert copy.one(x, y) == finder.one(x, y)
+    assert copy._indexing.acquire(blocking=False)
