@@ -67,6 +67,7 @@ CHANGED = (
 LOOKBACK = 1_000
 HANDLING_STATES = ("dispatched", "handling", "reopened")
 SCOPE_MASKS = 16  # caller scopes whose masks are kept
+RUNNING = "running clocks"  # the key of the running clocks among what is derived from the columns
 
 
 class Codes:
@@ -205,12 +206,10 @@ class EventPoints:
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         self._reloading = False
-        # The running clocks of the columns in hand (0.4 % of a year's events): the columns (weakly: their
-        # successor must not keep them alive), the rows whose state runs one, which of those are "reported".
-        self._running: tuple[weakref.ref[Columns], np.ndarray, np.ndarray] | None = None
-        # Which events each recent caller scope keeps, for the columns in hand (a mask per scope, 1 MB a
-        # million events): testing the scope on a zoom-10 tile's rows took 2.6 ms of its 17 (measured).
-        self._scopes: tuple[weakref.ref[Columns] | None, dict[EventScope, np.ndarray]] = (None, {})
+        # What tiles derive from the columns in hand and reuse until they change (``_derived``): each recent
+        # caller scope's mask, and the running clocks. The columns are held weakly: their successor must
+        # not keep them alive.
+        self._derived: tuple[weakref.ref[Columns] | None, dict[Hashable, Any]] = (None, {})
 
     def columns(self, version: Hashable) -> Columns:
         """The columns as of at least ``version`` (the events version the tile service read)."""
@@ -329,18 +328,26 @@ class EventPoints:
         return columns.sorted()
 
     # --- rules -----------------------------------------------------------------------------------
-    def _scope_mask(self, columns: Columns, scope: EventScope) -> np.ndarray:
-        """Which of all the events ``scope`` keeps, kept for the next tile of the same scope and columns."""
-        held, masks = self._scopes
+    def _derived_from(self, columns: Columns) -> dict[Hashable, Any]:
+        """What was derived from ``columns`` so far; a fresh dict once the columns in hand are others."""
+        held, derived = self._derived
         if held is None or held() is not columns:
-            masks = {}
-            self._scopes = (weakref.ref(columns), masks)  # one assignment: a thread reads the old pair or the new
-        mask = masks.get(scope)
+            derived = {}
+            self._derived = (weakref.ref(columns), derived)  # one assignment: a thread reads the old pair or the new
+        return derived
+
+    def _scope_mask(self, columns: Columns, scope: EventScope) -> np.ndarray:
+        """Which of all the events ``scope`` keeps (a byte an event), kept for its next tile.
+
+        Testing the scope on a zoom-10 tile's rows took 2.6 ms of its 17 (measured).
+        """
+        derived = self._derived_from(columns)
+        mask = derived.get(scope)
         if mask is None:
             mask = self._in_scope(columns, scope)
-            if len(masks) >= SCOPE_MASKS:
-                masks.clear()  # a few scopes are in use at once: no order worth keeping
-            masks[scope] = mask
+            if len(derived) > SCOPE_MASKS:
+                derived.clear()  # a few scopes are in use at once: no order worth keeping
+            derived[scope] = mask
         return mask
 
     def _in_scope(self, columns: Columns, scope: EventScope) -> np.ndarray:
@@ -387,14 +394,14 @@ class EventPoints:
 
     def _running_clocks(self, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
         """The rows whose state runs a clock ("reported", or one of ``HANDLING_STATES``), and which are "reported"."""
-        known = self._running
-        if known is not None and known[0]() is columns:
-            return known[1], known[2]
-        reported = self.statuses.accepted(lambda s: s == "reported", columns.status)
-        handling = self.statuses.accepted(lambda s: s in HANDLING_STATES, columns.status)
-        running = np.flatnonzero(reported | handling)
-        self._running = (weakref.ref(columns), running, reported[running])  # one assignment: all or none
-        return running, reported[running]
+        derived = self._derived_from(columns)
+        known = derived.get(RUNNING)
+        if known is None:
+            reported = self.statuses.accepted(lambda s: s == "reported", columns.status)
+            handling = self.statuses.accepted(lambda s: s in HANDLING_STATES, columns.status)
+            running = np.flatnonzero(reported | handling)
+            known = derived[RUNNING] = (running, reported[running])
+        return known
 
 
 WARNING_CODE = {"none": 0, "blue": 1, "yellow": 2, "red": 3}
