@@ -60,8 +60,9 @@ def route(
         if engine == RoutingEngine.dask:
             _route_on_dask(router, source, target, crs, scheduler, workers, load, database)
             return
-        from geoservice.routing.bulk_files import route_file
+        from geoservice.routing.bulk_files import route_file, skip_pyarrow_pandas_probe
 
+        skip_pyarrow_pandas_probe()
         with Progress(
             TextColumn("routing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as bar:

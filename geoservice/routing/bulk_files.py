@@ -21,8 +21,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,33 @@ class Chunk:
     problems: np.ndarray | None = None  # object array of '' or a reason (e.g. not a Point); None: all ''
 
 
+def skip_pyarrow_pandas_probe() -> None:
+    """Let pyarrow's first conversion find no pandas, in a process that has not imported it yet.
+
+    pyarrow asks whether a value it converts is a pandas object, and to answer it imports pandas on its
+    first conversion of any Python or numpy value: 0.23–0.33 s of a one-million-point ``geoservice route``
+    of about 3 s (``-X importtime``, cProfile; bench/RESULTS.md), for a command that hands it numpy arrays
+    and Arrow tables only. pyarrow has no setting for this, so its one probe is answered "not
+    installed" by a finder that refuses the import for that call only. Where pyarrow really needs pandas
+    (``to_pandas``, ``Table.from_pandas``: the GeoJSON writer) it imports it again, and that succeeds.
+    Only for a command's own process: the finder is process-wide while it stands.
+    """
+    if "pandas" in sys.modules:
+        return
+
+    class _NoPandas:
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            if name == "pandas":
+                raise ImportError("pandas is not probed by geoservice route")
+
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0.0])  # pyarrow's probe runs here, once per process
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def route_file(
     router: Router,
     source: Path,
@@ -80,17 +110,21 @@ def route_file(
     chunk_rows: int = 200_000,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> RouteSummary:
-    """Route every row of ``source`` into ``target``; bad rows into ``rejects``."""
+    """Route every row of ``source`` into ``target``; bad rows into ``rejects``.
+
+    Both files are written under temporary names beside them and renamed when every row is done: an
+    input that breaks half-way (a bad line a million rows in) leaves the previous output as it was,
+    not half of a new one.
+    """
     if target.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ReadError(target, "write .csv, .parquet, .gpkg or .geojson")
     rejects = rejects or target.with_name(target.stem + ".rejected.csv")
     total, input_crs, chunks = _open(source, crs, chunk_rows)
-    for path in (target, rejects):
-        path.unlink(missing_ok=True)
+    partial, partial_rejects = _partial(target), _partial(rejects)
     summary = RouteSummary(rejects)
-    writer, reject_writer = _writer(target), _CsvWriter(rejects)
+    writer, reject_writer = _InBackground(_writer(partial, layer=target.stem)), _CsvWriter(partial_rejects)
     try:
-        for chunk in chunks:
+        for chunk in _read_ahead(chunks):
             summary.rows += chunk.table.num_rows
             lon, lat, problems = checked_wgs84(chunk.x, chunk.y, input_crs)
             if chunk.problems is not None:
@@ -115,10 +149,23 @@ def route_file(
             progress(summary.rows, max(total, summary.rows))
         progress(summary.rows, summary.rows)
         writer.close()
+        reject_writer.close()
+        os.replace(partial, target)
+        if partial_rejects.exists():
+            os.replace(partial_rejects, rejects)
+        else:
+            rejects.unlink(missing_ok=True)  # an earlier run's rejects are not this run's
     finally:
         writer.abort()
         reject_writer.close()
+        partial.unlink(missing_ok=True)
+        partial_rejects.unlink(missing_ok=True)
     return summary
+
+
+def _partial(path: Path) -> Path:
+    """Where ``path`` is written until it is whole: hidden, beside it (a rename stays on one file system)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
 
 
 def checked_wgs84(x: np.ndarray, y: np.ndarray, crs: InputCRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -154,6 +201,19 @@ def _set_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
 
 
 # --- reading -------------------------------------------------------------------------------------------
+def _read_ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """The chunks, each next one read in a thread of its own while the caller routes the one in hand.
+
+    Arrow's CSV and Parquet readers release the GIL while they parse and decompress, so on two cores
+    reading overlaps routing, as writing does (``_InBackground``). One chunk is read ahead, no more.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="route-reader") as thread:
+        ahead = thread.submit(next, chunks, None)
+        while (chunk := ahead.result()) is not None:
+            ahead = thread.submit(next, chunks, None)
+            yield chunk
+
+
 def _open(source: Path, crs: str | None, chunk_rows: int) -> tuple[int, InputCRS, Iterator[Chunk]]:
     """Rows for the progress bar (a CSV's estimated, 0 when not known), the input's CRS, and its chunks."""
     if not source.exists():
@@ -413,6 +473,42 @@ class _Writer:
         """Release what is open after an error (after ``close`` it does nothing)."""
 
 
+class _InBackground(_Writer):
+    """Another writer, writing each chunk in a thread of its own while the next chunk is read and routed.
+
+    Arrow's writers release the GIL while they encode and compress, so on two cores the write of one
+    chunk (0.4 s of a million points' GeoParquet) overlaps the routing of the next. At most one chunk
+    waits to be written, so memory stays two chunks'. A failed write is raised by the next ``write``
+    or by ``close``, so the command never reports a file it did not finish.
+    """
+
+    def __init__(self, writer: _Writer) -> None:
+        super().__init__(writer.target)
+        self.writer = writer
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="route-writer")
+        self._pending: Future[None] | None = None
+
+    def write(self, table: pa.Table, lon: np.ndarray, lat: np.ndarray) -> None:
+        self._finish_pending()
+        self._pending = self._thread.submit(self.writer.write, table, lon, lat)
+
+    def close(self) -> None:
+        self._finish_pending()
+        self.writer.close()
+
+    def abort(self) -> None:
+        if self._pending is not None:
+            self._pending.exception()  # wait for it; the error that brought us here is the one to raise
+            self._pending = None
+        self._thread.shutdown()
+        self.writer.abort()
+
+    def _finish_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+
 class _CsvOutput(_Writer):
     def __init__(self, target: Path) -> None:
         super().__init__(target)
@@ -485,8 +581,9 @@ class _ParquetOutput(_Writer):
 class _GeoOutput(_Writer):
     """GeoPackage chunk by chunk, GeoJSON once at the end (the driver cannot append), through pyogrio."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, layer: str) -> None:
         super().__init__(target)
+        self.layer = layer
         self.held: list[pa.Table] = []
         self.written = False
 
@@ -517,13 +614,14 @@ class _GeoOutput(_Writer):
         geometry = shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))
         driver = "GeoJSON" if self.target.suffix.lower() == ".geojson" else "GPKG"
         pyogrio.write_dataframe(gpd.GeoDataFrame(frame, geometry=geometry, crs=4326), self.target,
-                                driver=driver, append=append)  # fmt: skip
+                                layer=self.layer, driver=driver, append=append)  # fmt: skip
 
 
-def _writer(target: Path) -> _Writer:
+def _writer(target: Path, layer: str) -> _Writer:
+    """The writer for ``target``'s format; ``layer`` names a GeoPackage's or GeoJSON's layer (the file's final name)."""
     suffix = target.suffix.lower()
     if suffix == ".csv":
         return _CsvOutput(target)
     if suffix == ".parquet":
         return _ParquetOutput(target)
-    return _GeoOutput(target)
+    return _GeoOutput(target, layer)

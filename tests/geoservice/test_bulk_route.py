@@ -12,6 +12,7 @@ from shapely import LineString, Point
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from etl.formats import ReadError
 from geoservice.cli import app
 from layers.crs import wgs84_to_gcj02
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
@@ -176,3 +177,55 @@ def test_the_progress_bar_ends_on_the_rows_read(routing_city: Engine, tmp_path: 
     assert all(done <= total for done, total in steps)
     assert 0.8 * rows <= steps[0][1] <= 1.2 * rows  # the estimate, before the file is read through
     assert steps[-1] == (rows, rows)
+
+
+def test_many_chunks_come_out_in_their_order(routing_city: Engine, tmp_path: Path):
+    """Each next chunk is read, and the last one written, while one is routed: the rows keep their order."""
+    rows = 7_500
+    west, east = (X0 + 0.5 * D, Y0 + 0.5 * D), (X0 + 3.5 * D, Y0 + 0.5 * D)
+    points = [west if (i // 1000) % 2 == 0 else east for i in range(rows)]  # the grid changes chunk by chunk
+    pq.write_table(pa.table({"id": list(range(rows)), "lon": [x for x, _ in points], "lat": [y for _, y in points]}),
+                   tmp_path / "in.parquet", row_group_size=500)  # fmt: skip
+    for name in ("out.parquet", "out.csv"):
+        assert f"{rows:,} rows: {rows:,} routed" in route(tmp_path / "in.parquet", tmp_path / name, "--chunk", 1000)
+    for out in (pd.read_parquet(tmp_path / "out.parquet"), pd.read_csv(tmp_path / "out.csv", dtype={"grid_code": str})):
+        assert list(out["id"]) == list(range(rows))
+        assert list(out["grid_code"]) == [WEST + "001" if p == west else EAST + "002" for p in points]
+
+
+def test_an_input_that_breaks_half_way_leaves_the_old_output(routing_city: Engine, tmp_path: Path):
+    """A bad line megabytes in fails after chunks were routed and written: nothing of the new run is kept."""
+    from geoservice.boundaries.versions import current_version_id
+    from geoservice.infra.database import transaction
+    from geoservice.routing.bulk_files import route_file
+    from geoservice.routing.loader import load_router
+    from tests.settings import ROUTING
+
+    good = f"{X0 + 0.5 * D},{Y0 + 0.5 * D},巡查记录\n"
+    with (tmp_path / "in.csv").open("wb") as handle:
+        handle.write(b"lon,lat,note\n" + good.encode() * 100_000 + b"1,2,\xff\xfe\n" + good.encode() * 10)
+    (tmp_path / "out.csv").write_text("yesterday's answer\n")
+    (tmp_path / "out.rejected.csv").write_text("yesterday's rejects\n")
+    with transaction(routing_city) as session:
+        router = load_router(session, current_version_id(session), ROUTING)
+    steps: list[int] = []
+    with pytest.raises(ReadError, match="cannot read as UTF-8 CSV"):
+        route_file(router, tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=1000,
+                   progress=lambda done, total: steps.append(done))  # fmt: skip
+    assert steps and steps[-1] >= 10_000  # chunks were routed and written before the bad line was read
+    assert (tmp_path / "out.csv").read_text() == "yesterday's answer\n"
+    assert (tmp_path / "out.rejected.csv").read_text() == "yesterday's rejects\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv", "out.rejected.csv"]  # no partial file
+    result = CliRunner().invoke(app, ["route", str(tmp_path / "in.csv"), str(tmp_path / "out.csv")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "cannot read as UTF-8 CSV" in result.output.strip().splitlines()[-1]
+    assert (tmp_path / "out.csv").read_text() == "yesterday's answer\n"
+
+
+def test_a_geopackage_layer_is_named_after_the_file(routing_city: Engine, tmp_path: Path):
+    pd.DataFrame({"lon": [X0 + 0.5 * D], "lat": [Y0 + 0.5 * D]}).to_csv(tmp_path / "in.csv", index=False)
+    route(tmp_path / "in.csv", tmp_path / "巡查点.gpkg")
+    import pyogrio
+
+    assert [name for name, _ in pyogrio.list_layers(tmp_path / "巡查点.gpkg")] == ["巡查点"]
+    assert list(gpd.read_file(tmp_path / "巡查点.gpkg")["grid_code"]) == [WEST + "001"]

@@ -2,7 +2,7 @@
 
 A user waits for the route command's imports and pays each worker's memory; geopandas, pandas,
 pyogrio, scipy, folium, spopt/pulp, Alembic and GeoAlchemy2 are imported by the code paths that use
-them, not at start (pandas excepted in the route command: pyarrow imports it itself). Each test runs the real thing in a fresh interpreter (routes a file; answers
+them, not at start (pyarrow's own probe for pandas included). Each test runs the real thing in a fresh interpreter (routes a file; answers
 ``/readyz`` from a router built from the database) and then lists which of those it loaded. Twice:
 the first run fills the router cache (building the grid index labels its raster with scipy.ndimage),
 the second starts as every later run and every restarted worker does, from the filled cache.
@@ -49,7 +49,24 @@ def test_route_command_routes_a_file_without_the_libraries_it_does_not_use(routi
         assert "2 rows: 2 routed" in shown["stdout"]
         with target.open() as f:
             assert [row["grid_code"] for row in csv.DictReader(f)] == [WEST + "001", EAST + "002"]
-    assert shown["loaded"] == ["pandas"]  # pyarrow imports it at its first conversion of numpy arrays
+    assert shown["loaded"] == []
+
+
+def test_route_command_still_writes_geojson_through_pandas(routing_city: Engine, tmp_path: Path):
+    """The GeoJSON writer needs pandas after pyarrow's probe was told there is none: it gets it."""
+    source, target = tmp_path / "in.csv", tmp_path / "out.geojson"
+    with source.open("w", newline="") as f:
+        csv.writer(f).writerows([["id", "lon", "lat"], ["a", X0 + 0.5 * D, Y0 + 0.5 * D], ["b", X0 + 3.5 * D, Y0 + 0.5 * D]])
+    probe = (
+        "from geoservice.cli import app\n"
+        f"try:\n    app(['route', {str(source)!r}, {str(target)!r}])\n"
+        "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+    )
+    shown = run_probe(probe, routing_city.url.render_as_string(hide_password=False), tmp_path)
+    assert "2 rows: 2 routed" in shown["stdout"]
+    features = json.loads(target.read_text())["features"]
+    assert [f["properties"]["grid_code"] for f in features] == [WEST + "001", EAST + "002"]
+    assert "pandas" in shown["loaded"]
 
 
 def test_a_server_worker_answers_without_the_libraries_of_rarer_routes(empty_db: Engine, empty_url: str, tmp_path: Path):
