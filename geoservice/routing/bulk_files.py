@@ -477,9 +477,10 @@ class _InBackground(_Writer):
     """Another writer, writing each chunk in a thread of its own while the next chunk is read and routed.
 
     Arrow's writers release the GIL while they encode and compress, so on two cores the write of one
-    chunk (0.4 s of a million points' GeoParquet) overlaps the routing of the next. At most one chunk
-    waits to be written, so memory stays two chunks'. A failed write is raised by the next ``write``
-    or by ``close``, so the command never reports a file it did not finish.
+    chunk (0.4 s of a million points' GeoParquet) overlaps the routing of the next. One chunk is
+    written at a time, and ``write`` waits for the one before: with the one read ahead, a run holds
+    three chunks at most. A failed write is raised by the next ``write`` or by ``close``, so the
+    command never reports a file it did not finish.
     """
 
     def __init__(self, writer: _Writer) -> None:
