@@ -34,8 +34,9 @@ def run_probe(probe: str, database_url: str, home: Path) -> dict:
     return {"loaded": json.loads(line.removeprefix("LOADED ")), "stdout": done.stdout}
 
 
-def test_route_command_routes_a_file_without_the_libraries_it_does_not_use(routing_city: Engine, tmp_path: Path):
-    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+def route_probe(tmp_path: Path, out_name: str) -> tuple[str, Path]:
+    """A fresh interpreter's ``geoservice route`` of two points (one per grid), and where it writes."""
+    source, target = tmp_path / "in.csv", tmp_path / out_name
     with source.open("w", newline="") as f:
         csv.writer(f).writerows([["id", "lon", "lat"], ["a", X0 + 0.5 * D, Y0 + 0.5 * D], ["b", X0 + 3.5 * D, Y0 + 0.5 * D]])
     probe = (
@@ -43,6 +44,11 @@ def test_route_command_routes_a_file_without_the_libraries_it_does_not_use(routi
         f"try:\n    app(['route', {str(source)!r}, {str(target)!r}])\n"
         "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
     )
+    return probe, target
+
+
+def test_route_command_routes_a_file_without_the_libraries_it_does_not_use(routing_city: Engine, tmp_path: Path):
+    probe, target = route_probe(tmp_path, "out.csv")
     for _ in range(2):
         target.unlink(missing_ok=True)
         shown = run_probe(probe, routing_city.url.render_as_string(hide_password=False), tmp_path)
@@ -54,14 +60,7 @@ def test_route_command_routes_a_file_without_the_libraries_it_does_not_use(routi
 
 def test_route_command_still_writes_geojson_through_pandas(routing_city: Engine, tmp_path: Path):
     """The GeoJSON writer needs pandas after pyarrow's probe was told there is none: it gets it."""
-    source, target = tmp_path / "in.csv", tmp_path / "out.geojson"
-    with source.open("w", newline="") as f:
-        csv.writer(f).writerows([["id", "lon", "lat"], ["a", X0 + 0.5 * D, Y0 + 0.5 * D], ["b", X0 + 3.5 * D, Y0 + 0.5 * D]])
-    probe = (
-        "from geoservice.cli import app\n"
-        f"try:\n    app(['route', {str(source)!r}, {str(target)!r}])\n"
-        "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
-    )
+    probe, target = route_probe(tmp_path, "out.geojson")
     shown = run_probe(probe, routing_city.url.render_as_string(hide_password=False), tmp_path)
     assert "2 rows: 2 routed" in shown["stdout"]
     features = json.loads(target.read_text())["features"]
