@@ -119,6 +119,11 @@ def route_file(
     if target.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ReadError(target, "write .csv, .parquet, .gpkg or .geojson")
     rejects = rejects or target.with_name(target.stem + ".rejected.csv")
+    for path in (target, rejects):  # said before any row is routed, not after all of them
+        if path.is_dir():
+            raise ReadError(path, "is a directory: name the file to write")
+        if not path.parent.is_dir():
+            raise ReadError(path, f"no such directory {path.parent}")
     total, input_crs, chunks = _open(source, crs, chunk_rows)
     partial, partial_rejects = _partial(target), _partial(rejects)
     summary = RouteSummary(rejects)

@@ -143,6 +143,25 @@ def test_bad_input_is_one_line(routing_city: Engine, tmp_path: Path, name: str, 
     assert expected in result.output.strip().splitlines()[-1]  # one line (after the progress bar's)
 
 
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [("missing/out.csv", "no such directory"), ("folder.csv", "is a directory"),
+     ("out.csv --rejects missing/bad.csv", "no such directory")],
+)  # fmt: skip
+def test_an_output_that_cannot_be_written_is_said_before_routing(
+    routing_city: Engine, tmp_path: Path, out: str, expected: str
+):
+    (tmp_path / "in.csv").write_text(f"lon,lat\n{X0 + 0.5 * D},{Y0 + 0.5 * D}\n")
+    (tmp_path / "folder.csv").mkdir()
+    target, *options = out.split()
+    options = [str(tmp_path / o) if "/" in o else o for o in options]
+    result = CliRunner().invoke(app, ["route", str(tmp_path / "in.csv"), str(tmp_path / target), *options])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert expected in last and "partial" not in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv", "in.csv"]
+
+
 def test_a_city_with_no_version_in_force_routes_nothing_and_keeps_the_old_output(
     use_database: str, empty_db: Engine, tmp_path: Path
 ):
