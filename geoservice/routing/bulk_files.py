@@ -141,10 +141,7 @@ def route_file(
                 reject_writer.write(bad.append_column("reason", pa.array(problems[~ok], type=pa.string())))
                 summary.rejected += int((~ok).sum())
                 table, lon, lat = table.filter(pa.array(ok)), lon[ok], lat[ok]
-                categories = _categories(table)
-            else:
-                categories = _categories(table)
-            routed = route_arrow(router, lon, lat, categories)
+            routed = route_arrow(router, lon, lat, _categories(table))
             located = int(pc.sum(pc.not_equal(routed["grid_code"], "")).as_py() or 0)
             summary.routed += located
             summary.outside += table.num_rows - located

@@ -13,9 +13,22 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from etl.formats import ReadError
+from geoservice.boundaries.versions import current_version_id
 from geoservice.cli import app
+from geoservice.infra.database import transaction
+from geoservice.routing.bulk_files import route_file
+from geoservice.routing.loader import load_router
+from geoservice.routing.router import Router
 from layers.crs import wgs84_to_gcj02
 from tests.etl.tiny_city import EAST, TOWN, WEST, X0, Y0, D
+from tests.settings import ROUTING
+
+
+@pytest.fixture
+def router(routing_city: Engine) -> Router:
+    """The tiny city's router, for the tests that call ``route_file`` itself."""
+    with transaction(routing_city) as session:
+        return load_router(session, current_version_id(session), ROUTING)
 
 
 def route(*args) -> str:
@@ -175,16 +188,9 @@ def test_a_city_with_no_version_in_force_routes_nothing_and_keeps_the_old_output
     assert not (tmp_path / "out.rejected.csv").exists()
 
 
-def test_the_progress_bar_ends_on_the_rows_read(routing_city: Engine, tmp_path: Path):
+def test_the_progress_bar_ends_on_the_rows_read(router: Router, tmp_path: Path):
     """The CSV's row count is estimated from its first MiB (no second read of the file); the last step is exact."""
-    from geoservice.boundaries.versions import current_version_id
-    from geoservice.infra.database import transaction
-    from geoservice.routing.bulk_files import route_file
-    from geoservice.routing.loader import load_router
-    from tests.settings import ROUTING
 
-    with transaction(routing_city) as session:
-        router = load_router(session, current_version_id(session), ROUTING)
     rows = 2_500
     lines = [f"{X0 + 0.5 * D},{Y0 + 0.5 * D},{'长' * (i % 7)}" for i in range(rows)]  # rows of unequal length
     (tmp_path / "in.csv").write_text("lon,lat,note\n" + "\n".join(lines) + "\n", encoding="utf-8")
@@ -212,21 +218,14 @@ def test_many_chunks_come_out_in_their_order(routing_city: Engine, tmp_path: Pat
         assert list(out["grid_code"]) == [WEST + "001" if p == west else EAST + "002" for p in points]
 
 
-def test_an_input_that_breaks_half_way_leaves_the_old_output(routing_city: Engine, tmp_path: Path):
+def test_an_input_that_breaks_half_way_leaves_the_old_output(router: Router, tmp_path: Path):
     """A bad line megabytes in fails after chunks were routed and written: nothing of the new run is kept."""
-    from geoservice.boundaries.versions import current_version_id
-    from geoservice.infra.database import transaction
-    from geoservice.routing.bulk_files import route_file
-    from geoservice.routing.loader import load_router
-    from tests.settings import ROUTING
 
     good = f"{X0 + 0.5 * D},{Y0 + 0.5 * D},巡查记录\n"
     with (tmp_path / "in.csv").open("wb") as handle:
         handle.write(b"lon,lat,note\n" + good.encode() * 100_000 + b"1,2,\xff\xfe\n" + good.encode() * 10)
     (tmp_path / "out.csv").write_text("yesterday's answer\n")
     (tmp_path / "out.rejected.csv").write_text("yesterday's rejects\n")
-    with transaction(routing_city) as session:
-        router = load_router(session, current_version_id(session), ROUTING)
     steps: list[int] = []
     with pytest.raises(ReadError, match="cannot read as UTF-8 CSV"):
         route_file(router, tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=1000,
