@@ -253,7 +253,7 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_geom", "geom", postgresql_using="gist"),
-        Index("ix_events_status", "status"),
+        Index("ix_events_status_reported", "status", "reported_at"),  # a status newest first (migration 0020)
         Index("ix_events_grid", "grid_code"),
         Index("ix_events_occurred", "occurred_at"),
         Index("ix_events_community", "community_code"),
@@ -277,6 +277,9 @@ class Event(Base):
         # A department's events by category and by status (migration 0017): a handler's filters.
         Index("ix_events_department_category", "department_code", "category_code"),
         Index("ix_events_department_status", "department_code", "status"),
+        # The running events newest first (migration 0020): a warning colour's first page.
+        Index("ix_events_running_reported", "reported_at",
+              postgresql_where=text("status IN ('reported', 'dispatched', 'handling', 'reopened')")),
         # q= (migration 0018): each description's character pairs, so two-character words find events.
         Index("ix_events_description_bigrams", text("event_text_bigrams(description)"), postgresql_using="gin"),
         CheckConstraint(
