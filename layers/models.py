@@ -277,9 +277,13 @@ class Event(Base):
         # A department's events by category and by status (migration 0017): a handler's filters.
         Index("ix_events_department_category", "department_code", "category_code"),
         Index("ix_events_department_status", "department_code", "status"),
-        # The running events newest first (migration 0020): a warning colour's first page.
-        Index("ix_events_running_reported", "reported_at",
-              postgresql_where=text("status IN ('reported', 'dispatched', 'handling', 'reopened')")),
+        # The running events newest first (migration 0020): a warning colour's first page. The
+        # migration's ``status IN (…)`` as PostgreSQL prints it back, which is what Alembic compares.
+        Index(
+            "ix_events_running_reported",
+            text("status = ANY (ARRAY['reported', 'dispatched', 'handling', 'reopened'])"),
+            "reported_at",
+        ),
         # q= (migration 0018): each description's character pairs, so two-character words find events.
         Index("ix_events_description_bigrams", text("event_text_bigrams(description)"), postgresql_using="gin"),
         CheckConstraint(

@@ -13,9 +13,14 @@ At a million events (``bench.big_events``) two first pages still read thousands 
   replaces ``ix_events_status``, which it begins with.
 * ``warning=red``: a colour is worked out from the clocks at the moment of asking, so no index can
   hold it; the list read every running event (3,738), coloured and sorted them (17.6 ms).
-  ``ix_events_running_reported`` holds only the running events (the only ones with a colour), by
-  report time: the newest are read first and coloured until 50 match (0.5 ms when most are red).
-  It is a few thousand entries however many events are closed.
+  ``ix_events_running_reported`` orders the events by whether their clock runs (the four statuses
+  that can have a colour), then by report time: the newest running events are read first and
+  coloured until 50 match (0.6 ms when most are red). The list writes the same expression.
+
+  It is an expression index, not a partial one (``WHERE status IN (…)``): the planner can prove
+  that ``status = 'handling'`` falls inside such a partial index and then ANDs the two bitmaps,
+  thinking the pair rare where one contains the other; a handler's ``status=handling`` read every
+  running event's page that way (4.7 ms of execution, 0.7 ms without it).
 """
 
 from collections.abc import Sequence
@@ -28,15 +33,15 @@ down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# CLOCKED_STATUSES of geoservice.events.deadlines, as the list writes them, so the planner can prove
-# that a warning filter's ``status = ANY(...)`` falls inside the index.
-RUNNING = "status IN ('reported', 'dispatched', 'handling', 'reopened')"
+# ``geoservice.events.queries.RUNNING``, character for character: the list's clause must match it.
+RUNNING = "(status IN ('reported', 'dispatched', 'handling', 'reopened'))"
 
 
 def upgrade() -> None:
     op.create_index("ix_events_status_reported", "events", ["status", "reported_at"])
     op.drop_index("ix_events_status", table_name="events")
-    op.create_index("ix_events_running_reported", "events", ["reported_at"], postgresql_where=sa.text(RUNNING))
+    op.create_index("ix_events_running_reported", "events", [sa.text(RUNNING), "reported_at"])
+    op.execute("ANALYZE events")  # the expression's statistics: how few events are running
 
 
 def downgrade() -> None:
