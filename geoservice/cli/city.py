@@ -14,6 +14,7 @@ from etl.readers import ReadError
 from geoservice.boundaries.settings import BoundarySettings
 from geoservice.boundaries.versions import VersionError
 from geoservice.cli.output import console, err, fail, print_rejected, spinner
+from geoservice.cli.versions import prepare_router
 from geoservice.errors import DomainError
 from geoservice.infra.database import open_database, transaction
 from geoservice.settings import DatabaseSettings, RoutingSettings
@@ -88,6 +89,7 @@ def load(
     console.print(table)
     if report.published:
         console.print(f"boundary version {report.version} published and in force")
+        prepare_router(engine, report.version)
     else:
         console.print(f"boundary version {report.version} left as a draft; publish it with: "
                       f"geoservice versions publish {report.version}")  # fmt: skip

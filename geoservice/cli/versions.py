@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from etl.load import ImportRejected
@@ -161,6 +164,7 @@ def versions_publish(name: str, at: AtOption = None) -> None:
     with _session() as session:
         published = publish_version(session, resolve_version(session, name), at, publisher=_publisher(), **_settings())
     _report(published)
+    prepare_router(session.get_bind(), published.version.name)
 
 
 @versions_app.command("rollback")
@@ -174,6 +178,7 @@ def versions_rollback(
         version_id = resolve_version(session, name)
         published = rollback(session, version_id, as_name, at, publisher=_publisher(), **_settings())
     _report(published)
+    prepare_router(session.get_bind(), published.version.name)
 
 
 @versions_app.command("diff")
@@ -193,6 +198,28 @@ def versions_diff(a: str, b: str) -> None:
         console.print(f"{c.layer} {c.code} {c.change}{what}{area}", highlight=False, markup=False)
     if not diff.grids and not diff.regions:
         console.print(f"{a} and {b} have the same grids and regions")
+
+
+def prepare_router(engine: Engine, name: str) -> None:
+    """Build the published version's router indexes into the cache, for the commands and workers to come.
+
+    Best effort: the version is published either way, and whoever needs the indexes builds them
+    when they are missing, so a failure here is a warning, not an error.
+    """
+    from geoservice.routing.loader import fill_index_cache  # numpy and shapely: only once published
+
+    started = time.perf_counter()
+    try:
+        with transaction(engine) as session:
+            version_id = resolve_version(session, name)
+        state = fill_index_cache(engine, version_id, RoutingSettings())
+    except (OSError, SQLAlchemyError, ValueError) as exc:
+        err.print(f"the router index of {name} was not built now ({exc}); the next command or worker builds it",
+                  highlight=False, markup=False)  # fmt: skip
+        return
+    if state == "built":
+        console.print(f"router index of {name} built for the commands and workers to come "
+                      f"({time.perf_counter() - started:.1f} s)", highlight=False)  # fmt: skip
 
 
 def _report(published: Published) -> None:

@@ -10,6 +10,9 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from geoservice.cli import COMMANDS, app, load_command
+from geoservice.infra.database import make_engine
+from geoservice.routing.registry import RouterRegistry
+from geoservice.settings import RoutingSettings
 from tests.etl import tiny_city
 from tests.etl.tiny_city import EAST, WEST, write
 
@@ -60,6 +63,26 @@ def test_import_publish_export_round(use_database: str, tmp_path: Path):
     result = run("export", "grids", tmp_path / "out.geojson")
     assert result.exit_code == 0 and "wrote 4 grids" in result.output
     assert (tmp_path / "out.geojson").read_text().count('"Feature"') == 4
+
+
+def test_a_publish_builds_the_router_index_the_next_command_reads(use_database: str, tmp_path: Path, monkeypatch):
+    """Issue 23: a ``route`` right after a publish maps the grid index the publish built, not its own."""
+    cache = tmp_path / "router-cache"
+    monkeypatch.setenv("GEOSERVICE_ROUTER_CACHE_DIR", str(cache))
+    run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1")
+    run("import", "grids", write(tiny_city.grids(), tmp_path / "g.geojson"), "--version", "v1")
+    assert not cache.exists()
+    result = run("versions", "publish", "v1")
+    assert result.exit_code == 0 and "router index of v1 built" in result.output, result.output
+    engine = make_engine(use_database)
+    try:
+        router = RouterRegistry(engine, RoutingSettings()).current()  # as ``geoservice route`` loads it
+    finally:
+        engine.dispose()
+    assert router.version_name == "v1" and router.grid_index.cache == "hit"
+    monkeypatch.setenv("GEOSERVICE_ROUTER_CACHE", "false")  # no cache: the publish says nothing of an index
+    result = run("versions", "rollback", "v1", "--as", "v1-again")
+    assert result.exit_code == 0 and "router index" not in result.output, result.output
 
 
 @pytest.mark.parametrize(
