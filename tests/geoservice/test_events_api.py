@@ -65,6 +65,18 @@ def count(engine: Engine, table: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
+def pages(client: TestClient, auth: dict[str, str], **params) -> list[int]:
+    """Every event id a list gives, two a page, following the cursors to the end."""
+    seen, cursor = [], None
+    while True:
+        page = client.get("/v1/events", params={"limit": 2, **params, **({"cursor": cursor} if cursor else {})},
+                          headers=auth).json()  # fmt: skip
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
 def test_a_public_report_is_routed_on_arrival(client: TestClient, people: dict):
     event = report(client, people["public"], grid=1)
     assert event["status"] == "reported" and event["escalation_level"] == "grid"
@@ -306,15 +318,7 @@ def test_queue_filters_pagination_and_geojson(client: TestClient, people: dict, 
     later = datetime.fromisoformat(made[2]["reported_at"])
     assert ids(**{"from": later.isoformat(), "sort": "id"}) == [e["id"] for e in made[2:]]
 
-    seen, cursor = [], None
-    while True:
-        page = client.get("/v1/events", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                          headers=admin).json()  # fmt: skip
-        seen += [e["id"] for e in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == [e["id"] for e in reversed(made)]
+    assert pages(client, admin) == [e["id"] for e in reversed(made)]
 
     geo = client.get("/v1/events", params={"format": "geojson", "limit": 1}, headers=admin)
     assert geo.headers["content-type"] == "application/geo+json"
@@ -351,31 +355,22 @@ def test_a_colour_a_status_and_a_category_in_a_queue_page_in_order(client: TestC
                               "status = :status WHERE id = :id"),
                          {"h": due_after[name], "id": event_id, "status": "archived" if event_id in closed else "reported"})  # fmt: skip
 
-    def pages(auth: dict[str, str], **params) -> list[int]:
-        seen, cursor = [], None
-        while True:
-            page = client.get("/v1/events", params={"limit": 2, **params, **({"cursor": cursor} if cursor else {})},
-                              headers=auth).json()  # fmt: skip
-            seen += [e["id"] for e in page["items"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return seen
 
     newest_first = [e["id"] for e in reversed(made)]
     admin = people["admin"]
     for name in ("red", "yellow"):
         expected = [i for i in newest_first if colour[i] == name and i not in closed]
-        assert len(expected) >= 3 and pages(admin, warning=name) == expected, name
+        assert len(expected) >= 3 and pages(client, admin, warning=name) == expected, name
         found = client.get("/v1/events", params={"warning": name, "limit": 50}, headers=admin).json()["items"]
         assert {e["warning"] for e in found} == {name}  # the filter and the colour shown agree
-    assert pages(admin, status="archived") == [i for i in newest_first if i in closed]
-    assert pages(admin, status="reported") == [i for i in newest_first if i not in closed]
+    assert pages(client, admin, status="archived") == [i for i in newest_first if i in closed]
+    assert pages(client, admin, status="reported") == [i for i in newest_first if i not in closed]
     mine = [e["id"] for e in reversed(made) if e["grid_code"].startswith(COMMUNITY_A)]
     for category in ("city_management", "city_management.road", "public_order"):
         expected = [e["id"] for e in reversed(made)
                     if e["id"] in mine and e["category_code"].startswith(category)]  # fmt: skip
-        assert expected and pages(people["grid_worker"], category=category) == expected, category
-        assert pages(admin, category=category, region=COMMUNITY_A) == expected, category
+        assert expected and pages(client, people["grid_worker"], category=category) == expected, category
+        assert pages(client, admin, category=category, region=COMMUNITY_A) == expected, category
 
 
 def test_free_text_finds_what_a_case_blind_substring_finds_in_every_scope(
@@ -411,21 +406,12 @@ def test_a_community_queue_pages_in_order_with_every_sort(client: TestClient, pe
     mine = [e["id"] for e in made if e["grid_code"].startswith(COMMUNITY_A)]
     assert len(mine) == 5
 
-    def pages(auth: dict[str, str], **params) -> list[int]:
-        seen, cursor = [], None
-        while True:
-            page = client.get("/v1/events", params={"limit": 2, **params, **({"cursor": cursor} if cursor else {})},
-                              headers=auth).json()  # fmt: skip
-            seen += [e["id"] for e in page["items"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return seen
 
     for auth, params in ((people["grid_worker"], {}), (people["admin"], {"region": COMMUNITY_A})):
-        assert pages(auth, **params) == list(reversed(mine))
-        assert pages(auth, sort="id", **params) == mine
-        assert pages(auth, sort="-id", **params) == list(reversed(mine))
-        assert pages(auth, sort="reported_at", **params) == mine
+        assert pages(client, auth, **params) == list(reversed(mine))
+        assert pages(client, auth, sort="id", **params) == mine
+        assert pages(client, auth, sort="-id", **params) == list(reversed(mine))
+        assert pages(client, auth, sort="reported_at", **params) == mine
     # a colour: only running clocks have one, closed events never ("none" still lists them)
     admin = people["admin"]
     assert {e["id"] for e in client.get("/v1/events", params={"warning": "none", "limit": 500},
