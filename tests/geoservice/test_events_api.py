@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from geoservice.events import text_pairs
 from geoservice.events.queries import EventFilters, filter_clauses
 from layers.crs import wgs84_to_gcj02
 from layers.models import Role
@@ -401,6 +403,23 @@ def test_free_text_finds_what_a_case_blind_substring_finds_in_every_scope(
         conn.execute(text("SET LOCAL enable_seqscan = off"))
         plan = conn.execute(text(f"EXPLAIN SELECT e.id FROM events e WHERE {' AND '.join(clauses)}"), params)
         assert "ix_events_description_bigrams" in "\n".join(plan.scalars())
+
+
+def test_a_common_pair_is_left_out_of_the_index_question_not_out_of_the_answer(
+    client: TestClient, people: dict, empty_db: Engine
+):
+    """The index is asked for a word's rare pairs only (events.text_pairs); LIKE still checks the word."""
+    made = [report(client, people["admin"], grid=k % 4, description=f"巡查发现{'现金' if k % 5 == 0 else '垃圾'}{k}")
+            for k in range(20)]  # fmt: skip
+    with empty_db.begin() as conn:
+        conn.execute(text("ANALYZE events"))  # the pairs' statistics: 发现 in every description, 现金 in 4
+    text_pairs._shares.clear()  # what an earlier test's database said under the same URL
+    with Session(empty_db) as session:
+        asked = text_pairs.pairs_to_ask(session, "发现现金")
+    assert asked and "发现" not in asked and set(asked) <= {"现现", "现金"}
+    found = client.get("/v1/events", params={"q": "发现现金"}, headers=people["admin"]).json()["items"]
+    assert [e["id"] for e in found] == [e["id"] for e in reversed(made) if "发现现金" in e["description"]]
+    assert len(found) == 4
 
 
 def test_a_community_queue_pages_in_order_with_every_sort(client: TestClient, people: dict):
