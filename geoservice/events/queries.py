@@ -120,8 +120,8 @@ def list_events(
     parts, params = scope_parts(scope)
     family = category_family(session, filters.category) if filters.category else None
     through_place = _small_subtree(scope, filters)
-    words = filters.text
-    pairs = pairs_to_ask(session, words) if words and len(words) >= 2 and not has_case(words) else None
+    # Inside a community a word without cased letters is checked by LIKE alone (``filter_clauses``).
+    pairs = pairs_to_ask(session, filters.text) if filters.text and not through_place else None
     clauses, filter_params = filter_clauses(
         filters, settings, category_codes=family, through_place=through_place, text_pairs=pairs
     )

@@ -40,8 +40,10 @@ def has_case(word: str) -> bool:
     return word.lower() != word.upper()
 
 
-def pairs_to_ask(session: Session, word: str) -> list[str]:
-    """The word's pairs (a word without cased letters, two characters or more) minus the common ones."""
+def pairs_to_ask(session: Session, word: str) -> list[str] | None:
+    """The word's pairs minus the common ones; None for a word with cased letters or shorter than two."""
+    if len(word) < 2 or has_case(word):
+        return None
     pairs = list(dict.fromkeys(word[i : i + 2] for i in range(len(word) - 1)))
     shares = _common_pairs(session)
     rare = [pair for pair in pairs if shares.get(pair, 0.0) <= COMMON_SHARE]
