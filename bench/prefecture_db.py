@@ -10,9 +10,10 @@ benches measure the router on polygons held in memory (``bench.index_build``) or
   city pack and loaded with ``geoservice.city.load.load_pack`` (``city load``: checks, one transaction,
   publish) into the database ``bench_prefecture`` of the bench cluster (``.geoservice/bench``);
 * **load_router**: in a fresh process each time, as a worker starts: wall time (its SQL and the
-  ``Router`` build apart) and peak RSS, with the router cache off, empty (cold: build and write) and
-  filled (warm: map), interleaved over ``--rounds``;
-* **serve**: ``geoservice serve`` (1 and 2 workers, cold and warm cache) from the command's start to
+  ``Router`` build apart) and peak RSS, with the router cache off, new (nobody built the index: build
+  and write it here and in the database), cold (this machine's directory empty, the database's copy
+  there: another machine's first start) and warm (map), interleaved over ``--rounds``;
+* **serve**: ``geoservice serve`` (1 and 2 workers, new, cold and warm cache) from the command's start to
   the first 200 from ``/readyz`` and to every worker answering it, then each process's RSS (private
   and file-backed) and PSS (shared pages divided between the processes that map them: the cache's
   file pages count once in the total);
@@ -50,7 +51,7 @@ from bench.cities import ADCODE, TITLES, City, _describe, bench_cluster, county_
 from bench.machine import REPO, describe
 from bench.report import Table, print_machine, print_table, verdict
 from bench.route_command import _table as route_table
-from bench.route_command import compare
+from bench.route_command import compare, forget_stored_indexes
 
 AREA_KM2 = 12_000.0
 TITLES["prefecture"] = "synthetic prefecture, 6,000 grids over 12,000 km², a vertex every ~25 m"
@@ -203,11 +204,10 @@ def child_load_router(url: str, cache: str) -> dict:
 def time_load_router(
     city: City, cache_dir: Path, rounds: int, console: Console, code: Path = REPO
 ) -> dict[str, list[dict]]:
-    results: dict[str, list[dict]] = {"off": [], "cold": [], "warm": []}
+    results: dict[str, list[dict]] = {"off": [], "new": [], "cold": [], "warm": []}
     for r in range(rounds):
         for cache in results:
-            if cache == "cold":
-                shutil.rmtree(cache_dir, ignore_errors=True)
+            _empty_cache(city, cache_dir, cache)
             load = os.getloadavg()[0]
             env = {**os.environ, "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(code)}
             out = subprocess.run([sys.executable, "-m", "bench.prefecture_db", "--child", cache, "--url", city.url],
@@ -218,6 +218,15 @@ def time_load_router(
                         f"Router {figures['router_s']:.2f}), peak {figures['peak_mb']:.0f} MB "
                         f"(+{figures['peak_mb'] - figures['before_mb']:.0f}), load {load:.1f}")  # fmt: skip
     return results
+
+
+def _empty_cache(city: City, cache_dir: Path, cache: str) -> None:
+    """The router cache as ``cache`` says: "new" (nobody built the index: the directory and the database's
+    copies emptied), "cold" (this machine's directory emptied, the database's copy kept), else as it is."""
+    if cache in ("new", "cold"):
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    if cache == "new":
+        forget_stored_indexes(city)
 
 
 # --- geoservice serve -------------------------------------------------------------------------------
@@ -265,8 +274,7 @@ def time_serve(city: City, cache_dir: Path, workers: int, cache: str, home: Path
 
     ``code``: the checkout whose command runs (its directory on PYTHONPATH, inherited by the workers).
     """
-    if cache == "cold":
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    _empty_cache(city, cache_dir, cache)
     port = _free_port()
     env = {**os.environ, "GEOSERVICE_DATABASE_URL": city.url, "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir),
            "GEOSERVICE_HOME": str(home), "GEOSERVICE_VERSION_CHECK_S": "60", "PYTHONPATH": str(code)}  # fmt: skip
@@ -347,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir = Path(scratch) / "router-cache"
         if "router" not in skip:
             results = time_load_router(city, cache_dir, args.rounds, console, args.code)
-            labels = {"off": "cache off (GEOSERVICE_ROUTER_CACHE=false)", "cold": "cache empty: build + write",
+            labels = {"off": "cache off (GEOSERVICE_ROUTER_CACHE=false)",
+                      "new": "nobody built it: build, write the directory and the database's copy",
+                      "cold": "this machine's directory empty: the database's copy, written and mapped",
                       "warm": "cache filled: map"}  # fmt: skip
             for cache, runs in results.items():
                 seconds, peak = _med([r["s"] for r in runs]), _med([r["peak_mb"] for r in runs])
@@ -369,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             home = Path(scratch) / "home"
             home.mkdir()
             for workers in (1, 2):
-                runs_by: dict[str, list[dict]] = {"cold": [], "warm": []}
+                runs_by: dict[str, list[dict]] = {"new": [], "cold": [], "warm": []}
                 for _ in range(args.rounds):
                     for cache in runs_by:
                         r = time_serve(city, cache_dir, workers, cache, home, args.code)
@@ -399,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(console, table)
     if "route" not in skip:
         runs, build_s = compare(city, CITY_KINDS[args.city][2](), [int(s) for s in args.points.split(",")],
-                                [f for f in args.formats.split(",") if f], ["cold", "warm"], args.rounds, args.code,
-                                None, console)  # fmt: skip
+                                [f for f in args.formats.split(",") if f], ["new", "cold", "warm"], args.rounds,
+                                args.code, None, console)  # fmt: skip
         print_table(console, route_table(city, runs, build_s, args.code))
         ok = ok and all(r.differences == 0 for r in runs)
     return 0 if ok else 1

@@ -21,8 +21,11 @@ share); for the script it includes reading the grids from a GeoPackage.
   (outside every grid but within the snap tolerance of one: it answers, sjoin does not); the
   difference count must be 0 or the run fails.
 
-``--cache cold,warm`` times the command with its router cache emptied before the run and filled by the
-run before; ``--rounds`` interleaves ours and the script that many times and reports medians.
+``--cache new,cold,warm`` times the command in three states of its router cache: ``new``, nobody has
+built the version's index (the cache directory emptied and the database's copies deleted); ``cold``,
+this machine's directory emptied but the database holds the copy an earlier run stored
+(``geoservice.routing.index_store``): another machine's first run; ``warm``, both filled. ``--rounds``
+interleaves ours and the script that many times and reports medians.
 ``--code DIR`` runs another checkout's command (e.g. ``git archive HEAD~1 | tar -x -C DIR``) for a
 before/after comparison; ``--before DIR`` runs that checkout's command too, in the same rounds (ours,
 before, script …), so both sides of a change meet the same load. Each run's peak RSS is read by GNU time
@@ -101,7 +104,9 @@ class Run:
 
     points: int
     fmt: str
-    cache: str  # "cold" (cache directory emptied before the run) or "warm" (filled by an earlier run)
+    # "new" (the cache directory emptied and the database's copies deleted: nobody has built this version),
+    # "cold" (the directory emptied; the database holds the copy an earlier run stored) or "warm" (both filled)
+    cache: str
     ours_s: list[float]
     peer_s: list[float]
     loads: list[float]  # 1-minute load average at the start of each of ours' runs
@@ -134,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.route_command", description=__doc__.splitlines()[0])
     parser.add_argument("--points", default="1000000,5000000", help="comma-separated sizes")
     parser.add_argument("--formats", default="csv,parquet", help=f"comma-separated, of {', '.join(FORMATS)}")
-    parser.add_argument("--cache", default="cold,warm", help="router cache states to time: cold, warm or both")
+    parser.add_argument("--cache", default="new,cold,warm",
+                        help="router cache states to time, of new (nobody built the index), cold (this machine's "
+                             "directory empty, the database's copy there) and warm")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ours, peer, ours, peer …)")
     parser.add_argument("--city", default="simple", choices=("simple", "dense"))
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose command runs (default this one)")
@@ -206,14 +213,16 @@ def compare(
                 loads: dict[str, list[float]] = {c: [] for c in caches}
                 peer_s: list[float] = []
                 peer_use: list[tuple[float, float]] = []  # the script's peak RSS and CPU seconds per round
-                if "cold" not in caches:  # warm only: fill the cache once, untimed
+                if "new" not in caches:  # fill the directory and the database's copy once, untimed
                     for side_env, _ in sides.values():
                         _timed([*ours_cmd, str(source), str(folder / f"prime{suffix_out}")], side_env)
                 for r in range(rounds):
                     for cache in caches:
                         for side, (side_env, side_cache) in sides.items():
-                            if cache == "cold":
+                            if cache in ("new", "cold"):
                                 shutil.rmtree(side_cache, ignore_errors=True)
+                            if cache == "new":
+                                forget_stored_indexes(city)
                             if side == "ours":
                                 loads[cache].append(os.getloadavg()[0])
                             out = folder / f"{side}-{cache}-{n}{suffix_out}"
@@ -349,6 +358,15 @@ def _compare(ours: Path, peer: Path, snapped: np.ndarray) -> tuple[int, int]:
         return 0, len(snapped)  # a row lost or out of order is as wrong as a wrong code
     differ = (ours_code != peer_code) & ~(snapped & (peer_code == ""))
     return int((peer_code != "").sum()), int(differ.sum())
+
+
+def forget_stored_indexes(city: City) -> None:
+    """Delete the database's copies of built indexes (``geoservice.routing.index_store``): nobody built them yet."""
+    engine = make_engine(city.url)
+    with engine.begin() as conn:
+        if conn.execute(text("SELECT to_regclass('router_index_entries')")).scalar() is not None:
+            conn.execute(text("DELETE FROM router_index_entries"))
+    engine.dispose()
 
 
 def _table(city: City, runs: list[Run], build_s: float, code: Path, before: Path | None = None) -> Table:

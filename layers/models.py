@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -813,6 +814,24 @@ class RateBucket(Base):
     tokens: Mapped[float] = mapped_column(Float)
     counted_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch, the database's clock
     granted: Mapped[bool] = mapped_column(Boolean)
+
+
+class RouterIndexEntry(Base):
+    """A built router index, as its cache directory holds it (``geoservice.routing.index_store``; UNLOGGED: a cache)."""
+
+    __tablename__ = "router_index_entries"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    meta: Mapped[str] = mapped_column(Text)
+    cells: Mapped[bytes] = mapped_column(LargeBinary)
+    boundary_cells: Mapped[bytes] = mapped_column(LargeBinary)
+    offsets: Mapped[bytes] = mapped_column(LargeBinary)
+    candidates: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Photo(Base):
     """A photo of an event or of a visit, its bytes in the media store (``geoservice.media``), its facts here.
 

@@ -14,6 +14,10 @@ and renamed into place, and each array's CRC-32 is checked when it is mapped. An
 read back exactly (truncated, altered, another format) is ignored and rebuilt. A lock file per key
 makes workers that start together wait for one build rather than run it side by side. The
 ``KEEP`` most recently used entries stay; older ones are removed when a new one is written.
+
+A directory is one machine's; with a ``shared`` store (``geoservice.routing.index_store``) an entry
+this directory lacks is asked of the database before it is built, and a build is offered to the
+database, so a version built once anywhere is not built again by another machine.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
+
+from geoservice.routing.index_store import DatabaseIndexStore, StoredEntry
 
 if TYPE_CHECKING:
     from geoservice.routing.raster_index import RasterIndex
@@ -75,12 +81,17 @@ def index_key(polygons: np.ndarray, cell_m: float, constants: dict[str, float]) 
 class IndexCache:
     """A directory of built indexes; ``fill`` gives an index its arrays, from here or built and stored."""
 
-    def __init__(self, directory: Path | str, keep: int = KEEP) -> None:
+    def __init__(self, directory: Path | str, keep: int = KEEP, shared: DatabaseIndexStore | None = None) -> None:
         self.directory = Path(directory)
         self.keep = keep
+        self.shared = shared  # the database's copies (``geoservice.routing.index_store``), asked before a build
 
     def fill(self, index: RasterIndex, key: str) -> str:
-        """Load the index's arrays, or build and store them: ``"hit"``, ``"built"`` or ``"uncached"``."""
+        """Load the index's arrays, or take them from the database, or build and store them.
+
+        ``"hit"`` (this directory), ``"shared"`` (the database's copy, now in this directory too),
+        ``"built"``, or ``"uncached"`` (the directory could not be used or written).
+        """
         entry = self.directory / key
         if self._load(index, entry, key):
             return "hit"
@@ -94,6 +105,9 @@ class IndexCache:
                 return "uncached"
             if self._load(index, entry, key):  # another worker built it while this one waited for the lock
                 return "hit"
+            if self._from_shared(index, entry, key):
+                self._prune(key)
+                return "shared"
             index._build()
             try:
                 self._store(index, entry, key)
@@ -101,8 +115,39 @@ class IndexCache:
                 log.warning("could not write the router index cache entry %s: %s", entry, exc)
                 return "uncached"
             self._load(index, entry, key)  # answer from the shared file pages too (the build's copy is freed)
+            self._to_shared(entry, key)
             self._prune(key)
             return "built"
+
+    # --- the database's copy ---------------------------------------------------------------------
+    def _from_shared(self, index: RasterIndex, entry: Path, key: str) -> bool:
+        """The database's entry, written here and read back through this directory's checks."""
+        stored = self.shared.get(key) if self.shared is not None else None
+        if stored is None:
+            return False
+        temp = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{key}-"))
+        try:
+            for name, body in stored.files.items():
+                (temp / f"{name}.npy").write_bytes(body)
+            (temp / "meta.json").write_text(stored.meta)
+            _replace(entry, temp, self.directory, key)
+        except OSError as exc:
+            log.warning("could not write the router index cache entry %s: %s", entry, exc)
+            return False
+        finally:
+            _remove(temp)
+        return self._load(index, entry, key)
+
+    def _to_shared(self, entry: Path, key: str) -> None:
+        if self.shared is None:
+            return
+        try:
+            stored = StoredEntry((entry / "meta.json").read_text(),
+                                 {name: (entry / f"{name}.npy").read_bytes() for name in ARRAYS})  # fmt: skip
+        except OSError as exc:
+            log.warning("could not read back the router index cache entry %s: %s", entry, exc)
+            return
+        self.shared.put(key, stored)
 
     # --- reading -------------------------------------------------------------------------------
     def _load(self, index: RasterIndex, entry: Path, key: str) -> bool:
@@ -150,11 +195,7 @@ class IndexCache:
                 meta["shapes"][name] = list(array.shape)
                 meta["crc32"][name] = zlib.crc32(array.data)
             (temp / "meta.json").write_text(json.dumps(meta))
-            if entry.exists():  # an entry that did not read back: move it aside, then take its place
-                aside = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{key}-old-"))
-                entry.rename(aside / "entry")
-                _remove(aside)
-            temp.rename(entry)  # atomic: readers see no entry or a whole one
+            _replace(entry, temp, self.directory, key)
         finally:
             _remove(temp)
 
@@ -188,6 +229,15 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _replace(entry: Path, temp: Path, directory: Path, key: str) -> None:
+    """Put the finished ``temp`` in ``entry``'s place: readers see no entry or a whole one."""
+    if entry.exists():  # an entry that did not read back: move it aside, then take its place
+        aside = Path(tempfile.mkdtemp(dir=directory, prefix=f".{key}-old-"))
+        entry.rename(aside / "entry")
+        _remove(aside)
+    temp.rename(entry)
 
 
 def _remove(path: Path) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from geoservice.infra.database import session_factory
+from geoservice.routing.index_store import DatabaseIndexStore
 from geoservice.routing.router import GridRecord, PlaceSet, PostSet, Region, Router
 from geoservice.routing.rules import Rule
 from geoservice.settings import RoutingSettings
@@ -64,6 +65,7 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings) ->
         rings_m=settings.rings_m,
         cell_m=settings.index_cell_m,
         index_cache_dir=settings.index_cache_dir,
+        index_store=DatabaseIndexStore(_engine_of(session)),
     )
 
 
@@ -73,13 +75,19 @@ def fill_index_cache(engine: Engine, version_id: int, settings: RoutingSettings)
     Publishing is when the boundaries change, so it is when their indexes are built: a ``route`` run
     right after would otherwise build the grid index itself (on the county, 1 M points took 1.7x
     the geopandas script's time instead of 2.4x, issue 23), and so would every worker that has not
-    heard of the version yet. ``"built"``, ``"hit"`` (already there), ``"uncached"`` (the cache
-    could not be written) or ``"off"`` (no cache configured: nothing to do).
+    heard of the version yet (the build is offered to the database too, for other machines).
+    ``"built"``, ``"hit"`` (already there), ``"shared"`` (the database's copy, now in the directory),
+    ``"uncached"`` (the cache could not be written) or ``"off"`` (no cache configured: nothing to do).
     """
     if settings.index_cache_dir is None:
         return "off"
     with session_factory(engine)() as session:
         return load_router(session, version_id, settings).grid_index.cache
+
+
+def _engine_of(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
 
 
 def _places(session: Session, epsg: int) -> dict[str, PlaceSet]:

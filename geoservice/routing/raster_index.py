@@ -57,6 +57,7 @@ import shapely
 from numpy.typing import NDArray
 
 from geoservice.routing.index_cache import IndexCache, index_key
+from geoservice.routing.index_store import DatabaseIndexStore
 
 NO_POLYGON = -1
 MAX_CELLS = 60_000_000  # 5 bytes a cell at build time (300 MB); a 30 m raster reaches it at 54,000 km² of box
@@ -81,12 +82,17 @@ class RasterIndex:
     """Point → rank of the covering polygon (``NO_POLYGON`` when none covers it)."""
 
     def __init__(
-        self, polygons: NDArray[np.object_] | list, cell_m: float = 20.0, cache_dir: str | os.PathLike | None = None
+        self,
+        polygons: NDArray[np.object_] | list,
+        cell_m: float = 20.0,
+        cache_dir: str | os.PathLike | None = None,
+        shared: DatabaseIndexStore | None = None,
     ) -> None:
         """``polygons`` are (Multi)Polygons in lon/lat, in rank order (rank 0 wins ties).
 
         With ``cache_dir`` the arrays are read from there when these polygons were indexed before
-        (by any process), else built and written there (``geoservice.routing.index_cache``).
+        (by any process), else built and written there (``geoservice.routing.index_cache``); with
+        ``shared`` too, a directory's miss is asked of the database before a build.
         """
         asked_cell_m = cell_m
         self.polygons = np.asarray(polygons, dtype=object)
@@ -104,12 +110,12 @@ class RasterIndex:
         self.nx = int((maxx - self.x0) / self.dx) + 2
         self.ny = int((maxy - self.y0) / self.dy) + 2
         self.cell_m = cell_m
-        self.cache = "off"  # or how the cache served: "hit", "built", "uncached" (it could not be written)
+        self.cache = "off"  # or how the cache served: "hit", "shared", "built", "uncached" (IndexCache.fill)
         if cache_dir is None:
             self._build()
         else:
             key = index_key(self.polygons, asked_cell_m, {"max_cells": MAX_CELLS, "eps_cells": EPS_CELLS})
-            self.cache = IndexCache(cache_dir).fill(self, key)
+            self.cache = IndexCache(cache_dir, shared=shared).fill(self, key)
         self._empty, self._edge = cell_codes(self.cells.dtype)
         # Searched with keys of its own type: numpy would otherwise copy the whole list to int64 per search.
         self._cell_number = self.boundary_cells.dtype.type

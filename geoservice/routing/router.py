@@ -22,6 +22,7 @@ import pyproj
 import shapely
 from numpy.typing import NDArray
 
+from geoservice.routing.index_store import DatabaseIndexStore
 from geoservice.routing.nearest_grid import NearestGrid
 from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
 from geoservice.routing.rules import EventFacts, Rule, Verdict, decide, explain
@@ -272,13 +273,14 @@ class Router:
         rules: list[Rule] | None = None,
         cell_m: float = 30.0,
         index_cache_dir: str | os.PathLike | None = None,
+        index_store: DatabaseIndexStore | None = None,
     ) -> None:
         order = np.argsort([g.code for g in grids], kind="stable")  # rank 0 = smallest code
         self.version_id, self.version_name = version_id, version_name
         self.grids = [grids[i] for i in order]
         self.grid_codes = np.array([g.code for g in self.grids])
         self.grid_index = RasterIndex(
-            np.asarray(grid_geoms, dtype=object)[order], cell_m=cell_m, cache_dir=index_cache_dir
+            np.asarray(grid_geoms, dtype=object)[order], cell_m=cell_m, cache_dir=index_cache_dir, shared=index_store
         )
         self.regions = regions
         self.stations = stations
@@ -290,6 +292,7 @@ class Router:
                 np.asarray(jurisdictions, dtype=object)[self._station_of_area],
                 cell_m=cell_m * 4,
                 cache_dir=index_cache_dir,
+                shared=index_store,
             )
             if self._station_of_area.size
             else None

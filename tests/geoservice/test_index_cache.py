@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import shapely
 from shapely import box
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from geoservice.routing import raster_index
 from geoservice.routing.index_cache import FORMAT
@@ -41,7 +41,8 @@ def probes(polygons: np.ndarray, n: int = 20_000) -> tuple[np.ndarray, np.ndarra
     rng = np.random.default_rng(1)
     minx, miny, maxx, maxy = shapely.total_bounds(polygons)
     random = np.column_stack([rng.uniform(minx - 0.001, maxx + 0.001, n), rng.uniform(miny - 0.001, maxy + 0.001, n)])
-    coords, ring = shapely.get_coordinates(shapely.get_exterior_ring(polygons), return_index=True)
+    rings = shapely.get_exterior_ring(shapely.get_parts(polygons))  # a MultiPolygon's parts too
+    coords, ring = shapely.get_coordinates(rings, return_index=True)
     seg = rng.choice(np.flatnonzero(ring[1:] == ring[:-1]), n)
     edges = coords[seg] + rng.uniform(0, 1, (n, 1)) * (coords[seg + 1] - coords[seg])
     points = np.vstack([random, edges, coords[rng.choice(len(coords), n)]])
@@ -223,3 +224,69 @@ def test_a_published_version_gets_an_entry_of_its_own(empty_db: Engine, tmp_path
     assert first.locate(*moving).grid.code == WEST + "001"  # the old router keeps its own answers
     assert RoutingSettings(router_cache=False).index_cache_dir is None
     assert RoutingSettings(home=tmp_path).index_cache_dir == tmp_path / "router-cache"
+
+
+def test_a_machine_whose_cache_lacks_a_version_takes_the_databases_copy(empty_db: Engine, tmp_path: Path):
+    """Another machine (another cache directory) reads what the first built, and answers the same."""
+    load_tiny_city(empty_db)
+    here = RouterRegistry(empty_db, RoutingSettings(router_cache_dir=tmp_path / "here")).current()
+    there = RouterRegistry(empty_db, RoutingSettings(router_cache_dir=tmp_path / "there")).current()
+    assert (here.grid_index.cache, there.grid_index.cache) == ("built", "shared")
+    assert there.station_index is not None and there.station_index.cache == "shared"
+    for name in ("cells", "boundary_cells", "offsets", "candidates"):
+        assert np.array_equal(getattr(there.grid_index, name), getattr(here.grid_index, name)), name
+    x, y = probes(here.grid_index.polygons, 5_000)
+    assert np.array_equal(there.grid_index.locate_many(x, y), exact(here.grid_index.polygons, x, y))
+    again = RouterRegistry(empty_db, RoutingSettings(router_cache_dir=tmp_path / "there")).current()
+    assert again.grid_index.cache == "hit"  # the copy was written into that machine's directory
+    with empty_db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM router_index_entries")).scalar() == 2  # grids, stations
+
+
+def test_a_damaged_copy_in_the_database_is_rebuilt_and_replaced(empty_db: Engine, tmp_path: Path):
+    load_tiny_city(empty_db)
+    RouterRegistry(empty_db, RoutingSettings(router_cache_dir=tmp_path / "first")).current()
+    with empty_db.begin() as conn:  # one cell's answer changed in every copy: the arrays still load
+        conn.execute(text("UPDATE router_index_entries SET cells = set_byte(cells, length(cells) - 2, "
+                          "get_byte(cells, length(cells) - 2) # 255)"))  # fmt: skip
+    damaged = RouterRegistry(empty_db, RoutingSettings(router_cache_dir=tmp_path / "second")).current()
+    assert damaged.grid_index.cache == "built"
+    x, y = probes(damaged.grid_index.polygons, 5_000)
+    assert np.array_equal(damaged.grid_index.locate_many(x, y), exact(damaged.grid_index.polygons, x, y))
+    mended = RouterRegistry(empty_db, RoutingSettings(router_cache_dir=tmp_path / "third")).current()
+    assert mended.grid_index.cache == "shared"
+    assert np.array_equal(mended.grid_index.locate_many(x, y), exact(mended.grid_index.polygons, x, y))
+
+
+def test_without_the_databases_store_the_index_is_built_all_the_same(empty_db: Engine, tmp_path: Path, caplog):
+    load_tiny_city(empty_db)
+    with empty_db.begin() as conn:  # a database of an older schema, or a role that may not read the table
+        conn.execute(text("DROP TABLE router_index_entries"))
+    router = RouterRegistry(empty_db, RoutingSettings(router_cache_dir=tmp_path)).current()
+    assert router.grid_index.cache == "built"
+    assert router.locate(X0 + 0.8 * D, Y0 + 0.5 * D).grid.code == WEST + "001"
+    assert "could not keep the router index in the database" in caplog.text
+
+
+def test_the_database_keeps_the_most_recently_used_entries(empty_db: Engine, tmp_path: Path):
+    from geoservice.routing.index_cache import IndexCache, index_key
+    from geoservice.routing.index_store import DatabaseIndexStore
+
+    polygons = voronoi_city(20)
+    store = DatabaseIndexStore(empty_db, keep=2)
+    keys = []
+    for step in range(3):
+        index = RasterIndex(polygons, cell_m=CELL_M + step)
+        key = index_key(index.polygons, CELL_M + step, {"step": step})
+        assert IndexCache(tmp_path / f"machine-{step}", shared=store).fill(index, key) == "built"
+        keys.append(key)
+        if step == 1:  # the first entry is read again (another machine): it is now used more recently than the second
+            assert IndexCache(tmp_path / "reader", shared=store).fill(index_of(polygons, 0), keys[0]) == "shared"
+    with empty_db.connect() as conn:
+        kept = conn.execute(text("SELECT key FROM router_index_entries")).scalars().all()
+    assert sorted(kept) == sorted([keys[0], keys[2]])
+
+
+def index_of(polygons: np.ndarray, step: int) -> RasterIndex:
+    """An index of these polygons whose arrays are to be filled (a build's, replaced by what the cache gives)."""
+    return RasterIndex(polygons, cell_m=CELL_M + step)
