@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -51,7 +50,7 @@ from bench.cities import ADCODE, TITLES, City, _describe, bench_cluster, county_
 from bench.machine import REPO, describe
 from bench.report import Table, print_machine, print_table, verdict
 from bench.route_command import _table as route_table
-from bench.route_command import compare, forget_stored_indexes
+from bench.route_command import compare, empty_cache
 
 AREA_KM2 = 12_000.0
 TITLES["prefecture"] = "synthetic prefecture, 6,000 grids over 12,000 km², a vertex every ~25 m"
@@ -207,7 +206,7 @@ def time_load_router(
     results: dict[str, list[dict]] = {"off": [], "new": [], "cold": [], "warm": []}
     for r in range(rounds):
         for cache in results:
-            _empty_cache(city, cache_dir, cache)
+            empty_cache(city, cache_dir, cache)
             load = os.getloadavg()[0]
             env = {**os.environ, "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(code)}
             out = subprocess.run([sys.executable, "-m", "bench.prefecture_db", "--child", cache, "--url", city.url],
@@ -218,15 +217,6 @@ def time_load_router(
                         f"Router {figures['router_s']:.2f}), peak {figures['peak_mb']:.0f} MB "
                         f"(+{figures['peak_mb'] - figures['before_mb']:.0f}), load {load:.1f}")  # fmt: skip
     return results
-
-
-def _empty_cache(city: City, cache_dir: Path, cache: str) -> None:
-    """The router cache as ``cache`` says: "new" (nobody built the index: the directory and the database's
-    copies emptied), "cold" (this machine's directory emptied, the database's copy kept), else as it is."""
-    if cache in ("new", "cold"):
-        shutil.rmtree(cache_dir, ignore_errors=True)
-    if cache == "new":
-        forget_stored_indexes(city)
 
 
 # --- geoservice serve -------------------------------------------------------------------------------
@@ -274,7 +264,7 @@ def time_serve(city: City, cache_dir: Path, workers: int, cache: str, home: Path
 
     ``code``: the checkout whose command runs (its directory on PYTHONPATH, inherited by the workers).
     """
-    _empty_cache(city, cache_dir, cache)
+    empty_cache(city, cache_dir, cache)
     port = _free_port()
     env = {**os.environ, "GEOSERVICE_DATABASE_URL": city.url, "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir),
            "GEOSERVICE_HOME": str(home), "GEOSERVICE_VERSION_CHECK_S": "60", "PYTHONPATH": str(code)}  # fmt: skip

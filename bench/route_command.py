@@ -219,10 +219,7 @@ def compare(
                 for r in range(rounds):
                     for cache in caches:
                         for side, (side_env, side_cache) in sides.items():
-                            if cache in ("new", "cold"):
-                                shutil.rmtree(side_cache, ignore_errors=True)
-                            if cache == "new":
-                                forget_stored_indexes(city)
+                            empty_cache(city, side_cache, cache)
                             if side == "ours":
                                 loads[cache].append(os.getloadavg()[0])
                             out = folder / f"{side}-{cache}-{n}{suffix_out}"
@@ -360,7 +357,16 @@ def _compare(ours: Path, peer: Path, snapped: np.ndarray) -> tuple[int, int]:
     return int((peer_code != "").sum()), int(differ.sum())
 
 
-def forget_stored_indexes(city: City) -> None:
+def empty_cache(city: City, cache_dir: Path, cache: str) -> None:
+    """The router cache as ``cache`` says: "new" (nobody built the index: the directory and the database's
+    copies emptied), "cold" (this machine's directory emptied, the database's copy kept), else as it is."""
+    if cache in ("new", "cold"):
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    if cache == "new":
+        _forget_stored_indexes(city)
+
+
+def _forget_stored_indexes(city: City) -> None:
     """Delete the database's copies of built indexes (``geoservice.routing.index_store``): nobody built them yet."""
     engine = make_engine(city.url)
     with engine.begin() as conn:

@@ -139,12 +139,12 @@ class RasterIndex:
         if value == self._empty:
             return NO_POLYGON
         cell = int(self.boundary_cells.searchsorted(self._cell_number(j * self.nx + i)))
-        ranks = self.candidates[self.offsets[cell] : self.offsets[cell + 1]]
+        ranks = self.candidates[self.offsets[cell] : self.offsets[cell + 1]]  # never empty: a boundary touches it
         # One call for all the cell's candidates, in rank order, the first cover wins: a Point and a
         # call per candidate took ~1 µs more per point here (issue 22's p99, measured on the dense city).
         hit = shapely.intersects_xy(self.polygons[ranks], x, y)
-        first = int(hit.argmax()) if hit.size else 0
-        return int(ranks[first]) if hit.size and hit[first] else NO_POLYGON
+        first = int(hit.argmax())
+        return int(ranks[first]) if hit[first] else NO_POLYGON
 
     def locate_many(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.int32]:
         """Ranks for arrays of points; NaN or out-of-raster points get ``NO_POLYGON``."""

@@ -358,7 +358,6 @@ def test_a_colour_a_status_and_a_category_in_a_queue_page_in_order(client: TestC
                               "status = :status WHERE id = :id"),
                          {"h": due_after[name], "id": event_id, "status": "archived" if event_id in closed else "reported"})  # fmt: skip
 
-
     newest_first = [e["id"] for e in reversed(made)]
     admin = people["admin"]
     for name in ("red", "yellow"):
@@ -429,7 +428,6 @@ def test_a_community_queue_pages_in_order_with_every_sort(client: TestClient, pe
     made = [report(client, people["admin"], grid=k % 4, description=f"event {k}") for k in range(9)]
     mine = [e["id"] for e in made if e["grid_code"].startswith(COMMUNITY_A)]
     assert len(mine) == 5
-
 
     for auth, params in ((people["grid_worker"], {}), (people["admin"], {"region": COMMUNITY_A})):
         assert pages(client, auth, **params) == list(reversed(mine))
