@@ -56,9 +56,9 @@ def route(
     try:
         # No warm-up of new connections: it prepares PostGIS transforms for tiles, which routing never asks for.
         database = open_database(warm=False)
-        router = RouterRegistry(database, RoutingSettings()).current()
+        registry = RouterRegistry(database, RoutingSettings())
         if engine == RoutingEngine.dask:
-            _route_on_dask(router, source, target, crs, scheduler, workers, load, database)
+            _route_on_dask(registry.current(), source, target, crs, scheduler, workers, load, database)
             return
         from geoservice.routing.bulk_files import route_file, skip_pyarrow_pandas_probe
 
@@ -67,8 +67,8 @@ def route(
             TextColumn("routing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as bar:
             task = bar.add_task("route", total=None)
-            summary = route_file(
-                router, source, target, crs=crs, rejects=rejects, chunk_rows=chunk,
+            summary = route_file(  # the router is made while the input's first chunks are read
+                registry.current, source, target, crs=crs, rejects=rejects, chunk_rows=chunk,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
     except (ReadError, NoVersionInForce, ValueError) as exc:

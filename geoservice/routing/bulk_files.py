@@ -24,7 +24,8 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ NOT_POINT = "geometry is not a Point"
 WKB_POINT_BYTES = 21  # byte order, uint32 type, two float64
 WKB_POINT = np.dtype([("order", "u1"), ("type", "<u4"), ("x", "<f8"), ("y", "<f8")])  # packed: 21 bytes
 GEO_METADATA_VERSION = "1.0.0"
+READ_AHEAD_WHILE_MAKING_ROUTER = 4  # chunks parsed while the router is built or mapped (about 20 MB each as text)
 
 
 @dataclass
@@ -101,7 +103,7 @@ def skip_pyarrow_pandas_probe() -> None:
 
 
 def route_file(
-    router: Router,
+    router: Router | Callable[[], Router],
     source: Path,
     target: Path,
     *,
@@ -111,6 +113,9 @@ def route_file(
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> RouteSummary:
     """Route every row of ``source`` into ``target``; bad rows into ``rejects``.
+
+    ``router`` may be the function that makes it: it is called once the input is open and its first
+    chunks are being read, so the two overlap (``_ReadAhead``).
 
     Both files are written under temporary names beside them and renamed when every row is done: an
     input that breaks half-way (a bad line a million rows in) leaves the previous output as it was,
@@ -125,11 +130,22 @@ def route_file(
         if not path.parent.is_dir():
             raise ReadError(path, f"no such directory {path.parent}")
     total, input_crs, chunks = _open(source, crs, chunk_rows)
+    with _ReadAhead(chunks) as reader:
+        reader.read(READ_AHEAD_WHILE_MAKING_ROUTER)
+        if callable(router):
+            router = router()
+        return _route_chunks(router, reader, target, rejects, input_crs, total, progress)
+
+
+def _route_chunks(
+    router: Router, chunks: Iterable[Chunk], target: Path, rejects: Path, input_crs: InputCRS, total: int,
+    progress: Callable[[int, int], None],
+) -> RouteSummary:  # fmt: skip
     partial, partial_rejects = _partial(target), _partial(rejects)
     summary = RouteSummary(rejects)
     writer, reject_writer = _InBackground(_writer(partial, layer=target.stem)), _CsvWriter(partial_rejects)
     try:
-        for chunk in _read_ahead(chunks):
+        for chunk in chunks:
             summary.rows += chunk.table.num_rows
             lon, lat, problems = checked_wgs84(chunk.x, chunk.y, input_crs)
             if chunk.problems is not None:
@@ -203,16 +219,37 @@ def _set_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
 
 
 # --- reading -------------------------------------------------------------------------------------------
-def _read_ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """The chunks, each next one read in a thread of its own while the caller routes the one in hand.
+class _ReadAhead:
+    """The chunks, each read in a thread of its own ahead of the one the caller routes.
 
     Arrow's CSV and Parquet readers release the GIL while they parse and decompress, so on two cores
-    reading overlaps routing, as writing does (``_InBackground``). One chunk is read ahead, no more.
+    reading overlaps routing, as writing does (``_InBackground``). While routing, one chunk is read
+    ahead, no more; ``read(depth)`` asks for more first, while the caller makes the router: on a
+    version whose grid index nobody had built yet, that build and the parse of the first chunks
+    ran one after the other (issue 23; bench/RESULTS.md, "The route command's input read while its
+    router is made").
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="route-reader") as thread:
-        ahead = thread.submit(next, chunks, None)
-        while (chunk := ahead.result()) is not None:
-            ahead = thread.submit(next, chunks, None)
+
+    def __init__(self, chunks: Iterator[Chunk]) -> None:
+        self._chunks = chunks
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="route-reader")
+        self._ahead: deque[Future[Chunk | None]] = deque()  # in input order: one thread reads them
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.shutdown(cancel_futures=True)  # waits for the chunk being read; drops the rest
+
+    def read(self, depth: int) -> None:
+        """Have ``depth`` chunks read, or being read, ahead of the caller."""
+        while len(self._ahead) < depth:
+            self._ahead.append(self._thread.submit(next, self._chunks, None))
+
+    def __iter__(self) -> Iterator[Chunk]:
+        self.read(1)
+        while (chunk := self._ahead.popleft().result()) is not None:
+            self.read(1)
             yield chunk
 
 

@@ -139,15 +139,8 @@ class IndexCache:
         return self._load(index, entry, key)
 
     def _to_shared(self, entry: Path, key: str) -> None:
-        if self.shared is None:
-            return
-        try:
-            stored = StoredEntry((entry / "meta.json").read_text(),
-                                 {name: (entry / f"{name}.npy").read_bytes() for name in ARRAYS})  # fmt: skip
-        except OSError as exc:
-            log.warning("could not read back the router index cache entry %s: %s", entry, exc)
-            return
-        self.shared.put(key, stored)
+        if self.shared is not None:
+            self.shared.offer(key, lambda: _read_entry(entry))
 
     # --- reading -------------------------------------------------------------------------------
     def _load(self, index: RasterIndex, entry: Path, key: str) -> bool:
@@ -238,6 +231,16 @@ def _replace(entry: Path, temp: Path, directory: Path, key: str) -> None:
         entry.rename(aside / "entry")
         _remove(aside)
     temp.rename(entry)
+
+
+def _read_entry(entry: Path) -> StoredEntry | None:
+    """A directory entry's files as the database keeps them; None (logged) when they cannot be read."""
+    try:
+        return StoredEntry((entry / "meta.json").read_text(),
+                           {name: (entry / f"{name}.npy").read_bytes() for name in ARRAYS})  # fmt: skip
+    except OSError as exc:  # pruned or replaced by another process meanwhile
+        log.warning("could not read back the router index cache entry %s: %s", entry, exc)
+        return None
 
 
 def _remove(path: Path) -> None:

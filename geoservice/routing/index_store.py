@@ -14,13 +14,21 @@ the directory's own checks, so an entry damaged in the database is ignored and r
 file is. The database is a cache here, never a source: every failure (an older schema, a read-only
 role, the database away) is one log line, and the index is built as before. Reading an entry marks
 it used; the ``KEEP`` most recently used stay (drafts' indexes, built for impact reports, come and
-go). Each call takes its own autocommit connection for the moment it needs: never the caller's
-transaction, which may be a publish or a request that should not wait on, or fail with, a cache write.
+go).
+
+A build's offer is written by a thread of its own (``offer``) while the process that built it goes
+on to answer: a prefecture's entry takes 0.22-0.24 s to write, which the first ``route`` of a version
+nobody had built paid before routing a point (issue 23). A read of a key waits for this process's
+offer of that key, so a process always finds what it offered. Each call takes its own autocommit connection for
+the moment it needs: never the caller's transaction, which may be a publish or a request that should
+not wait on, or fail with, a cache write.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
@@ -44,6 +52,10 @@ UPSERT = text(
     "meta = excluded.meta, cells = excluded.cells, boundary_cells = excluded.boundary_cells, "
     "offsets = excluded.offsets, candidates = excluded.candidates, stored_at = now(), used_at = now()"
 )
+# One writer per process, in the order offered; its thread is joined when the interpreter exits (a
+# ``route`` command's offer is written before the command returns to the shell).
+_OFFERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-index-offer")
+_offered: dict[str, Future[bool]] = {}  # by key, until written: what a read of that key waits for
 PRUNE = text(
     "DELETE FROM router_index_entries WHERE key NOT IN "
     "(SELECT key FROM router_index_entries ORDER BY used_at DESC, key LIMIT :keep)"
@@ -67,6 +79,8 @@ class DatabaseIndexStore:
 
     def get(self, key: str) -> StoredEntry | None:
         """The entry stored under ``key``, or None (none stored, or the database could not say)."""
+        if (offered := _offered.get(key)) is not None:
+            offered.result()
         try:
             with self._connection() as conn:
                 # Binary results: bytea as text is hex, twice the bytes to send and decode (a
@@ -95,6 +109,17 @@ class DatabaseIndexStore:
             return False
         return True
 
+    def offer(self, key: str, read: Callable[[], StoredEntry | None]) -> Future[bool]:
+        """Keep what ``read`` gives under ``key``, read and written in the background; its ``put``'s answer."""
+
+        def keep() -> bool:
+            entry = read()
+            return entry is not None and self.put(key, entry)
+
+        offered = _offered[key] = _OFFERS.submit(keep)
+        offered.add_done_callback(lambda done: _offered.pop(key, None) if _offered.get(key) is done else None)
+        return offered
+
     def _connection(self) -> Connection:
         """A connection of the engine's, closed after use rather than pooled.
 
@@ -103,6 +128,11 @@ class DatabaseIndexStore:
         (measured: 350 against 295 MB RSS after start). A new connection later costs a few ms.
         """
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def settle() -> None:
+    """Wait until every entry this process has offered is written (or has failed: logged)."""
+    _OFFERS.submit(int).result()  # one writer, in order: what was offered before is done
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from geoservice.infra.database import session_factory
-from geoservice.routing.index_store import DatabaseIndexStore
+from geoservice.routing.index_store import DatabaseIndexStore, settle
 from geoservice.routing.router import GridRecord, PlaceSet, PostSet, Region, Router
 from geoservice.routing.rules import Rule
 from geoservice.settings import RoutingSettings
@@ -82,7 +82,9 @@ def fill_index_cache(engine: Engine, version_id: int, settings: RoutingSettings)
     if settings.index_cache_dir is None:
         return "off"
     with session_factory(engine)() as session:
-        return load_router(session, version_id, settings).grid_index.cache
+        state = load_router(session, version_id, settings).grid_index.cache
+    settle()  # published means stored for the other machines too, when this returns
+    return state
 
 
 def _engine_of(session: Session) -> Engine:

@@ -52,6 +52,7 @@ import math
 import os
 from dataclasses import dataclass
 
+import cc3d
 import numpy as np
 import shapely
 from numpy.typing import NDArray
@@ -226,8 +227,7 @@ class RasterIndex:
         keys = self._boundary_keys()
         cell_ids = keys // len(self.polygons)
         boundary_ids = cell_ids[np.concatenate(([True], cell_ids[1:] != cell_ids[:-1]))] if cell_ids.size else cell_ids
-        cells = np.empty((self.ny, self.nx), dtype=np.int32)
-        self._label_interiors(cells, boundary_ids)
+        cells = self._label_interiors(boundary_ids)
         # While building, boundary cell k (in flat order) holds -(k + 2); its candidates are offsets[k]:offsets[k + 1].
         cells.flat[boundary_ids] = -(np.arange(boundary_ids.size, dtype=np.int32) + 2)
         del cell_ids
@@ -292,20 +292,18 @@ class RasterIndex:
     def _row_blocks(self) -> range:
         return range(0, self.ny, max(1, BLOCK_CELLS // self.nx))
 
-    def _label_interiors(self, cells: NDArray[np.int32], boundary_ids: NDArray) -> None:
-        """Every non-boundary cell gets its component's owner; boundary cells are left for the caller.
+    def _label_interiors(self, boundary_ids: NDArray) -> NDArray[np.int32]:
+        """The raster: every non-boundary cell holds its component's owner; boundary cells are the caller's.
 
-        The components are labelled into ``cells`` itself (no second raster), then each label is
-        replaced by its owner, block by block.
+        The components are labelled into the raster itself, then each label is replaced by its
+        owner, block by block.
         """
-        from scipy import ndimage  # deferred: only a build labels; a router mapped from the cache never does
-
-        free = np.ones(cells.size, dtype=bool)
+        free = np.ones(self.ny * self.nx, dtype=bool)
         free[boundary_ids] = False
-        count = ndimage.label(free.reshape(cells.shape), output=cells)
+        cells, count = label_components(free.reshape(self.ny, self.nx))
         del free
         if count == 0:
-            return
+            return cells
         # One cell of each component (its first): blocks from the last to the first, and within a
         # block in reverse order, so the first write per label is the one that stays.
         # np.unique(return_index=True) sorted 13.5 million cells to find the same (3 s).
@@ -320,6 +318,7 @@ class RasterIndex:
         lookup[1:] = self._cover_rank(first_cell[1:])
         for row in self._row_blocks():
             cells[row : row + step] = lookup[cells[row : row + step]]
+        return cells
 
     def _cover_rank(self, cell_ids: NDArray[np.intp]) -> NDArray[np.int32]:
         """Exact covering rank of each cell's centre (one cell per component), by an R-tree over the polygons."""
@@ -396,6 +395,17 @@ class RasterIndex:
         starts = np.searchsorted(keys, boundary_ids.astype(np.int64) * len(self.polygons))
         self.offsets = np.append(starts, keys.size).astype(np.int64)
         self.candidates = (keys % len(self.polygons)).astype(np.int32)
+
+
+def label_components(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
+    """The 4-connected components of ``mask``: labels 1…n where it is True, 0 elsewhere (int32), and n.
+
+    cc3d, not ``scipy.ndimage.label`` (the same labelling, as fast): importing ``scipy.ndimage``
+    cost every build 0.11–0.13 s, as it parses its functions' docstrings, a quarter of a county's
+    build (issue 23; bench/RESULTS.md, "The route command's input read while its router is made").
+    """
+    labels, count = cc3d.connected_components(mask, connectivity=4, return_N=True, out_dtype=np.uint32)
+    return labels.view(np.int32), int(count)  # count < cells < 2**31 (MAX_CELLS)
 
 
 def cell_codes(dtype: np.dtype) -> tuple[int, int]:

@@ -247,3 +247,27 @@ def test_a_geopackage_layer_is_named_after_the_file(routing_city: Engine, tmp_pa
 
     assert [name for name, _ in pyogrio.list_layers(tmp_path / "巡查点.gpkg")] == ["巡查点"]
     assert list(gpd.read_file(tmp_path / "巡查点.gpkg")["grid_code"]) == [WEST + "001"]
+
+
+def test_the_router_is_made_while_the_input_is_read_and_not_for_an_unreadable_input(router: Router, tmp_path: Path):
+    """``route_file`` takes the function that makes the router: asked once the input opens, never for a bad one."""
+    made: list[Router] = []
+
+    def make() -> Router:
+        made.append(router)
+        return router
+
+    with pytest.raises(ReadError, match="no such file"):
+        route_file(make, tmp_path / "missing.csv", tmp_path / "out.csv")
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(ReadError, match="'lon' and 'lat'"):
+        route_file(make, tmp_path / "bad.csv", tmp_path / "out.csv")
+    assert made == []
+    rows = 3_500
+    lines = [f"{X0 + 0.5 * D if i % 2 else X0 + 3.5 * D},{Y0 + 0.5 * D}" for i in range(rows)]
+    (tmp_path / "in.csv").write_text("lon,lat\n" + "\n".join(lines) + "\n")
+    summary = route_file(make, tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=1000)  # 4 chunks read ahead
+    assert len(made) == 1 and summary.rows == summary.routed == rows
+    with (tmp_path / "out.csv").open() as f:
+        codes = [row["grid_code"] for row in csv.DictReader(f)]
+    assert codes == [WEST + "001" if i % 2 else EAST + "002" for i in range(rows)]
