@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import tempfile
@@ -234,10 +235,13 @@ def _replace(entry: Path, temp: Path, directory: Path, key: str) -> None:
 
 
 def _read_entry(entry: Path) -> StoredEntry | None:
-    """A directory entry's files as the database keeps them; None (logged) when they cannot be read."""
+    """A directory entry's files, mapped rather than read into memory; None (logged) if they cannot be read."""
     try:
-        return StoredEntry((entry / "meta.json").read_text(),
-                           {name: (entry / f"{name}.npy").read_bytes() for name in ARRAYS})  # fmt: skip
+        files = {}
+        for name in ARRAYS:
+            with open(entry / f"{name}.npy", "rb") as handle:  # the map outlives the handle
+                files[name] = memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        return StoredEntry((entry / "meta.json").read_text(), files)
     except OSError as exc:  # pruned or replaced by another process meanwhile
         log.warning("could not read back the router index cache entry %s: %s", entry, exc)
         return None
