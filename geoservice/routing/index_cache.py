@@ -123,14 +123,12 @@ class IndexCache:
     # --- the database's copy ---------------------------------------------------------------------
     def _from_shared(self, index: RasterIndex, entry: Path, key: str) -> bool:
         """The database's entry, written here and read back through this directory's checks."""
-        stored = self.shared.get(key) if self.shared is not None else None
-        if stored is None:
+        if self.shared is None:
             return False
         temp = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{key}-"))
         try:
-            for name, body in stored.files.items():
-                (temp / f"{name}.npy").write_bytes(body)
-            (temp / "meta.json").write_text(stored.meta)
+            if not self.shared.get_into(key, temp):
+                return False
             _replace(entry, temp, self.directory, key)
         except OSError as exc:
             log.warning("could not write the router index cache entry %s: %s", entry, exc)
