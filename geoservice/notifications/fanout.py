@@ -1,9 +1,13 @@
-"""Fan-out: turn one queued step into inbox rows and outbox deliveries, in one transaction with its ``done``.
+"""Fan-out: turn queued steps into inbox rows and outbox deliveries, in one transaction with their ``done``.
 
-The queue row is claimed ``FOR UPDATE SKIP LOCKED`` (two workers never take the same step, neither
-waits on the other) and marked done in the same transaction that writes what it fans out to; every
+The queue rows are claimed ``FOR UPDATE SKIP LOCKED`` (two workers never take the same step, neither
+waits on the other) and marked done in the same transaction that writes what they fan out to; every
 insert is ``ON CONFLICT DO NOTHING`` on a key per (step, person[, channel]), so a step fanned out twice
 (a crash after the commit was sent but before it was seen) writes nothing the second time.
+
+Up to ``BATCH`` steps share a transaction: the claim, the ``done`` update, the wake-up and the
+commit (a WAL flush) are paid once for them rather than once each. Under a burst of reports the
+fan-out ran beside the intake in the same process, one transaction per report (issue 22).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ CLAIM = text(
     SELECT q.log_id, l.event_id, l.at, l.actor, l.role, l.action, l.from_status, l.to_status, l.note, l.details
       FROM notification_queue q JOIN event_log l ON l.id = q.log_id
      WHERE q.done_at IS NULL
-     ORDER BY q.log_id LIMIT 1
+     ORDER BY q.log_id LIMIT :limit
        FOR UPDATE OF q SKIP LOCKED
     """
 )
@@ -45,9 +49,10 @@ OUTBOX = text(
     "INSERT INTO deliveries (log_id, event_id, user_id, channel, target, payload, idempotency_key) "
     "VALUES (:log_id, :event_id, :user_id, :channel, :target, CAST(:payload AS jsonb), :key) ON CONFLICT DO NOTHING"
 )
-DONE = text("UPDATE notification_queue SET done_at = now() WHERE log_id = :log_id")
+DONE = text("UPDATE notification_queue SET done_at = now() WHERE log_id = ANY(:log_ids)")
 # Delivered at commit, so a live stream never wakes for an inbox row that then rolls back.
-WAKE = text("SELECT pg_notify('geoservice_live', :message)")
+WAKE = text("SELECT pg_notify('geoservice_live', message) FROM unnest(CAST(:messages AS text[])) AS message")
+BATCH = 50  # steps per transaction
 STATUS_ZH = STATUS_NAMES  # one table of names (layers.names), also served to the pages
 COLOUR_ZH = {k: v for k, v in WARNING_NAMES.items() if k != "none"}
 
@@ -61,11 +66,18 @@ class FanOut:
     deliveries: int
 
 
-def fan_out_one(session: Session, settings: NotifySettings) -> FanOut | None:
-    """Claim one queued step and fan it out (in the caller's transaction); None when the queue is empty."""
-    step = session.execute(CLAIM).mappings().first()
-    if step is None:
-        return None
+def fan_out_steps(session: Session, settings: NotifySettings, limit: int = BATCH) -> list[FanOut]:
+    """Claim up to ``limit`` queued steps and fan each out, in the caller's transaction; [] when none wait."""
+    steps = session.execute(CLAIM, {"limit": limit}).mappings().all()
+    if not steps:
+        return []
+    fanned = [_fan_out(session, settings, step) for step in steps]
+    session.execute(DONE, {"log_ids": [step["log_id"] for step in steps]})
+    session.execute(WAKE, {"messages": sorted({f"inbox:{step['event_id']}" for step in steps})})
+    return fanned
+
+
+def _fan_out(session: Session, settings: NotifySettings, step: Any) -> FanOut:
     inbox = deliveries = 0
     found = session.execute(EVENT, {"id": step["event_id"]}).mappings().first()
     event = as_of_step(found, step["details"] or {}) if found is not None else None
@@ -93,8 +105,6 @@ def fan_out_one(session: Session, settings: NotifySettings) -> FanOut | None:
             payload = _payload(step, event, title, bodies[False], people)
             for url in settings.webhooks:
                 deliveries += _queue(session, step, "webhook", url, payload, None)
-    session.execute(DONE, {"log_id": step["log_id"]})
-    session.execute(WAKE, {"message": f"inbox:{step['event_id']}"})
     return FanOut(step["log_id"], inbox, deliveries)
 
 
@@ -113,13 +123,14 @@ def as_of_step(event: Any, details: dict[str, Any]) -> dict[str, Any]:
 
 
 def drain(engine: Engine, settings: NotifySettings, limit: int = 1000) -> int:
-    """Fan out queued steps, one transaction each, until the queue is empty (or ``limit``); how many."""
+    """Fan out queued steps, ``BATCH`` a transaction, until the queue is empty (or ``limit``); how many."""
     done = 0
     while done < limit:
         with transaction(engine) as session:
-            if fan_out_one(session, settings) is None:
-                return done
-        done += 1
+            fanned = fan_out_steps(session, settings, min(BATCH, limit - done))
+        if not fanned:
+            return done
+        done += len(fanned)
     return done
 
 

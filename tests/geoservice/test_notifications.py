@@ -367,3 +367,21 @@ def test_every_delivery_arrives_once_across_kill_9_and_a_database_restart(own_cl
     finally:
         receiver.close()
         engine.dispose()
+
+
+def test_a_burst_of_steps_is_told_in_batches_once_each_in_order(empty_db: Engine):
+    """Steps share a transaction (``fanout.BATCH``): a drain's limit cuts a batch, the next drain goes on."""
+    settings = NotifySettings(in_server=False)
+    with city_client(empty_db, settings) as client:
+        sign_in(client, empty_db, Role.dispatcher, "disp-a", region_code=COMMUNITY_A)
+        worker = sign_in(client, empty_db, Role.grid_worker, "worker-0", region_code=GRIDS[0])
+        ids = [report(client, worker, text_=f"路口垃圾乱堆 {i}")["id"] for i in range(fanout.BATCH + 20)]
+    assert fanout.drain(empty_db, settings, limit=fanout.BATCH + 5) == fanout.BATCH + 5
+    assert fanout.drain(empty_db, settings) == 15
+    assert fanout.drain(empty_db, settings) == 0
+    with transaction(empty_db) as session:
+        told = session.execute(text("SELECT n.event_id FROM notifications n JOIN users u ON u.id = n.user_id "
+                                    "WHERE u.username = 'disp-a' ORDER BY n.id")).scalars().all()  # fmt: skip
+        waiting = session.execute(text("SELECT count(*) FROM notification_queue WHERE done_at IS NULL")).scalar()
+    assert told == ids and waiting == 0  # every report once, in the order reported; the reporter is not told
+    assert inbox_of(empty_db).keys() == {"disp-a"}
