@@ -36,10 +36,10 @@ CLAIM = text(
        FOR UPDATE OF q SKIP LOCKED
     """
 )
-EVENT = text(
+EVENTS = text(
     "SELECT e.id, e.status, e.escalation_level, e.grid_code, e.community_code, e.town_code, e.department_code, "
     "e.handler_username, e.reporter_username, e.description, e.category_code, c.name AS category_name "
-    "FROM events e LEFT JOIN categories c ON c.code = e.category_code WHERE e.id = :id"
+    "FROM events e LEFT JOIN categories c ON c.code = e.category_code WHERE e.id = ANY(:ids)"
 )
 INBOX = text(
     "INSERT INTO notifications (user_id, event_id, log_id, action, title, body, created_at) "
@@ -71,15 +71,17 @@ def fan_out_steps(session: Session, settings: NotifySettings, limit: int = BATCH
     steps = session.execute(CLAIM, {"limit": limit}).mappings().all()
     if not steps:
         return []
-    fanned = [_fan_out(session, settings, step) for step in steps]
+    found = session.execute(EVENTS, {"ids": list({step["event_id"] for step in steps})}).mappings()
+    events = {row["id"]: row for row in found}
+    fanned = [_fan_out(session, settings, step, events.get(step["event_id"])) for step in steps]
     session.execute(DONE, {"log_ids": [step["log_id"] for step in steps]})
     session.execute(WAKE, {"messages": sorted({f"inbox:{step['event_id']}" for step in steps})})
     return fanned
 
 
-def _fan_out(session: Session, settings: NotifySettings, step: Any) -> FanOut:
+def _fan_out(session: Session, settings: NotifySettings, step: Any, found: Any) -> FanOut:
+    """One step to its inbox rows and deliveries; ``found``: its event as it is now (None: deleted)."""
     inbox = deliveries = 0
-    found = session.execute(EVENT, {"id": step["event_id"]}).mappings().first()
     event = as_of_step(found, step["details"] or {}) if found is not None else None
     rule = rule_for(step["action"])
     rules = [rule] if rule is not None else []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ class Recipient:
 
 Event = Mapping[str, Any]
 Audience = Callable[[Session, Event], list[Recipient]]
+T = TypeVar("T")
 ACTIVE = "SELECT id, username, phone FROM users u WHERE NOT u.disabled AND "
 
 
@@ -60,8 +61,18 @@ def grid_workers(session: Session, event: Event) -> list[Recipient]:
     """The grid workers who serve the event's grid (``user_grids``)."""
     if not event.get("grid_code"):
         return []
-    where = "u.role = 'grid_worker' AND u.id IN (SELECT user_id FROM user_grids WHERE grid_code = :g)"
-    return _people(session, where, {"g": event["grid_code"]})
+    return _per_transaction(session, "grid_workers", _workers_by_grid).get(event["grid_code"], [])
+
+
+def _workers_by_grid(session: Session) -> dict[str, list[Recipient]]:
+    rows = session.execute(text(
+        "SELECT g.grid_code, u.id, u.username, u.phone FROM users u JOIN user_grids g ON g.user_id = u.id "
+        "WHERE NOT u.disabled AND u.role = 'grid_worker' ORDER BY u.id"
+    )).all()  # fmt: skip
+    found: dict[str, list[Recipient]] = {}
+    for row in rows:
+        found.setdefault(row.grid_code, []).append(Recipient(row.id, row.username, row.phone or ""))
+    return found
 
 
 # The depth of a region prefix (``auth.scope.region_prefix``) at each escalation level. At grid level the
@@ -76,15 +87,29 @@ def unit_dispatchers(session: Session, event: Event) -> list[Recipient]:
     if not place:
         return []
     depths = LEVEL_DEPTHS.get(event.get("escalation_level") or "grid", ())
-    found = []
-    for row in session.execute(
+    return [person for prefix, person in _per_transaction(session, "dispatchers", _dispatchers)
+            if len(prefix) in depths and place.startswith(prefix)]  # fmt: skip
+
+
+def _dispatchers(session: Session) -> list[tuple[str, Recipient]]:
+    rows = session.execute(
         text("SELECT id, username, phone, region_code FROM users u WHERE NOT u.disabled "
              "AND u.role = 'dispatcher' AND u.region_code IS NOT NULL ORDER BY u.id")
-    ).all():  # fmt: skip
-        prefix = region_prefix(row.region_code)
-        if len(prefix) in depths and place.startswith(prefix):
-            found.append(Recipient(row.id, row.username, row.phone or ""))
-    return found
+    ).all()  # fmt: skip
+    return [(region_prefix(r.region_code), Recipient(r.id, r.username, r.phone or "")) for r in rows]
+
+
+def _per_transaction(session: Session, name: str, load: Callable[[Session], T]) -> T:
+    """``load(session)``, read once per transaction: a fan-out batch asked the same for each of its steps.
+
+    Kept in ``session.info`` with the transaction it was read in, so a session that outlives its
+    transaction never answers from an earlier one's accounts.
+    """
+    transaction = session.get_transaction()
+    held = session.info.get(name)
+    if held is None or held[0] is not transaction:
+        held = session.info[name] = (transaction, load(session))
+    return held[1]
 
 
 def reporter(session: Session, event: Event) -> list[Recipient]:

@@ -20,6 +20,7 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from geoservice.app import create_app
@@ -385,3 +386,20 @@ def test_a_burst_of_steps_is_told_in_batches_once_each_in_order(empty_db: Engine
         waiting = session.execute(text("SELECT count(*) FROM notification_queue WHERE done_at IS NULL")).scalar()
     assert told == ids and waiting == 0  # every report once, in the order reported; the reporter is not told
     assert inbox_of(empty_db).keys() == {"disp-a"}
+
+
+def test_a_batch_reads_the_accounts_once_a_transaction_and_a_new_one_reads_them_again(empty_db: Engine):
+    """The dispatchers and grid workers are read once per batch; a session's next transaction reads them anew."""
+    settings = NotifySettings(in_server=False)
+    with city_client(empty_db, settings) as client:
+        sign_in(client, empty_db, Role.dispatcher, "disp-a", region_code=COMMUNITY_A)
+        worker = sign_in(client, empty_db, Role.grid_worker, "worker-0", region_code=GRIDS[0])
+        report(client, worker)
+        with Session(empty_db) as session:  # one session, two transactions
+            with session.begin():
+                assert len(fanout.fan_out_steps(session, settings)) == 1
+            sign_in(client, empty_db, Role.dispatcher, "disp-b", region_code=COMMUNITY_A)
+            report(client, worker)
+            with session.begin():
+                assert len(fanout.fan_out_steps(session, settings)) == 1
+    assert inbox_of(empty_db) == {"disp-a": ["report", "report"], "disp-b": ["report"]}
