@@ -5,9 +5,10 @@ waits on the other) and marked done in the same transaction that writes what the
 insert is ``ON CONFLICT DO NOTHING`` on a key per (step, person[, channel]), so a step fanned out twice
 (a crash after the commit was sent but before it was seen) writes nothing the second time.
 
-Up to ``BATCH`` steps share a transaction: the claim, the ``done`` update, the wake-up and the
-commit (a WAL flush) are paid once for them rather than once each. Under a burst of reports the
-fan-out ran beside the intake in the same process, one transaction per report (issue 22).
+Up to ``BATCH`` steps share a transaction: the claim, the read of their events, the ``done``
+update, the wake-up and the commit (a WAL flush) are paid once for them rather than once each, and
+so is the read of the city's dispatchers and grid workers (``recipients``). One step a transaction,
+the fan-out fell behind a burst of reports in the same process (issue 22; docs/notifications.md).
 """
 
 from __future__ import annotations
