@@ -346,8 +346,9 @@ class RasterIndex:
         in it whose candidates lack the polygon are tested: no point objects, no tree query (those
         took 2 of the 4.3 s of a prefecture's build), and about one pair in eight left to test.
         Each row of a window holds a run of the sorted ``boundary_ids``, found by two binary
-        searches, so the windows are never cut out of the raster one polygon at a time (a Python
-        loop over the polygons: 0.5 s of a prefecture's build, issue 23).
+        searches, so the windows are never cut out of the raster one polygon at a time (that Python
+        loop over the polygons took 0.18 s of a prefecture's build, this 0.14 s; the county's 0.08,
+        this 0.05 s: issue 23).
         """
         owner = np.full(boundary_ids.size, np.iinfo(np.int32).max, dtype=np.int64)
         minx, miny, maxx, maxy = shapely.bounds(self.polygons).T
