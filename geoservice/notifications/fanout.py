@@ -6,8 +6,8 @@ insert is ``ON CONFLICT DO NOTHING`` on a key per (step, person[, channel]), so 
 (a crash after the commit was sent but before it was seen) writes nothing the second time.
 
 Up to ``BATCH`` steps share a transaction: the claim, the read of their events, the ``done``
-update, the wake-up and the commit (a WAL flush) are paid once for them rather than once each, and
-so is the read of the city's dispatchers and grid workers (``recipients``). One step a transaction,
+update, the wake-up and the commit (a WAL flush) are paid once for them rather than once each; the
+city's dispatchers are read once per batch and each grid's workers once (``recipients``). One step a transaction,
 the fan-out fell behind a burst of reports in the same process (issue 22; docs/notifications.md).
 """
 

@@ -59,20 +59,11 @@ def department(session: Session, event: Event) -> list[Recipient]:
 
 def grid_workers(session: Session, event: Event) -> list[Recipient]:
     """The grid workers who serve the event's grid (``user_grids``)."""
-    if not event.get("grid_code"):
+    if not (grid := event.get("grid_code")):
         return []
-    return _per_transaction(session, "grid_workers", _workers_by_grid).get(event["grid_code"], [])
-
-
-def _workers_by_grid(session: Session) -> dict[str, list[Recipient]]:
-    rows = session.execute(text(
-        "SELECT g.grid_code, u.id, u.username, u.phone FROM users u JOIN user_grids g ON g.user_id = u.id "
-        "WHERE NOT u.disabled AND u.role = 'grid_worker' ORDER BY u.id"
-    )).all()  # fmt: skip
-    found: dict[str, list[Recipient]] = {}
-    for row in rows:
-        found.setdefault(row.grid_code, []).append(Recipient(row.id, row.username, row.phone or ""))
-    return found
+    where = "u.role = 'grid_worker' AND u.id IN (SELECT user_id FROM user_grids WHERE grid_code = :g)"
+    # Once per grid and transaction: a burst's reports share grids, and a city's workers are never all read.
+    return _per_transaction(session, f"grid_workers:{grid}", lambda s: _people(s, where, {"g": grid}))
 
 
 # The depth of a region prefix (``auth.scope.region_prefix``) at each escalation level. At grid level the
@@ -100,7 +91,7 @@ def _dispatchers(session: Session) -> list[tuple[str, Recipient]]:
 
 
 def _per_transaction(session: Session, name: str, load: Callable[[Session], T]) -> T:
-    """``load(session)``, read once per transaction: a fan-out batch asked the same for each of its steps.
+    """``load(session)``, read once per transaction: a fan-out batch asked the same for many of its steps.
 
     Kept in ``session.info`` with the transaction it was read in, so a session that outlives its
     transaction never answers from an earlier one's accounts.

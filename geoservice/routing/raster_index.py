@@ -251,17 +251,13 @@ class RasterIndex:
         """Sorted unique (cell, rank) keys: every cell each polygon's boundary passes through or touches."""
         # Polygons in chunks of about CHUNK_COORDS vertices: the rings are copied (get_rings,
         # segmentize) a chunk at a time, not a province's 23 million vertices at once (+1 GB, measured).
-        ends = np.cumsum(shapely.get_num_coordinates(self.polygons))
-        keys, first = [], 0
-        while first < len(self.polygons):
-            done = int(ends[first - 1]) if first else 0
-            last = max(int(np.searchsorted(ends, done + CHUNK_COORDS, side="right")), first + 1)
-            parts, part_of = shapely.get_parts(self.polygons[first:last], return_index=True)
+        keys = []
+        for chunk in _spans(shapely.get_num_coordinates(self.polygons), CHUNK_COORDS):
+            parts, part_of = shapely.get_parts(self.polygons[chunk], return_index=True)
             rings, ring_of = shapely.get_rings(parts, return_index=True)
             # Segments no longer than a cell: each one's box then spans at most 3 × 3 cells.
             dense = shapely.segmentize(rings, min(self.dx, self.dy))
-            keys.append(self._segment_keys(dense, first + part_of[ring_of]))
-            first = last
+            keys.append(self._segment_keys(dense, chunk.start + part_of[ring_of]))
         return sorted_unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
 
     def _segment_keys(self, rings: NDArray[np.object_], ring_rank: NDArray) -> NDArray[np.int64]:
