@@ -17,29 +17,29 @@ MERGED_REPORTERS = """
      WHERE d.merged_into = :id AND NOT u.disabled
 """
 SUBSCRIBERS = """
-    SELECT s.username FROM events e
+    SELECT s.username, e.id AS event_id FROM events e
       JOIN categories c ON c.code = e.category_code
       JOIN subscriptions s ON ST_Intersects(s.geom, e.geom)
       JOIN users u ON u.username = s.username
-     WHERE e.id = :id AND NOT u.disabled
+     WHERE e.id = ANY(:ids) AND NOT u.disabled
        AND (s.categories = '{}' OR e.category_code = ANY(s.categories) OR c.parent_code = ANY(s.categories))
 """
 
 
 def merged_reporters(session: Session, event_id: int) -> list[str]:
     """Usernames of the signed-in reporters whose reports were merged into ``event_id``."""
-    return _names(session, MERGED_REPORTERS, event_id)
+    return list(session.execute(text(f"{MERGED_REPORTERS} ORDER BY username"), {"id": event_id}).scalars())
 
 
-def subscribers(session: Session, event_id: int) -> list[str]:
-    """Usernames whose area subscription covers the event's point and names its category (or none)."""
-    return _names(session, SUBSCRIBERS, event_id)
+def subscribers_of(session: Session, event_ids: list[int]) -> dict[int, list[str]]:
+    """Each event's usernames whose area subscription covers its point and names its category (or none)."""
+    found: dict[int, list[str]] = {event_id: [] for event_id in event_ids}
+    for username, event_id in session.execute(text(f"{SUBSCRIBERS} ORDER BY username"), {"ids": event_ids}):
+        found[event_id].append(username)
+    return found
 
 
 def followers(session: Session, event_id: int) -> list[str]:
     """Both kinds (sorted, each once); empty for an unknown event."""
-    return _names(session, f"{MERGED_REPORTERS} UNION {SUBSCRIBERS}", event_id)
-
-
-def _names(session: Session, query: str, event_id: int) -> list[str]:
-    return list(session.execute(text(f"{query} ORDER BY username"), {"id": event_id}).scalars())
+    query = f"{MERGED_REPORTERS} UNION SELECT username FROM ({SUBSCRIBERS}) s ORDER BY username"
+    return list(session.execute(text(query), {"id": event_id, "ids": [event_id]}).scalars())

@@ -6,15 +6,17 @@ insert is ``ON CONFLICT DO NOTHING`` on a key per (step, person[, channel]), so 
 (a crash after the commit was sent but before it was seen) writes nothing the second time.
 
 Up to ``BATCH`` steps share a transaction: the claim, the read of their events, the ``done``
-update, the wake-up and the commit (a WAL flush) are paid once for them rather than once each; the
-city's dispatchers are read once per batch and each grid's workers once (``recipients``). One step a transaction,
-the fan-out fell behind a burst of reports in the same process (issue 22; docs/notifications.md).
+update, the wake-up, the inbox rows' insert and the commit (a WAL flush) are paid once for them
+rather than once each; the city's dispatchers, the batch's grid workers and its area subscribers are
+read once per batch (``recipients.prime``). One step a transaction, the fan-out fell behind a burst
+of reports in the same process (issue 22; docs/notifications.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from geoservice.events.transitions import PUBLIC_NOTE
 from geoservice.infra.database import transaction
-from geoservice.notifications.recipients import Recipient, recipients
+from geoservice.notifications.recipients import Recipient, prime, recipients
 from geoservice.notifications.rules import PROGRESS, rule_for, told_followers
 from geoservice.notifications.settings import NotifySettings
 from layers.names import STATUS_NAMES, WARNING_NAMES
@@ -42,10 +44,16 @@ EVENTS = text(
     "e.handler_username, e.reporter_username, e.description, e.category_code, c.name AS category_name "
     "FROM events e LEFT JOIN categories c ON c.code = e.category_code WHERE e.id = ANY(:ids)"
 )
+# A batch's inbox rows in one statement, in the order the steps and their people came.
 INBOX = text(
     "INSERT INTO notifications (user_id, event_id, log_id, action, title, body, created_at) "
-    "VALUES (:user_id, :event_id, :log_id, :action, :title, :body, now()) ON CONFLICT DO NOTHING RETURNING id"
+    "SELECT r.user_id, r.event_id, r.log_id, r.action, r.title, r.body, now() "
+    "FROM unnest(CAST(:user_id AS int[]), CAST(:event_id AS bigint[]), CAST(:log_id AS bigint[]), "
+    "CAST(:action AS text[]), CAST(:title AS text[]), CAST(:body AS text[])) "
+    "WITH ORDINALITY AS r(user_id, event_id, log_id, action, title, body, n) ORDER BY r.n "
+    "ON CONFLICT DO NOTHING RETURNING log_id"
 )
+INBOX_COLUMNS = ("user_id", "event_id", "log_id", "action", "title", "body")
 OUTBOX = text(
     "INSERT INTO deliveries (log_id, event_id, user_id, channel, target, payload, idempotency_key) "
     "VALUES (:log_id, :event_id, :user_id, :channel, :target, CAST(:payload AS jsonb), :key) ON CONFLICT DO NOTHING"
@@ -74,15 +82,30 @@ def fan_out_steps(session: Session, settings: NotifySettings, limit: int = BATCH
         return []
     found = session.execute(EVENTS, {"ids": list({step["event_id"] for step in steps})}).mappings()
     events = {row["id"]: row for row in found}
-    fanned = [_fan_out(session, settings, step, events.get(step["event_id"])) for step in steps]
+    prime(session, events.values())
+    rows: list[dict[str, Any]] = []
+    deliveries = [_fan_out(session, settings, step, events.get(step["event_id"]), rows) for step in steps]
+    told = _write_inbox(session, rows)
     session.execute(DONE, {"log_ids": [step["log_id"] for step in steps]})
     session.execute(WAKE, {"messages": sorted({f"inbox:{step['event_id']}" for step in steps})})
-    return fanned
+    return [FanOut(step["log_id"], told[step["log_id"]], queued)
+            for step, queued in zip(steps, deliveries, strict=True)]  # fmt: skip
 
 
-def _fan_out(session: Session, settings: NotifySettings, step: Any, found: Any) -> FanOut:
-    """One step to its inbox rows and deliveries; ``found``: its event as it is now (None: deleted)."""
-    inbox = deliveries = 0
+def _write_inbox(session: Session, rows: list[dict[str, Any]]) -> Counter[int]:
+    """Insert the inbox rows; how many were new per step (a step fanned out before writes none again)."""
+    if not rows:
+        return Counter()
+    columns = {name: [row[name] for row in rows] for name in INBOX_COLUMNS}
+    return Counter(session.execute(INBOX, columns).scalars())
+
+
+def _fan_out(session: Session, settings: NotifySettings, step: Any, found: Any, inbox: list[dict[str, Any]]) -> int:
+    """One step's deliveries queued and its inbox rows added to ``inbox``; how many deliveries.
+
+    ``found``: its event as it is now (None: deleted).
+    """
+    deliveries = 0
     event = as_of_step(found, step["details"] or {}) if found is not None else None
     rule = rule_for(step["action"])
     rules = [rule] if rule is not None else []
@@ -96,10 +119,9 @@ def _fan_out(session: Session, settings: NotifySettings, step: Any, found: Any) 
         title = current.title.format(id=event["id"])
         bodies = {False: _body(step, event, public=False), True: _body(step, event, public=True)}
         if "inbox" in current.channels:
-            for person in people:
-                row = {"user_id": person.user_id, "event_id": event["id"], "log_id": step["log_id"],
-                       "action": step["action"], "title": title, "body": bodies[person.follower]}  # fmt: skip
-                inbox += session.execute(INBOX, row).first() is not None
+            inbox.extend({"user_id": person.user_id, "event_id": event["id"], "log_id": step["log_id"],
+                          "action": step["action"], "title": title, "body": bodies[person.follower]}
+                         for person in people)  # fmt: skip
         if "sms" in current.channels:
             for person in (p for p in people if p.phone and not p.follower):
                 text_ = f"{title}：{bodies[False]}"
@@ -108,7 +130,7 @@ def _fan_out(session: Session, settings: NotifySettings, step: Any, found: Any) 
             payload = _payload(step, event, title, bodies[False], people)
             for url in settings.webhooks:
                 deliveries += _queue(session, step, "webhook", url, payload, None)
-    return FanOut(step["log_id"], inbox, deliveries)
+    return deliveries
 
 
 def as_of_step(event: Any, details: dict[str, Any]) -> dict[str, Any]:

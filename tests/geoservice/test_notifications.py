@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -403,3 +403,43 @@ def test_a_batch_reads_the_accounts_once_a_transaction_and_a_new_one_reads_them_
             with session.begin():
                 assert len(fanout.fan_out_steps(session, settings)) == 1
     assert inbox_of(empty_db) == {"disp-a": ["report", "report"], "disp-b": ["report"]}
+
+
+def test_a_batch_asks_for_its_grid_workers_and_subscribers_once_and_tells_each_their_own(empty_db: Engine):
+    """A batch of reports in four grids: each grid's worker and each area's subscriber hears only theirs.
+
+    The batch's grid workers and area subscribers are read in one query each (``recipients.prime``),
+    not one per report: a burst of reports is fanned out at the pace it arrives (issue 22).
+    """
+    settings = NotifySettings(in_server=False)
+    with city_client(empty_db, settings) as client:
+        dispatcher = sign_in(client, empty_db, Role.dispatcher, "disp-a", region_code=COMMUNITY_A)
+        for k, grid in enumerate(GRIDS):
+            sign_in(client, empty_db, Role.grid_worker, f"worker-{k}", region_code=grid)
+        watcher = sign_in(client, empty_db, Role.public, "watcher")
+        lon, lat = centre(2)
+        circle = {"circle": {"lon": lon, "lat": lat, "radius_m": 200}}
+        assert client.post("/v1/subscriptions", json=circle, headers=watcher).status_code == 201
+        with transaction(empty_db) as session:
+            session.execute(text("INSERT INTO user_grids (user_id, grid_code) SELECT id, :g FROM users "
+                                 "WHERE username = :u"), [{"g": g, "u": f"worker-{k}"} for k, g in enumerate(GRIDS)])  # fmt: skip
+        ids = [report(client, dispatcher, grid=k % len(GRIDS))["id"] for k in range(12)]
+    asked: Counter[str] = Counter()
+
+    def count(conn, cursor, statement, *args) -> None:  # noqa: ANN001 (SQLAlchemy's listener signature)
+        for table in ("user_grids", "subscriptions"):
+            asked[table] += table in statement
+
+    event.listen(empty_db, "before_cursor_execute", count)
+    try:
+        assert fanout.drain(empty_db, settings) == len(ids)
+    finally:
+        event.remove(empty_db, "before_cursor_execute", count)
+    assert asked == {"user_grids": 1, "subscriptions": 1}  # one batch: one read of each
+    with transaction(empty_db) as session:
+        rows = session.execute(text("SELECT u.username, n.event_id FROM notifications n JOIN users u ON u.id = n.user_id "
+                                    "ORDER BY n.id")).all()  # fmt: skip
+    heard: dict[str, list[int]] = {}
+    for username, event_id in rows:
+        heard.setdefault(username, []).append(event_id)
+    assert heard == {f"worker-{k}": ids[k::len(GRIDS)] for k in range(len(GRIDS))} | {"watcher": ids[2::len(GRIDS)]}
