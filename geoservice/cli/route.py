@@ -56,7 +56,7 @@ def route(
     try:
         # No warm-up of new connections: it prepares PostGIS transforms for tiles, which routing never asks for.
         database = open_database(warm=False)
-        registry = RouterRegistry(database, RoutingSettings())
+        registry = RouterRegistry(database, RoutingSettings(), long_lived=False)
         if engine == RoutingEngine.dask:
             _route_on_dask(registry.current(), source, target, crs, scheduler, workers, load, database)
             return

@@ -122,6 +122,18 @@ class RasterIndex:
         # Searched with keys of its own type: numpy would otherwise copy the whole list to int64 per search.
         self._cell_number = self.boundary_cells.dtype.type
 
+    def forget_build_caches(self) -> None:
+        """Drop the per-polygon indexes GEOS made for the build's exact tests, if this process built it.
+
+        Why: a build tests cells along every polygon's edges, so GEOS indexes every polygon for its
+        prepared predicates, and a server would hold them for life: 53 MB on the prefecture, the
+        difference between a worker that built its index and one that mapped a stored one. Prepared
+        anew, a polygon is indexed again only when a query near its edge tests it.
+        """
+        if self.cache in ("off", "built", "uncached"):
+            shapely.destroy_prepared(self.polygons)
+            shapely.prepare(self.polygons)
+
     def __setstate__(self, state: dict) -> None:
         # A pickled index (shipped to Dask workers) arrives with its polygons unprepared: prepare them
         # again, or every boundary-cell test walks the polygon from scratch (locate_many measured 2.5× slower).

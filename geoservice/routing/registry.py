@@ -23,6 +23,7 @@ from datetime import datetime
 
 from psycopg import Notify
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from geoservice.boundaries.versions import LAYERS_CHANGED, NOTIFY_CHANNEL, NoVersionInForce, current_version_id
 from geoservice.infra.database import session_factory
@@ -39,11 +40,22 @@ class RouterRegistry:
     """The current router of one process, and a few of past versions."""
 
     def __init__(
-        self, engine: Engine, settings: RoutingSettings, on_swap: Callable[[Router], object] | None = None
+        self,
+        engine: Engine,
+        settings: RoutingSettings,
+        on_swap: Callable[[Router], object] | None = None,
+        *,
+        long_lived: bool = True,
     ) -> None:
+        """One process's routers; ``long_lived``: whether the process keeps them.
+
+        A server keeps its routers, so it gives back what building them left (``Router.settle_memory``);
+        a command that routes once and exits (``geoservice route``) does not.
+        """
         self.engine = engine
         self.settings = settings
         self.on_swap = on_swap
+        self.long_lived = long_lived
         self._in_force: int | None = None  # the version the database last said is in force
         self._sessions = session_factory(engine)
         self._current: Router | None = None
@@ -85,7 +97,7 @@ class RouterRegistry:
         with self._build_lock:
             if version_id not in self._past:
                 with self._sessions() as session:
-                    self._past[version_id] = load_router(session, version_id, self.settings)
+                    self._past[version_id] = self._load(session, version_id)
                 while len(self._past) > PAST_ROUTERS:
                     self._past.popitem(last=False)
             self._past.move_to_end(version_id)
@@ -106,7 +118,7 @@ class RouterRegistry:
             if force:
                 self._past.clear()
             with self._sessions() as session:
-                router = load_router(session, version_id, self.settings)
+                router = self._load(session, version_id)
             self._current = router  # one assignment: readers see the old router or the new one
         log.info("router now answers from boundary version %s (%s)", router.version_name, version_id)
         if self.on_swap is not None:  # outside the build lock: a report waiting for it holds the routing lock
@@ -115,6 +127,12 @@ class RouterRegistry:
             except Exception:  # the next swap (or restart) catches up; answering goes on meanwhile
                 log.exception("could not re-route the reports made while version %s was loading", version_id)
         return True
+
+    def _load(self, session: Session, version_id: int) -> Router:
+        router = load_router(session, version_id, self.settings)
+        if self.long_lived:
+            router.settle_memory()
+        return router
 
     def start(self) -> None:
         """Build the current router and start watching for published versions (on the running event loop)."""

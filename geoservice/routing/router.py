@@ -22,6 +22,7 @@ import pyproj
 import shapely
 from numpy.typing import NDArray
 
+from geoservice.infra.memory import give_back_freed_memory
 from geoservice.routing.index_store import DatabaseIndexStore
 from geoservice.routing.nearest_grid import NearestGrid
 from geoservice.routing.raster_index import NO_POLYGON, RasterIndex
@@ -323,6 +324,17 @@ class Router:
         town = self.regions.get(community.parent_code) if community and community.parent_code else None
         city = self.regions.get(town.parent_code) if town and town.parent_code else None
         return grid, community, town, city
+
+    def settle_memory(self) -> None:
+        """Give back what building its indexes left behind, for a process that keeps this router.
+
+        Not part of the build: ``geoservice route`` tests most polygons again right away, and would
+        pay to index them twice for memory it frees at exit anyway.
+        """
+        for index in (self.grid_index, self.station_index):
+            if index is not None:
+                index.forget_build_caches()
+        give_back_freed_memory()
 
     def index_outside_points(self) -> None:
         """Candidate cells for single points outside every grid (``NearestGrid.index_area``).

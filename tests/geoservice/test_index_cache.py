@@ -82,6 +82,19 @@ def test_a_hit_answers_exactly_as_a_fresh_build(tmp_path: Path, uint16_ranks: in
     assert [again.locate(a, b) for a, b in zip(x[:2000], y[:2000], strict=True)] == expected[:2000].tolist()
 
 
+def test_an_index_that_gives_back_its_build_answers_exactly_as_before(tmp_path: Path):
+    """A server drops what GEOS made for the build's tests (``forget_build_caches``); the answers stay exact."""
+    polygons = voronoi_city()
+    built = RasterIndex(polygons, cell_m=CELL_M, cache_dir=tmp_path)
+    x, y = probes(polygons)
+    expected = exact(polygons, x, y)
+    assert np.array_equal(built.locate_many(x, y), expected)
+    built.forget_build_caches()
+    assert shapely.is_prepared(built.polygons).all()  # prepared anew, not left unprepared
+    assert np.array_equal(built.locate_many(x, y), expected)
+    assert [built.locate(a, b) for a, b in zip(x[:2000], y[:2000], strict=True)] == expected[:2000].tolist()
+
+
 def _flip_cells(entry: Path) -> None:
     raw = bytearray((entry / "cells.npy").read_bytes())
     raw[-100] ^= 0xFF  # one cell's answer changed: the file still loads
