@@ -51,6 +51,7 @@ from geoservice.api.locate_hits import LocateHits
 from geoservice.api.openapi import install_openapi
 from geoservice.api.problems import register_error_handlers
 from geoservice.api.query_params import refuse_unknown_query
+from geoservice.api.report_hits import ReportHits
 from geoservice.api.shared_rate import SharedRateLimiter
 from geoservice.api.tile_hits import TileHits
 from geoservice.auth.principals import PrincipalCache
@@ -166,6 +167,7 @@ def create_app(
     )
     app.add_middleware(TileHits)  # cached tiles without the framework's ~0.3 ms
     app.add_middleware(LocateHits)  # the plain locate too
+    app.add_middleware(ReportHits)  # and the plain report
     app.add_middleware(BodySizeLimit, max_bytes=operations.max_body_bytes)
     # Outside the tile fast path, so cached tiles are compressed too; SSE is left alone (api.compression).
     app.add_middleware(Compression, minimum_size=operations.compress_min_bytes)

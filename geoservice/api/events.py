@@ -29,7 +29,7 @@ from geoservice.auth.users import Principal
 from geoservice.events.deadlines import COLOURS
 from geoservice.events.duplicates import duplicates_of
 from geoservice.events.follow import master_block
-from geoservice.events.intake import ReportIntake
+from geoservice.events.intake import Receipt, ReportIntake
 from geoservice.events.merge import merge_event
 from geoservice.events.queries import EventFilters, event_log, event_view, fetch_event, list_events
 from geoservice.events.report import ReportRequest
@@ -136,16 +136,26 @@ async def post_event(
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise ProblemError(422, "Invalid request", "the Idempotency-Key header and the body's idempotency_key differ; "
                            "send one key, or the same in both")  # fmt: skip
-    report = ReportRequest(
+    client = request.client.host if request.client else None
+    report = report_of(body, principal, body.idempotency_key or idempotency_key, client)
+    receipt = await intake_of(request.app).submit(report)
+    return answer_of(request.app, principal, receipt)
+
+
+def report_of(body: EventCreate, principal: Principal, key: str | None, client: str | None) -> ReportRequest:
+    """What the intake stores for a report's body (the route's and ``api.report_hits``' one reading)."""
+    return ReportRequest(
         lon=body.lon, lat=body.lat, crs=body.crs, category_code=body.category, description=body.description,
         source=body.source, priority=body.priority, reporter_name=body.reporter_name,
         reporter_phone=body.reporter_phone, photos=[p.model_dump(mode="json", exclude_none=True) for p in body.photos],
-        idempotency_key=body.idempotency_key or idempotency_key, actor=principal, occurred_at=body.occurred_at,
-        anonymous_client=request.client.host if request.client else None,
+        idempotency_key=key, actor=principal, occurred_at=body.occurred_at, anonymous_client=client,
     )  # fmt: skip
-    receipt = await _intake(request.app).submit(report)
+
+
+def answer_of(app: FastAPI, principal: Principal, receipt: Receipt) -> Response:
+    """A stored report's answer: 201 with its view and receipt, or 200 for the same report again."""
     event = receipt.event
-    view = {**event_view(event, principal, datetime.now(UTC), request.app.state.event_settings), **receipt.extra}
+    view = {**event_view(event, principal, datetime.now(UTC), app.state.event_settings), **receipt.extra}
     return Response(_json(view), status_code=201 if receipt.created else 200, media_type="application/json",
                     headers={"Location": f"/v1/events/{event['id']}"})  # fmt: skip
 
@@ -167,7 +177,7 @@ def _json(content: dict[str, Any]) -> bytes:
         return text.encode("utf-8")
 
 
-def _intake(app: FastAPI) -> ReportIntake:
+def intake_of(app: FastAPI) -> ReportIntake:
     """The app's report intake (made by this router's lifespan; made here for an app served without one)."""
     intake = getattr(app.state, "report_intake", None)
     if intake is None:

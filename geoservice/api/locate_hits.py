@@ -56,7 +56,7 @@ def _answer(scope: Scope) -> Response | None:
     point = _point(scope["query_string"])
     if point is None or state.routers.behind():
         return None
-    principal = _caller(scope)
+    principal = known_or_anonymous(scope)
     limiter = getattr(state, "public_rate", None)
     public = principal is not None and principal.role == Role.public
     if principal is None or (public and limiter is not None and limiter.blocking):
@@ -79,7 +79,7 @@ def _answer(scope: Scope) -> Response | None:
     return JSONResponse(answer)
 
 
-def _caller(scope: Scope) -> Principal | None:
+def known_or_anonymous(scope: Scope) -> Principal | None:
     """The anonymous public (no Authorization header), a caller already known, else None."""
     authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
     if authorization is None:
