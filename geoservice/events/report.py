@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -249,12 +250,21 @@ def store_reports(session: Session, reports: list[PreparedReport]) -> dict[str, 
     A key missing from the answer was already taken (by an earlier or a concurrent submission,
     which this statement waited for): ``the_earlier_report`` tells the caller what it is.
     """
-    rows = json.dumps([r.row for r in reports], ensure_ascii=False, default=str)
+    rows = orjson.dumps([r.row for r in reports], default=_plain).decode()  # C, not Python: the writer holds the GIL
     stored = {}
     for found in session.execute(INSERT_REPORTS, {"rows": rows}):
         event = dict(found._mapping)
         stored[event.pop("stored_key")] = event
     return stored
+
+
+def _plain(value: Any) -> Any:
+    """What ``json.dumps(default=str)`` wrote for what orjson does not know: numbers as numbers, else text."""
+    if isinstance(value, float):  # a subclass of float orjson refuses: json wrote it as a number
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    return str(value)
 
 
 def the_earlier_report(session: Session, key: str, fingerprint: str) -> dict[str, Any]:

@@ -301,6 +301,8 @@ class Router:
         self.posts = posts
         self.places = places or {}
         self.rules = rules or []
+        # The place types some rule asks about (the rules and places are this router's for life).
+        self._wanted_places = sorted({r.place_type for r in self.rules if r.place_type and r.place_type in self.places})
         self.metric_epsg = metric_epsg
         self.snap_tolerance_m = snap_tolerance_m
         self.rings_m = rings_m
@@ -413,9 +415,10 @@ class Router:
     def facts(self, location: Location, lon: float, lat: float, category_code: str) -> EventFacts:
         """What the rules may ask about this place: regions, nearby place types, station area."""
         regions = frozenset(r.code for r in (location.community, location.town, location.city) if r)
-        point = shapely.Point(*self._to_metric.transform(lon, lat))
-        wanted = {r.place_type for r in self.rules if r.place_type and r.place_type in self.places}
-        nearest = {kind: self.places[kind].nearest(point) for kind in sorted(wanted)}
+        nearest: dict[str, tuple[str, float]] = {}
+        if self._wanted_places:
+            point = shapely.Point(*self._to_metric.transform(lon, lat))
+            nearest = {kind: self.places[kind].nearest(point) for kind in self._wanted_places}
         area = location.station.code if location.station and location.station.by == "jurisdiction" else None
         return EventFacts(category_code, regions, nearest, area)
 
