@@ -2,11 +2,11 @@
 
 A report's own work on the event loop is small (its checks, a queue, the answer's JSON); FastAPI's
 route matching, dependency solving and body validation were most of the loop's time per report,
-and the loop shares one GIL with the writer that stores the batches (bench/RESULTS.md, "Where a
-report's time goes now"). This middleware takes the common report itself — a JSON body that the
-route's own model (``EventCreate``) accepts, no query string and no ``Idempotency-Key`` header (the
-route reconciles the two keys), from a caller this process already knows whose role may report and,
-for the public, within the in-process rate limit — and hands everything else to the route with the
+and the loop shares one GIL with the writer that stores the batches (bench/RESULTS.md, "A report
+before routing"). This middleware takes the common report itself — a JSON body that the route's
+own model (``EventCreate``) accepts, no query string and no ``Idempotency-Key`` header (the route
+reconciles the two keys), from a caller this process already knows whose role may report and, for
+the public, within the in-process rate limit — and hands everything else to the route with the
 body it read. Both paths read the body into the same ``ReportRequest`` (``events.report_of``),
 submit it to the same intake and build the same answer (``events.answer_of``). A report the intake
 refuses was not stored, so it goes to the route too, which submits it again and words the refusal.
