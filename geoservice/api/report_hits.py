@@ -8,14 +8,15 @@ own model (``EventCreate``) accepts, no query string and no ``Idempotency-Key`` 
 reconciles the two keys), from a caller this process already knows whose role may report and, for
 the public, within the in-process rate limit — and hands everything else to the route with the
 body it read. Both paths read the body into the same ``ReportRequest`` (``events.report_of``),
-submit it to the same intake and build the same answer (``events.answer_of``). A report the intake
-refuses was not stored, so it goes to the route too, which submits it again and words the refusal.
+submit it to the same intake and build the same answer (``events.answer_of``); a report the intake
+refuses gets the app's own exception handler's answer, as the route's refusal would.
 """
 
 from __future__ import annotations
 
 import orjson
 from pydantic import ValidationError
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -76,9 +77,22 @@ async def _answer(scope: Scope, raw: bytes) -> Response | None:
     report = events_api.report_of(body, principal, body.idempotency_key, address)
     try:
         receipt = await events_api.intake_of(app).submit(report)
-    except Exception:  # refused, so not stored: the route submits it again and words the refusal
-        return None
+    except Exception as exc:  # refused, so not stored
+        return await _refusal(scope, exc)
     return events_api.answer_of(app, principal, receipt)
+
+
+async def _refusal(scope: Scope, exc: Exception) -> Response | None:
+    """The answer the route would give ``exc``: the app's own exception handler for it (one wording).
+
+    Not the route itself: it would submit the report again and charge the public's rate limit twice.
+    None (the route tries again) for an exception no handler words.
+    """
+    handlers = scope["app"].exception_handlers
+    for kind in type(exc).__mro__:
+        if kind in handlers:
+            return await handlers[kind](Request(scope), exc)
+    return None
 
 
 async def _read(receive: Receive) -> tuple[bytes, Message | None]:

@@ -2,9 +2,9 @@
 
 An index build allocates and frees a few hundred megabytes of numpy temporaries. glibc keeps what is
 freed in its arenas for the next allocation (its mmap threshold rises as large blocks are freed, so
-later large arrays come from the heap too), and a worker that built its own index held about 100 MB
-it no longer used for the rest of its life: 418 MB on the prefecture against the 297 MB of a worker
-that mapped a stored index (bench/RESULTS.md, issue 23).
+later large arrays come from the heap too), and a worker that built its own index kept about 90 MB
+on the prefecture it no longer used, for the rest of its life (bench/RESULTS.md, "The fan-out's
+reads and writes per batch …", issue 23).
 """
 
 from __future__ import annotations

@@ -126,9 +126,9 @@ class RasterIndex:
         """Drop the per-polygon indexes GEOS made for the build's exact tests, if this process built it.
 
         Why: a build tests cells along every polygon's edges, so GEOS indexes every polygon for its
-        prepared predicates, and a server would hold them for life: 53 MB on the prefecture, the
-        difference between a worker that built its index and one that mapped a stored one. Prepared
-        anew, a polygon is indexed again only when a query near its edge tests it.
+        prepared predicates, and a server would hold them for life: 53 MB on the prefecture, which a
+        worker that mapped a stored index never holds. Prepared anew, a polygon is indexed again
+        only when a query near its edge tests it.
         """
         if self.cache in ("off", "built", "uncached"):
             shapely.destroy_prepared(self.polygons)

@@ -9,9 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from geoservice.app import create_app
 from geoservice.auth.policy import Allow
+from geoservice.settings import OperationsSettings
 from layers.models import Role
-from tests.geoservice.events_city import COMMUNITY_A, TOWN_A, centre, events_city_client
+from tests.geoservice.events_city import AUTH, COMMUNITY_A, TOWN_A, centre, events_city_client, load_events_city
 from tests.geoservice.signin import sign_in
 
 # What differs between two reports of the same thing: which they are, their times (every ``…_at``),
@@ -74,27 +76,40 @@ def test_a_report_before_routing_gets_the_routes_answer(client: TestClient, empt
 
 
 @pytest.mark.parametrize(
-    ("case", "title"),
+    ("case", "title", "by_route"),
     [
-        ({"category": "city_management.unicorns"}, "Unknown category"),  # refused by the intake
-        ({"lon": "far east"}, "Invalid request"),  # refused by the model
-        ({"crs": "mars2000"}, "Unknown coordinate reference system"),
+        ({"category": "city_management.unicorns"}, "Unknown category", False),  # refused by the intake
+        ({"crs": "mars2000"}, "Unknown coordinate reference system", False),
+        ({"lon": "far east"}, "Invalid request", True),  # refused by the model: the route's validation says why
     ],
 )
 def test_a_refused_report_gets_the_routes_problem_and_nothing_is_stored(
-    client: TestClient, empty_db: Engine, routed: list[str], case: dict, title: str
+    client: TestClient, empty_db: Engine, routed: list[str], case: dict, title: str, by_route: bool
 ):
     auth = sign_in(client, empty_db, Role.dispatcher, region_code=TOWN_A)
     client.get("/v1/auth/me", headers=auth)
     lon, lat = centre(0)
+    body = {"lon": lon, "lat": lat, "category": "city_management.garbage", **case}
     routed.clear()
-    answer = client.post("/v1/events", json={"lon": lon, "lat": lat, "category": "city_management.garbage", **case},
-                         headers=auth)  # fmt: skip
-    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
-    assert answer.json()["title"] == title
-    assert routed == ["/v1/events"]  # worded by the route
+    answer = client.post("/v1/events", json=body, headers=auth)
+    assert routed == (["/v1/events"] if by_route else [])
+    through_route = client.post("/v1/events", json=body, headers={**auth, "Idempotency-Key": "via-route"})
+    assert answer.status_code == through_route.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json() == through_route.json() and answer.json()["title"] == title  # the same words
     with empty_db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 0
+
+
+def test_a_refused_public_report_is_charged_once(empty_db: Engine):
+    """The public's rate limit counts a refused report once, whichever path refused it."""
+    load_events_city(empty_db)
+    app = create_app(engine=empty_db, auth_settings=AUTH, operations=OperationsSettings(public_rate="2/minute"))
+    with TestClient(app) as client:
+        lon, lat = centre(0)
+        body = {"lon": lon, "lat": lat, "category": "city_management.unicorns"}
+        statuses = [client.post("/v1/events", json=body).status_code for _ in range(3)]
+    assert statuses == [422, 422, 429]
 
 
 def test_what_the_route_must_decide_goes_to_it(client: TestClient, empty_db: Engine):
