@@ -32,6 +32,7 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings) ->
     ).all()
     grids = [GridRecord(r.code, r.name, r.community_code, tuple(r.workers or ()), r.officer) for r in rows]
     grid_geoms = shapely.from_wkb([bytes(r.wkb) for r in rows])
+    del rows  # the WKB (19 MB on the prefecture) would otherwise stay through the index build, at its peak
     regions = {
         r.code: Region(r.code, r.name, r.level, r.parent_code)
         for r in session.execute(
