@@ -6,10 +6,12 @@ and the loop shares one GIL with the writer that stores the batches (bench/RESUL
 before routing"). This middleware takes the common report itself — a JSON body that the route's
 own model (``EventCreate``) accepts, no query string and no ``Idempotency-Key`` header (the route
 reconciles the two keys), from a caller this process already knows whose role may report and, for
-the public, within the in-process rate limit — and hands everything else to the route with the
-body it read. Both paths read the body into the same ``ReportRequest`` (``events.report_of``),
-submit it to the same intake and build the same answer (``events.answer_of``); a report the intake
-refuses gets the app's own exception handler's answer, as the route's refusal would.
+the public, within the in-process rate limit — and hands everything else to the route (with the
+body, when it had to read it to know). Both paths read the body into the same ``ReportRequest``
+(``events.report_of``), submit it to the same intake and build the same answer
+(``events.answer_of``); a report the intake refuses gets the app's own exception handler's answer,
+as the route's refusal would. The public's rate limit is charged only once the body is a report,
+so a body the route refuses is charged once, by the route.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from geoservice.api import events as events_api
 from geoservice.api.locate_hits import known_or_anonymous
 from geoservice.api.problems import ProblemError
+from geoservice.auth.users import Principal
 from layers.models import Role
 
 PATH = "/v1/events"
@@ -37,11 +40,12 @@ class ReportHits:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH):
+        principal = _eligible(scope)
+        if principal is None:  # not a plain report: the body is left unread, for the route
             await self.app(scope, receive, send)
             return
         body, rest = await _read(receive)
-        response = await _answer(scope, body) if rest is None else None
+        response = await _answer(scope, principal, body) if rest is None else None
         if response is None:
             await self.app(scope, _replay(body, rest, receive), send)
             return
@@ -49,31 +53,38 @@ class ReportHits:
         await response(scope, receive, send)
 
 
-async def _answer(scope: Scope, raw: bytes) -> Response | None:
+def _eligible(scope: Scope) -> Principal | None:
+    """The caller of a report this middleware may take, from the request's line and headers; else None."""
+    if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH):
+        return None
     headers = dict(scope["headers"])
     if scope["query_string"] or b"idempotency-key" in headers:
         return None
     if headers.get(b"content-type", b"").lower() not in JSON_TYPES:
         return None
-    app = scope["app"]
     principal = known_or_anonymous(scope)
     if principal is None or principal.role not in events_api.REPORTERS.roles:
         return None
-    client = scope.get("client")
-    address = client[0] if client else None
-    if principal.role == Role.public:
-        limiter = getattr(app.state, "public_rate", None)
-        if limiter is not None:
-            if limiter.blocking:
-                return None  # a rate limit kept in the database: the route's work
-            try:
-                limiter.check((address or "unknown") if principal.anonymous else f"user:{principal.username}")
-            except ProblemError:
-                return None  # a refused check takes nothing: the route refuses again and says why
+    limiter = getattr(scope["app"].state, "public_rate", None)
+    if principal.role == Role.public and limiter is not None and limiter.blocking:
+        return None  # a rate limit kept in the database: the route's work
+    return principal
+
+
+async def _answer(scope: Scope, principal: Principal, raw: bytes) -> Response | None:
     try:
         body = events_api.EventCreate.model_validate(orjson.loads(raw))
     except (orjson.JSONDecodeError, ValidationError):
-        return None
+        return None  # the route says why; nothing was charged here, so the public is charged once
+    app = scope["app"]
+    client = scope.get("client")
+    address = client[0] if client else None
+    limiter = getattr(app.state, "public_rate", None)
+    if principal.role == Role.public and limiter is not None:
+        try:
+            limiter.check((address or "unknown") if principal.anonymous else f"user:{principal.username}")
+        except ProblemError:
+            return None  # a refused check takes nothing: the route refuses again and says why
     report = events_api.report_of(body, principal, body.idempotency_key, address)
     try:
         receipt = await events_api.intake_of(app).submit(report)

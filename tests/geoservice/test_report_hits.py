@@ -107,8 +107,9 @@ def test_a_refused_public_report_is_charged_once(empty_db: Engine):
     app = create_app(engine=empty_db, auth_settings=AUTH, operations=OperationsSettings(public_rate="2/minute"))
     with TestClient(app) as client:
         lon, lat = centre(0)
-        body = {"lon": lon, "lat": lat, "category": "city_management.unicorns"}
-        statuses = [client.post("/v1/events", json=body).status_code for _ in range(3)]
+        body = {"lon": lon, "lat": lat, "category": "city_management.unicorns"}  # refused by the intake
+        not_a_number = {**body, "lon": "far east"}  # refused by the model, so by the route
+        statuses = [client.post("/v1/events", json=b).status_code for b in (body, not_a_number, body)]
     assert statuses == [422, 422, 429]
 
 
