@@ -312,21 +312,35 @@ class RasterIndex:
         del free
         if count == 0:
             return cells
-        # One cell of each component (its first): blocks from the last to the first, and within a
-        # block in reverse order, so the first write per label is the one that stays.
-        # np.unique(return_index=True) sorted 13.5 million cells to find the same (3 s).
-        first_cell = np.zeros(count + 1, dtype=np.intp)
-        step = max(1, BLOCK_CELLS // self.nx)
-        for row in reversed(self._row_blocks()):
-            block = cells[row : row + step].ravel()
-            ids = np.flatnonzero(block)
-            first_cell[block[ids[::-1]]] = ids[::-1] + row * self.nx
         lookup = np.empty(count + 1, dtype=np.int32)
         lookup[0] = NO_POLYGON  # boundary cells: overwritten by the caller
-        lookup[1:] = self._cover_rank(first_cell[1:])
+        lookup[1:] = self._cover_rank(self._a_cell_of_each(cells, count)[1:])
+        step = max(1, BLOCK_CELLS // self.nx)
         for row in self._row_blocks():
             cells[row : row + step] = lookup[cells[row : row + step]]
         return cells
+
+    def _a_cell_of_each(self, cells: NDArray[np.int32], count: int) -> NDArray[np.intp]:
+        """One cell of each labelled component (entry 0, the boundary's label, unused).
+
+        Any cell will do: a component's cells touch no boundary, so they all lie in the same polygon
+        (or in none), and one exact test of any of their centres labels them all. Only the cells
+        whose left and upper neighbours carry another label are looked at (each component has one:
+        its first in row order), a few in a hundred; scattering every labelled cell into the table
+        was a quarter of a prefecture's build (0.25 of 1 s, issue 23).
+        """
+        found = np.zeros(count + 1, dtype=np.intp)
+        step = max(1, BLOCK_CELLS // self.nx)
+        for row in self._row_blocks():
+            block = cells[row : row + step]
+            corner = block != 0
+            corner[:, 1:] &= block[:, 1:] != block[:, :-1]
+            corner[1:] &= block[1:] != block[:-1]
+            if row:  # the block's first row against the row above it
+                corner[0] &= block[0] != cells[row - 1]
+            ids = np.flatnonzero(corner)
+            found[block.ravel()[ids]] = ids + row * self.nx
+        return found
 
     def _cover_rank(self, cell_ids: NDArray[np.intp]) -> NDArray[np.int32]:
         """Exact covering rank of each cell's centre (one cell per component), by an R-tree over the polygons."""
