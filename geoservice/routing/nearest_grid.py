@@ -49,7 +49,8 @@ Covered = Callable[[NDArray[np.float64], NDArray[np.float64]], NDArray[np.bool_]
 NONE = -1
 SLACK = 1e-9  # relative: an envelope as near as its grid may measure a hair farther (other segments, other rounding)
 KEPT_GRIDS = 4_096  # grids projected by queries and kept, beyond those kept from the start
-CHUNK_GRIDS = 2_000  # grids projected at a time while the envelopes are built (bounds the build's peak)
+BOX_SEGMENT_DEG = 0.01  # a lon/lat box's outline is projected through a point this often (~1 km): see metric_envelopes
+ENVELOPE_MARGIN_M = 1.0  # each projected box widened by this: far more than its outline's sampling can miss
 CELLS_PER_GRID = 32  # candidate cells per grid over the area, within these bounds:
 MIN_CELLS, MAX_CELLS = 2_000, 50_000  # 1.3-2.8 s of build, in a thread, on the bench cities (bench/RESULTS.md)
 BLOCK_CELLS = 5_000  # cells whose candidates are found at a time (bounds the grids projected at once)
@@ -73,11 +74,7 @@ class NearestGrid:
         """
         self._polygons = polygons
         self._epsg = metric_epsg
-        envelopes = np.empty((len(polygons), 4))
-        for start in range(0, len(polygons), CHUNK_GRIDS):
-            envelopes[start : start + CHUNK_GRIDS] = shapely.bounds(
-                project(polygons[start : start + CHUNK_GRIDS], metric_epsg)
-            )
+        envelopes = metric_envelopes(polygons, metric_epsg)
         self.envelopes = envelopes
         self._tree = shapely.STRtree(shapely.box(*envelopes.T)) if len(polygons) else None
         kept = [] if keep is None else np.unique(keep).tolist()
@@ -265,6 +262,28 @@ class NearestGrid:
         out = np.empty(len(ranks), dtype=object)
         out[:] = [kept[r] if r in kept else fresh[r] for r in ranks]
         return out
+
+
+def metric_envelopes(polygons: NDArray[np.object_], metric_epsg: int) -> NDArray[np.float64]:
+    """A metric box holding each grid (NaN rows for a missing or empty one): its lon/lat box, projected.
+
+    Every use of an envelope (the R-tree's searches, ``_box_distance``) needs only that it holds its
+    grid, never that it is tight: the exact distances come after. Projecting every vertex for the
+    tight bounds was a quarter of a prefecture's router build (1.2 million vertices, 0.24 s of 1 s,
+    issue 23), paid at every start. A grid lies in its lon/lat box, so its projection lies in the
+    box's projection, whose bounds lie on the box's projected outline: that outline is sampled every
+    ``BOX_SEGMENT_DEG``, where a projected parallel or meridian departs from its chord by a few
+    centimetres at most (in a 3-degree zone its radius of curvature is thousands of kilometres), and
+    ``ENVELOPE_MARGIN_M`` covers that many times over.
+    """
+    bounds = shapely.bounds(polygons).reshape(-1, 4)
+    envelopes = np.full(bounds.shape, np.nan)
+    valid = np.flatnonzero(np.isfinite(bounds).all(axis=1))
+    if valid.size:
+        outlines = shapely.segmentize(shapely.box(*bounds[valid].T), BOX_SEGMENT_DEG)
+        metric = shapely.bounds(project(outlines, metric_epsg))
+        envelopes[valid] = metric + np.array([-1.0, -1.0, 1.0, 1.0]) * ENVELOPE_MARGIN_M
+    return envelopes
 
 
 def _box_distance(envelope: NDArray[np.float64], x: float, y: float) -> float:

@@ -117,6 +117,24 @@ def test_kept_edges_answer_points_outside_without_projecting_more():
     assert len(finder._kept) == kept == 36 + 8
 
 
+def test_the_envelopes_hold_their_grids_and_little_more(grids: np.ndarray):
+    """Boxes from the lon/lat boxes' outlines hold the projected grids: here, at a zone's edge and across a province."""
+    lon_lat = np.concatenate([
+        grids,
+        [shapely.segmentize(shapely.box(121.4, 31.0, 121.5, 31.08), 0.001)],  # 1.5 degrees east of the zone's meridian
+        [shapely.segmentize(shapely.Polygon([(118, 30), (122, 30.5), (121, 34), (118.5, 33)]), 0.01)],  # 4 x 4 degrees
+        [None, shapely.Polygon()],
+    ])  # fmt: skip
+    tight = shapely.bounds(project(lon_lat, EPSG))
+    envelopes = nearest_grid.metric_envelopes(lon_lat, EPSG)
+    assert np.isnan(envelopes[-2:]).all() and np.isnan(tight[-2:]).all()
+    held, tight = envelopes[:-2], tight[:-2]
+    assert (held[:, :2] <= tight[:, :2]).all() and (held[:, 2:] >= tight[:, 2:]).all()
+    widened = np.abs(held - tight)
+    assert widened[:-2].max() < 1.2 * nearest_grid.ENVELOPE_MARGIN_M  # a grid's box: its margin and a hair
+    assert widened[-1].max() < 2_500  # the province's box is its lon/lat box's: wider than the polygon, still held
+
+
 def test_no_grids_and_nan_points_answer_none():
     empty = NearestGrid(np.empty(0, dtype=object), EPSG)
     assert empty.one(500_000.0, 3_520_000.0) == (-1, math.inf)
