@@ -22,7 +22,8 @@ benches measure the router on polygons held in memory (``bench.index_build``) or
   warm cache, 0 differences required).
 
 ``--reuse`` keeps the loaded database (building and loading the city takes a few minutes); ``--code DIR``
-runs another checkout's load_router, serve and route (e.g. the commit before a change) on the same database.
+runs another checkout's load_router, serve and route (e.g. the commit before a change) on the same database;
+``--before DIR`` runs another checkout's route beside this one's, in the same rounds.
 """
 
 from __future__ import annotations
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: router, serve, route")
     parser.add_argument("--code", type=Path, default=REPO,
                         help="the checkout whose load_router, serve and route run (default this one)")
+    parser.add_argument("--before", type=Path, help="route: also run this checkout's command in the same rounds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -400,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     if "route" not in skip:
         runs, build_s = compare(city, CITY_KINDS[args.city][2](), [int(s) for s in args.points.split(",")],
                                 [f for f in args.formats.split(",") if f], ["new", "cold", "warm"], args.rounds,
-                                args.code, None, console)  # fmt: skip
-        print_table(console, route_table(city, runs, build_s, args.code))
+                                args.code, None, console, args.before)  # fmt: skip
+        print_table(console, route_table(city, runs, build_s, args.code, args.before))
         ok = ok and all(r.differences == 0 for r in runs)
     return 0 if ok else 1
 
