@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
 import numpy as np
 import shapely
 from sqlalchemy import Engine, text
@@ -15,7 +12,7 @@ from geoservice.routing.index_store import DatabaseIndexStore, settle
 from geoservice.routing.router import GridRecord, PlaceSet, PostSet, Region, Router
 from geoservice.routing.rules import Rule
 from geoservice.settings import RoutingSettings
-from layers.crs import city_metric_epsg, metric_transformer
+from layers.crs import city_metric_epsg
 from layers.enums import POST_LEVELS
 
 
@@ -25,25 +22,6 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings) ->
     Distances are in ``settings.metric_crs`` when configured, else the dataset's metric CRS.
     """
     epsg = city_metric_epsg(session, settings.metric_crs)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-transformer") as beside:
-        # PROJ's search for the city's transformer (0.05-0.15 s where this machine has not remembered
-        # its pipeline) runs while this thread waits on the database; the Router then finds it made.
-        transformer = beside.submit(metric_transformer, epsg, settings.index_cache_dir)
-        version = _read_version(session, version_id, epsg)
-        transformer.result()
-    return Router(
-        **version,
-        metric_epsg=epsg,
-        snap_tolerance_m=settings.snap_tolerance_m,
-        rings_m=settings.rings_m,
-        cell_m=settings.index_cell_m,
-        index_cache_dir=settings.index_cache_dir,
-        index_store=DatabaseIndexStore(_engine_of(session)),
-    )
-
-
-def _read_version(session: Session, version_id: int, epsg: int) -> dict[str, Any]:
-    """What the router is made of: the version's grids and regions, the posts, places and rules."""
     name = session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()
     rows = session.execute(
         text(
@@ -72,20 +50,24 @@ def _read_version(session: Session, version_id: int, epsg: int) -> dict[str, Any
     ).all()
     by_level = {level: [p for p in posts if p.level == level] for level in POST_LEVELS}
     stations = by_level["station"]
-    return {
-        "version_id": version_id,
-        "version_name": name,
-        "grids": grids,
-        "grid_geoms": grid_geoms,
-        "regions": regions,
-        "stations": _post_set(stations),
-        "jurisdictions": np.array(
-            [shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object
-        ),
-        "posts": {level: _post_set(rows) for level, rows in by_level.items()},
-        "places": _places(session, epsg),
-        "rules": _rules(session),
-    }
+    return Router(
+        version_id=version_id,
+        version_name=name,
+        grids=grids,
+        grid_geoms=grid_geoms,
+        regions=regions,
+        stations=_post_set(stations),
+        jurisdictions=np.array([shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object),
+        posts={level: _post_set(rows) for level, rows in by_level.items()},
+        places=_places(session, epsg),
+        rules=_rules(session),
+        metric_epsg=epsg,
+        snap_tolerance_m=settings.snap_tolerance_m,
+        rings_m=settings.rings_m,
+        cell_m=settings.index_cell_m,
+        index_cache_dir=settings.index_cache_dir,
+        index_store=DatabaseIndexStore(_engine_of(session)),
+    )
 
 
 def fill_index_cache(engine: Engine, version_id: int, settings: RoutingSettings) -> str:
