@@ -123,6 +123,7 @@ def test_the_envelopes_hold_their_grids_and_little_more(grids: np.ndarray):
         grids,
         [shapely.segmentize(shapely.box(121.4, 31.0, 121.5, 31.08), 0.001)],  # 1.5 degrees east of the zone's meridian
         [shapely.segmentize(shapely.Polygon([(118, 30), (122, 30.5), (121, 34), (118.5, 33)]), 0.01)],  # 4 x 4 degrees
+        [shapely.segmentize(shapely.box(118, 30, 122, 30.5), 0.01)],  # its south edge dips ~1.7 km at the meridian
         [None, shapely.Polygon()],
     ])  # fmt: skip
     tight = shapely.bounds(project(lon_lat, EPSG))
@@ -131,8 +132,9 @@ def test_the_envelopes_hold_their_grids_and_little_more(grids: np.ndarray):
     held, tight = envelopes[:-2], tight[:-2]
     assert (held[:, :2] <= tight[:, :2]).all() and (held[:, 2:] >= tight[:, 2:]).all()
     widened = np.abs(held - tight)
-    assert widened[:-2].max() < 1.2 * nearest_grid.ENVELOPE_MARGIN_M  # a grid's box: its margin and a hair
-    assert widened[-1].max() < 2_500  # the province's box is its lon/lat box's: wider than the polygon, still held
+    assert widened[:-3].max() < 1.2 * nearest_grid.ENVELOPE_MARGIN_M  # a grid's box: its margin and a hair
+    assert widened[-1].max() < 1.2 * nearest_grid.ENVELOPE_MARGIN_M  # a lon/lat box: its own outline, sampled
+    assert widened[-2].max() < 2_500  # the province's box is its lon/lat box's: wider than the polygon, still held
 
 
 def test_no_grids_and_nan_points_answer_none():
