@@ -24,7 +24,7 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings) ->
     """
     epsg = city_metric_epsg(session, settings.metric_crs)
     # The posts and places are projected here, by the transformer the router projects every point
-    # with, not by PostGIS: a new backend's first ST_Transform loads PROJ (0.08 s measured, paid by
+    # with, not by PostGIS: a new backend's first ST_Transform loads PROJ (0.07-0.08 s measured, paid by
     # every ``geoservice route``), and both ends of a distance now come from the same PROJ.
     to_metric = metric_transformer(epsg, remember_in=settings.index_cache_dir)
     name = session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()

@@ -325,9 +325,9 @@ class RasterIndex:
 
         Any cell will do: a component's cells touch no boundary, so they all lie in the same polygon
         (or in none), and one exact test of any of their centres labels them all. Only the cells
-        whose left and upper neighbours carry another label are looked at (each component has one:
-        its first in row order), a few in a hundred; scattering every labelled cell into the table
-        was a quarter of a prefecture's build (0.25 of 1 s, issue 23).
+        whose left and upper neighbours carry another label are written to the table (each
+        component has one: its first in row order); scattering every labelled cell into it was a
+        quarter of a prefecture's build (0.25 of 1 s, issue 23).
         """
         found = np.zeros(count + 1, dtype=np.intp)
         step = max(1, BLOCK_CELLS // self.nx)
