@@ -5,9 +5,10 @@ from the point to grid polygons in the city's metric CRS. Until issue 23 the rou
 projected for that: on the prefecture (6,000 grids, 1.2 M vertices) the copy was ~57 MB of a worker's
 ~350 MB, to answer the few points that fall outside every grid, always near the city's edge.
 
-Here the router keeps only each grid's metric envelope (32 bytes a grid) in an R-tree, and projects a
-grid when a query first needs it, keeping it for the next query (up to ``KEPT_GRIDS``). Exact, since
-a polygon is never nearer than its envelope:
+Here the router keeps only a metric envelope of each grid (32 bytes a grid: a box that holds the grid,
+made without projecting its vertices, ``metric_envelopes``) in an R-tree, and projects a grid when a
+query first needs it, keeping it for the next query (up to ``KEPT_GRIDS``). Exact, since a polygon is
+never nearer than a box that holds it:
 
 * within ``r`` metres: the grids whose envelope is within ``r``, measured exactly, those within ``r``;
 * unbounded: the nearest envelope's grid gives an upper bound ``D`` on the answer, then as above
