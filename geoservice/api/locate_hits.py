@@ -17,12 +17,13 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geoservice.api import locate as locate_api
 from geoservice.api.problems import ProblemError
-from geoservice.auth.policy import known_caller
+from geoservice.auth.policy import charge_public, known_caller
 from geoservice.auth.users import ANONYMOUS, Principal
 from geoservice.boundaries.versions import NoVersionInForce
 from geoservice.inputs import text_problem
@@ -69,13 +70,10 @@ def _answer(scope: Scope) -> Response | None:
     answer = locate_api.answer_of(location, router_, point, locate_api.audience_of(state, principal))
     if "error" in answer:
         return None
-    if public and limiter is not None:
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        try:
-            limiter.check(address if principal.anonymous else f"user:{principal.username}")
-        except ProblemError:
-            return None  # a refused check takes nothing: the route refuses again and says why
+    try:
+        charge_public(Request(scope), principal)  # the route's own charge: staff are never limited
+    except ProblemError:
+        return None  # a refused check takes nothing: the route refuses again and says why
     return JSONResponse(answer)
 
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from geoservice.api import events as events_api
 from geoservice.api.locate_hits import known_or_anonymous
 from geoservice.api.problems import ProblemError
+from geoservice.auth.policy import charge_public
 from geoservice.auth.users import Principal
 from layers.models import Role
 
@@ -77,14 +78,12 @@ async def _answer(scope: Scope, principal: Principal, raw: bytes) -> Response | 
     except (orjson.JSONDecodeError, ValidationError):
         return None  # the route says why; nothing was charged here, so the public is charged once
     app = scope["app"]
-    client = scope.get("client")
-    address = client[0] if client else None
-    limiter = getattr(app.state, "public_rate", None)
-    if principal.role == Role.public and limiter is not None:
-        try:
-            limiter.check((address or "unknown") if principal.anonymous else f"user:{principal.username}")
-        except ProblemError:
-            return None  # a refused check takes nothing: the route refuses again and says why
+    request = Request(scope)
+    try:
+        charge_public(request, principal)  # the route's own charge: staff are never limited
+    except ProblemError:
+        return None  # a refused check takes nothing: the route refuses again and says why
+    address = request.client.host if request.client else None
     report = events_api.report_of(body, principal, body.idempotency_key, address)
     try:
         receipt = await events_api.intake_of(app).submit(report)
