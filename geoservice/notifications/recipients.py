@@ -60,10 +60,7 @@ def grid_workers(session: Session, event: Event) -> list[Recipient]:
     """The grid workers who serve the event's grid (``user_grids``)."""
     if not (grid := event.get("grid_code")):
         return []
-    known = _memo(session, "grid_workers")
-    if grid not in known:
-        known.update(_grid_workers_of(session, [grid]))
-    return known[grid]
+    return _remembered(session, "grid_workers", grid, _grid_workers_of)
 
 
 def _grid_workers_of(session: Session, grids: list[str]) -> dict[str, list[Recipient]]:
@@ -123,6 +120,14 @@ def _memo(session: Session, name: str) -> dict[Any, Any]:
     return held[1]
 
 
+def _remembered(session: Session, name: str, key: Any, read: Callable[[Session, list[Any]], dict[Any, Any]]) -> Any:
+    """``key``'s entry of the transaction's ``name`` memo, read alone (``read(session, [key])``) if nobody primed it."""
+    known = _memo(session, name)
+    if key not in known:
+        known.update(read(session, [key]))
+    return known[key]
+
+
 def prime(session: Session, events: Iterable[Event]) -> None:
     """Read the grid workers and area subscribers of a fan-out batch's events, one query each.
 
@@ -150,10 +155,7 @@ def reporter(session: Session, event: Event) -> list[Recipient]:
 
 def subscribers(session: Session, event: Event) -> list[Recipient]:
     """Whoever subscribed to an area holding the event and to its category (FixMyStreet-style)."""
-    known = _memo(session, "subscribers")
-    if event["id"] not in known:
-        known.update(subscribers_of(session, [event["id"]]))
-    return _followers(session, known[event["id"]])
+    return _followers(session, _remembered(session, "subscribers", event["id"], subscribers_of))
 
 
 def _followers(session: Session, names: list[str]) -> list[Recipient]:
