@@ -757,8 +757,9 @@ async function start() {
   $("signin").hidden = signedIn;
   $("app").hidden = !signedIn;
   // Drawn at once, before anything is awaited: a session that just ended leaves nothing of its user in the
-  // page (``render`` reads the cache only with a token), not even for the moment the queue takes to load.
-  if (!signedIn) render();
+  // page (``render`` reads the cache only with a token; the queue shown is the signed-in user's, so none),
+  // not even for the moment the queue takes to load.
+  if (!signedIn) { queued = []; render(); showPending(); }
   try { await claimUntagged(); await migrateOldQueue(); await loadQueue(); } catch (err) { say(`${t("failed")}: ${err.message}`); }
   translate();
   if (signedIn) { refresh(); locate(); flush(); watch(); }
