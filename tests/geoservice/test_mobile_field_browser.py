@@ -177,6 +177,9 @@ def test_my_tasks_accept_start_and_feed_back_offline_once(empty_db: Engine, tmp_
         context.set_offline(False)
         wait_sent(page)
         assert log_of(empty_db, reported["id"], "supervision_reply") == [("worker-a", "已安排今天下午清理")]
+        # The refresh after the send drops the answered order from the list; tapping before it lands could
+        # hit a list that is still moving (the page shortens under the finger).
+        order_li.wait_for(state="detached")
 
         # Escalate (上报升级) a matter too big for the grid; the server's answer is lost, the phone sends it again:
         # the row_version it was taken on makes the resend a 409, the phone finds the event already a level up.
