@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import hypothesis.internal.conjecture.optimiser  # noqa: F401 (imported now, see below)
 import psycopg
 import pytest
 from argon2 import PasswordHasher
@@ -40,6 +41,13 @@ ARTIFACTS = ROOT / "test-artifacts"
 # sixth of the suite's time. Still argon2id, still checked for real; a hash carries its parameters,
 # so servers the tests start as processes check them as they would any other.
 passwords.HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+# Hypothesis imports its optimiser only when a test first reaches its targeting phase, and pytest
+# rewrites the asserts of a plugin's modules as they are imported, parsing their source with
+# ``ast.parse``. CPython 3.11's AST constructor keeps its recursion depth per interpreter, not per
+# thread (python/cpython#106905, pytest-dev/pytest#10763): with the app's threads running beside a
+# test, that parse once failed with "SystemError: AST constructor recursion depth mismatch". Imported
+# here, at collection, the parse happens before any test has started a thread.
 
 
 @pytest.fixture(scope="session")
