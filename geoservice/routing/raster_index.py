@@ -199,10 +199,10 @@ class RasterIndex:
         cell has no empty cell and is missed; that costs its nearest-grid query a projection, not
         an answer. Scanned ``BLOCK_CELLS`` at a time, with a row of overlap each side.
         """
-        step = max(1, BLOCK_CELLS // self.nx)
         found: list[NDArray] = []
-        for row in self._row_blocks():
-            lo, hi = max(row - 1, 0), min(row + step + 1, self.ny)
+        for rows in self._row_blocks():
+            row = rows.start
+            lo, hi = max(row - 1, 0), min(rows.stop + 1, self.ny)
             # Beyond the raster counts as empty (a polygon's edge can lie in the outermost cells); the
             # padding beside an overlap row reaches only that row, which is its neighbour block's.
             empty = np.pad(np.asarray(self.cells[lo:hi]) == self._empty, 1, constant_values=True)
@@ -212,7 +212,7 @@ class RasterIndex:
             wide = near.copy()
             wide[:, 1:] |= near[:, :-1]
             wide[:, :-1] |= near[:, 1:]
-            block = np.asarray(self.cells[row : row + step])
+            block = np.asarray(self.cells[rows])
             mine = wide[1 + row - lo : 1 + row - lo + block.shape[0], 1:-1] & (block == self._edge)
             flat = (np.flatnonzero(mine) + row * self.nx).astype(self.boundary_cells.dtype)
             found.append(self.boundary_cells.searchsorted(flat))
@@ -251,9 +251,8 @@ class RasterIndex:
         """The raster as kept: ranks, and two codes for "empty" and "boundary" (``cell_codes``), block by block."""
         compact = np.empty(cells.shape, dtype=np.uint16 if len(self.polygons) < UINT16_RANKS else np.uint32)
         empty, edge = cell_codes(compact.dtype)
-        step = max(1, BLOCK_CELLS // self.nx)
-        for row in self._row_blocks():
-            block, out = cells[row : row + step], compact[row : row + step]
+        for rows in self._row_blocks():
+            block, out = cells[rows], compact[rows]
             np.copyto(out, block, casting="unsafe")  # ranks as they are; the codes' cells are set next
             out[block == NO_POLYGON] = empty
             out[block < NO_POLYGON] = edge
@@ -297,8 +296,10 @@ class RasterIndex:
         """(cell, rank) as one integer, so that sorting pairs is a plain integer sort."""
         return cell.astype(np.int64) * len(self.polygons) + rank
 
-    def _row_blocks(self) -> range:
-        return range(0, self.ny, max(1, BLOCK_CELLS // self.nx))
+    def _row_blocks(self) -> list[slice]:
+        """The raster's rows in blocks of about ``BLOCK_CELLS`` cells (the last may be shorter)."""
+        step = max(1, BLOCK_CELLS // self.nx)
+        return [slice(row, row + step) for row in range(0, self.ny, step)]
 
     def _label_interiors(self, boundary_ids: NDArray) -> NDArray[np.int32]:
         """The raster: every non-boundary cell holds its component's owner; boundary cells are the caller's.
@@ -315,9 +316,8 @@ class RasterIndex:
         lookup = np.empty(count + 1, dtype=np.int32)
         lookup[0] = NO_POLYGON  # boundary cells: overwritten by the caller
         lookup[1:] = self._cover_rank(self._a_cell_of_each(cells, count)[1:])
-        step = max(1, BLOCK_CELLS // self.nx)
-        for row in self._row_blocks():
-            cells[row : row + step] = lookup[cells[row : row + step]]
+        for rows in self._row_blocks():
+            cells[rows] = lookup[cells[rows]]
         return cells
 
     def _a_cell_of_each(self, cells: NDArray[np.int32], count: int) -> NDArray[np.intp]:
@@ -330,16 +330,15 @@ class RasterIndex:
         quarter of a prefecture's build (0.25 of 1 s, issue 23).
         """
         found = np.zeros(count + 1, dtype=np.intp)
-        step = max(1, BLOCK_CELLS // self.nx)
-        for row in self._row_blocks():
-            block = cells[row : row + step]
+        for rows in self._row_blocks():
+            block = cells[rows]
             corner = block != 0
             corner[:, 1:] &= block[:, 1:] != block[:, :-1]
             corner[1:] &= block[1:] != block[:-1]
-            if row:  # the block's first row against the row above it
-                corner[0] &= block[0] != cells[row - 1]
+            if rows.start:  # the block's first row against the row above it
+                corner[0] &= block[0] != cells[rows.start - 1]
             ids = np.flatnonzero(corner)
-            found[block.ravel()[ids]] = ids + row * self.nx
+            found[block.ravel()[ids]] = ids + rows.start * self.nx
         return found
 
     def _cover_rank(self, cell_ids: NDArray[np.intp]) -> NDArray[np.int32]:
