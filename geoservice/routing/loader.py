@@ -125,5 +125,5 @@ def _post_set(rows: list, to_metric: pyproj.Transformer) -> PostSet:
     return PostSet(
         codes=np.array([r.code for r in rows], dtype=str),
         names=np.array([r.name for r in rows], dtype=str),
-        xy=np.column_stack(to_metric.transform(lon, lat)).reshape(-1, 2),
+        xy=np.column_stack(to_metric.transform(lon, lat)),
     )
