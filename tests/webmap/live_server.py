@@ -15,7 +15,12 @@ def live_server(app: FastAPI) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    # A test's requests.Session keeps its connection between steps, and a browser step can take longer
+    # than uvicorn's 5 s keep-alive: the server then closed the connection as the next POST went out on
+    # it ("Connection reset by peer", once). Held open for the whole test, it is never closed under a
+    # request; the server still closes it when the block ends.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_keep_alive=600)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     ready = threading.Event()
