@@ -104,3 +104,10 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an unexpected error")] = False,
 ) -> None:
     """Spatial governance service: grids, police posts, events on PostGIS."""
+
+
+def executable() -> None:
+    """``geoservice`` on the command line (pyproject's script): the commands, then an exit without teardown."""
+    from geoservice.cli.process import run
+
+    run(app)

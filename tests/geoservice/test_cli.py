@@ -14,7 +14,7 @@ from geoservice.infra.database import make_engine
 from geoservice.routing.registry import RouterRegistry
 from geoservice.settings import RoutingSettings
 from tests.etl import tiny_city
-from tests.etl.tiny_city import EAST, WEST, write
+from tests.etl.tiny_city import EAST, WEST, X0, Y0, D, write
 
 runner = CliRunner()
 
@@ -83,6 +83,40 @@ def test_a_publish_builds_the_router_index_the_next_command_reads(use_database: 
     monkeypatch.setenv("GEOSERVICE_ROUTER_CACHE", "false")  # no cache: the publish says nothing of an index
     result = run("versions", "rollback", "v1", "--as", "v1-again")
     assert result.exit_code == 0 and "router index" not in result.output, result.output
+
+
+def test_the_executable_ends_with_its_status_its_lines_its_file_and_the_index_stored(
+    use_database: str, tmp_path: Path, monkeypatch
+):
+    """The installed ``geoservice`` leaves without the interpreter's teardown (``geoservice.cli.process``).
+
+    What a user sees must not change: each status, every line printed, every row written, and the
+    router index the command built offered to the database, for the next machine, before it ended.
+    """
+    monkeypatch.setenv("GEOSERVICE_ROUTER_CACHE", "false")  # the publish builds no index: the route does
+    run("import", "regions", write(tiny_city.regions(), tmp_path / "r.geojson"), "--version", "v1")
+    run("import", "grids", write(tiny_city.grids(), tmp_path / "g.geojson"), "--version", "v1")
+    assert run("versions", "publish", "v1").exit_code == 0
+    monkeypatch.setenv("GEOSERVICE_ROUTER_CACHE", "true")
+    monkeypatch.setenv("GEOSERVICE_ROUTER_CACHE_DIR", str(tmp_path / "router-cache"))
+    rows = 20_000
+    lines = ["id,lon,lat", *(f"{i},{X0 + (i % 40) * D / 10},{Y0 + 0.5 * D}" for i in range(rows))]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    executable = str(Path(sys.executable).with_name("geoservice"))
+
+    def geoservice(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([executable, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    routed = geoservice("route", "in.csv", "out.csv")
+    assert routed.returncode == 0, routed.stderr
+    assert f"{rows:,} rows: {rows:,} routed" in routed.stdout
+    written = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(written) == rows + 1 and written[-1].startswith(f'"{rows - 1}",')
+    assert scalar(use_database, "SELECT count(*) FROM router_index_entries") >= 1
+    assert geoservice("--help").stdout.rstrip().endswith("╯")  # the whole help, its box closed
+    missing = geoservice("route", "missing.csv", "out2.csv")
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1] == "error: missing.csv: no such file"
+    assert geoservice("no-such-command").returncode == 2
 
 
 @pytest.mark.parametrize(
