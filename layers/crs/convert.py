@@ -152,8 +152,8 @@ def _transformer(src: int, dst: int, remember_in: str | os.PathLike | None = Non
     """
     found = _TRANSFORMERS.get((src, dst))
     if found is None:
-        if remember_in is not None and src == 4326:
-            built = transformer_from_wgs84(dst, Path(remember_in))
+        if src == 4326:
+            built = transformer_from_wgs84(dst, Path(remember_in) if remember_in is not None else None)
         else:
             built = pyproj.Transformer.from_crs(src, dst, always_xy=True)
         found = _TRANSFORMERS.setdefault((src, dst), built)

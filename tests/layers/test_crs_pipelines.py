@@ -1,6 +1,7 @@
 """The WGS84 → metric transformer remembered between processes moves points exactly as PROJ's own choice."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,18 @@ def test_an_unwritable_directory_still_gives_the_transformer(tmp_path: Path):
     blocked = tmp_path / "a file"
     blocked.write_text("")
     assert np.array_equal(moved(transformer_from_wgs84(GK_120E, blocked / "cache")), chosen_by_proj())
+
+
+@pytest.mark.parametrize("remembered", [True, False], ids=["with a directory", "without one"])
+def test_the_transformer_is_the_pipeline_so_other_threads_need_no_search(tmp_path: Path, remembered: bool):
+    """Handed out rebuilt from PROJ's pipeline, with or without a directory to remember it in.
+
+    pyproj copies a transformer into each thread that uses it; a copy of one made by ``from_crs``
+    searches PROJ's database again (0.06 s), a copy of a pipeline does not. A pipeline-made
+    transformer is the one without a source CRS.
+    """
+    made = transformer_from_wgs84(GK_120E, tmp_path if remembered else None)
+    assert made.source_crs is None and "proj=tmerc" in made.definition
+    with ThreadPoolExecutor(max_workers=1) as elsewhere:
+        assert np.array_equal(elsewhere.submit(moved, made).result(), chosen_by_proj())
+    assert (tmp_path / FILE_NAME).exists() == remembered
