@@ -1,5 +1,7 @@
 """The schema on a real PostGIS: migrations, indexes, constraints the data relies on."""
 
+import shutil
+
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -35,6 +37,40 @@ def test_downgrade_and_upgrade_again(empty_db: Engine):
 
 def test_heads_read_from_the_scripts_are_alembics():
     assert script_heads() == frozenset(ScriptDirectory(str(MIGRATIONS)).get_heads())
+
+
+BRANCH = 'revision: str = "9001"\ndown_revision: str | None = "{parent}"\n'  # beside the newest: two heads
+MERGE = 'revision: str = "9002"\ndown_revision = ("{newest}", "9001")\n'
+COMMENTED = 'revision: str = "9003"  # a note\ndown_revision: str | None = "{newest}"  # another\n'
+MERGE_OVER_LINES = 'revision: str = "9004"\ndown_revision = (\n    "{newest}",\n    "9001",\n)\n'
+
+
+@pytest.mark.parametrize(
+    ("added", "heads"),
+    [([BRANCH], 2), ([BRANCH, MERGE], 1), ([COMMENTED], 1), ([BRANCH, MERGE_OVER_LINES], None)],
+    ids=["two heads", "a merge of two heads", "comments after the revisions", "a merge written over lines"],
+)
+def test_heads_of_branched_scripts_are_alembics_or_left_to_it(tmp_path, monkeypatch, added, heads):
+    """The heads read from the scripts' lines are Alembic's, or None (Alembic decides) where a line is not whole."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    scripts = ScriptDirectory(str(copy))
+    (newest,) = scripts.get_heads()
+    parent = scripts.get_revision(newest).down_revision
+    for number, script in enumerate(added):
+        source = script.format(parent=parent, newest=newest)
+        (copy / "versions" / f"9{number}_added.py").write_text(f'"""Added by the test."""\n{source}')
+    monkeypatch.setattr("geoservice.infra.database.MIGRATIONS", copy)
+    script_heads.cache_clear()
+    try:
+        found = script_heads()
+    finally:
+        script_heads.cache_clear()
+    if heads is None:
+        assert found is None
+    else:
+        assert found == frozenset(ScriptDirectory(str(copy)).get_heads())
+        assert len(found) == heads
 
 
 def test_a_database_one_revision_behind_is_migrated(empty_db: Engine):
