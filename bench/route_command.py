@@ -63,6 +63,11 @@ from geoservice.infra.database import make_engine
 from geoservice.routing.loader import load_router
 from geoservice.settings import RoutingSettings
 
+# The other checkout's command as its own ``geoservice`` script would start it: since the executable
+# leaves without the interpreter's teardown (``geoservice.cli.process``) its entry point is
+# ``executable``; a checkout older than that has only the app.
+BEFORE_ENTRY = "import sys, geoservice.cli as cli; sys.exit(getattr(cli, 'executable', cli.app)())"
+
 PEER = textwrap.dedent('''
     """The plain geopandas script: grids from a file, points with pyarrow, sjoin, written with pyarrow."""
     import sys
@@ -193,7 +198,8 @@ def compare(
         (folder / "peer.py").write_text(PEER)
         env = {"GEOSERVICE_DATABASE_URL": city.url, "PYTHONPATH": str(code),
                "GEOSERVICE_ROUTER_CACHE_DIR": str(cache_dir)}  # fmt: skip
-        ours_cmd = [str(Path(sys.executable).with_name("geoservice")), "route"]
+        commands = {"ours": [str(Path(sys.executable).with_name("geoservice")), "route"],
+                    "before": [sys.executable, "-c", BEFORE_ENTRY, "route"]}  # fmt: skip
         sides = {"ours": (env, cache_dir)}
         if before is not None:
             sides["before"] = ({**env, "PYTHONPATH": str(before),
@@ -214,8 +220,8 @@ def compare(
                 peer_s: list[float] = []
                 peer_use: list[tuple[float, float]] = []  # the script's peak RSS and CPU seconds per round
                 if "new" not in caches:  # fill the directory and the database's copy once, untimed
-                    for side_env, _ in sides.values():
-                        _timed([*ours_cmd, str(source), str(folder / f"prime{suffix_out}")], side_env)
+                    for side, (side_env, _) in sides.items():
+                        _timed([*commands[side], str(source), str(folder / f"prime{suffix_out}")], side_env)
                 for r in range(rounds):
                     for cache in caches:
                         for side, (side_env, side_cache) in sides.items():
@@ -223,7 +229,7 @@ def compare(
                             if side == "ours":
                                 loads[cache].append(os.getloadavg()[0])
                             out = folder / f"{side}-{cache}-{n}{suffix_out}"
-                            took, peak, spent = _timed_rss([*ours_cmd, str(source), str(out)], side_env)
+                            took, peak, spent = _timed_rss([*commands[side], str(source), str(out)], side_env)
                             seconds[side, cache].append(took)
                             rss[side, cache].append(peak)
                             cpu[side, cache].append(spent)
