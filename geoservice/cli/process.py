@@ -1,12 +1,12 @@
 """The ``geoservice`` executable's process: run one command, then leave without the interpreter's teardown.
 
-When a command returns, its work is done: its files are closed, its transactions committed, its
-threads joined and its lines printed. What CPython does after that, freeing every object of every
-imported module one at a time, changes nothing anybody can see, and took 0.16-0.20 s of a million-point
-``geoservice route`` on the county (about 8 % of its 2.0-2.4 s, issue 23; bench/RESULTS.md, "The
-route command's end"). So the last exit handler leaves with ``os._exit``, as Instagram's servers do
-("Dismissing Python Garbage Collection at Instagram", 2017): after the interpreter has joined the
-threads and run every other exit handler, with the exit status the command gave.
+When a command returns, its work is done: its files are closed, its transactions committed and its
+lines printed, and the interpreter waits for its threads (a route's index offer) before any exit
+handler runs. What CPython does after that, freeing every object of every imported module one at a
+time, changes nothing anybody can see, and took 0.15-0.19 s of a million-point ``geoservice route`` on
+the county (about 8 % of its 2.0-2.4 s, issue 23; bench/RESULTS.md, "The route command's end, ...").
+So the last exit handler leaves with ``os._exit``, as Instagram's servers do ("Dismissing Python
+Garbage Collection at Instagram", 2017), with the exit status the command gave.
 
 Only the executable does this (``[project.scripts]`` in pyproject.toml). A command run in-process,
 as the tests do with ``CliRunner``, ends as any Python call does.
@@ -26,7 +26,7 @@ _status = 1  # what the process says if the command never got to say anything (a
 def run(command: Callable[[], object]) -> None:
     """Run ``command`` (a click or typer app in standalone mode), and leave with its status."""
     global _status
-    atexit.register(_leave)  # registered before any other, so it runs after every other
+    atexit.register(_leave)  # before the command imports anything that registers its own: so it runs last
     try:
         command()
     except SystemExit as done:
