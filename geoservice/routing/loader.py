@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import pyproj
@@ -30,44 +29,9 @@ def load_router(session: Session, version_id: int, settings: RoutingSettings) ->
     # with, not by PostGIS: a new backend's first ST_Transform loads PROJ (0.07-0.08 s measured, paid by
     # every ``geoservice route``), and both ends of a distance now come from the same PROJ. Choosing
     # its operation (0.1 s when no cache directory remembers it) runs while the rows below are read.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-transformer") as pool:
-        chosen = pool.submit(metric_transformer, epsg, settings.index_cache_dir)
-        version = _read_version(session, version_id)
-        to_metric = chosen.result()
-    return Router(
-        version_id=version_id,
-        version_name=version.name,
-        grids=version.grids,
-        grid_geoms=version.grid_geoms,
-        regions=version.regions,
-        stations=_post_set(version.stations, to_metric),
-        jurisdictions=version.jurisdictions,
-        posts={level: _post_set(rows, to_metric) for level, rows in version.posts.items()},
-        places=_places(session, epsg),
-        rules=_rules(session),
-        metric_epsg=epsg,
-        snap_tolerance_m=settings.snap_tolerance_m,
-        rings_m=settings.rings_m,
-        cell_m=settings.index_cell_m,
-        index_cache_dir=settings.index_cache_dir,
-        index_store=DatabaseIndexStore(_engine_of(session)),
-    )
-
-
-@dataclass
-class _VersionRows:
-    """What the database holds of one version and the posts, before anything is projected."""
-
-    name: str
-    grids: list[GridRecord]
-    grid_geoms: np.ndarray
-    regions: dict[str, Region]
-    posts: dict[str, list]  # by level
-    stations: list
-    jurisdictions: np.ndarray
-
-
-def _read_version(session: Session, version_id: int) -> _VersionRows:
+    choosing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-transformer")
+    chosen = choosing.submit(metric_transformer, epsg, settings.index_cache_dir)
+    choosing.shutdown(wait=False)  # its thread ends with the search, whether or not the reads below succeed
     name = session.execute(text("SELECT name FROM boundary_versions WHERE id = :v"), {"v": version_id}).scalar_one()
     rows = session.execute(
         text(
@@ -94,8 +58,25 @@ def _read_version(session: Session, version_id: int) -> _VersionRows:
     ).all()
     by_level = {level: [p for p in posts if p.level == level] for level in POST_LEVELS}
     stations = by_level["station"]
-    jurisdictions = np.array([shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object)
-    return _VersionRows(name, grids, grid_geoms, regions, by_level, stations, jurisdictions)
+    to_metric = chosen.result()  # before _places, which projects with the same (cached) transformer
+    return Router(
+        version_id=version_id,
+        version_name=name,
+        grids=grids,
+        grid_geoms=grid_geoms,
+        regions=regions,
+        stations=_post_set(stations, to_metric),
+        jurisdictions=np.array([shapely.from_wkb(bytes(p.area)) if p.area else None for p in stations], dtype=object),
+        posts={level: _post_set(rows, to_metric) for level, rows in by_level.items()},
+        places=_places(session, epsg),
+        rules=_rules(session),
+        metric_epsg=epsg,
+        snap_tolerance_m=settings.snap_tolerance_m,
+        rings_m=settings.rings_m,
+        cell_m=settings.index_cell_m,
+        index_cache_dir=settings.index_cache_dir,
+        index_store=DatabaseIndexStore(_engine_of(session)),
+    )
 
 
 def fill_index_cache(engine: Engine, version_id: int, settings: RoutingSettings) -> str:
