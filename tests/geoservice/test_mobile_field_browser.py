@@ -5,7 +5,6 @@ Pixel 5 emulation, emulated geolocation, the real app on a live server and PostG
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import requests
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import Engine, text
 
 from geoservice.app import create_app
@@ -23,11 +21,11 @@ from geoservice.infra.database import transaction
 from geoservice.media.settings import MediaSettings
 from geoservice.settings import RoutingSettings
 from layers.models import Role
-from tests.conftest import ARTIFACTS
 from tests.geoservice.events_city import AUTH, COMMUNITY_A, COMMUNITY_B, EVENTS, GRIDS, centre, load_events_city
 from tests.geoservice.photo_files import photo
 from tests.geoservice.signin import sign_in
 from tests.geoservice.test_mobile_browser import Remote, count
+from tests.webmap.failed_pages import keep_the_pages
 from tests.webmap.live_server import live_server
 from tests.webmap.test_onemap_browser import CHROMIUM_ARGS
 
@@ -66,23 +64,6 @@ def field(engine: Engine, tmp_path: Path) -> Iterator[Field]:
             raise
         finally:
             browser.close()
-
-
-def keep_the_pages(browser: Browser) -> None:
-    """Every open page as it was when its test failed (a picture and its HTML), in test-artifacts/failed.
-
-    A race in the page shows once in many runs; what the phone showed at that moment is what tells it.
-    """
-    folder = ARTIFACTS / "failed"
-    folder.mkdir(parents=True, exist_ok=True)
-    test = re.sub(r"\W+", "-", os.environ.get("PYTEST_CURRENT_TEST", "unknown").split(" ")[0].split("::")[-1])
-    pages = [page for context in browser.contexts for page in context.pages]
-    for i, page in enumerate(pages):
-        try:
-            page.screenshot(path=str(folder / f"{test}-{i}.png"), full_page=True)
-            (folder / f"{test}-{i}.html").write_text(page.content(), encoding="utf-8")
-        except PlaywrightError:  # a page already closed or crashed: the others are still worth keeping
-            continue
 
 
 def phone(f: Field, at: tuple[float, float]) -> BrowserContext:

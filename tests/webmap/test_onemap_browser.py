@@ -23,6 +23,7 @@ from geoservice.infra.embedded import EmbeddedCluster
 from geoservice.settings import AuthSettings, EventSettings
 from layers.crs import from_wgs84, parse_crs
 from tests.conftest import DEMO_PRISTINE, clone_template, drop_database
+from tests.webmap.failed_pages import keep_the_pages
 from tests.webmap.live_server import live_server
 from webmap.settings import MapSettings
 
@@ -427,8 +428,7 @@ def test_the_dispatchers_workbench(demo_copy: Engine, artifacts):
             try:
                 popup.locator(f".onemap-merge[data-into='{duplicate}']").click()
             except PlaywrightTimeout:  # once in many suite runs, under load: keep what explains it
-                page.screenshot(path=str(artifacts / "onemap-merge-failed.png"))
-                (artifacts / "onemap-merge-failed.html").write_text(page.content(), encoding="utf-8")
+                keep_the_pages(browser)
                 search = api.get(f"{base}/v1/events/{fresh}/duplicates", headers=_token(api, base, *DISPATCHER))
                 raise AssertionError(f"#{duplicate} was not offered; the dispatcher's search now answers "
                                      f"{search.status_code} {search.text}; the page said {console}") from None  # fmt: skip
