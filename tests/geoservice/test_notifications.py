@@ -56,7 +56,7 @@ class Receiver:
         self.delay_s, self.failing = delay_s, False
         self.seen: Counter[int] = Counter()
         self.bodies: list[tuple[dict, bytes, dict]] = []
-        self.bad_signatures = self.cut_short = 0
+        self.bad_signatures = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,7 +66,6 @@ class Receiver:
                 if len(body) < length:
                     # The sender died between its headers and its body (the kill -9 test): like any HTTP
                     # server, a request cut short is no request. Nothing was answered, so it is resent.
-                    receiver.cut_short += 1
                     self.close_connection = True
                     return
                 time.sleep(receiver.delay_s)
