@@ -64,7 +64,7 @@ def make_engine(url: str, settings: DatabaseSettings | None = None, *, warm: boo
     Last in, first out: a quiet server keeps reusing its few warm connections and lets the others
     idle, instead of cycling every request through all of them. ``warm=False``: new connections
     skip ``warm_up`` (~0.1 s each, measured), for a command that makes no PostGIS transforms of
-    its own, such as ``geoservice route``.
+    its own, such as ``geoservice route``; ``settings.warm_connections`` turns it off for the process.
     """
     settings = settings or DatabaseSettings()
     engine = create_engine(
@@ -83,7 +83,7 @@ def make_engine(url: str, settings: DatabaseSettings | None = None, *, warm: boo
         json_deserializer=orjson.loads,
         future=True,
     )
-    if warm:
+    if warm and settings.warm_connections:
         event.listen(engine, "connect", warm_up)
     return engine
 
