@@ -34,7 +34,7 @@ class DatabaseSettings(BaseSettings):
     embedded_os_user: str = "geoservice"
     # Each new connection loads PostGIS and builds the PROJ transforms tiles and the metric CRS use
     # (``warm_up``), so no request pays them. A process whose connections mostly live for seconds
-    # (the test suite: a database per test) turns it off: there it cost a third of the time.
+    # (the test suite: a database per test) turns it off: there it cost a tenth of the time.
     warm_connections: bool = True
 
     @field_validator("database_url")
