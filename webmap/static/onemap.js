@@ -1102,8 +1102,14 @@
 
   function goToEvent(item) {
     var latlng = [Number(item.getAttribute("data-lat")), Number(item.getAttribute("data-lon"))];
+    var id = item.getAttribute("data-event");
+    // The popup opens where the flight ends. Opened during it, the popup rode the moving map and its
+    // own pan into view fought the flight, so a click aimed at one of its buttons could land on the
+    // map below (seen in the suite: a grid's popup replaced the event's as the dispatcher clicked).
+    map.once("moveend", function () {
+      showEvent(id, latlng);
+    });
     map.flyTo(latlng, Math.max(map.getZoom(), 16), { duration: 0.6 });
-    showEvent(item.getAttribute("data-event"), latlng);
   }
 
   document.getElementById("onemap-newest").addEventListener("click", function (event) {
