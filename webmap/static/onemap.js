@@ -1106,9 +1106,13 @@
     // The popup opens where the flight ends. Opened during it, the popup rode the moving map and its
     // own pan into view fought the flight, so a click aimed at one of its buttons could land on the
     // map below (seen in the suite: a grid's popup replaced the event's as the dispatcher clicked).
-    map.once("moveend", function () {
+    // A flight cut short by the next choice never ends: only the last chosen event is shown.
+    if (state.flightEnd) map.off("moveend", state.flightEnd);
+    state.flightEnd = function () {
+      state.flightEnd = null;
       showEvent(id, latlng);
-    });
+    };
+    map.once("moveend", state.flightEnd);
     map.flyTo(latlng, Math.max(map.getZoom(), 16), { duration: 0.6 });
   }
 
